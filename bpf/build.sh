@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Compiles every bpf/*.c into build/bpf/*.o: clang -target bpf -O2 -g (BTF on).
+# Also used by tests to build deliberately broken programs from test/bpf/fixtures.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/build/bpf"
+mkdir -p "$out"
+arch_include="/usr/include/$(uname -m)-linux-gnu"
+compile() {
+  local src=$1 obj=$2
+  clang -target bpf -O2 -g -Wall -Werror -Wno-unused-function \
+    -I "$root/bpf" -I "$arch_include" -c "$src" -o "$obj.tmp"
+  mv "$obj.tmp" "$obj"
+}
+for src in "$root"/bpf/*.c; do
+  name=$(basename "$src" .c)
+  obj="$out/$name.o"
+  # Rebuild only what changed: a source or any header newer than the object.
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/bpf/include" -newer "$obj" -print -quit)" ]; then
+    compile "$src" "$obj"
+  fi
+done
+if [ -d "$root/test/bpf/fixtures" ]; then
+  mkdir -p "$out/fixtures"
+  for src in "$root"/test/bpf/fixtures/*.c; do
+    [ -e "$src" ] || continue
+    compile "$src" "$out/fixtures/$(basename "$src" .c).o"
+  done
+fi

@@ -1,0 +1,56 @@
+// Attaching programs to interfaces: tc clsact filters and XDP.
+import { call } from './errors.ts';
+import { native, type InterfaceTarget, type TcFilterSpec, type XdpMode } from './native.ts';
+
+export type { InterfaceTarget, TcDirection, TcFilterSpec, XdpMode } from './native.ts';
+
+/** Default tc handle/priority for Switchyard's filters; distinct from tc's usual 1/1 so ours are easy to tell apart. */
+export const TC_HANDLE = 0x5359; // "SY"
+export const TC_PRIORITY = 1;
+
+function withDefaults<T extends TcFilterSpec>(spec: T): T {
+  return { handle: TC_HANDLE, priority: TC_PRIORITY, ...spec };
+}
+
+/** Attaches (or replaces) a tc filter running `progFd`; creates the clsact qdisc if needed. */
+export function tcAttach(spec: TcFilterSpec & { progFd: number }): { ifindex: number; progId: number } {
+  const result = call(() => native().tcAttach({ ...withDefaults(spec), replace: true }));
+  return { ifindex: result.ifindex, progId: result.progId };
+}
+
+/** Removes our filter; false when there was none. The clsact qdisc stays for others. */
+export function tcDetach(spec: TcFilterSpec): boolean {
+  return call(() => native().tcDetach(withDefaults(spec)));
+}
+
+/** The id of the program in our filter slot, or null. */
+export function tcQuery(spec: TcFilterSpec): number | null {
+  return call(() => native().tcQuery(withDefaults(spec)));
+}
+
+/** Attaches an XDP program; "auto" tries native mode and falls back to generic. */
+export function xdpAttach(spec: InterfaceTarget & { progFd: number; mode?: XdpMode }): { ifindex: number; mode: XdpMode } {
+  return call(() => native().xdpAttach(spec));
+}
+
+export function xdpDetach(spec: InterfaceTarget): boolean {
+  return call(() => native().xdpDetach(spec));
+}
+
+export function xdpQuery(spec: InterfaceTarget): { progId: number; mode: string } {
+  return call(() => native().xdpQuery(spec));
+}
+
+/** Runs a program once (or `repeat` times) on a packet with BPF_PROG_TEST_RUN. */
+export function progTestRun(
+  progFd: number,
+  packet: Buffer,
+  options: { repeat?: number; ctxIn?: Buffer; dataOutSize?: number } = {},
+): { retval: number; data: Buffer; durationNs: number } {
+  const r = call(() => native().progTestRun(progFd, packet, options));
+  return { retval: r.retval, data: r.data, durationNs: r.durationNs };
+}
+
+export function progInfo(progFd: number): { id: number; type: number; name: string; tag: string } {
+  return call(() => native().progInfo(progFd));
+}

@@ -1,0 +1,104 @@
+// Loading a BPF object: open, size, load (reusing or creating pins), find maps and programs.
+import { rmSync } from 'node:fs';
+import { ensurePinDir } from './bpffs.ts';
+import type { Codec } from './codec.ts';
+import { call } from './errors.ts';
+import { BpfMap } from './map.ts';
+import { native, type NativeBpfObject, type NativeMapDescription, type NativeProgramDescription } from './native.ts';
+
+export interface LoadOptions {
+  /**
+   * A directory on bpffs. Every map is pinned there by name; a compatible map already
+   * pinned there is reused, which is how a restarted agent adopts the live datapath.
+   */
+  pinDir?: string;
+  /** Map sizes chosen by configuration, by map name. */
+  maxEntries?: Readonly<Record<string, number>>;
+}
+
+export class LoadedObject {
+  readonly path: string;
+  readonly pinDir: string | undefined;
+  private handle: NativeBpfObject | undefined;
+  private readonly mapsByName: Map<string, NativeMapDescription>;
+  private readonly programsByName: Map<string, NativeProgramDescription>;
+
+  private constructor(path: string, pinDir: string | undefined, handle: NativeBpfObject) {
+    this.path = path;
+    this.pinDir = pinDir;
+    this.handle = handle;
+    this.mapsByName = new Map(handle.maps().map((m) => [m.name, m]));
+    this.programsByName = new Map(handle.programs().map((p) => [p.name, p]));
+  }
+
+  /** Opens and loads `path`. Errors: ObjectFileError, VerifierError, BpffsMissingError, BpfError. */
+  static load(path: string, options: LoadOptions = {}): LoadedObject {
+    if (options.pinDir !== undefined) ensurePinDir(options.pinDir);
+    const handle = call(() => new (native().BpfObject)(path));
+    try {
+      for (const [name, size] of Object.entries(options.maxEntries ?? {})) {
+        call(() => handle.setMapMaxEntries(name, size));
+      }
+      call(() => handle.load(options.pinDir));
+      return new LoadedObject(path, options.pinDir, handle);
+    } catch (e) {
+      handle.close();
+      throw e;
+    }
+  }
+
+  private get live(): NativeBpfObject {
+    if (this.handle === undefined) throw new Error(`${this.path}: object is closed`);
+    return this.handle;
+  }
+
+  mapNames(): string[] {
+    return [...this.mapsByName.values()].filter((m) => !m.internal).map((m) => m.name);
+  }
+
+  mapDescription(name: string): NativeMapDescription {
+    const m = this.mapsByName.get(name);
+    if (m === undefined) throw new Error(`${this.path}: no map named ${name}`);
+    return m;
+  }
+
+  /** A typed view of one of the object's maps; the object keeps owning the fd. */
+  map<K, V>(name: string, key: Codec<K>, value: Codec<V>): BpfMap<K, V> {
+    this.live;
+    return new BpfMap(this.mapDescription(name).fd, key, value);
+  }
+
+  programFd(name: string): number {
+    this.live;
+    const p = this.programsByName.get(name);
+    if (p === undefined) throw new Error(`${this.path}: no program named ${name}`);
+    return p.fd;
+  }
+
+  programNames(): string[] {
+    return [...this.programsByName.keys()];
+  }
+
+  /** Pins program `name` at `path` on bpffs. */
+  pinProgram(name: string, path: string): void {
+    call(() => this.live.pinProgram(name, path));
+  }
+
+  /** Removes the map pins this object made or reused, and the pin directory if now empty. */
+  unpinMaps(): void {
+    call(() => this.live.unpinMaps());
+    if (this.pinDir !== undefined) {
+      try {
+        rmSync(this.pinDir, { recursive: false });
+      } catch {
+        // Not empty (programs or other objects pinned there) or already gone: leave it.
+      }
+    }
+  }
+
+  /** Releases fds. Pins and attachments stay in the kernel. */
+  close(): void {
+    this.handle?.close();
+    this.handle = undefined;
+  }
+}
