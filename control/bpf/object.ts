@@ -1,5 +1,5 @@
 // Loading a BPF object: open, size, load (reusing or creating pins), find maps and programs.
-import { rmSync } from 'node:fs';
+import { rmdirSync } from 'node:fs';
 import { ensurePinDir } from './bpffs.ts';
 import type { Codec } from './codec.ts';
 import { call } from './errors.ts';
@@ -89,7 +89,7 @@ export class LoadedObject {
     call(() => this.live.unpinMaps());
     if (this.pinDir !== undefined) {
       try {
-        rmSync(this.pinDir, { recursive: false });
+        rmdirSync(this.pinDir);
       } catch {
         // Not empty (programs or other objects pinned there) or already gone: leave it.
       }

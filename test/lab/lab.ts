@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { formatIpv6, ipv6Bytes } from '../../control/bpf/codec.ts';
 import { ipBatch, run } from './exec.ts';
 import { runPrefix } from './names.ts';
 import type { ProbeRequest, ProbeResult } from './probe.ts';
@@ -71,11 +72,20 @@ function installExitHandlers(): void {
     for (const lab of live) lab.teardownSync();
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
+    const handler = (): void => {
+      // A program with its own handler for this signal (the demo) ends its labs itself.
+      if (process.listenerCount(signal) > 1) return;
       for (const lab of live) lab.teardownSync();
+      process.off(signal, handler);
       process.kill(process.pid, signal);
-    });
+    };
+    process.on(signal, handler);
   }
+}
+
+/** Addresses are kept in the form sockets report them (RFC 5952), so tests can compare strings. */
+function canonicalV6(addr: string): string {
+  return formatIpv6(ipv6Bytes(addr));
 }
 
 export function netnsPath(netns: string): string {
@@ -107,7 +117,7 @@ export class Lab {
         ipv4: `10.254.0.${11 + i}`,
         ipv6: `fd00:254::${(11 + i).toString(16)}`,
         podCidrV4: `10.244.${i}.0/24`,
-        podCidrV6: `fd00:10:244:${i}::/64`,
+        podCidrV6: `${canonicalV6(`fd00:10:244:${i}::`)}/64`,
         wireIf: 'eth0',
         pods: [],
       };
@@ -117,7 +127,7 @@ export class Lab {
           netns: `${this.prefix}-n${i}p${j}`,
           node,
           ipv4: `10.244.${i}.${10 + j}`,
-          ipv6: `fd00:10:244:${i}::${(10 + j).toString(16)}`,
+          ipv6: canonicalV6(`fd00:10:244:${i}::${(10 + j).toString(16)}`),
           hostIf: `veth${j}`,
         };
         node.pods.push(pod);

@@ -1,0 +1,60 @@
+// The TypeScript mirror of bpf/include/layout.h agrees with the BTF clang emitted for it:
+// every struct's size, and every field's name, offset and size.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { LAYOUTS } from '../../control/bpf/layout.ts';
+import { buildDir } from './objects.ts';
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: Array<{ name: string; type_id: number; bits_offset: number }>;
+}
+
+function btfTypes(object: string): BtfType[] {
+  const json = execFileSync('bpftool', ['btf', 'dump', 'file', object, 'format', 'raw', '-j']).toString();
+  return (JSON.parse(json) as { types: BtfType[] }).types;
+}
+
+function sizeOf(types: Map<number, BtfType>, id: number): number {
+  const t = types.get(id);
+  if (t === undefined) throw new Error(`BTF type ${id} missing`);
+  if (t.size !== undefined) return t.size;
+  if (t.kind === 'ARRAY') return (t.nr_elems ?? 0) * sizeOf(types, t.type_id!);
+  if (t.type_id !== undefined) return sizeOf(types, t.type_id); // typedef, const, volatile
+  throw new Error(`BTF type ${id} (${t.kind}) has no size`);
+}
+
+describe('map layouts', () => {
+  const objects = readdirSync(buildDir).filter((f) => f.endsWith('.o'));
+  const structs = new Map<string, { type: BtfType; types: Map<number, BtfType> }>();
+  for (const object of objects) {
+    const all = btfTypes(`${buildDir}${object}`);
+    const byId = new Map(all.map((t) => [t.id, t]));
+    for (const t of all) if (t.kind === 'STRUCT' && t.name.startsWith('sy_')) structs.set(t.name, { type: t, types: byId });
+  }
+
+  for (const layout of LAYOUTS) {
+    it(`struct ${layout.cName} matches its BTF`, () => {
+      const found = structs.get(layout.cName);
+      assert.ok(found, `struct ${layout.cName} is in no object's BTF (is it used by a map?)`);
+      assert.equal(layout.size, found.type.size, 'size');
+      const members = found.type.members ?? [];
+      assert.deepEqual(
+        layout.fields.map((f) => ({ name: f.name, offset: f.offset, size: f.codec.size })),
+        members.map((m) => ({ name: m.name, offset: m.bits_offset / 8, size: sizeOf(found.types, m.type_id) })),
+      );
+    });
+  }
+
+  it('every sy_ struct in the BTF has a mirror', () => {
+    const mirrored = new Set(LAYOUTS.map((l) => l.cName));
+    assert.deepEqual([...structs.keys()].filter((n) => !mirrored.has(n)), []);
+  });
+});

@@ -1,0 +1,192 @@
+// Building and parsing Ethernet/IPv4/IPv6/TCP/UDP packets for BPF_PROG_TEST_RUN tests, with
+// checksums computed from scratch so a program's incremental updates can be checked.
+import { isIPv4 } from 'node:net';
+import { formatIpv6, ipv6Bytes } from '../control/bpf/codec.ts';
+
+export const PROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
+export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
+
+export interface PacketSpec {
+  src: string;
+  dst: string;
+  proto: 'tcp' | 'udp';
+  sport: number;
+  dport: number;
+  tcpFlags?: number;
+  payload?: Buffer;
+  ttl?: number;
+  srcMac?: string;
+  dstMac?: string;
+}
+
+function macBytes(mac: string): Buffer {
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+function ipv4Bytes(addr: string): Buffer {
+  return Buffer.from(addr.split('.').map(Number));
+}
+
+/** One's-complement sum of 16-bit words, folded. */
+export function csumAdd(buf: Buffer, initial = 0): number {
+  let sum = initial;
+  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
+  if (buf.length % 2 === 1) sum += buf[buf.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+export function csumFinish(sum: number): number {
+  return ~sum & 0xffff;
+}
+
+function pseudoHeader(src: Buffer, dst: Buffer, proto: number, length: number): Buffer {
+  if (src.length === 4) {
+    const p = Buffer.alloc(12);
+    src.copy(p, 0);
+    dst.copy(p, 4);
+    p[9] = proto;
+    p.writeUInt16BE(length, 10);
+    return p;
+  }
+  const p = Buffer.alloc(40);
+  src.copy(p, 0);
+  dst.copy(p, 16);
+  p.writeUInt32BE(length, 32);
+  p[39] = proto;
+  return p;
+}
+
+function l4Segment(spec: PacketSpec): Buffer {
+  const payload = spec.payload ?? Buffer.alloc(0);
+  if (spec.proto === 'tcp') {
+    const h = Buffer.alloc(20);
+    h.writeUInt16BE(spec.sport, 0);
+    h.writeUInt16BE(spec.dport, 2);
+    h.writeUInt32BE(1000, 4);
+    h.writeUInt32BE(spec.tcpFlags !== undefined && spec.tcpFlags & TCP_FLAGS.ACK ? 2000 : 0, 8);
+    h[12] = 5 << 4;
+    h[13] = spec.tcpFlags ?? TCP_FLAGS.SYN;
+    h.writeUInt16BE(65535, 14);
+    return Buffer.concat([h, payload]);
+  }
+  const h = Buffer.alloc(8);
+  h.writeUInt16BE(spec.sport, 0);
+  h.writeUInt16BE(spec.dport, 2);
+  h.writeUInt16BE(8 + payload.length, 4);
+  return Buffer.concat([h, payload]);
+}
+
+function withL4Checksum(segment: Buffer, proto: number, src: Buffer, dst: Buffer): Buffer {
+  const at = proto === PROTO.TCP ? 16 : 6;
+  segment.writeUInt16BE(0, at);
+  let c = csumFinish(csumAdd(segment, csumAdd(pseudoHeader(src, dst, proto, segment.length))));
+  if (proto === PROTO.UDP && c === 0) c = 0xffff;
+  segment.writeUInt16BE(c, at);
+  return segment;
+}
+
+/** An Ethernet frame carrying one TCP or UDP packet over IPv4 or IPv6, checksums correct. */
+export function buildPacket(spec: PacketSpec): Buffer {
+  const v4 = isIPv4(spec.src);
+  const proto = spec.proto === 'tcp' ? PROTO.TCP : PROTO.UDP;
+  const src = v4 ? ipv4Bytes(spec.src) : ipv6Bytes(spec.src);
+  const dst = v4 ? ipv4Bytes(spec.dst) : ipv6Bytes(spec.dst);
+  const segment = withL4Checksum(l4Segment(spec), proto, src, dst);
+  const eth = Buffer.alloc(14);
+  macBytes(spec.dstMac ?? '02:00:00:00:00:02').copy(eth, 0);
+  macBytes(spec.srcMac ?? '02:00:00:00:00:01').copy(eth, 6);
+  eth.writeUInt16BE(v4 ? 0x0800 : 0x86dd, 12);
+  let ip: Buffer;
+  if (v4) {
+    ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + segment.length, 2);
+    ip.writeUInt16BE(0x4000, 6); // DF
+    ip[8] = spec.ttl ?? 64;
+    ip[9] = proto;
+    src.copy(ip, 12);
+    dst.copy(ip, 16);
+    ip.writeUInt16BE(csumFinish(csumAdd(ip)), 10);
+  } else {
+    ip = Buffer.alloc(40);
+    ip.writeUInt32BE(0x60000000, 0);
+    ip.writeUInt16BE(segment.length, 4);
+    ip[6] = proto;
+    ip[7] = spec.ttl ?? 64;
+    src.copy(ip, 8);
+    dst.copy(ip, 24);
+  }
+  return Buffer.concat([eth, ip, segment]);
+}
+
+export interface ParsedPacket {
+  etherType: number;
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  proto: number;
+  ttl: number;
+  /** IPv4 header checksum verifies (always true for IPv6, which has none). */
+  ipChecksumOk: boolean;
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+  /** The TCP/UDP checksum verifies over the pseudo-header (a UDP checksum of 0 means none). */
+  l4ChecksumOk: boolean;
+  /** Bytes after the IP header. */
+  l4: Buffer;
+}
+
+/** Parses what buildPacket makes (and what a program returns), verifying checksums. */
+export function parsePacket(frame: Buffer): ParsedPacket {
+  const etherType = frame.readUInt16BE(12);
+  const ipStart = 14;
+  let family: 4 | 6;
+  let src: Buffer;
+  let dst: Buffer;
+  let proto: number;
+  let ttl: number;
+  let l4Start: number;
+  let ipChecksumOk = true;
+  let l4Length: number;
+  if (etherType === 0x0800) {
+    family = 4;
+    const ihl = (frame[ipStart]! & 0x0f) * 4;
+    ipChecksumOk = csumFinish(csumAdd(frame.subarray(ipStart, ipStart + ihl))) === 0;
+    proto = frame[ipStart + 9]!;
+    ttl = frame[ipStart + 8]!;
+    src = frame.subarray(ipStart + 12, ipStart + 16);
+    dst = frame.subarray(ipStart + 16, ipStart + 20);
+    l4Start = ipStart + ihl;
+    l4Length = frame.readUInt16BE(ipStart + 2) - ihl;
+  } else if (etherType === 0x86dd) {
+    family = 6;
+    proto = frame[ipStart + 6]!;
+    ttl = frame[ipStart + 7]!;
+    src = frame.subarray(ipStart + 8, ipStart + 24);
+    dst = frame.subarray(ipStart + 24, ipStart + 40);
+    l4Start = ipStart + 40;
+    l4Length = frame.readUInt16BE(ipStart + 4);
+  } else {
+    throw new Error(`not IP: ethertype 0x${etherType.toString(16)}`);
+  }
+  const l4 = frame.subarray(l4Start, l4Start + l4Length);
+  const hasPorts = proto === PROTO.TCP || proto === PROTO.UDP;
+  const udpNoChecksum = proto === PROTO.UDP && l4.readUInt16BE(6) === 0;
+  const l4ChecksumOk = udpNoChecksum || csumFinish(csumAdd(l4, csumAdd(pseudoHeader(src, dst, proto, l4.length)))) === 0;
+  return {
+    etherType,
+    family,
+    src: family === 4 ? [...src].join('.') : formatIpv6(src),
+    dst: family === 4 ? [...dst].join('.') : formatIpv6(dst),
+    proto,
+    ttl,
+    ipChecksumOk,
+    sport: hasPorts ? l4.readUInt16BE(0) : 0,
+    dport: hasPorts ? l4.readUInt16BE(2) : 0,
+    tcpFlags: proto === PROTO.TCP ? l4[13]! : 0,
+    l4ChecksumOk,
+    l4,
+  };
+}
