@@ -1,0 +1,257 @@
+// Decoding what the API server sends, in both of its wire formats, into client-node's typed
+// shapes. Protobuf: "k8s\0" + runtime.Unknown wrapping the object; watch streams are frames
+// of a 4-byte big-endian length + metav1.WatchEvent whose object.raw is again "k8s\0" + Unknown.
+// JSON: the usual objects; watch streams are one JSON WatchEvent per line.
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { KINDS, type KindName, type KubeObject } from './kinds.ts';
+
+export const PROTOBUF = 'application/vnd.kubernetes.protobuf';
+export const JSON_TYPE = 'application/json';
+const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]); // "k8s\0"
+
+export class WireError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WireError';
+  }
+}
+
+const protoDir = fileURLToPath(new URL('../../../proto/', import.meta.url));
+
+let rootCache: protobuf.Root | undefined;
+
+/** The trimmed schemas of proto/, loaded once. */
+export function protoRoot(): protobuf.Root {
+  if (rootCache === undefined) {
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => `${protoDir}${target.replace(/^.*\//, '')}`;
+    root.loadSync(['runtime.proto', 'meta.proto', 'core.proto', 'discovery.proto'], { keepCase: true });
+    root.resolveAll();
+    rootCache = root;
+  }
+  return rootCache;
+}
+
+function type(name: string): protobuf.Type {
+  return protoRoot().lookupType(name);
+}
+
+export interface Unknown {
+  apiVersion: string;
+  kind: string;
+  raw: Buffer;
+}
+
+/** Unwraps "k8s\0" + runtime.Unknown. */
+export function decodeEnvelope(bytes: Uint8Array): Unknown {
+  if (bytes.length < 4 || !MAGIC.equals(Buffer.from(bytes.subarray(0, 4)))) {
+    throw new WireError('protobuf envelope: missing "k8s\\0" prefix');
+  }
+  const msg = type('k8s.io.apimachinery.pkg.runtime.Unknown').decode(bytes.subarray(4)) as unknown as {
+    typeMeta?: { apiVersion?: string; kind?: string };
+    raw?: Uint8Array;
+  };
+  return {
+    apiVersion: msg.typeMeta?.apiVersion ?? '',
+    kind: msg.typeMeta?.kind ?? '',
+    raw: Buffer.from(msg.raw ?? new Uint8Array()),
+  };
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, bytes: Buffer, defaults: false, arrays: false, objects: false };
+
+/**
+ * Turns protobufjs's plain object into the JSON/client-node shape: IntOrString becomes a number
+ * or a string, Time becomes a Date. Recurses through the whole object.
+ */
+function normalizeProto(value: unknown, fieldName = ''): unknown {
+  if (Array.isArray(value)) return value.map((v) => normalizeProto(v, fieldName));
+  if (value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return value;
+  const record = value as Record<string, unknown>;
+  if (fieldName === 'targetPort') {
+    return record.type === 1 ? (record.strVal ?? '') : (record.intVal ?? 0);
+  }
+  if (fieldName === 'creationTimestamp' || fieldName === 'deletionTimestamp') {
+    return new Date(Number(record.seconds ?? 0) * 1000 + Math.floor(Number(record.nanos ?? 0) / 1e6));
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record)) out[k] = normalizeProto(v, k);
+  return out;
+}
+
+/** Decodes one object's protobuf message bytes (the raw inside Unknown). */
+export function decodeProtoObject<K extends KindName>(kind: K, raw: Uint8Array): KubeObject {
+  const t = type(KINDS[kind].protoType);
+  const obj = normalizeProto(t.toObject(t.decode(raw), TO_OBJECT)) as KubeObject;
+  obj.apiVersion = KINDS[kind].apiVersion;
+  obj.kind = kind;
+  return obj;
+}
+
+export interface DecodedList {
+  resourceVersion: string;
+  continue: string;
+  items: unknown[];
+}
+
+/** Decodes a list response body ("k8s\0" + Unknown wrapping a *List). */
+export function decodeProtoList(kind: KindName, body: Uint8Array): DecodedList {
+  const unknown = decodeEnvelope(body);
+  if (unknown.kind === 'Status') throw statusError(decodeProtoStatus(unknown.raw));
+  const t = type(KINDS[kind].protoListType);
+  const list = t.toObject(t.decode(unknown.raw), TO_OBJECT) as {
+    metadata?: { resourceVersion?: string; continue?: string };
+    items?: unknown[];
+  };
+  const items = (list.items ?? []).map((item) => {
+    const obj = normalizeProto(item) as KubeObject;
+    obj.apiVersion = KINDS[kind].apiVersion;
+    obj.kind = kind;
+    return obj;
+  });
+  return { resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '', items };
+}
+
+export interface KubeStatus {
+  code: number;
+  reason: string;
+  message: string;
+  retryAfterSeconds?: number;
+}
+
+export function decodeProtoStatus(raw: Uint8Array): KubeStatus {
+  const t = type('k8s.io.apimachinery.pkg.apis.meta.v1.Status');
+  const s = t.toObject(t.decode(raw), TO_OBJECT) as { code?: number; reason?: string; message?: string; details?: { retryAfterSeconds?: number } };
+  return { code: s.code ?? 0, reason: s.reason ?? '', message: s.message ?? '', retryAfterSeconds: s.details?.retryAfterSeconds };
+}
+
+export function jsonStatus(value: unknown): KubeStatus {
+  const s = (value ?? {}) as { code?: unknown; reason?: unknown; message?: unknown; details?: { retryAfterSeconds?: unknown } };
+  return {
+    code: typeof s.code === 'number' ? s.code : 0,
+    reason: typeof s.reason === 'string' ? s.reason : '',
+    message: typeof s.message === 'string' ? s.message : '',
+    retryAfterSeconds: typeof s.details?.retryAfterSeconds === 'number' ? s.details.retryAfterSeconds : undefined,
+  };
+}
+
+/** The error a Status stands for; `status` is kept so callers can look at the code. */
+export class StatusError extends Error {
+  readonly status: KubeStatus;
+
+  constructor(status: KubeStatus) {
+    super(`API status ${status.code} ${status.reason}: ${status.message}`);
+    this.name = 'StatusError';
+    this.status = status;
+  }
+}
+
+function statusError(status: KubeStatus): StatusError {
+  return new StatusError(status);
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+/** One decoded watch event; `object` is the typed object, or the Status for ERROR. */
+export type WatchEvent =
+  | { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK'; object: KubeObject }
+  | { type: 'ERROR'; status: KubeStatus };
+
+const EVENT_TYPES = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
+/** Decodes one protobuf watch frame's payload (metav1.WatchEvent). */
+export function decodeProtoWatchEvent(kind: KindName, frame: Uint8Array): WatchEvent {
+  const t = type('k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent');
+  const ev = t.decode(frame) as unknown as { type?: string; object?: { raw?: Uint8Array } };
+  const eventType = ev.type ?? '';
+  if (!EVENT_TYPES.has(eventType)) throw new WireError(`watch event: unknown type "${eventType}"`);
+  const unknown = decodeEnvelope(ev.object?.raw ?? new Uint8Array());
+  if (eventType === 'ERROR' || unknown.kind === 'Status') return { type: 'ERROR', status: decodeProtoStatus(unknown.raw) };
+  return { type: eventType as 'ADDED', object: decodeProtoObject(kind, unknown.raw) };
+}
+
+/** Dates in JSON are RFC 3339 strings; client-node's types (and the model) use Date. */
+function normalizeJsonObject(kind: KindName, value: unknown): KubeObject {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new WireError(`${kind}: not an object`);
+  const obj = value as KubeObject & { metadata?: Record<string, unknown> };
+  const meta = obj.metadata;
+  if (meta !== undefined && meta !== null && typeof meta === 'object') {
+    for (const field of ['creationTimestamp', 'deletionTimestamp']) {
+      if (typeof meta[field] === 'string') meta[field] = new Date(meta[field]);
+    }
+  }
+  return obj;
+}
+
+export function decodeJsonObject(kind: KindName, value: unknown): KubeObject {
+  return normalizeJsonObject(kind, value);
+}
+
+export function decodeJsonList(kind: KindName, body: string): DecodedList {
+  const parsed = JSON.parse(body) as { kind?: string; metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
+  if (parsed.kind === 'Status') throw statusError(jsonStatus(parsed));
+  if (!Array.isArray(parsed.items)) throw new WireError(`${kind} list: no items array`);
+  return {
+    resourceVersion: parsed.metadata?.resourceVersion ?? '',
+    continue: parsed.metadata?.continue ?? '',
+    items: parsed.items.map((item) => {
+      try {
+        return normalizeJsonObject(kind, item);
+      } catch {
+        return item; // left for validation to reject with the object's name
+      }
+    }),
+  };
+}
+
+/** Decodes one line of a JSON watch stream. */
+export function decodeJsonWatchEvent(kind: KindName, line: string): WatchEvent {
+  const ev = JSON.parse(line) as { type?: unknown; object?: unknown };
+  const eventType = typeof ev.type === 'string' ? ev.type : '';
+  if (!EVENT_TYPES.has(eventType)) throw new WireError(`watch event: unknown type "${eventType}"`);
+  if (eventType === 'ERROR') return { type: 'ERROR', status: jsonStatus(ev.object) };
+  return { type: eventType as 'ADDED', object: normalizeJsonObject(kind, ev.object) };
+}
+
+/** Splits a protobuf watch stream into frames as bytes arrive. */
+export class FrameSplitter {
+  private pending: Buffer = Buffer.alloc(0);
+  /** Frames larger than this are treated as corruption rather than buffered forever. */
+  static readonly MAX_FRAME = 64 * 1024 * 1024;
+
+  push(chunk: Buffer): Buffer[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const frames: Buffer[] = [];
+    for (;;) {
+      if (this.pending.length < 4) break;
+      const length = this.pending.readUInt32BE(0);
+      if (length > FrameSplitter.MAX_FRAME) throw new WireError(`watch frame of ${length} bytes`);
+      if (this.pending.length < 4 + length) break;
+      frames.push(this.pending.subarray(4, 4 + length));
+      this.pending = this.pending.subarray(4 + length);
+    }
+    return frames;
+  }
+
+  /** Bytes of an unfinished frame (non-zero when a stream ends mid-frame). */
+  get buffered(): number {
+    return this.pending.length;
+  }
+}
+
+/** Splits a JSON watch stream into lines as bytes arrive. */
+export class LineSplitter {
+  private pending = '';
+
+  push(chunk: Buffer): string[] {
+    this.pending += chunk.toString('utf8');
+    const lines = this.pending.split('\n');
+    this.pending = lines.pop() ?? '';
+    return lines.filter((l) => l.trim() !== '');
+  }
+
+  get buffered(): number {
+    return this.pending.length;
+  }
+}

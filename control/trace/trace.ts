@@ -1,0 +1,161 @@
+// trace: the verdict for one packet, read from the desired state — the same state every
+// backend compiles, so the datapath tests in every mode are held against this answer.
+// Mirrors kube-proxy's rule order: ClusterIP, external IPs and LB IPs first, NodePorts last;
+// LB source ranges before endpoints; REJECT without any endpoint, DROP without a local one.
+import { anyContains, canonicalIp, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
+import type { DesiredState, EndpointState, FamilyState, FrontendKind, Protocol, ServicePortState } from '../model/types.ts';
+
+export interface TracePacket {
+  src: string;
+  dst: string;
+  port: number;
+  protocol: Protocol;
+  /** The interface the packet arrived on; needed only for interface-based local detection. */
+  inInterface?: string;
+}
+
+/** Where the packet comes from, as kube-proxy tells it: this node, one of its pods, or elsewhere. */
+export type SourceKind = 'node' | 'local-pod' | 'other';
+
+export interface TraceEndpoint {
+  ip: string;
+  port: number;
+  nodeName: string;
+  local: boolean;
+  terminating: boolean;
+  /** Share of new flows this endpoint gets. */
+  weight: number;
+  /** The backend sees the node's address, not the client's (masquerade, or hairpin). */
+  sourceTranslated: boolean;
+}
+
+export interface TraceFrontend {
+  kind: FrontendKind;
+  address: string;
+  port: number;
+}
+
+export type TraceVerdict =
+  | {
+      verdict: 'FORWARD';
+      servicePort: string;
+      key: string;
+      frontend: TraceFrontend;
+      protocol: Protocol;
+      source: SourceKind;
+      /** Which endpoint set serves this packet. */
+      policy: 'Cluster' | 'Local';
+      endpoints: TraceEndpoint[];
+      affinityTimeoutSeconds: number;
+      algorithm: string;
+      reason: string;
+    }
+  | {
+      verdict: 'DROP' | 'REJECT';
+      servicePort: string;
+      key: string;
+      frontend: TraceFrontend;
+      protocol: Protocol;
+      source: SourceKind;
+      reason: string;
+    }
+  | { verdict: 'NO_SERVICE'; reason: string };
+
+interface Match {
+  sp: ServicePortState;
+  frontend: TraceFrontend;
+}
+
+function findFrontend(fs: FamilyState, dst: string, port: number, protocol: Protocol): Match | undefined {
+  const ports = [...fs.servicePorts.values()].filter((sp) => sp.protocol === protocol);
+  for (const sp of ports) {
+    if (sp.port !== port) continue;
+    if (sp.clusterIP === dst) return { sp, frontend: { kind: 'ClusterIP', address: dst, port } };
+    if (sp.externalIPs.includes(dst)) return { sp, frontend: { kind: 'ExternalIP', address: dst, port } };
+    if (sp.loadBalancerIPs.includes(dst)) return { sp, frontend: { kind: 'LoadBalancer', address: dst, port } };
+  }
+  const nodePortAddress = fs.nodePortAddresses.all ? fs.nodeIPs.includes(dst) : fs.nodePortAddresses.addresses.includes(dst);
+  if (!nodePortAddress) return undefined;
+  const sp = ports.find((p) => p.nodePort === port);
+  return sp === undefined ? undefined : { sp, frontend: { kind: 'NodePort', address: dst, port } };
+}
+
+export function sourceKind(fs: FamilyState, src: string, inInterface: string | undefined): SourceKind {
+  if (fs.nodeIPs.includes(src) || src === '127.0.0.1' || src === '::1') return 'node';
+  const d = fs.localDetector;
+  if (d.mode === 'ClusterCIDR' || d.mode === 'NodeCIDR') {
+    const cidrs = d.cidrs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined);
+    return anyContains(cidrs, src) ? 'local-pod' : 'other';
+  }
+  if (d.mode === 'BridgeInterface') return inInterface === d.interfaceName ? 'local-pod' : 'other';
+  if (d.mode === 'InterfaceNamePrefix') return inInterface?.startsWith(d.interfaceName) ? 'local-pod' : 'other';
+  return 'other';
+}
+
+function sourceAllowed(sp: ServicePortState, src: string): boolean {
+  if (sp.loadBalancerSourceRanges.length === 0) return true;
+  const ranges = sp.loadBalancerSourceRanges.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined);
+  if (anyContains(ranges, src)) return true;
+  // A node inside the ranges may reach the LB IP with the LB IP itself as source.
+  return sp.sourceRangesAllowLbIp && sp.loadBalancerIPs.includes(src);
+}
+
+function candidates(endpoints: readonly EndpointState[], src: string, masquerade: boolean): TraceEndpoint[] {
+  return endpoints.map((ep) => ({
+    ip: ep.ip,
+    port: ep.port,
+    nodeName: ep.nodeName,
+    local: ep.local,
+    terminating: ep.terminating,
+    weight: 1 / endpoints.length,
+    // Hairpin: an endpoint reaching itself through the service is always masqueraded.
+    sourceTranslated: masquerade || ep.ip === src,
+  }));
+}
+
+export function trace(state: DesiredState, packet: TracePacket): TraceVerdict {
+  const src = canonicalIp(packet.src);
+  const dst = canonicalIp(packet.dst);
+  if (src === undefined || dst === undefined) return { verdict: 'NO_SERVICE', reason: `not an IP address: ${src === undefined ? packet.src : packet.dst}` };
+  const family = familyOf(dst)!;
+  if (familyOf(src) !== family) return { verdict: 'NO_SERVICE', reason: 'source and destination are of different IP families' };
+  const fs = state.families.get(family);
+  if (fs === undefined) return { verdict: 'NO_SERVICE', reason: `IPv${family} is not proxied` };
+  const match = findFrontend(fs, dst, packet.port, packet.protocol);
+  if (match === undefined) return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
+  const { sp, frontend } = match;
+  const source = sourceKind(fs, src, packet.inInterface);
+  const base = { servicePort: sp.servicePortName, key: sp.key, frontend, protocol: sp.protocol, source };
+  const forward = (policy: 'Cluster' | 'Local', endpoints: readonly EndpointState[], masquerade: boolean, reason: string): TraceVerdict => ({
+    verdict: 'FORWARD',
+    ...base,
+    policy,
+    endpoints: candidates(endpoints, src, masquerade),
+    affinityTimeoutSeconds: sp.affinityTimeoutSeconds,
+    algorithm: sp.algorithm,
+    reason,
+  });
+
+  if (frontend.kind === 'LoadBalancer' && !sourceAllowed(sp, src)) {
+    return { verdict: 'DROP', ...base, reason: `source ${src} is outside loadBalancerSourceRanges` };
+  }
+  if (!sp.hasAnyEndpoints) return { verdict: 'REJECT', ...base, reason: 'service has no endpoints' };
+
+  if (frontend.kind === 'ClusterIP') {
+    const masquerade = state.config.masqueradeAll || (fs.localDetector.mode !== 'None' && source !== 'local-pod');
+    if (sp.internalPolicyLocal) {
+      if (sp.localEndpoints.length === 0) return { verdict: 'DROP', ...base, reason: 'internalTrafficPolicy Local and no endpoint on this node' };
+      return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
+    }
+    return forward('Cluster', sp.clusterEndpoints, masquerade, 'cluster IP');
+  }
+
+  // NodePort, external IP, load-balancer IP.
+  if (sp.externalPolicyLocal) {
+    if (source === 'local-pod') return forward('Cluster', sp.clusterEndpoints, false, 'pod traffic to an external destination short-circuits to the cluster endpoints');
+    if (source === 'node') return forward('Cluster', sp.clusterEndpoints, true, 'node traffic to an external destination is masqueraded and uses the cluster endpoints');
+    if (sp.localEndpoints.length === 0) return { verdict: 'DROP', ...base, reason: 'externalTrafficPolicy Local and no endpoint on this node' };
+    return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local keeps the client address');
+  }
+  return forward('Cluster', sp.clusterEndpoints, true, 'externalTrafficPolicy Cluster masquerades external traffic');
+}

@@ -1,0 +1,53 @@
+// The semantic case table through trace: kube-proxy's answers for every case on node n0.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nodeFacts } from '../../control/model/node.ts';
+import { ChangeTracker } from '../../control/model/tracker.ts';
+import { trace } from '../../control/trace/trace.ts';
+import { cases, config, HOST_ONLY_IPS, node, podOf, services, slices, THIS_NODE } from '../cases/semantics.ts';
+
+function model(): ChangeTracker {
+  const tracker = new ChangeTracker(config, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
+  for (const s of services) assert.deepEqual(tracker.upsertService(s), [], `service ${s.metadata?.name} is valid`);
+  for (const s of slices) assert.deepEqual(tracker.upsertSlice(s), [], `slice ${s.metadata?.name} is valid`);
+  tracker.flush();
+  return tracker;
+}
+
+describe('semantic case table (trace)', () => {
+  const state = model().state();
+  for (const c of cases) {
+    it(c.name, () => {
+      const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol });
+      assert.equal(v.verdict, c.expect.verdict, 'reason' in v ? v.reason : '');
+      if (v.verdict !== 'FORWARD' || c.expect.verdict !== 'FORWARD') return;
+      const e = c.expect;
+      assert.deepEqual(v.endpoints.map((x) => podOf(x.ip)).sort(), [...e.pods].sort(), 'candidate endpoints');
+      for (const x of v.endpoints) {
+        const expected = e.hairpin?.includes(podOf(x.ip)) ? true : e.sourceTranslated;
+        assert.equal(x.sourceTranslated, expected, `source translation towards ${podOf(x.ip)}`);
+        assert.ok(Math.abs(x.weight - 1 / v.endpoints.length) < 1e-9, 'equal weights');
+        if (e.targetPort !== undefined) assert.equal(x.port, e.targetPort, 'target port');
+      }
+      if (e.policy !== undefined) assert.equal(v.policy, e.policy);
+      if (e.kind !== undefined) assert.equal(v.frontend.kind, e.kind);
+    });
+  }
+
+  it('ExternalName and headless services program nothing', () => {
+    const keys = [...state.families.values()].flatMap((f) => [...f.servicePorts.keys()]);
+    assert.deepEqual(keys.filter((k) => k.startsWith('demo/headless') || k.startsWith('demo/external-name')), []);
+  });
+
+  it('affinity, health check node port and source ranges come through', () => {
+    const v4 = state.families.get(4)!.servicePorts;
+    assert.equal(v4.get('demo/sticky/TCP/v4')?.affinityTimeoutSeconds, 60);
+    assert.equal(v4.get('demo/web:http/TCP/v4')?.affinityTimeoutSeconds, 0);
+    const lb = v4.get('demo/lb/TCP/v4')!;
+    assert.equal(lb.healthCheckNodePort, 32000);
+    assert.deepEqual(lb.loadBalancerSourceRanges, ['10.254.0.200/32', '10.254.0.8/29']);
+    assert.equal(lb.sourceRangesAllowLbIp, true);
+    assert.equal(v4.get('demo/lb-blocked/TCP/v4')?.sourceRangesAllowLbIp, false);
+    assert.deepEqual(v4.get('demo/lb-blocked/TCP/v4')?.loadBalancerIPs, ['10.254.0.51']);
+  });
+});
