@@ -217,7 +217,7 @@ export const cases: SemanticCase[] = [
   { name: 'pod -> externalIP of eTP Local service: cluster endpoints', ...fromPod(0, 0), dst: EXTERNAL_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: false, kind: 'ExternalIP' } },
   { name: 'external -> LB IP in source ranges, eTP Local: local endpoint, client IP kept', ...fromExternal, dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0'], sourceTranslated: false, policy: 'Local', kind: 'LoadBalancer' } },
   { name: 'LB IP as source is allowed when a node IP is in the ranges', from: { node: 'n0' }, src: LB_IP, dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0'], sourceTranslated: false, policy: 'Local' } },
-  { name: 'pod -> LB IP outside the source ranges: DROP', ...fromPod(1, 0), dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'DROP' } },
+  { name: 'pod -> LB IP outside the source ranges: DROP', ...fromPod(0, 2), dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'DROP' } },
   { name: 'external -> LB IP outside its source ranges: DROP', ...fromExternal, dst: LB_BLOCKED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'DROP' } },
   { name: 'external -> NodePort of the same service is not filtered by source ranges', ...fromExternal, dst: '10.254.0.11', port: 30083, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p1'], sourceTranslated: true } },
   { name: 'LB ingress with ipMode Proxy gets no frontend', ...fromExternal, dst: '10.254.0.52', port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },
