@@ -324,13 +324,16 @@ export class TestApiServer {
   }
 
   private endWatcher(w: Watcher): void {
-    if (!w.closed) w.res.end();
+    if (w.closed) return;
+    w.closed = true;
+    this.watchers.delete(w);
+    w.res.end();
   }
 
   private sendError(w: Watcher, status: KubeStatus): void {
     if (w.protobuf) w.res.write(encodeWatchFrame('ERROR', encodeStatus(status)));
     else w.res.write(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', ...status } })}\n`);
-    w.res.end();
+    this.endWatcher(w);
   }
 
   private emit(ev: HistoryEvent): void {
@@ -353,7 +356,7 @@ export class TestApiServer {
   }
 
   private send(w: Watcher, type: string, obj: Obj): void {
-    if (w.closed) return;
+    if (w.closed || w.res.writableEnded || w.res.destroyed) return;
     const bytes = w.protobuf ? encodeWatchFrame(type, encodeObject(w.kind, obj)) : Buffer.from(`${JSON.stringify({ type, object: obj })}\n`);
     const fault = w.pendingFault;
     if (fault?.type === 'drop-mid-frame') {

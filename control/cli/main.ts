@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// switchyard: one executable, subcommands. The agent (the default) arrives with the agent work;
+// the inspect commands read the model (trace) or the pinned maps.
+import { processIO, type CommandIO } from './io.ts';
+import { traceCommand } from './trace.ts';
+
+const USAGE = `usage: switchyard <command> [flags]
+
+commands:
+  trace      the verdict for one packet, from the desired state (see switchyard trace --help)
+  version    print the version
+`;
+
+export async function main(argv: string[], io: CommandIO = processIO): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'trace':
+        return await traceCommand(rest, io);
+      case 'version':
+        io.stdout('switchyard 0.1.0\n');
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        io.stderr(`unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    io.stderr(`switchyard ${command}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,53 @@
+// Connects sources to the model: Services and EndpointSlices into the change tracker, the
+// proxy's own Node into node facts, rejections into the rejection log.
+import { nodeFacts } from '../model/node.ts';
+import type { ChangeTracker } from '../model/tracker.ts';
+import type { KindName, KubeObject } from './kube/kinds.ts';
+import type { V1Node } from '@kubernetes/client-node';
+import type { RejectionLog } from './rejection-log.ts';
+import type { ObjectSink } from './sink.ts';
+
+export interface ModelFeedOptions {
+  tracker: ChangeTracker;
+  rejections: RejectionLog;
+  nodeName: string;
+  /** Addresses of the host's own interfaces, added to the Node's (NodePorts answer there too). */
+  hostAddresses?: readonly string[];
+  /** Called after every delivered change (the agent schedules a sync). */
+  onChange?: () => void;
+  onSynced?: (kind: KindName) => void;
+}
+
+export class ModelFeed implements ObjectSink {
+  private readonly o: ModelFeedOptions;
+
+  constructor(options: ModelFeedOptions) {
+    this.o = options;
+  }
+
+  upsert(kind: KindName, obj: KubeObject): void {
+    const ref = `${kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    if (kind === 'Service') this.o.rejections.record(ref, this.o.tracker.upsertService(obj));
+    else if (kind === 'EndpointSlice') this.o.rejections.record(ref, this.o.tracker.upsertSlice(obj));
+    else if (obj.metadata?.name === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, obj as V1Node, this.o.hostAddresses));
+    else return;
+    this.o.onChange?.();
+  }
+
+  delete(kind: KindName, key: string): void {
+    if (kind === 'Service') this.o.tracker.deleteService(key);
+    else if (kind === 'EndpointSlice') this.o.tracker.deleteSlice(key);
+    else if (key === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, undefined, this.o.hostAddresses));
+    else return;
+    this.o.rejections.forget(`${kind} ${key}`);
+    this.o.onChange?.();
+  }
+
+  synced(kind: KindName): void {
+    this.o.onSynced?.(kind);
+  }
+
+  decodeError(kind: KindName | 'unknown', where: string, detail: string): void {
+    this.o.rejections.record(`${kind} ${where}`, [{ object: `${kind} ${where}`, reason: 'decode-error', detail, dropped: 'object' }]);
+  }
+}

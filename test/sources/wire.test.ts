@@ -1,0 +1,117 @@
+// Decoding against Kubernetes' own serializer: the fixtures in shared/fixtures/k8s are bytes
+// the real API machinery produced, with their JSON twins. Every field the model reads must
+// decode to the same value from both; the placeholder values must then be rejected with reasons.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { validateService, validateSlice } from '../../control/model/validate.ts';
+import {
+  FrameSplitter,
+  decodeEnvelope,
+  decodeJsonObject,
+  decodeProtoObject,
+  decodeProtoWatchEvent,
+  WireError,
+} from '../../control/sources/kube/wire.ts';
+import { encodeObject, encodeWatchFrame } from '../apiserver/encode.ts';
+
+const fixtures = fileURLToPath(new URL('../../../shared/fixtures/k8s/', import.meta.url));
+
+/** The paths the model reads, per kind. */
+const SERVICE_FIELDS = [
+  'metadata.name', 'metadata.namespace', 'metadata.uid', 'metadata.resourceVersion', 'metadata.labels', 'metadata.annotations', 'metadata.deletionTimestamp',
+  'spec.type', 'spec.clusterIP', 'spec.clusterIPs', 'spec.ports', 'spec.externalIPs', 'spec.sessionAffinity', 'spec.sessionAffinityConfig',
+  'spec.loadBalancerSourceRanges', 'spec.externalTrafficPolicy', 'spec.internalTrafficPolicy', 'spec.healthCheckNodePort', 'spec.ipFamilies',
+  'spec.ipFamilyPolicy', 'spec.trafficDistribution', 'spec.externalName', 'status.loadBalancer.ingress',
+];
+const SLICE_FIELDS = ['metadata.name', 'metadata.namespace', 'metadata.labels', 'addressType', 'ports', 'endpoints'];
+
+function at(obj: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o === null || typeof o !== 'object' ? undefined : (o as Record<string, unknown>)[k]), obj);
+}
+
+/** JSON has fields the trimmed schema deliberately skips (targetRef, deprecatedTopology, LB ports); compare what we keep. */
+function prune(value: unknown, like: unknown): unknown {
+  if (Array.isArray(value) && Array.isArray(like)) return value.map((v, i) => prune(v, like[i]));
+  if (value instanceof Date || like instanceof Date) return value;
+  if (value !== null && typeof value === 'object' && like !== null && typeof like === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(like as object)) out[k] = prune((value as Record<string, unknown>)[k], (like as Record<string, unknown>)[k]);
+    return out;
+  }
+  return value;
+}
+
+describe('wire: Kubernetes fixtures', { skip: !existsSync(fixtures) && 'shared/fixtures/k8s is missing' }, () => {
+  for (const [file, kind, fields] of [
+    ['core.v1.Service', 'Service', SERVICE_FIELDS],
+    ['discovery.v1.EndpointSlice', 'EndpointSlice', SLICE_FIELDS],
+  ] as const) {
+    it(`${file}: protobuf and JSON agree on every field the model reads`, () => {
+      const unknown = decodeEnvelope(readFileSync(`${fixtures}${file}.pb`));
+      assert.equal(unknown.kind, kind);
+      const fromProto = decodeProtoObject(kind, unknown.raw);
+      const fromJson = decodeJsonObject(kind, JSON.parse(readFileSync(`${fixtures}${file}.json`, 'utf8')));
+      for (const path of fields) {
+        const p = at(fromProto, path);
+        const j = at(fromJson, path);
+        assert.notEqual(j, undefined, `${path} is set in the fixture`);
+        assert.deepEqual(p, prune(j, p), path);
+      }
+    });
+  }
+
+  it('presence: the fixture sets every condition true; absent conditions default as kube-proxy does', () => {
+    const unknown = decodeEnvelope(readFileSync(`${fixtures}discovery.v1.EndpointSlice.pb`));
+    const slice = decodeProtoObject('EndpointSlice', unknown.raw) as { endpoints: Array<{ conditions: Record<string, boolean> }> };
+    assert.deepEqual(slice.endpoints[0]!.conditions, { ready: true, serving: true, terminating: true });
+    const env = decodeEnvelope(encodeObject('EndpointSlice', {
+      metadata: { name: 'x', namespace: 'y', labels: { 'kubernetes.io/service-name': 's' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.0.0.1'], conditions: {} }],
+      ports: [{ port: 80 }],
+    }));
+    const decoded = decodeProtoObject('EndpointSlice', env.raw);
+    const verdict = validateSlice(decoded);
+    assert.ok('slice' in verdict);
+    assert.deepEqual(
+      { ready: verdict.slice.endpoints[0]!.ready, serving: verdict.slice.endpoints[0]!.serving, terminating: verdict.slice.endpoints[0]!.terminating },
+      { ready: true, serving: true, terminating: false },
+    );
+  });
+
+  it('the placeholder objects are rejected with reasons, not thrown on', () => {
+    const svc = decodeJsonObject('Service', JSON.parse(readFileSync(`${fixtures}core.v1.Service.json`, 'utf8')));
+    const sv = validateService(svc);
+    assert.ok('rejected' in sv);
+    assert.deepEqual(sv.rejections.map((r) => r.reason), ['invalid-field', 'invalid-field']);
+    assert.match(sv.rejections[0]!.detail, /spec\.type "typeValue"/);
+    assert.match(sv.rejections[1]!.detail, /spec\.clusterIP "clusterIPValue" differs from spec\.clusterIPs\[0\] "clusterIPsValue"/);
+    assert.equal(sv.rejections[1]!.dropped, 'object');
+    assert.equal(sv.rejections[1]!.object, 'Service namespaceValue/nameValue');
+    const es = validateSlice(decodeJsonObject('EndpointSlice', JSON.parse(readFileSync(`${fixtures}discovery.v1.EndpointSlice.json`, 'utf8'))));
+    assert.ok('rejected' in es);
+    assert.equal(es.rejections[0]!.reason, 'missing-service-name');
+  });
+});
+
+describe('wire: framing', () => {
+  it('splits watch frames however the bytes are chunked', () => {
+    const obj = { metadata: { name: 'a', namespace: 'b', resourceVersion: '7' }, spec: { clusterIP: '10.0.0.1', ports: [{ port: 80, targetPort: 'http' }] } };
+    const frames = Buffer.concat([encodeWatchFrame('ADDED', encodeObject('Service', obj)), encodeWatchFrame('DELETED', encodeObject('Service', obj))]);
+    for (const size of [1, 3, 7, frames.length]) {
+      const splitter = new FrameSplitter();
+      const out = [];
+      for (let i = 0; i < frames.length; i += size) out.push(...splitter.push(frames.subarray(i, i + size)));
+      assert.deepEqual(out.map((f) => decodeProtoWatchEvent('Service', f).type), ['ADDED', 'DELETED']);
+      const first = decodeProtoWatchEvent('Service', out[0]!);
+      assert.ok(first.type === 'ADDED' && (first.object as import('@kubernetes/client-node').V1Service).spec?.ports?.[0]?.targetPort === 'http');
+      assert.equal(splitter.buffered, 0);
+    }
+  });
+
+  it('refuses an absurd frame length instead of buffering it', () => {
+    assert.throws(() => new FrameSplitter().push(Buffer.from([0xff, 0xff, 0xff, 0xff])), WireError);
+  });
+});
