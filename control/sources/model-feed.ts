@@ -5,6 +5,7 @@ import type { ChangeTracker } from '../model/tracker.ts';
 import type { KindName, KubeObject } from './kube/kinds.ts';
 import type { V1Node } from '@kubernetes/client-node';
 import type { RejectionLog } from './rejection-log.ts';
+import type { Rejection } from '../model/rejections.ts';
 import type { ObjectSink } from './sink.ts';
 
 export interface ModelFeedOptions {
@@ -26,10 +27,16 @@ export class ModelFeed implements ObjectSink {
   }
 
   upsert(kind: KindName, obj: KubeObject): void {
-    const ref = `${kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
-    if (kind === 'Service') this.o.rejections.record(ref, this.o.tracker.upsertService(obj));
-    else if (kind === 'EndpointSlice') this.o.rejections.record(ref, this.o.tracker.upsertSlice(obj));
-    else if (obj.metadata?.name === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, obj as V1Node, this.o.hostAddresses));
+    const name = obj?.metadata?.name;
+    const namespace = obj?.metadata?.namespace;
+    const identified = typeof name === 'string' && name !== '' && typeof namespace === 'string' && namespace !== '';
+    const record = (rejections: Rejection[]): void => {
+      if (identified) this.o.rejections.record(`${kind} ${namespace}/${name}`, rejections);
+      else this.o.rejections.recordAnonymous(rejections);
+    };
+    if (kind === 'Service') record(this.o.tracker.upsertService(obj));
+    else if (kind === 'EndpointSlice') record(this.o.tracker.upsertSlice(obj));
+    else if (obj?.metadata?.name === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, obj as V1Node, this.o.hostAddresses));
     else return;
     this.o.onChange?.();
   }

@@ -11,6 +11,7 @@ export class RejectionLog {
   private readonly logger: WarnLogger;
   private readonly current = new Map<string, Set<string>>();
   private readonly totals = new Map<RejectionReason, number>(REJECTION_REASONS.map((r) => [r, 0]));
+  private readonly anonymousLogged = new Set<string>();
 
   constructor(logger: WarnLogger) {
     this.logger = logger;
@@ -29,6 +30,22 @@ export class RejectionLog {
     }
     if (now.size > 0) this.current.set(object, now);
     else this.current.delete(object);
+  }
+
+  /**
+   * Rejections of an object that cannot be identified (no name or namespace): each delivery is
+   * counted, and each distinct problem logged once (a bounded memory of what was logged, so
+   * endless junk cannot grow it).
+   */
+  recordAnonymous(rejections: readonly Rejection[]): void {
+    for (const r of rejections) {
+      this.totals.set(r.reason, (this.totals.get(r.reason) ?? 0) + 1);
+      const id = `${r.reason}\u0000${r.detail}`;
+      if (this.anonymousLogged.has(id)) continue;
+      if (this.anonymousLogged.size >= 1000) this.anonymousLogged.clear();
+      this.anonymousLogged.add(id);
+      this.logger.warn({ object: r.object, reason: r.reason, detail: r.detail, dropped: r.dropped }, `rejected ${r.object}: ${r.detail}`);
+    }
   }
 
   /** The object is gone: if it comes back broken, that is news again. */
