@@ -173,6 +173,11 @@ export class TestApiServer {
     for (const w of this.watchers) this.endWatcher(w);
   }
 
+  /** Accept only this bearer token from now on (a rotated service-account token). */
+  setToken(token: string): void {
+    this.options.token = token;
+  }
+
   inject(fault: Fault, match: { kind?: KindName; verb?: 'list' | 'watch' } = {}, times = 1): void {
     this.faults.push({ fault, ...match, remaining: times });
   }
