@@ -45,6 +45,17 @@ bool Begin(const Napi::CallbackInfo& info, const char* op, InterfaceTarget* targ
   return EnterAndResolve(info.Env(), op, target, guard);
 }
 
+// Reads what is attached at the interface; throws (returns false) on failure.
+bool QueryXdp(Napi::Env env, const InterfaceTarget& target, bpf_xdp_query_opts* query) {
+  LogCapture capture;
+  int err = bpf_xdp_query(target.ifindex, 0, query);
+  if (err != 0) {
+    ThrowErrno(env, "bpf_xdp_query", err, target.ifname, capture.text());
+    return false;
+  }
+  return true;
+}
+
 // xdpAttach({ ifname|ifindex, netns?, progFd, mode?: native|generic|offload|auto })
 //   -> { ifindex, mode }. "auto" tries the driver first and falls back to generic.
 Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
@@ -86,13 +97,8 @@ Napi::Value XdpQuery(const Napi::CallbackInfo& info) {
   InterfaceTarget target;
   NetnsGuard guard;
   if (!Begin(info, "xdpQuery", &target, &guard)) return env.Undefined();
-  LogCapture capture;
   LIBBPF_OPTS(bpf_xdp_query_opts, query);
-  int err = bpf_xdp_query(target.ifindex, 0, &query);
-  if (err != 0) {
-    ThrowErrno(env, "bpf_xdp_query", err, target.ifname, capture.text());
-    return env.Undefined();
-  }
+  if (!QueryXdp(env, target, &query)) return env.Undefined();
   uint32_t id = query.prog_id != 0 ? query.prog_id : (query.skb_prog_id != 0 ? query.skb_prog_id : query.drv_prog_id);
   Napi::Object out = Napi::Object::New(env);
   out.Set("progId", id);
@@ -106,13 +112,8 @@ Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
   InterfaceTarget target;
   NetnsGuard guard;
   if (!Begin(info, "xdpDetach", &target, &guard)) return env.Undefined();
-  LogCapture capture;
   LIBBPF_OPTS(bpf_xdp_query_opts, query);
-  int err = bpf_xdp_query(target.ifindex, 0, &query);
-  if (err != 0) {
-    ThrowErrno(env, "bpf_xdp_query", err, target.ifname, capture.text());
-    return env.Undefined();
-  }
+  if (!QueryXdp(env, target, &query)) return env.Undefined();
   uint32_t flags = 0;
   switch (query.attach_mode) {
     case XDP_ATTACHED_NONE:
@@ -126,7 +127,8 @@ Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
     default:
       flags = XDP_FLAGS_DRV_MODE;
   }
-  err = bpf_xdp_detach(target.ifindex, flags, nullptr);
+  LogCapture capture;
+  int err = bpf_xdp_detach(target.ifindex, flags, nullptr);
   if (err != 0) {
     ThrowErrno(env, "bpf_xdp_detach", err, target.ifname, capture.text());
     return env.Undefined();

@@ -123,6 +123,26 @@ function isPort(v: unknown, allowZero: boolean): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v <= 65535 && (allowZero ? v >= 0 : v >= 1);
 }
 
+/** Reads one entry of a ports list: a record with an optional string name, a protocol and a port. */
+function readPort(p: unknown, where: string, problems: Problems): { name: string; protocol: Protocol; port: number; raw: Rec } | undefined {
+  if (!isRecord(p)) {
+    problems.part('malformed', `${where} ${show(p)}`);
+    return undefined;
+  }
+  const name = p.name === undefined || p.name === null ? '' : p.name;
+  if (typeof name !== 'string') {
+    problems.part('invalid-field', `${where}.name ${show(name)}`);
+    return undefined;
+  }
+  const protocol = protocolOf(p.protocol, problems, where);
+  if (protocol === undefined) return undefined;
+  if (!isPort(p.port, false)) {
+    problems.part('port-out-of-range', `${where}.port ${show(p.port)}`);
+    return undefined;
+  }
+  return { name, protocol, port: p.port, raw: p };
+}
+
 function stringList(value: unknown, problems: Problems, where: string): string[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) {
@@ -187,33 +207,21 @@ export function validateService(obj: unknown): ServiceVerdict {
   const rawPorts = spec.ports;
   if (rawPorts !== undefined && rawPorts !== null && !Array.isArray(rawPorts)) return problems.whole('malformed', `spec.ports is not a list: ${show(rawPorts)}`);
   for (const [i, p] of (Array.isArray(rawPorts) ? rawPorts : []).entries()) {
+    const port = readPort(p, `spec.ports[${i}]`, problems);
+    if (port === undefined) continue;
+    const { name, protocol } = port;
     const where = `spec.ports[${i}]`;
-    if (!isRecord(p)) {
-      problems.part('malformed', `${where} ${show(p)}`);
-      continue;
-    }
-    const name = p.name === undefined || p.name === null ? '' : p.name;
-    if (typeof name !== 'string') {
-      problems.part('invalid-field', `${where}.name ${show(name)}`);
-      continue;
-    }
-    const protocol = protocolOf(p.protocol, problems, where);
-    if (protocol === undefined) continue;
-    if (!isPort(p.port, false)) {
-      problems.part('port-out-of-range', `${where}.port ${show(p.port)}`);
-      continue;
-    }
-    const nodePort = p.nodePort === undefined || p.nodePort === null ? 0 : p.nodePort;
+    const nodePort = port.raw.nodePort === undefined || port.raw.nodePort === null ? 0 : port.raw.nodePort;
     if (!isPort(nodePort, true)) {
       problems.part('port-out-of-range', `${where}.nodePort ${show(nodePort)}`);
       continue;
     }
-    const clash = ports.find((q) => q.name === name || (q.port === p.port && q.protocol === protocol));
+    const clash = ports.find((q) => q.name === name || (q.port === port.port && q.protocol === protocol));
     if (clash !== undefined) {
-      problems.part('duplicate-port', `${where} ${show(name)} ${p.port}/${protocol} repeats an earlier port`);
+      problems.part('duplicate-port', `${where} ${show(name)} ${port.port}/${protocol} repeats an earlier port`);
       continue;
     }
-    ports.push({ name, protocol, port: p.port, nodePort: type === 'ClusterIP' ? 0 : nodePort });
+    ports.push({ name, protocol, port: port.port, nodePort: type === 'ClusterIP' ? 0 : nodePort });
   }
 
   const externalIPs = ipList(spec.externalIPs, problems, 'spec.externalIPs');
@@ -317,27 +325,14 @@ export function validateSlice(obj: unknown): SliceVerdict {
   const ports: SliceInfo['ports'] = [];
   if (o.ports !== undefined && o.ports !== null && !Array.isArray(o.ports)) return problems.whole('malformed', `ports is not a list: ${show(o.ports)}`);
   for (const [i, p] of (Array.isArray(o.ports) ? o.ports : []).entries()) {
-    const where = `ports[${i}]`;
-    if (!isRecord(p)) {
-      problems.part('malformed', `${where} ${show(p)}`);
-      continue;
-    }
-    const name = p.name === undefined || p.name === null ? '' : p.name;
-    if (typeof name !== 'string') {
-      problems.part('invalid-field', `${where}.name ${show(name)}`);
-      continue;
-    }
-    const protocol = protocolOf(p.protocol, problems, where);
-    if (protocol === undefined) continue;
-    if (!isPort(p.port, false)) {
-      problems.part('port-out-of-range', `${where}.port ${show(p.port)}`);
-      continue;
-    }
+    const port = readPort(p, `ports[${i}]`, problems);
+    if (port === undefined) continue;
+    const { name, protocol } = port;
     if (ports.some((q) => q.name === name && q.protocol === protocol)) {
-      problems.part('duplicate-port', `${where} ${show(name)}/${protocol}`);
+      problems.part('duplicate-port', `ports[${i}] ${show(name)}/${protocol}`);
       continue;
     }
-    ports.push({ name, protocol, port: p.port });
+    ports.push({ name, protocol, port: port.port });
   }
 
   const endpoints: SliceEndpoint[] = [];
