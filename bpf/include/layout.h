@@ -54,4 +54,140 @@ enum sy_skel_stat {
 	SY_SKEL_STAT_MAX = 3,
 };
 
+/*
+ * The datapath. A frontend (address, port, protocol, scope) points at a backend set; a set
+ * is `count` slots (set_id, 1..count) naming backend ids. The control plane writes a new set
+ * under a fresh set_id and then flips the frontend value (one atomic hash update), so no packet
+ * ever sees a half-written service. IPv4 addresses live in addr[0], the rest zero.
+ */
+enum sy_scope {
+	SY_SCOPE_EXTERNAL = 0, /* traffic from outside the node */
+	SY_SCOPE_INTERNAL = 1, /* traffic from this node's pods (present only when it differs) */
+};
+
+enum sy_algorithm {
+	SY_ALG_RANDOM = 0,
+	SY_ALG_MAGLEV = 1,
+};
+
+/* sy_frontend_value.flags */
+#define SY_FE_CLUSTER_IP    (1U << 0)
+#define SY_FE_NODE_PORT     (1U << 1)
+#define SY_FE_LOAD_BALANCER (1U << 2)
+#define SY_FE_EXTERNAL_IP   (1U << 3)
+#define SY_FE_REJECT        (1U << 4) /* count 0: no endpoint anywhere, answer RST / ICMP unreachable */
+#define SY_FE_MASQUERADE    (1U << 5) /* translate the source to the node address */
+#define SY_FE_SOURCE_RANGES (1U << 6) /* the source must match sy_source_ranges for rev_nat_id */
+#define SY_FE_LOCAL         (1U << 7) /* the set holds node-local endpoints only (traffic policy Local) */
+
+struct sy_frontend_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family; /* 4 or 6 */
+	__u8 scope;  /* enum sy_scope */
+	__u8 pad[3];
+};
+
+struct sy_frontend_value {
+	__u32 set_id;           /* slots (set_id, 1..count) in sy_slots */
+	__u32 rev_nat_id;       /* sy_revnat: the frontend replies must come from */
+	__u32 service_id;       /* per service port and family: counters, affinity */
+	__u32 affinity_timeout; /* seconds; 0: no ClientIP affinity */
+	__u16 count;            /* backends in the set; 0: drop, or reject with SY_FE_REJECT */
+	__u8 algorithm;         /* enum sy_algorithm */
+	__u8 pad;
+	__u32 flags;            /* SY_FE_* */
+};
+
+struct sy_slot_key {
+	__u32 set_id;
+	__u32 slot; /* 1..count */
+};
+
+/* sy_backend.flags */
+#define SY_BE_TERMINATING (1U << 0)
+
+struct sy_backend {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+	__u32 flags; /* SY_BE_* */
+};
+
+struct sy_revnat {
+	__be32 addr[4];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* Connection tracking: one entry per direction of a translated flow. */
+enum sy_ct_dir {
+	SY_CT_FORWARD = 0, /* client -> frontend, as the client sent it */
+	SY_CT_REPLY = 1,   /* backend -> client (or -> SNAT address), as the backend answers */
+};
+
+struct sy_ct_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 dir; /* enum sy_ct_dir */
+	__u8 pad;
+};
+
+/* sy_ct_value.flags */
+#define SY_CT_SNAT    (1U << 0) /* the source was translated to nat_addr:nat_port */
+#define SY_CT_CLOSING (1U << 1) /* a FIN or RST was seen */
+
+struct sy_ct_value {
+	__be32 nat_addr[4]; /* forward: the SNAT source; reply: the client to restore */
+	__be16 nat_port;
+	__u16 flags;        /* SY_CT_* */
+	__u32 backend_id;
+	__u32 rev_nat_id;
+	__u32 service_id;
+	__u64 created;      /* bpf_ktime_get_ns() */
+	__u64 last_seen;
+};
+
+struct sy_affinity_key {
+	__u32 service_id;
+	__be32 client[4];
+};
+
+struct sy_affinity_value {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 last_seen; /* bpf_ktime_get_ns() */
+};
+
+/* LPM key: prefixlen counts the 32 bits of rev_nat_id plus the address prefix. */
+struct sy_source_range_key {
+	__u32 prefixlen;
+	__u32 rev_nat_id;
+	__be32 addr[4];
+};
+
+/* Per service port, per CPU. */
+struct sy_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* One entry (index 0) of sy_config: node facts the programs need. */
+struct sy_config {
+	__be32 node_ip4;
+	__be32 node_ip6[4];
+	__u16 snat_port_min; /* NodePort SNAT source ports come from [min, max] */
+	__u16 snat_port_max;
+	__u32 flags;
+	__u64 ct_timeout_tcp_ns;
+	__u64 ct_timeout_udp_ns;
+};
+
 #endif /* SWITCHYARD_LAYOUT_H */

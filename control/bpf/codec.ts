@@ -102,6 +102,24 @@ export const ipv6: Codec<string> = {
   decodeFrom: (buf, offset) => formatIpv6(buf, offset),
 };
 
+/**
+ * An address in `__be32 addr[4]`: IPv4 in the first 4 bytes (the rest zero), IPv6 in all 16.
+ * Decoding guesses IPv4 when the last 12 bytes are zero; structs with a family field correct
+ * that guess (see withFamily).
+ */
+export const addr16: Codec<string> = {
+  size: 16,
+  align: 4,
+  encodeInto(value, buf, offset) {
+    if (isIPv4(value)) ipv4.encodeInto(value, buf, offset);
+    else ipv6.encodeInto(value, buf, offset);
+  },
+  decodeFrom(buf, offset) {
+    for (let i = 4; i < 16; i++) if (buf[offset + i] !== 0) return formatIpv6(buf, offset);
+    return ipv4.decodeFrom(buf, offset);
+  },
+};
+
 /** A fixed-length C array of `count` elements. */
 export function array<T>(element: Codec<T>, count: number): Codec<T[]> {
   return {
@@ -173,6 +191,21 @@ export function struct<T extends object>(cName: string, specs: readonly FieldSpe
         if (!f.name.startsWith('pad')) out[f.name] = f.codec.decodeFrom(buf, base + f.offset);
       }
       return out as T;
+    },
+  };
+}
+
+/** Re-reads the named address fields by the struct's own `family` field (4 or 6). */
+export function withFamily<T extends { family: number }>(inner: StructCodec<T>, addressFields: readonly (keyof T & string)[]): StructCodec<T> {
+  return {
+    ...inner,
+    decodeFrom(buf, base) {
+      const out = inner.decodeFrom(buf, base);
+      for (const name of addressFields) {
+        const f = inner.fields.find((x) => x.name === name)!;
+        (out as Record<string, unknown>)[name] = out.family === 6 ? formatIpv6(buf, base + f.offset) : ipv4.decodeFrom(buf, base + f.offset);
+      }
+      return out;
     },
   };
 }

@@ -87,7 +87,9 @@ export function toTypedError(e: unknown): unknown {
   const log = typeof e.libbpfLog === 'string' ? e.libbpfLog : undefined;
   const base = new BpfError(e.message, op, errno, code, detail, log);
   if (op === 'bpf_object__open_file') {
-    return new ObjectFileError(e.message, op, errno, code, detail, log);
+    // The file exists but libbpf cannot use it: its last log line says why (e.g. a missing extern).
+    const why = log?.trim().split('\n').at(-1);
+    return new ObjectFileError(why ? `${e.message}: ${why.replace(/^libbpf: /, '')}` : e.message, op, errno, code, detail, log);
   }
   if (op === 'bpf_object__load' && log !== undefined) {
     const verifierLog = extractVerifierLog(log);

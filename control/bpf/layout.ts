@@ -1,6 +1,6 @@
 // The TypeScript mirror of bpf/include/layout.h. test/bpf/layout.test.ts checks every
 // struct listed in LAYOUTS against the BTF that clang emits, so a drift fails the tests.
-import { array, be16, ipv4, struct, u16, u32, u64, u8, type StructCodec } from './codec.ts';
+import { addr16, array, be16, ipv4, ipv6, struct, u16, u32, u64, u8, withFamily, type StructCodec } from './codec.ts';
 
 export const SY_SKEL_MAX_BACKENDS = 8;
 
@@ -51,8 +51,238 @@ export const skelCounter = struct<SkelCounter>('sy_skel_counter', [
   { name: 'bytes', codec: u64 },
 ]);
 
+// ---- the datapath -------------------------------------------------------------------------
+
+export const SCOPE = { EXTERNAL: 0, INTERNAL: 1 } as const;
+export const ALGORITHM = { random: 0, maglev: 1 } as const;
+export const FE = {
+  CLUSTER_IP: 1 << 0,
+  NODE_PORT: 1 << 1,
+  LOAD_BALANCER: 1 << 2,
+  EXTERNAL_IP: 1 << 3,
+  REJECT: 1 << 4,
+  MASQUERADE: 1 << 5,
+  SOURCE_RANGES: 1 << 6,
+  LOCAL: 1 << 7,
+} as const;
+export const BE = { TERMINATING: 1 << 0 } as const;
+export const CT_DIR = { FORWARD: 0, REPLY: 1 } as const;
+export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1 } as const;
+
+export interface FrontendKey {
+  addr: string;
+  port: number;
+  proto: number;
+  family: number;
+  scope: number;
+}
+
+export interface FrontendValue {
+  setId: number;
+  revNatId: number;
+  serviceId: number;
+  affinityTimeout: number;
+  count: number;
+  algorithm: number;
+  flags: number;
+}
+
+export interface SlotKey {
+  setId: number;
+  slot: number;
+}
+
+export interface Backend {
+  addr: string;
+  port: number;
+  proto: number;
+  family: number;
+  flags: number;
+}
+
+export interface RevNat {
+  addr: string;
+  port: number;
+  family: number;
+}
+
+export interface CtKey {
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  proto: number;
+  family: number;
+  dir: number;
+}
+
+export interface CtValue {
+  natAddr: string;
+  natPort: number;
+  flags: number;
+  backendId: number;
+  revNatId: number;
+  serviceId: number;
+  created: bigint;
+  lastSeen: bigint;
+}
+
+export interface AffinityKey {
+  serviceId: number;
+  client: string;
+}
+
+export interface AffinityValue {
+  backendId: number;
+  lastSeen: bigint;
+}
+
+export interface SourceRangeKey {
+  prefixlen: number;
+  revNatId: number;
+  addr: string;
+}
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface DatapathConfig {
+  nodeIp4: string;
+  nodeIp6: string;
+  snatPortMin: number;
+  snatPortMax: number;
+  flags: number;
+  ctTimeoutTcpNs: bigint;
+  ctTimeoutUdpNs: bigint;
+}
+
+export const frontendKey = withFamily(
+  struct<FrontendKey>('sy_frontend_key', [
+    { name: 'addr', codec: addr16 },
+    { name: 'port', codec: be16 },
+    { name: 'proto', codec: u8 },
+    { name: 'family', codec: u8 },
+    { name: 'scope', codec: u8 },
+    { name: 'pad', codec: array(u8, 3) },
+  ]),
+  ['addr'],
+);
+
+export const frontendValue = struct<FrontendValue>('sy_frontend_value', [
+  { name: 'setId', codec: u32 },
+  { name: 'revNatId', codec: u32 },
+  { name: 'serviceId', codec: u32 },
+  { name: 'affinityTimeout', codec: u32 },
+  { name: 'count', codec: u16 },
+  { name: 'algorithm', codec: u8 },
+  { name: 'pad', codec: u8 },
+  { name: 'flags', codec: u32 },
+]);
+
+export const slotKey = struct<SlotKey>('sy_slot_key', [
+  { name: 'setId', codec: u32 },
+  { name: 'slot', codec: u32 },
+]);
+
+export const backend = withFamily(
+  struct<Backend>('sy_backend', [
+    { name: 'addr', codec: addr16 },
+    { name: 'port', codec: be16 },
+    { name: 'proto', codec: u8 },
+    { name: 'family', codec: u8 },
+    { name: 'flags', codec: u32 },
+  ]),
+  ['addr'],
+);
+
+export const revNat = withFamily(
+  struct<RevNat>('sy_revnat', [
+    { name: 'addr', codec: addr16 },
+    { name: 'port', codec: be16 },
+    { name: 'family', codec: u8 },
+    { name: 'pad', codec: u8 },
+  ]),
+  ['addr'],
+);
+
+export const ctKey = withFamily(
+  struct<CtKey>('sy_ct_key', [
+    { name: 'saddr', codec: addr16 },
+    { name: 'daddr', codec: addr16 },
+    { name: 'sport', codec: be16 },
+    { name: 'dport', codec: be16 },
+    { name: 'proto', codec: u8 },
+    { name: 'family', codec: u8 },
+    { name: 'dir', codec: u8 },
+    { name: 'pad', codec: u8 },
+  ]),
+  ['saddr', 'daddr'],
+);
+
+export const ctValue = struct<CtValue>('sy_ct_value', [
+  { name: 'natAddr', codec: addr16 },
+  { name: 'natPort', codec: be16 },
+  { name: 'flags', codec: u16 },
+  { name: 'backendId', codec: u32 },
+  { name: 'revNatId', codec: u32 },
+  { name: 'serviceId', codec: u32 },
+  { name: 'created', codec: u64 },
+  { name: 'lastSeen', codec: u64 },
+]);
+
+export const affinityKey = struct<AffinityKey>('sy_affinity_key', [
+  { name: 'serviceId', codec: u32 },
+  { name: 'client', codec: addr16 },
+]);
+
+export const affinityValue = struct<AffinityValue>('sy_affinity_value', [
+  { name: 'backendId', codec: u32 },
+  { name: 'pad', codec: u32 },
+  { name: 'lastSeen', codec: u64 },
+]);
+
+export const sourceRangeKey = struct<SourceRangeKey>('sy_source_range_key', [
+  { name: 'prefixlen', codec: u32 },
+  { name: 'revNatId', codec: u32 },
+  { name: 'addr', codec: addr16 },
+]);
+
+export const counter = struct<Counter>('sy_counter', [
+  { name: 'packets', codec: u64 },
+  { name: 'bytes', codec: u64 },
+]);
+
+export const datapathConfig = struct<DatapathConfig>('sy_config', [
+  { name: 'nodeIp4', codec: ipv4 },
+  { name: 'nodeIp6', codec: ipv6 },
+  { name: 'snatPortMin', codec: u16 },
+  { name: 'snatPortMax', codec: u16 },
+  { name: 'flags', codec: u32 },
+  { name: 'ctTimeoutTcpNs', codec: u64 },
+  { name: 'ctTimeoutUdpNs', codec: u64 },
+]);
+
 /** Every struct of layout.h that has a TypeScript mirror. */
-export const LAYOUTS: readonly StructCodec<object>[] = [skelFrontend, skelBackend, skelService, skelCounter];
+export const LAYOUTS: readonly StructCodec<object>[] = [
+  skelFrontend,
+  skelBackend,
+  skelService,
+  skelCounter,
+  frontendKey,
+  frontendValue,
+  slotKey,
+  backend,
+  revNat,
+  ctKey,
+  ctValue,
+  affinityKey,
+  affinityValue,
+  sourceRangeKey,
+  counter,
+  datapathConfig,
+];
 
 /** IP protocol numbers as the maps hold them. */
 export const IPPROTO = { TCP: 6, UDP: 17, SCTP: 132 } as const;

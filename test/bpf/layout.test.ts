@@ -48,7 +48,8 @@ describe('map layouts', () => {
       const members = found.type.members ?? [];
       assert.deepEqual(
         layout.fields.map((f) => ({ name: f.name, offset: f.offset, size: f.codec.size })),
-        members.map((m) => ({ name: m.name, offset: m.bits_offset / 8, size: sizeOf(found.types, m.type_id) })),
+        // C's snake_case fields are camelCase in TypeScript.
+        members.map((m) => ({ name: m.name.replace(/_([a-z0-9])/g, (_s, c: string) => c.toUpperCase()), offset: m.bits_offset / 8, size: sizeOf(found.types, m.type_id) })),
       );
     });
   }

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The service datapath at tc. Attach model:
+ *   sy_from_pod       tc ingress of every pod-facing device (packets leaving local pods)
+ *   sy_to_pod         tc egress of every pod-facing device (answers reaching local pods)
+ *   sy_from_external  tc ingress of the node's external devices
+ * Each program first asks connection tracking whether the packet answers a translated flow
+ * (and translates it back), then whether it opens or continues a flow to a frontend.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "include/ct.h"
+#include "include/lb.h"
+#include "include/maps.h"
+#include "include/nat.h"
+#include "include/parse.h"
+#include "include/reject.h"
+
+static __always_inline const struct sy_config *sy_cfg(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sy_config, &zero);
+}
+
+/* Translates an answer of a tracked flow back; 1 if it was one. */
+static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
+				      int *verdict)
+{
+	struct sy_ct_key k = {};
+	struct sy_ct_value *v;
+	struct sy_revnat *rn;
+	__be32 client[4];
+	__be16 client_port;
+	__u32 rev_nat_id;
+	__u16 flags;
+
+	sy_ct_key_of(t, SY_CT_REPLY, &k);
+	v = sy_ct_lookup(&k, cfg, now);
+	if (!v)
+		return 0;
+	sy_ct_touch(v, t->tcp_flags, now);
+	rev_nat_id = v->rev_nat_id;
+	flags = v->flags;
+	__builtin_memcpy(client, v->nat_addr, 16);
+	client_port = v->nat_port;
+	rn = bpf_map_lookup_elem(&sy_revnat, &rev_nat_id);
+	if (!rn) {
+		*verdict = TC_ACT_OK;
+		return 1;
+	}
+	*verdict = TC_ACT_SHOT;
+	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
+		return 1;
+	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
+		return 1;
+	*verdict = TC_ACT_OK;
+	return 1;
+}
+
+static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* Picks a free SNAT port for (backend, node address): one whose reply tuple is not tracked. */
+static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy_config *cfg)
+{
+	__u16 min = cfg->snat_port_min, max = cfg->snat_port_max;
+	__u32 span = max >= min ? max - min + 1 : 1;
+
+	for (int i = 0; i < 16; i++) {
+		__u16 port = min + bpf_get_prandom_u32() % span;
+
+		reply->dport = bpf_htons(port);
+		if (!bpf_map_lookup_elem(&sy_ct, reply))
+			return 0;
+	}
+	return -1;
+}
+
+static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
+				      __u8 scope)
+{
+	struct sy_frontend_value *fe;
+	struct sy_ct_key fk = {}, rk = {};
+	struct sy_ct_value *cv, nv = {}, rv = {};
+	struct sy_backend *be = NULL;
+	struct sy_backend target;
+	__u32 backend_id = 0;
+	int snat = 0;
+
+	fe = sy_frontend(t, scope);
+	if (!fe)
+		return TC_ACT_OK;
+	sy_count(fe->service_id, skb->len);
+	if (!sy_source_allowed(fe, t))
+		return TC_ACT_SHOT;
+
+	sy_ct_key_of(t, SY_CT_FORWARD, &fk);
+	cv = sy_ct_lookup(&fk, cfg, now);
+	if (cv) {
+		be = bpf_map_lookup_elem(&sy_backends, &cv->backend_id);
+		if (be) {
+			/* An established flow keeps its backend, even a terminating one. */
+			sy_ct_touch(cv, t->tcp_flags, now);
+			target = *be;
+			snat = cv->flags & SY_CT_SNAT;
+			__builtin_memcpy(nv.nat_addr, cv->nat_addr, 16);
+			nv.nat_port = cv->nat_port;
+			goto translate;
+		}
+		/* Its backend is gone (endpoint removed): the flow moves to a live one. */
+	}
+	if (fe->count == 0)
+		return (fe->flags & SY_FE_REJECT) ? sy_reject(skb, t) : TC_ACT_SHOT;
+	be = sy_select(fe, t, now, &backend_id);
+	if (!be)
+		return TC_ACT_SHOT;
+	target = *be;
+	/* Hairpin: a pod reaching itself must see the node as the source, or its answer stays inside. */
+	snat = (fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, target.addr);
+
+	nv.backend_id = backend_id;
+	nv.rev_nat_id = fe->rev_nat_id;
+	nv.service_id = fe->service_id;
+	nv.created = now;
+	nv.last_seen = now;
+	__builtin_memcpy(rk.saddr, target.addr, 16);
+	rk.sport = target.port;
+	rk.proto = t->proto;
+	rk.family = t->family;
+	rk.dir = SY_CT_REPLY;
+	if (snat) {
+		if (!cfg)
+			return TC_ACT_SHOT;
+		if (t->family == 4)
+			rk.daddr[0] = cfg->node_ip4;
+		else
+			__builtin_memcpy(rk.daddr, cfg->node_ip6, 16);
+		if (sy_snat_port(&rk, cfg) < 0)
+			return TC_ACT_SHOT;
+		nv.flags = SY_CT_SNAT;
+		__builtin_memcpy(nv.nat_addr, rk.daddr, 16);
+		nv.nat_port = rk.dport;
+		__builtin_memcpy(rv.nat_addr, t->saddr, 16);
+		rv.nat_port = t->sport;
+		rv.flags = SY_CT_SNAT;
+	} else {
+		__builtin_memcpy(rk.daddr, t->saddr, 16);
+		rk.dport = t->sport;
+	}
+	rv.backend_id = backend_id;
+	rv.rev_nat_id = fe->rev_nat_id;
+	rv.service_id = fe->service_id;
+	rv.created = now;
+	rv.last_seen = now;
+	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
+		return TC_ACT_SHOT;
+
+translate:
+	if (sy_rewrite(skb, t, 1, target.addr, target.port) < 0)
+		return TC_ACT_SHOT;
+	if (snat && sy_rewrite(skb, t, 0, nv.nat_addr, nv.nat_port) < 0)
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+}
+
+static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int lookup_services)
+{
+	const struct sy_config *cfg = sy_cfg();
+	struct sy_tuple t = {};
+	__u64 now = bpf_ktime_get_ns();
+	int verdict;
+
+	if (sy_parse(skb, &t) < 0)
+		return TC_ACT_OK;
+	if (sy_reverse(skb, &t, cfg, now, &verdict))
+		return verdict;
+	if (!lookup_services)
+		return TC_ACT_OK;
+	return sy_forward(skb, &t, cfg, now, scope);
+}
+
+SEC("tc")
+int sy_from_pod(struct __sk_buff *skb)
+{
+	return sy_handle(skb, SY_SCOPE_INTERNAL, 1);
+}
+
+SEC("tc")
+int sy_to_pod(struct __sk_buff *skb)
+{
+	return sy_handle(skb, SY_SCOPE_INTERNAL, 0);
+}
+
+SEC("tc")
+int sy_from_external(struct __sk_buff *skb)
+{
+	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

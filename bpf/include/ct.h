@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Connection tracking for translated flows: the forward entry keeps a flow on its backend (and its
+ * SNAT port), the reply entry says how to translate the answers back. */
+#ifndef SWITCHYARD_CT_H
+#define SWITCHYARD_CT_H
+
+#include "maps.h"
+#include "parse.h"
+
+#define SY_CT_CLOSING_TIMEOUT_NS (10ULL * 1000000000ULL)
+
+static __always_inline void sy_ct_key_of(const struct sy_tuple *t, __u8 dir, struct sy_ct_key *k)
+{
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+	k->sport = t->sport;
+	k->dport = t->dport;
+	k->proto = t->proto;
+	k->family = t->family;
+	k->dir = dir;
+	k->pad = 0;
+}
+
+static __always_inline __u64 sy_ct_timeout(const struct sy_config *cfg, const struct sy_ct_value *v, __u8 proto)
+{
+	if (v->flags & SY_CT_CLOSING)
+		return SY_CT_CLOSING_TIMEOUT_NS;
+	if (proto == IPPROTO_TCP)
+		return cfg ? cfg->ct_timeout_tcp_ns : 0;
+	return cfg ? cfg->ct_timeout_udp_ns : 0;
+}
+
+/* A live entry for key k, or NULL (expired entries are treated as absent). */
+static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, const struct sy_config *cfg, __u64 now)
+{
+	struct sy_ct_value *v = bpf_map_lookup_elem(&sy_ct, k);
+
+	if (!v)
+		return NULL;
+	if (now - v->last_seen > sy_ct_timeout(cfg, v, k->proto))
+		return NULL;
+	return v;
+}
+
+static __always_inline void sy_ct_touch(struct sy_ct_value *v, __u8 tcp_flags, __u64 now)
+{
+	v->last_seen = now;
+	if (tcp_flags & (0x01 | 0x04)) /* FIN or RST */
+		v->flags |= SY_CT_CLOSING;
+}
+
+#endif /* SWITCHYARD_CT_H */

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Reading a packet's 5-tuple (IPv4 or IPv6, TCP or UDP) with bounded, verifier-friendly loads. */
+#ifndef SWITCHYARD_PARSE_H
+#define SWITCHYARD_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <stddef.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+struct sy_tuple {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 tcp_flags;
+	__u8 pad;
+	__u32 l4_off;   /* offset of the TCP/UDP header */
+	__u32 csum_off; /* offset of its checksum */
+};
+
+/* Fills t from an Ethernet frame; 0 on success, -1 for anything not TCP/UDP over IP. */
+static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+{
+	__be16 ports[2];
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+			return -1;
+		if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x1fff)))
+			return -1;
+		t->family = 4;
+		t->saddr[0] = ip.saddr;
+		t->daddr[0] = ip.daddr;
+		proto = ip.protocol;
+		t->l4_off = ETH_HLEN + ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		t->family = 6;
+		__builtin_memcpy(t->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6.daddr, 16);
+		/* Extension headers are not followed: such packets pass untranslated. */
+		proto = ip6.nexthdr;
+		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
+	} else {
+		return -1;
+	}
+	if (proto == IPPROTO_TCP) {
+		t->csum_off = t->l4_off + offsetof(struct tcphdr, check);
+		if (bpf_skb_load_bytes(skb, t->l4_off + 13, &t->tcp_flags, 1) < 0)
+			return -1;
+	} else if (proto == IPPROTO_UDP) {
+		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
+	} else {
+		return -1;
+	}
+	if (bpf_skb_load_bytes(skb, t->l4_off, ports, sizeof(ports)) < 0)
+		return -1;
+	t->proto = proto;
+	t->sport = ports[0];
+	t->dport = ports[1];
+	return 0;
+}
+
+#endif /* SWITCHYARD_PARSE_H */
