@@ -25,6 +25,44 @@ static __always_inline const struct sy_config *sy_cfg(void)
 	return bpf_map_lookup_elem(&sy_config, &zero);
 }
 
+#define SY_AF_INET 2
+#define SY_AF_INET6 10
+
+/*
+ * Sends a translated packet straight to its next hop. Needed when its source is now a node
+ * address (SNAT, or an answer restored to come from a NodePort): the kernel's input path would
+ * drop such a packet as a martian.
+ */
+static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct sy_tuple *t)
+{
+	struct bpf_fib_lookup p = {};
+	int rc;
+
+	p.ifindex = skb->ifindex;
+	p.l4_protocol = t->proto;
+	p.sport = t->sport;
+	p.dport = t->dport;
+	if (t->family == 4) {
+		p.family = SY_AF_INET;
+		p.ipv4_src = t->saddr[0];
+		p.ipv4_dst = t->daddr[0];
+		p.tot_len = skb->len - ETH_HLEN; /* host order, unlike the addresses */
+	} else {
+		p.family = SY_AF_INET6;
+		__builtin_memcpy(p.ipv6_src, t->saddr, 16);
+		__builtin_memcpy(p.ipv6_dst, t->daddr, 16);
+	}
+	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, p.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, p.smac, 6, 0) < 0)
+			return TC_ACT_SHOT;
+		return bpf_redirect(p.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(p.ifindex, NULL, 0, 0);
+	return TC_ACT_OK;
+}
+
 /* Translates an answer of a tracked flow back; 1 if it was one. */
 static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
 				      int *verdict)
@@ -36,6 +74,7 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	__be16 client_port;
 	__u32 rev_nat_id;
 	__u16 flags;
+	__u8 rn_flags;
 
 	sy_ct_key_of(t, SY_CT_REPLY, &k);
 	v = sy_ct_lookup(&k, cfg, now);
@@ -52,11 +91,12 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 		return 1;
 	}
 	*verdict = TC_ACT_SHOT;
+	rn_flags = rn->flags;
 	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
 		return 1;
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
 		return 1;
-	*verdict = TC_ACT_OK;
+	*verdict = (rn_flags & SY_RN_NODE_ADDRESS) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 	return 1;
 }
 
@@ -163,8 +203,11 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 translate:
 	if (sy_rewrite(skb, t, 1, target.addr, target.port) < 0)
 		return TC_ACT_SHOT;
-	if (snat && sy_rewrite(skb, t, 0, nv.nat_addr, nv.nat_port) < 0)
-		return TC_ACT_SHOT;
+	if (snat) {
+		if (sy_rewrite(skb, t, 0, nv.nat_addr, nv.nat_port) < 0)
+			return TC_ACT_SHOT;
+		return sy_fib_redirect(skb, t);
+	}
 	return TC_ACT_OK;
 }
 

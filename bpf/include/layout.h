@@ -116,11 +116,14 @@ struct sy_backend {
 	__u32 flags; /* SY_BE_* */
 };
 
+/* sy_revnat.flags */
+#define SY_RN_NODE_ADDRESS (1U << 0) /* the frontend is a node address (NodePort): see sy_fib_redirect */
+
 struct sy_revnat {
 	__be32 addr[4];
 	__be16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 flags; /* SY_RN_* */
 };
 
 /* Connection tracking: one entry per direction of a translated flow. */

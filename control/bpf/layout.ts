@@ -68,6 +68,7 @@ export const FE = {
 export const BE = { TERMINATING: 1 << 0 } as const;
 export const CT_DIR = { FORWARD: 0, REPLY: 1 } as const;
 export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1 } as const;
+export const RN = { NODE_ADDRESS: 1 << 0 } as const;
 
 export interface FrontendKey {
   addr: string;
@@ -104,6 +105,7 @@ export interface RevNat {
   addr: string;
   port: number;
   family: number;
+  flags: number;
 }
 
 export interface CtKey {
@@ -202,7 +204,7 @@ export const revNat = withFamily(
     { name: 'addr', codec: addr16 },
     { name: 'port', codec: be16 },
     { name: 'family', codec: u8 },
-    { name: 'pad', codec: u8 },
+    { name: 'flags', codec: u8 },
   ]),
   ['addr'],
 );

@@ -1,0 +1,276 @@
+// The eBPF backend's adapter: loads the datapath object with its maps pinned (adopting maps a
+// previous agent left, never flushing them), and applies compiled state make-before-break:
+// backends first, then a new backend set, then the frontend flipped to it in one atomic
+// update, then the old set deleted; removals in the reverse order.
+import { MapFullError } from '../../bpf/errors.ts';
+import { perCpu, u32 } from '../../bpf/codec.ts';
+import type { BpfMap } from '../../bpf/map.ts';
+import { native } from '../../bpf/native.ts';
+import { LoadedObject } from '../../bpf/object.ts';
+import {
+  backend as backendCodec,
+  counter,
+  datapathConfig,
+  frontendKey,
+  frontendValue,
+  revNat,
+  FE,
+  RN,
+  slotKey,
+  sourceRangeKey,
+  type Backend,
+  type Counter,
+  type DatapathConfig,
+  type FrontendKey,
+  type FrontendValue,
+  type RevNat,
+  type SlotKey,
+  type SourceRangeKey,
+} from '../../bpf/layout.ts';
+import { parseCidr } from '../../model/ip.ts';
+import { backendFlags, backendKey, frontendKeyText, type CompiledDatapath, type FrontendSpec } from './compile.ts';
+import { IdAllocator } from './ids.ts';
+
+export interface DatapathOptions {
+  object: string;
+  pinDir: string;
+  maxEntries?: Readonly<Record<string, number>>;
+}
+
+interface Programmed {
+  key: FrontendKey;
+  value: FrontendValue;
+  backendIds: number[];
+  sourceRanges: string[];
+}
+
+export interface SyncReport {
+  frontendsWritten: number;
+  frontendsRemoved: number;
+  backendsWritten: number;
+  backendsRemoved: number;
+  /** Frontends that could not be programmed (a map was full); everything else was. */
+  failed: Array<{ frontend: string; error: string }>;
+}
+
+function rangeKey(revNatId: number, cidr: string): SourceRangeKey {
+  const c = parseCidr(cidr)!;
+  const addr = cidr.slice(0, cidr.indexOf('/'));
+  return { prefixlen: 32 + c.prefix, revNatId, addr };
+}
+
+export class EbpfDatapath {
+  readonly object: LoadedObject;
+  private readonly frontends: BpfMap<FrontendKey, FrontendValue>;
+  private readonly slots: BpfMap<SlotKey, number>;
+  private readonly backends: BpfMap<number, Backend>;
+  private readonly revnat: BpfMap<number, RevNat>;
+  private readonly ranges: BpfMap<SourceRangeKey, number>;
+  private readonly config: BpfMap<number, DatapathConfig>;
+  private readonly stats: BpfMap<number, Counter[]>;
+  private readonly backendIds = new Map<string, number>();
+  private readonly backendFlagsById = new Map<number, number>();
+  private readonly serviceIds = new Map<string, number>();
+  private readonly programmed = new Map<string, Programmed>();
+  private readonly ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
+
+  private constructor(object: LoadedObject) {
+    this.object = object;
+    const u8 = { size: 1, align: 1, encodeInto: (v: number, b: Buffer, o: number) => void b.writeUInt8(v, o), decodeFrom: (b: Buffer, o: number) => b.readUInt8(o) };
+    this.frontends = object.map('sy_frontends', frontendKey, frontendValue);
+    this.slots = object.map('sy_slots', slotKey, u32);
+    this.backends = object.map('sy_backends', u32, backendCodec);
+    this.revnat = object.map('sy_revnat', u32, revNat);
+    this.ranges = object.map('sy_source_ranges', sourceRangeKey, u8);
+    this.config = object.map('sy_config', u32, datapathConfig);
+    this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
+    const size = (name: string): number => object.mapDescription(name).maxEntries;
+    this.ids = {
+      backend: new IdAllocator(size('sy_backends')),
+      set: new IdAllocator(size('sy_slots')),
+      revnat: new IdAllocator(size('sy_revnat')),
+      service: new IdAllocator(size('sy_stats') - 1),
+    };
+  }
+
+  /** Loads the datapath, reusing maps pinned under pinDir, and adopts what they hold. */
+  static open(options: DatapathOptions): EbpfDatapath {
+    const object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
+    const dp = new EbpfDatapath(object);
+    dp.adopt();
+    return dp;
+  }
+
+  /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
+  private adopt(): void {
+    for (const [id, b] of this.backends.entries()) {
+      this.backendIds.set(backendKey(b), id);
+      this.backendFlagsById.set(id, b.flags);
+      this.ids.backend.claim(id);
+    }
+    const ranges = new Map<number, string[]>();
+    for (const [k] of this.ranges.entries()) {
+      const list = ranges.get(k.revNatId) ?? [];
+      list.push(`${k.addr}/${k.prefixlen - 32}`);
+      ranges.set(k.revNatId, list);
+    }
+    for (const [key, value] of this.frontends.entries()) {
+      const backendIds: number[] = [];
+      for (let slot = 1; slot <= value.count; slot++) {
+        const id = this.slots.get({ setId: value.setId, slot });
+        if (id !== undefined) backendIds.push(id);
+      }
+      this.ids.set.claim(value.setId);
+      this.ids.revnat.claim(value.revNatId);
+      this.ids.service.claim(value.serviceId);
+      this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+    }
+  }
+
+  /** How many frontends are programmed (adopted or written). */
+  get frontendCount(): number {
+    return this.programmed.size;
+  }
+
+  configure(cfg: DatapathConfig): void {
+    this.config.set(0, cfg);
+  }
+
+  programFd(name: string): number {
+    return this.object.programFd(name);
+  }
+
+  /** Per-CPU counters summed, by service id. */
+  counters(serviceId: number): Counter {
+    const per = this.stats.get(serviceId) ?? [];
+    return per.reduce((a, c) => ({ packets: a.packets + c.packets, bytes: a.bytes + c.bytes }), { packets: 0n, bytes: 0n });
+  }
+
+  serviceIdOf(servicePort: string): number | undefined {
+    return this.serviceIds.get(servicePort);
+  }
+
+  /** Applies compiled state; a frontend that does not fit is reported and left as it was. */
+  sync(compiled: CompiledDatapath): SyncReport {
+    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [] };
+    // Service ids of adopted frontends are learnt from the compiled specs they match.
+    for (const [text, spec] of compiled.frontends) {
+      const p = this.programmed.get(text);
+      if (p !== undefined && !this.serviceIds.has(spec.servicePort)) this.serviceIds.set(spec.servicePort, p.value.serviceId);
+    }
+    // 1. Backends (new ones, and flag changes such as terminating).
+    for (const [key, b] of compiled.backends) {
+      let id = this.backendIds.get(key);
+      const flags = backendFlags(b);
+      if (id !== undefined && this.backendFlagsById.get(id) === flags) continue;
+      try {
+        id ??= this.ids.backend.alloc();
+        this.backends.set(id, { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags });
+        this.backendIds.set(key, id);
+        this.backendFlagsById.set(id, flags);
+        report.backendsWritten++;
+      } catch (e) {
+        if (id !== undefined && !this.backendIds.has(key)) this.ids.backend.release(id);
+        report.failed.push({ frontend: `backend ${key}`, error: (e as Error).message });
+      }
+    }
+    // 2. Frontends: new set, flip, old set away.
+    for (const [text, spec] of compiled.frontends) {
+      try {
+        if (this.writeFrontend(text, spec)) report.frontendsWritten++;
+      } catch (e) {
+        report.failed.push({ frontend: text, error: e instanceof MapFullError ? `map full: ${e.message}` : (e as Error).message });
+      }
+    }
+    // 3. Frontends that are gone, then backends nothing may use any more.
+    for (const [text, p] of [...this.programmed]) {
+      if (compiled.frontends.has(text)) continue;
+      this.frontends.delete(p.key);
+      this.deleteSlots(p.value.setId, p.backendIds.length);
+      this.ids.set.release(p.value.setId);
+      for (const r of p.sourceRanges) this.ranges.delete(rangeKey(p.value.revNatId, r));
+      this.revnat.delete(p.value.revNatId);
+      this.ids.revnat.release(p.value.revNatId);
+      this.programmed.delete(text);
+      report.frontendsRemoved++;
+    }
+    for (const [key, id] of [...this.backendIds]) {
+      if (compiled.backends.has(key)) continue;
+      this.backends.delete(id);
+      this.backendIds.delete(key);
+      this.backendFlagsById.delete(id);
+      this.ids.backend.release(id);
+      report.backendsRemoved++;
+    }
+    const live = new Set([...this.programmed.values()].map((p) => p.value.serviceId));
+    for (const [sp, id] of [...this.serviceIds]) {
+      if (live.has(id)) continue;
+      this.serviceIds.delete(sp);
+      this.ids.service.release(id);
+    }
+    return report;
+  }
+
+  /** Writes one frontend; returns whether anything changed. Throws (having undone its own writes) when a map is full. */
+  private writeFrontend(text: string, spec: FrontendSpec): boolean {
+    const current = this.programmed.get(text);
+    const backendIds = spec.backends.map((k) => this.backendIds.get(k)).filter((id): id is number => id !== undefined);
+    if (backendIds.length !== spec.backends.length) throw new Error('some of its backends could not be written');
+    let serviceId = this.serviceIds.get(spec.servicePort);
+    const newService = serviceId === undefined;
+    serviceId ??= this.ids.service.alloc();
+    const newRevNat = current === undefined;
+    const revNatId = current?.value.revNatId ?? this.ids.revnat.alloc();
+    const sameSet = current !== undefined && current.backendIds.length === backendIds.length && current.backendIds.every((id, i) => id === backendIds[i]);
+    const setId = sameSet ? current.value.setId : this.ids.set.alloc();
+    const written: SlotKey[] = [];
+    const addedRanges: SourceRangeKey[] = [];
+    try {
+      if (newRevNat) this.revnat.set(revNatId, { addr: spec.addr, port: spec.port, family: spec.family, flags: spec.flags & FE.NODE_PORT ? RN.NODE_ADDRESS : 0 });
+      if (!sameSet) {
+        backendIds.forEach((id, i) => {
+          const k = { setId, slot: i + 1 };
+          this.slots.set(k, id);
+          written.push(k);
+        });
+      }
+      for (const r of spec.sourceRanges) {
+        if (current?.sourceRanges.includes(r)) continue;
+        const k = rangeKey(revNatId, r);
+        this.ranges.set(k, 1);
+        addedRanges.push(k);
+      }
+      const key: FrontendKey = { addr: spec.addr, port: spec.port, proto: spec.proto, family: spec.family, scope: spec.scope };
+      const value: FrontendValue = { setId, revNatId, serviceId, affinityTimeout: spec.affinityTimeout, count: backendIds.length, algorithm: spec.algorithm, flags: spec.flags };
+      const unchanged = current !== undefined && sameSet && JSON.stringify(current.value) === JSON.stringify(value) && current.sourceRanges.length === spec.sourceRanges.length && addedRanges.length === 0;
+      if (unchanged) return false;
+      this.frontends.set(key, value); // the flip: packets see the old set or the new one, never a mix
+      if (current !== undefined && !sameSet) {
+        this.deleteSlots(current.value.setId, current.backendIds.length);
+        this.ids.set.release(current.value.setId);
+      }
+      for (const r of current?.sourceRanges ?? []) if (!spec.sourceRanges.includes(r)) this.ranges.delete(rangeKey(revNatId, r));
+      this.programmed.set(text, { key, value, backendIds, sourceRanges: [...spec.sourceRanges] });
+      this.serviceIds.set(spec.servicePort, serviceId);
+      return true;
+    } catch (e) {
+      for (const k of written) this.slots.delete(k);
+      for (const k of addedRanges) this.ranges.delete(k);
+      if (!sameSet) this.ids.set.release(setId);
+      if (newRevNat) {
+        this.revnat.delete(revNatId);
+        this.ids.revnat.release(revNatId);
+      }
+      if (newService) this.ids.service.release(serviceId);
+      throw e;
+    }
+  }
+
+  private deleteSlots(setId: number, count: number): void {
+    for (let slot = 1; slot <= count; slot++) this.slots.delete({ setId, slot });
+  }
+
+  close(): void {
+    this.object.close();
+  }
+}

@@ -1,0 +1,54 @@
+// Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
+// would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
+import type { V1Node } from '@kubernetes/client-node';
+import { tcAttach } from '../../control/bpf/attach.ts';
+import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
+import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
+import { nodeFacts } from '../../control/model/node.ts';
+import { ChangeTracker } from '../../control/model/tracker.ts';
+import { config, node as node0, services, slices } from '../cases/semantics.ts';
+import { buildDir } from '../bpf/objects.ts';
+import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
+
+export const datapathObject = `${buildDir}datapath.o`;
+
+export function nodeObject(n: LabNode): V1Node {
+  if (n.index === 0) return node0;
+  return {
+    metadata: { name: n.name, labels: { 'topology.kubernetes.io/zone': 'zone-b' } },
+    spec: { podCIDRs: [n.podCidrV4, n.podCidrV6] },
+    status: { addresses: [{ type: 'InternalIP', address: n.ipv4 }, { type: 'InternalIP', address: n.ipv6 }] },
+  };
+}
+
+export interface ProgrammedNode {
+  node: LabNode;
+  tracker: ChangeTracker;
+  datapath: EbpfDatapath;
+}
+
+export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
+  const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
+  for (const s of services) tracker.upsertService(s);
+  for (const s of slices) tracker.upsertSlice(s);
+  tracker.flush();
+  const datapath = EbpfDatapath.open({ object: datapathObject, pinDir: lab.bpffsDir(`dp-${n.name}`) });
+  datapath.configure({
+    nodeIp4: n.ipv4,
+    nodeIp6: n.ipv6,
+    snatPortMin: 61000,
+    snatPortMax: 65535,
+    flags: 0,
+    ctTimeoutTcpNs: 86_400n * 1_000_000_000n,
+    ctTimeoutUdpNs: 60n * 1_000_000_000n,
+  });
+  const report = datapath.sync(compileDatapath(tracker.state()));
+  if (report.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(report.failed)}`);
+  const ns = netnsPath(n.netns);
+  for (const pod of n.pods) {
+    tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_pod') });
+    tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_pod') });
+  }
+  tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
+  return { node: n, tracker, datapath };
+}
