@@ -1,0 +1,185 @@
+// BPF_PROG_TEST_RUN: packet in, verdict and packet out, for each branch of the datapath.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { progTestRun } from '../../control/bpf/attach.ts';
+import { u32 } from '../../control/bpf/codec.ts';
+import { affinityKey, affinityValue, backend, ctKey, ctValue, CT_DIR } from '../../control/bpf/layout.ts';
+import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
+import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
+import { nodeFacts } from '../../control/model/node.ts';
+import { ChangeTracker } from '../../control/model/tracker.ts';
+import { config, node, podOf, services, slices } from '../cases/semantics.ts';
+import { runPrefix } from '../lab/names.ts';
+import { teardownNamesSync } from '../lab/sweep.ts';
+import { buildPacket, csumAdd, csumFinish, parsePacket, PROTO, TCP_FLAGS } from '../packet.ts';
+import { buildDir } from './objects.ts';
+
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+const TC_ACT_REDIRECT = 7;
+const prefix = `${runPrefix()}-dp`;
+const CLIENT = '10.244.0.10';
+const CLIENT_MAC = '02:00:00:00:00:01';
+const NODE_MAC = '02:00:00:00:00:02';
+
+describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
+  let dp: EbpfDatapath;
+  let tracker: ChangeTracker;
+  const run = (prog: string, packet: Buffer): { retval: number; out: Buffer } => {
+    const r = progTestRun(dp.programFd(prog), packet);
+    return { retval: r.retval, out: r.data };
+  };
+
+  before(() => {
+    tracker = new ChangeTracker(config, nodeFacts('n0', node, ['10.244.0.1']));
+    for (const s of services) tracker.upsertService(s);
+    for (const s of slices) tracker.upsertSlice(s);
+    tracker.flush();
+    dp = EbpfDatapath.open({ object: `${buildDir}datapath.o`, pinDir: `/sys/fs/bpf/${prefix}` });
+    dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n });
+    assert.deepEqual(dp.sync(compileDatapath(tracker.state())).failed, []);
+  });
+
+  after(() => {
+    dp?.close();
+    teardownNamesSync(prefix);
+  });
+
+  it('new flow: DNAT to a backend with valid checksums, tracked both ways', () => {
+    const { retval, out } = run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40000, dport: 80 }));
+    assert.equal(retval, TC_ACT_OK);
+    const p = parsePacket(out);
+    assert.ok(['n0p1', 'n1p1'].includes(podOf(p.dst)), p.dst);
+    assert.deepEqual([p.dport, p.src, p.sport, p.ipChecksumOk, p.l4ChecksumOk], [8080, CLIENT, 40000, true, true]);
+    const ct = dp.object.map('sy_ct', ctKey, ctValue);
+    assert.ok(ct.get({ saddr: CLIENT, daddr: '10.96.0.10', sport: 40000, dport: 80, proto: PROTO.TCP, family: 4, dir: CT_DIR.FORWARD }));
+    assert.ok(ct.get({ saddr: p.dst, daddr: CLIENT, sport: 8080, dport: 40000, proto: PROTO.TCP, family: 4, dir: CT_DIR.REPLY }));
+  });
+
+  it('established flow: every packet goes to the same backend', () => {
+    const first = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40001, dport: 80 })).out).dst;
+    for (let i = 0; i < 30; i++) {
+      const p = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40001, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
+      assert.equal(p.dst, first);
+    }
+  });
+
+  it('reply: reverse NAT restores the frontend as the source', () => {
+    const backend = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'udp', sport: 40002, dport: 53 })).out).dst;
+    const { retval, out } = run('sy_to_pod', buildPacket({ src: backend, dst: CLIENT, proto: 'udp', sport: 8080, dport: 40002 }));
+    const p = parsePacket(out);
+    assert.equal(retval, TC_ACT_OK);
+    assert.deepEqual([p.src, p.sport, p.dst, p.dport, p.ipChecksumOk, p.l4ChecksumOk], ['10.96.0.10', 53, CLIENT, 40002, true, true]);
+  });
+
+  it('ClientIP affinity: a live entry decides; an expired one does not', () => {
+    const serviceId = dp.serviceIdOf('demo/sticky/TCP/v4')!;
+    const aff = dp.object.map('sy_affinity', affinityKey, affinityValue);
+    const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns
+    const backendIdOf = (ip: string): number => dp.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === ip)![0];
+    const target = '10.244.1.12';
+    aff.set({ serviceId, client: CLIENT }, { backendId: backendIdOf(target), lastSeen: now });
+    for (let port = 41000; port < 41010; port++) {
+      assert.equal(parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.12', proto: 'tcp', sport: port, dport: 80 })).out).dst, target);
+    }
+    aff.set({ serviceId, client: CLIENT }, { backendId: backendIdOf(target), lastSeen: now - 61n * 1_000_000_000n });
+    run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.12', proto: 'tcp', sport: 41010, dport: 80 }));
+    assert.ok(aff.get({ serviceId, client: CLIENT })!.lastSeen >= now, 'the expired entry was replaced by a new choice');
+  });
+
+  it('source ranges: outside is dropped, inside is served', () => {
+    assert.equal(run('sy_from_pod', buildPacket({ src: '10.244.0.12', dst: '10.254.0.50', proto: 'tcp', sport: 42000, dport: 80 })).retval, TC_ACT_SHOT);
+    const { retval, out } = run('sy_from_external', buildPacket({ src: '10.254.0.200', dst: '10.254.0.50', proto: 'tcp', sport: 42000, dport: 80 }));
+    assert.equal(retval, TC_ACT_OK);
+    assert.equal(podOf(parsePacket(out).dst), 'n0p0');
+  });
+
+  it('local-only scope without a local endpoint: dropped', () => {
+    assert.equal(run('sy_from_external', buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'tcp', sport: 42001, dport: 30081 })).retval, TC_ACT_SHOT);
+  });
+
+  it('SNAT for eTP Cluster NodePort, and its reverse', () => {
+    const inbound = buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'tcp', sport: 42002, dport: 30080 });
+    const p = parsePacket(run('sy_from_external', inbound).out);
+    assert.equal(p.src, '10.254.0.11');
+    assert.ok(p.sport >= 61000 && p.sport <= 65535, `SNAT port ${p.sport}`);
+    assert.ok(['n0p2', 'n1p0'].includes(podOf(p.dst)));
+    assert.ok(p.ipChecksumOk && p.l4ChecksumOk);
+    const reply = parsePacket(run('sy_from_external', buildPacket({ src: p.dst, dst: '10.254.0.11', proto: 'tcp', sport: 8080, dport: p.sport, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
+    assert.deepEqual([reply.src, reply.sport, reply.dst, reply.dport, reply.ipChecksumOk, reply.l4ChecksumOk], ['10.254.0.11', 30080, '10.254.0.200', 42002, true, true]);
+  });
+
+  it('IPv6: DNAT and reverse NAT', () => {
+    const client6 = 'fd00:10:244::a';
+    const p = parsePacket(run('sy_from_pod', buildPacket({ src: client6, dst: 'fd00:96::10', proto: 'tcp', sport: 43000, dport: 80 })).out);
+    assert.ok(['n0p1', 'n1p1'].includes(podOf(p.dst)));
+    assert.ok(p.l4ChecksumOk);
+    const r = parsePacket(run('sy_to_pod', buildPacket({ src: p.dst, dst: client6, proto: 'tcp', sport: 8080, dport: 43000, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
+    assert.deepEqual([r.src, r.sport, r.l4ChecksumOk], ['fd00:96::10', 80, true]);
+  });
+
+  it('no endpoints, TCP: a RST|ACK back to the client, byte by byte', () => {
+    const syn = buildPacket({ src: CLIENT, dst: '10.96.0.40', proto: 'tcp', sport: 44000, dport: 80, srcMac: CLIENT_MAC, dstMac: NODE_MAC });
+    const { retval, out } = run('sy_from_pod', syn);
+    assert.equal(retval, TC_ACT_REDIRECT);
+    const expected = Buffer.alloc(54);
+    Buffer.from(CLIENT_MAC.split(':').map((h) => parseInt(h, 16))).copy(expected, 0);
+    Buffer.from(NODE_MAC.split(':').map((h) => parseInt(h, 16))).copy(expected, 6);
+    expected.writeUInt16BE(0x0800, 12);
+    const ip = expected.subarray(14, 34);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(40, 2);
+    ip[8] = 64;
+    ip[9] = PROTO.TCP;
+    Buffer.from([10, 96, 0, 40]).copy(ip, 12);
+    Buffer.from([10, 244, 0, 10]).copy(ip, 16);
+    ip.writeUInt16BE(csumFinish(csumAdd(ip)), 10);
+    const tcp = expected.subarray(34, 54);
+    tcp.writeUInt16BE(80, 0);
+    tcp.writeUInt16BE(44000, 2);
+    tcp.writeUInt32BE(0, 4);
+    tcp.writeUInt32BE(1001, 8); // the SYN's seq (1000) + 1
+    tcp[12] = 5 << 4;
+    tcp[13] = TCP_FLAGS.RST | TCP_FLAGS.ACK;
+    const pseudo = Buffer.concat([ip.subarray(12, 20), Buffer.from([0, PROTO.TCP, 0, 20])]);
+    tcp.writeUInt16BE(csumFinish(csumAdd(tcp, csumAdd(pseudo))), 16);
+    assert.deepEqual(out.toString('hex'), expected.toString('hex'));
+  });
+
+  it('no endpoints, UDP: ICMP port unreachable quoting the datagram, byte by byte', () => {
+    const dgram = buildPacket({ src: CLIENT, dst: '10.96.0.40', proto: 'udp', sport: 44001, dport: 53, payload: Buffer.from('query-bytes-beyond-the-quote'), srcMac: CLIENT_MAC, dstMac: NODE_MAC });
+    const { retval, out } = run('sy_from_pod', dgram);
+    assert.equal(retval, TC_ACT_REDIRECT);
+    assert.equal(out.length, 14 + 20 + 8 + 28);
+    assert.equal(out.subarray(0, 12).toString('hex'), Buffer.concat([dgram.subarray(6, 12), dgram.subarray(0, 6)]).toString('hex'), 'MACs swapped');
+    const ip = out.subarray(14, 34);
+    assert.deepEqual([ip[0], ip.readUInt16BE(2), ip[8], ip[9]], [0x45, 56, 64, PROTO.ICMP]);
+    assert.deepEqual([...ip.subarray(12, 16)], [10, 96, 0, 40]);
+    assert.deepEqual([...ip.subarray(16, 20)], [10, 244, 0, 10]);
+    assert.equal(csumFinish(csumAdd(ip)), 0, 'IP checksum');
+    const icmp = out.subarray(34);
+    assert.deepEqual([icmp[0], icmp[1]], [3, 3], 'destination unreachable / port unreachable');
+    assert.equal(csumFinish(csumAdd(icmp)), 0, 'ICMP checksum');
+    assert.equal(icmp.subarray(8).toString('hex'), dgram.subarray(14, 14 + 28).toString('hex'), 'quotes the IP header and 8 bytes');
+  });
+
+  it('no endpoints over IPv6: RST and ICMPv6 port unreachable with valid checksums', () => {
+    tracker.upsertService({ ...services.find((s) => s.metadata?.name === 'empty')!, spec: { ...services.find((s) => s.metadata?.name === 'empty')!.spec, clusterIPs: ['10.96.0.40', 'fd00:96::40'], ipFamilies: ['IPv4', 'IPv6'] } });
+    tracker.flush();
+    dp.sync(compileDatapath(tracker.state()));
+    const c6 = 'fd00:10:244::a';
+    const rst = run('sy_from_pod', buildPacket({ src: c6, dst: 'fd00:96::40', proto: 'tcp', sport: 45000, dport: 80 }));
+    assert.equal(rst.retval, TC_ACT_REDIRECT);
+    const p = parsePacket(rst.out);
+    assert.deepEqual([p.src, p.dst, p.sport, p.dport, p.tcpFlags, p.l4ChecksumOk], ['fd00:96::40', c6, 80, 45000, TCP_FLAGS.RST | TCP_FLAGS.ACK, true]);
+    const icmp = run('sy_from_pod', buildPacket({ src: c6, dst: 'fd00:96::40', proto: 'udp', sport: 45001, dport: 53 }));
+    assert.equal(icmp.retval, TC_ACT_REDIRECT);
+    const out = icmp.out;
+    assert.equal(out.readUInt16BE(12), 0x86dd);
+    assert.equal(out[14 + 6], PROTO.ICMPV6);
+    const body = out.subarray(54);
+    assert.deepEqual([body[0], body[1]], [1, 4], 'ICMPv6 destination unreachable / port unreachable');
+    const pseudo = Buffer.concat([out.subarray(22, 54), Buffer.from([0, 0, 0, body.length, 0, 0, 0, PROTO.ICMPV6])]);
+    assert.equal(csumFinish(csumAdd(body, csumAdd(pseudo))), 0, 'ICMPv6 checksum');
+  });
+});
