@@ -10,7 +10,8 @@
         "native/maps.cc",
         "native/tc.cc",
         "native/xdp.cc",
-        "native/prog.cc"
+        "native/prog.cc",
+        "native/cgroup.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

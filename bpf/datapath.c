@@ -4,6 +4,7 @@
  *   sy_from_pod       tc ingress of every pod-facing device (packets leaving local pods)
  *   sy_to_pod         tc egress of every pod-facing device (answers reaching local pods)
  *   sy_from_external  tc ingress of the node's external devices
+ *   sy_sock_*         cgroup (v2) socket hooks for processes on the node itself
  * Each program first asks connection tracking whether the packet answers a translated flow
  * (and translates it back), then whether it opens or continues a flow to a frontend.
  */
@@ -17,6 +18,7 @@
 #include "include/nat.h"
 #include "include/parse.h"
 #include "include/reject.h"
+#include "include/sock.h"
 
 static __always_inline const struct sy_config *sy_cfg(void)
 {
@@ -243,6 +245,54 @@ SEC("tc")
 int sy_from_external(struct __sk_buff *skb)
 {
 	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
+}
+
+SEC("cgroup/connect4")
+int sy_sock_connect4(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_forward(ctx, 4);
+}
+
+SEC("cgroup/connect6")
+int sy_sock_connect6(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_forward(ctx, 6);
+}
+
+SEC("cgroup/sendmsg4")
+int sy_sock_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_forward(ctx, 4);
+}
+
+SEC("cgroup/sendmsg6")
+int sy_sock_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_forward(ctx, 6);
+}
+
+SEC("cgroup/recvmsg4")
+int sy_sock_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_reverse(ctx, 4);
+}
+
+SEC("cgroup/recvmsg6")
+int sy_sock_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_reverse(ctx, 6);
+}
+
+SEC("cgroup/getpeername4")
+int sy_sock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_reverse(ctx, 4);
+}
+
+SEC("cgroup/getpeername6")
+int sy_sock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return sy_sock_reverse(ctx, 6);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -10,6 +10,7 @@ void RegisterMaps(Napi::Env env, Napi::Object exports);
 void RegisterTc(Napi::Env env, Napi::Object exports);
 void RegisterXdp(Napi::Env env, Napi::Object exports);
 void RegisterProg(Napi::Env env, Napi::Object exports);
+void RegisterCgroup(Napi::Env env, Napi::Object exports);
 }  // namespace sy
 
 namespace {
@@ -21,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sy::RegisterTc(env, exports);
   sy::RegisterXdp(env, exports);
   sy::RegisterProg(env, exports);
+  sy::RegisterCgroup(env, exports);
   return exports;
 }
 

@@ -191,6 +191,17 @@ struct sy_config {
 	__u32 flags;
 	__u64 ct_timeout_tcp_ns;
 	__u64 ct_timeout_udp_ns;
+	__u64 host_netns_cookie; /* socket programs act only in this netns (0: in every one) */
+};
+
+/* Socket-level load balancing remembers, per socket, which frontend a backend stands for, so
+ * that recvmsg and getpeername report the service address the application asked for. */
+struct sy_sock_key {
+	__u64 cookie; /* bpf_get_socket_cookie() */
+	__be32 addr[4];
+	__be16 port;
+	__u8 family;
+	__u8 pad[5];
 };
 
 #endif /* SWITCHYARD_LAYOUT_H */

@@ -72,4 +72,11 @@ struct {
 	__type(value, struct sy_config);
 } sy_config SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sy_sock_key);
+	__type(value, __u32); /* rev_nat_id */
+} sy_sock_revnat SEC(".maps");
+
 #endif /* SWITCHYARD_MAPS_H */

@@ -1,8 +1,8 @@
 // Attaching programs to interfaces: tc clsact filters and XDP.
 import { call } from './errors.ts';
-import { native, type InterfaceTarget, type TcFilterSpec, type XdpMode } from './native.ts';
+import { native, type CgroupAttachType, type InterfaceTarget, type TcFilterSpec, type XdpMode } from './native.ts';
 
-export type { InterfaceTarget, TcDirection, TcFilterSpec, XdpMode } from './native.ts';
+export type { CgroupAttachType, InterfaceTarget, TcDirection, TcFilterSpec, XdpMode } from './native.ts';
 
 /** Default tc handle/priority for Switchyard's filters; distinct from tc's usual 1/1 so ours are easy to tell apart. */
 export const TC_HANDLE = 0x5359; // "SY"
@@ -53,4 +53,22 @@ export function progTestRun(
 
 export function progInfo(progFd: number): { id: number; type: number; name: string; tag: string } {
   return call(() => native().progInfo(progFd));
+}
+
+/** Attaches a socket-level program to a cgroup (v2), alongside any others already there. */
+export function cgroupAttach(path: string, attachType: CgroupAttachType, progFd: number): void {
+  call(() => native().cgroupAttach({ path, attachType, progFd }));
+}
+
+export function cgroupDetach(path: string, attachType: CgroupAttachType, progFd: number): boolean {
+  return call(() => native().cgroupDetach({ path, attachType, progFd }));
+}
+
+export function cgroupQuery(path: string, attachType: CgroupAttachType): number[] {
+  return call(() => native().cgroupQuery({ path, attachType }));
+}
+
+/** The cookie of a network namespace (this process's, or the one at netnsPath). */
+export function netnsCookie(netnsPath?: string): bigint {
+  return call(() => native().netnsCookie(netnsPath));
 }

@@ -158,6 +158,14 @@ export interface DatapathConfig {
   flags: number;
   ctTimeoutTcpNs: bigint;
   ctTimeoutUdpNs: bigint;
+  hostNetnsCookie: bigint;
+}
+
+export interface SockKey {
+  cookie: bigint;
+  addr: string;
+  port: number;
+  family: number;
 }
 
 export const frontendKey = withFamily(
@@ -264,7 +272,19 @@ export const datapathConfig = struct<DatapathConfig>('sy_config', [
   { name: 'flags', codec: u32 },
   { name: 'ctTimeoutTcpNs', codec: u64 },
   { name: 'ctTimeoutUdpNs', codec: u64 },
+  { name: 'hostNetnsCookie', codec: u64 },
 ]);
+
+export const sockKey = withFamily(
+  struct<SockKey>('sy_sock_key', [
+    { name: 'cookie', codec: u64 },
+    { name: 'addr', codec: addr16 },
+    { name: 'port', codec: be16 },
+    { name: 'family', codec: u8 },
+    { name: 'pad', codec: array(u8, 5) },
+  ]),
+  ['addr'],
+);
 
 /** Every struct of layout.h that has a TypeScript mirror. */
 export const LAYOUTS: readonly StructCodec<object>[] = [
@@ -284,6 +304,7 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   sourceRangeKey,
   counter,
   datapathConfig,
+  sockKey,
 ];
 
 /** IP protocol numbers as the maps hold them. */

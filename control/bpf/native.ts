@@ -96,7 +96,13 @@ export interface NativeAddon {
     options?: { repeat?: number; ctxIn?: Buffer; ctxOutSize?: number; dataOutSize?: number },
   ): { retval: number; data: Buffer; ctx: Buffer | null; durationNs: number };
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
+  cgroupAttach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): void;
+  cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
+  cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];
+  netnsCookie(netnsPath?: string): bigint;
 }
+
+export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
 /** The repository root, from which build outputs are found. */
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));

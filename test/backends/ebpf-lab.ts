@@ -1,7 +1,7 @@
 // Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
 import type { V1Node } from '@kubernetes/client-node';
-import { tcAttach } from '../../control/bpf/attach.ts';
+import { cgroupAttach, netnsCookie, tcAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { nodeFacts } from '../../control/model/node.ts';
@@ -25,6 +25,8 @@ export interface ProgrammedNode {
   node: LabNode;
   tracker: ChangeTracker;
   datapath: EbpfDatapath;
+  /** The node's cgroup: its processes get socket-level load balancing. */
+  cgroup: string;
 }
 
 export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
@@ -41,6 +43,7 @@ export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
     flags: 0,
     ctTimeoutTcpNs: 86_400n * 1_000_000_000n,
     ctTimeoutUdpNs: 60n * 1_000_000_000n,
+    hostNetnsCookie: netnsCookie(netnsPath(n.netns)),
   });
   const report = datapath.sync(compileDatapath(tracker.state()));
   if (report.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(report.failed)}`);
@@ -50,5 +53,9 @@ export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
     tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_pod') });
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
-  return { node: n, tracker, datapath };
+  const cgroup = lab.cgroup(n);
+  for (const hook of ['connect', 'sendmsg', 'recvmsg', 'getpeername']) {
+    for (const v of ['4', '6']) cgroupAttach(cgroup, `${hook}${v}` as CgroupAttachType, datapath.programFd(`sy_sock_${hook}${v}`));
+  }
+  return { node: n, tracker, datapath, cgroup };
 }

@@ -36,7 +36,7 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     for (const s of slices) tracker.upsertSlice(s);
     tracker.flush();
     dp = EbpfDatapath.open({ object: `${buildDir}datapath.o`, pinDir: `/sys/fs/bpf/${prefix}` });
-    dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n });
+    dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
     assert.deepEqual(dp.sync(compileDatapath(tracker.state())).failed, []);
   });
 

@@ -12,7 +12,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { formatIpv6, ipv6Bytes } from '../../control/bpf/codec.ts';
 import { ipBatch, run } from './exec.ts';
-import { runPrefix } from './names.ts';
+import { mkdirSync } from 'node:fs';
+import { cgroup2Root, runPrefix } from './names.ts';
 import type { ProbeRequest, ProbeResult } from './probe.ts';
 import { teardownNames, teardownNamesSync } from './sweep.ts';
 
@@ -155,6 +156,13 @@ export class Lab {
   /** Where a pin directory for this lab belongs; the sweep removes it with the lab. */
   bpffsDir(name = 'pins'): string {
     return `/sys/fs/bpf/${this.prefix}-${name}`;
+  }
+
+  /** A cgroup (v2) for a node's processes, for socket-level programs; swept with the lab. */
+  cgroup(node: LabNode): string {
+    const path = `${cgroup2Root()}/${this.prefix}-${node.name}`;
+    mkdirSync(path, { recursive: true });
+    return path;
   }
 
   pod(name: string): LabPod {

@@ -1,6 +1,7 @@
 // The lab's client: connects (TCP) or sends a datagram (UDP) to each target and prints one JSON
 // line per attempt with the pod's reply or the error. Run inside a netns by Lab.probe().
 //   node probe.ts '{"targets":[{"proto":"tcp","host":"10.96.0.10","port":80}],"count":3}'
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -19,6 +20,8 @@ export interface ProbeRequest {
   timeoutMs?: number;
   /** UDP only: send every attempt from this one local port (one flow), not a new port each time. */
   sourcePort?: number;
+  /** Join this cgroup (v2) first, as a process of that node would be (socket-level programs). */
+  cgroup?: string;
 }
 
 export type ProbeResult =
@@ -84,6 +87,7 @@ export async function probe(request: ProbeRequest): Promise<ProbeResult[]> {
 
 if (import.meta.main) {
   const request = JSON.parse(process.argv[2] ?? '{}') as ProbeRequest;
+  if (request.cgroup !== undefined) writeFileSync(`${request.cgroup}/cgroup.procs`, String(process.pid));
   const results = await probe(request);
   process.stdout.write(`${JSON.stringify(results)}\n`);
 }

@@ -1,8 +1,8 @@
 // Removing what labs made: by name for a lab that ends normally, by dead owner for a run that
 // was killed. Synchronous on purpose: it also runs from exit handlers.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { CommandError, runSync } from './exec.ts';
-import { isAlive, ownerPid } from './names.ts';
+import { cgroup2Root, isAlive, ownerPid } from './names.ts';
 
 const BPFFS = '/sys/fs/bpf';
 
@@ -19,6 +19,34 @@ function listBpffs(): string[] {
   } catch {
     return [];
   }
+}
+
+function listCgroups(): string[] {
+  try {
+    return readdirSync(cgroup2Root()).filter((n) => ownerPid(n) !== undefined);
+  } catch {
+    return [];
+  }
+}
+
+/** Kills what still runs in a lab cgroup, then removes it (a cgroup goes only when empty). */
+function removeCgroup(name: string): void {
+  const path = `${cgroup2Root()}/${name}`;
+  try {
+    for (const pid of readFileSync(`${path}/cgroup.procs`, 'utf8').split('\n').filter((l) => l !== '')) killQuietly(Number(pid));
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(path);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); // processes take a moment to leave
+    }
+  }
+  rmdirSync(path);
 }
 
 /** Processes started by a lab carry "--lab <prefix>" on their command line. */
@@ -69,6 +97,7 @@ export function teardownNamesSync(prefix: string, extra: readonly string[] = [])
   for (const entry of listBpffs()) {
     if (belongsTo(entry, prefix)) rmSync(`${BPFFS}/${entry}`, { recursive: true, force: true });
   }
+  for (const cg of listCgroups()) if (belongsTo(cg, prefix)) removeCgroup(cg);
 }
 
 export async function teardownNames(prefix: string, extra: readonly string[] = []): Promise<void> {
@@ -103,6 +132,12 @@ export function sweepStale(): string[] {
       removed.push(`bpffs ${entry}`);
     }
   }
+  for (const cg of listCgroups()) {
+    if (dead(cg)) {
+      removeCgroup(cg);
+      removed.push(`cgroup ${cg}`);
+    }
+  }
   return removed;
 }
 
@@ -115,6 +150,7 @@ export function leftovers(prefix: string): string[] {
   for (const n of listNetns()) if (n.startsWith(prefix)) found.push(`netns ${n}`);
   for (const line of runSync('ip', ['-o', 'link', 'show']).split('\n')) if (line.includes(prefix)) found.push(`link ${line}`);
   for (const e of listBpffs()) if (e.startsWith(prefix)) found.push(`bpffs ${e}`);
+  for (const c of listCgroups()) if (c.startsWith(prefix)) found.push(`cgroup ${c}`);
   for (const p of labProcesses()) if (p.prefix.startsWith(prefix)) found.push(`process ${p.pid}`);
   for (const [tool, args] of [
     ['iptables-save', []],
