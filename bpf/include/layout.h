@@ -108,12 +108,15 @@ struct sy_slot_key {
 /* sy_backend.flags */
 #define SY_BE_TERMINATING (1U << 0)
 
+/* Backends are per service port (like kube-proxy's KUBE-SEP chains): an endpoint leaving one
+ * service ends its flows there even while it still serves another. */
 struct sy_backend {
 	__be32 addr[4];
 	__be16 port;
 	__u8 proto;
 	__u8 family;
-	__u32 flags; /* SY_BE_* */
+	__u32 flags;      /* SY_BE_* */
+	__u32 service_id; /* the service port it belongs to */
 };
 
 /* sy_revnat.flags */

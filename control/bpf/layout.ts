@@ -99,6 +99,7 @@ export interface Backend {
   proto: number;
   family: number;
   flags: number;
+  serviceId: number;
 }
 
 export interface RevNat {
@@ -203,6 +204,7 @@ export const backend = withFamily(
     { name: 'proto', codec: u8 },
     { name: 'family', codec: u8 },
     { name: 'flags', codec: u32 },
+    { name: 'serviceId', codec: u32 },
   ]),
   ['addr'],
 );

@@ -6,6 +6,8 @@ import type { DesiredState, EndpointState, FamilyState, ServicePortState } from 
 import { ALGORITHM, BE, FE, IPPROTO, SCOPE } from '../../bpf/layout.ts';
 
 export interface BackendSpec {
+  /** Backends are per service port: see struct sy_backend. */
+  servicePort: string;
   addr: string;
   port: number;
   proto: number;
@@ -38,16 +40,16 @@ export interface CompiledDatapath {
 
 const PROTO: Record<string, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP, SCTP: IPPROTO.SCTP };
 
-export function backendKey(b: { addr: string; port: number; proto: number }): string {
-  return `${b.addr}|${b.port}|${b.proto}`;
+export function backendKey(b: { servicePort: string; addr: string; port: number; proto: number }): string {
+  return `${b.servicePort}|${b.addr}|${b.port}|${b.proto}`;
 }
 
 export function frontendKeyText(f: { addr: string; port: number; proto: number; scope: number }): string {
   return `${f.addr}|${f.port}|${f.proto}|${f.scope}`;
 }
 
-function toBackend(ep: EndpointState, proto: number, family: Family): BackendSpec {
-  return { addr: ep.ip, port: ep.port, proto, family, terminating: ep.terminating || !ep.ready };
+function toBackend(ep: EndpointState, sp: ServicePortState, proto: number): BackendSpec {
+  return { servicePort: sp.key, addr: ep.ip, port: ep.port, proto, family: sp.family, terminating: ep.terminating || !ep.ready };
 }
 
 interface SetChoice {
@@ -78,7 +80,7 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
   const proto = PROTO[sp.protocol]!;
   const family = sp.family;
   for (const ep of sp.endpoints) {
-    const b = toBackend(ep, proto, family);
+    const b = toBackend(ep, sp, proto);
     out.backends.set(backendKey(b), b);
   }
   // ClusterIP traffic is masqueraded when it does not come from a local pod (if local traffic
@@ -98,7 +100,7 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
       flags: kindFlag | set.flags | (ranges ? FE.SOURCE_RANGES : 0),
       algorithm: ALGORITHM[sp.algorithm],
       affinityTimeout: sp.affinityTimeoutSeconds,
-      backends: set.endpoints.map((ep) => backendKey(toBackend(ep, proto, family))),
+      backends: set.endpoints.map((ep) => backendKey(toBackend(ep, sp, proto))),
       sourceRanges,
     };
     out.frontends.set(frontendKeyText(spec), spec);

@@ -72,6 +72,8 @@ export class EbpfDatapath {
   private readonly backendFlagsById = new Map<number, number>();
   private readonly serviceIds = new Map<string, number>();
   private readonly programmed = new Map<string, Programmed>();
+  /** Backends found pinned at start, keyed once their service ports are known (first sync). */
+  private adoptedBackends = new Map<number, Backend>();
   private readonly ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
   private constructor(object: LoadedObject) {
@@ -104,8 +106,7 @@ export class EbpfDatapath {
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
   private adopt(): void {
     for (const [id, b] of this.backends.entries()) {
-      this.backendIds.set(backendKey(b), id);
-      this.backendFlagsById.set(id, b.flags);
+      this.adoptedBackends.set(id, b);
       this.ids.backend.claim(id);
     }
     const ranges = new Map<number, string[]>();
@@ -153,19 +154,42 @@ export class EbpfDatapath {
   /** Applies compiled state; a frontend that does not fit is reported and left as it was. */
   sync(compiled: CompiledDatapath): SyncReport {
     const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [] };
-    // Service ids of adopted frontends are learnt from the compiled specs they match.
+    // Service ids of adopted frontends are learnt from the compiled specs they match...
     for (const [text, spec] of compiled.frontends) {
       const p = this.programmed.get(text);
       if (p !== undefined && !this.serviceIds.has(spec.servicePort)) this.serviceIds.set(spec.servicePort, p.value.serviceId);
+    }
+    // ...and with them the keys of adopted backends; those of services now gone are deleted below.
+    if (this.adoptedBackends.size > 0) {
+      const portOf = new Map([...this.serviceIds].map(([sp, id]) => [id, sp]));
+      for (const [id, b] of this.adoptedBackends) {
+        const servicePort = portOf.get(b.serviceId);
+        const key = servicePort === undefined ? `orphan|${id}` : backendKey({ servicePort, addr: b.addr, port: b.port, proto: b.proto });
+        this.backendIds.set(key, id);
+        this.backendFlagsById.set(id, b.flags);
+      }
+      this.adoptedBackends = new Map();
+    }
+    // Every service port gets its id before its backends are written.
+    for (const spec of compiled.frontends.values()) {
+      if (!this.serviceIds.has(spec.servicePort)) {
+        try {
+          this.serviceIds.set(spec.servicePort, this.ids.service.alloc());
+        } catch (e) {
+          report.failed.push({ frontend: spec.servicePort, error: (e as Error).message });
+        }
+      }
     }
     // 1. Backends (new ones, and flag changes such as terminating).
     for (const [key, b] of compiled.backends) {
       let id = this.backendIds.get(key);
       const flags = backendFlags(b);
+      const serviceId = this.serviceIds.get(b.servicePort);
+      if (serviceId === undefined) continue; // its service port got no id: reported above
       if (id !== undefined && this.backendFlagsById.get(id) === flags) continue;
       try {
         id ??= this.ids.backend.alloc();
-        this.backends.set(id, { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags });
+        this.backends.set(id, { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId });
         this.backendIds.set(key, id);
         this.backendFlagsById.set(id, flags);
         report.backendsWritten++;
@@ -202,9 +226,9 @@ export class EbpfDatapath {
       this.ids.backend.release(id);
       report.backendsRemoved++;
     }
-    const live = new Set([...this.programmed.values()].map((p) => p.value.serviceId));
+    const live = new Set([...compiled.frontends.values()].map((f) => f.servicePort));
     for (const [sp, id] of [...this.serviceIds]) {
-      if (live.has(id)) continue;
+      if (live.has(sp)) continue;
       this.serviceIds.delete(sp);
       this.ids.service.release(id);
     }
@@ -216,9 +240,8 @@ export class EbpfDatapath {
     const current = this.programmed.get(text);
     const backendIds = spec.backends.map((k) => this.backendIds.get(k)).filter((id): id is number => id !== undefined);
     if (backendIds.length !== spec.backends.length) throw new Error('some of its backends could not be written');
-    let serviceId = this.serviceIds.get(spec.servicePort);
-    const newService = serviceId === undefined;
-    serviceId ??= this.ids.service.alloc();
+    const serviceId = this.serviceIds.get(spec.servicePort);
+    if (serviceId === undefined) throw new Error('its service port has no id');
     const newRevNat = current === undefined;
     const revNatId = current?.value.revNatId ?? this.ids.revnat.alloc();
     const sameSet = current !== undefined && current.backendIds.length === backendIds.length && current.backendIds.every((id, i) => id === backendIds[i]);
@@ -251,7 +274,6 @@ export class EbpfDatapath {
       }
       for (const r of current?.sourceRanges ?? []) if (!spec.sourceRanges.includes(r)) this.ranges.delete(rangeKey(revNatId, r));
       this.programmed.set(text, { key, value, backendIds, sourceRanges: [...spec.sourceRanges] });
-      this.serviceIds.set(spec.servicePort, serviceId);
       return true;
     } catch (e) {
       for (const k of written) this.slots.delete(k);
@@ -261,7 +283,6 @@ export class EbpfDatapath {
         this.revnat.delete(revNatId);
         this.ids.revnat.release(revNatId);
       }
-      if (newService) this.ids.service.release(serviceId);
       throw e;
     }
   }

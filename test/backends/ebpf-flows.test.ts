@@ -1,0 +1,82 @@
+// Flows under change, with real packets: a removed UDP backend's flows move at once (Cilium
+// #12859 is the known failure), a terminating backend keeps its flows but gets no new ones, and
+// an established flow keeps its backend when the service changes.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
+import { slice } from '../cases/objects.ts';
+import { Lab } from '../lab/lab.ts';
+import type { ProbeResult } from '../lab/probe.ts';
+import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
+
+const VIP = '10.96.0.60';
+
+describe('eBPF datapath: flows under change', () => {
+  let lab: Lab;
+  let n0: ProgrammedNode;
+
+  const setEndpoints = (eps: Array<{ pod: string; terminating?: boolean }>): void => {
+    n0.tracker.upsertSlice(
+      slice({
+        name: 'flows-x',
+        service: 'flows',
+        ports: [{ port: 8080, protocol: 'UDP' }],
+        endpoints: eps.map((e) => ({ ip: lab.pod(e.pod).ipv4, node: lab.pod(e.pod).node.name, ready: !e.terminating, serving: true, terminating: e.terminating ?? false })),
+      }),
+    );
+    n0.tracker.flush();
+    const report = n0.datapath.sync(compileDatapath(n0.tracker.state()));
+    assert.deepEqual(report.failed, []);
+  };
+  const send = async (sourcePort?: number, count = 1): Promise<ProbeResult[]> =>
+    lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: VIP, port: 53 }], count, sourcePort, timeoutMs: 1000 });
+  const podOf = (r: ProbeResult): string => {
+    assert.ok(r.ok, r.ok ? '' : r.error);
+    return r.reply.pod;
+  };
+
+  before(async () => {
+    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
+    n0 = programNode(lab, lab.nodes[0]!);
+    n0.tracker.upsertService({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'flows', namespace: 'demo' },
+      spec: { clusterIP: VIP, ports: [{ port: 53, protocol: 'UDP', targetPort: 8080 }] },
+    });
+  });
+
+  after(async () => {
+    n0?.datapath.close();
+    await lab?.teardown();
+  });
+
+  it('a removed UDP backend: the same flow is answered by another within 1 s', async () => {
+    setEndpoints([{ pod: 'n0p1' }, { pod: 'n1p1' }]);
+    const first = podOf((await send(50001))[0]!);
+    const other = first === 'n0p1' ? 'n1p1' : 'n0p1';
+    setEndpoints([{ pod: other }]);
+    const started = Date.now();
+    const after = podOf((await send(50001))[0]!);
+    assert.equal(after, other);
+    assert.ok(Date.now() - started < 1000);
+  });
+
+  it('a terminating backend keeps its flow and gets no new ones', async () => {
+    setEndpoints([{ pod: 'n0p2' }, { pod: 'n1p2' }]);
+    // Find a flow on n1p2, then make n1p2 terminating.
+    let port = 50100;
+    while (podOf((await send(port))[0]!) !== 'n1p2') port++;
+    setEndpoints([{ pod: 'n0p2' }, { pod: 'n1p2', terminating: true }]);
+    for (let i = 0; i < 5; i++) assert.equal(podOf((await send(port))[0]!), 'n1p2', 'the existing flow stays');
+    const fresh = await send(undefined, 20);
+    assert.deepEqual([...new Set(fresh.map(podOf))], ['n0p2'], 'new flows avoid the terminating backend');
+  });
+
+  it('an established flow keeps its backend when the service gains backends', async () => {
+    setEndpoints([{ pod: 'n0p1' }]);
+    assert.equal(podOf((await send(50200))[0]!), 'n0p1');
+    setEndpoints([{ pod: 'n0p1' }, { pod: 'n0p2' }, { pod: 'n1p0' }, { pod: 'n1p1' }]);
+    for (let i = 0; i < 5; i++) assert.equal(podOf((await send(50200))[0]!), 'n0p1');
+  });
+});
