@@ -193,6 +193,21 @@ Napi::Value ObjPin(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mapCreate(type, keySize, valueSize, maxEntries, name) -> fd of a new, unpinned map (e.g. an
+// inner map of a map-in-map, filled and then inserted into its outer map).
+Napi::Value MapCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Need(info, 5, "mapCreate(type, keySize, valueSize, maxEntries, name)")) return env.Undefined();
+  std::string name = info[4].IsString() ? std::string(info[4].As<Napi::String>()) : std::string();
+  int fd = bpf_map_create(static_cast<bpf_map_type>(UintArg(info[0])), name.c_str(), UintArg(info[1]), UintArg(info[2]),
+                          UintArg(info[3]), nullptr);
+  if (fd < 0) {
+    ThrowErrno(env, "bpf_map_create", fd, name);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Need(info, 1, "closeFd(fd)")) return env.Undefined();
@@ -222,6 +237,7 @@ void RegisterMaps(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDeleteBatch", Napi::Function::New(env, MapDeleteBatch));
   exports.Set("objGet", Napi::Function::New(env, ObjGet));
   exports.Set("objPin", Napi::Function::New(env, ObjPin));
+  exports.Set("mapCreate", Napi::Function::New(env, MapCreate));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus));
 }

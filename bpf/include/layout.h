@@ -70,6 +70,9 @@ enum sy_algorithm {
 	SY_ALG_MAGLEV = 1,
 };
 
+/* Maglev lookup tables (control/backends/ebpf/maglev.ts builds them): prime size. */
+#define SY_MAGLEV_M 65521
+
 /* sy_frontend_value.flags */
 #define SY_FE_CLUSTER_IP    (1U << 0)
 #define SY_FE_NODE_PORT     (1U << 1)

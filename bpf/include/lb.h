@@ -48,6 +48,51 @@ static __always_inline struct sy_backend *sy_backend_at(__u32 set_id, __u32 slot
 	return bpf_map_lookup_elem(&sy_backends, id);
 }
 
+static __always_inline __u32 sy_mix(__u32 h, __u32 v)
+{
+	h ^= v;
+	h *= 0x01000193;
+	return h ^ (h >> 15);
+}
+
+/*
+ * A flow hash that is the same on every node (unlike the skb hash, which is seeded per boot), so
+ * Maglev sends a flow to the same backend wherever it enters. flowHash() in
+ * control/backends/ebpf/flow-hash.ts computes the same value.
+ */
+static __always_inline __u32 sy_flow_hash(const struct sy_tuple *t)
+{
+	__u32 h = 0x811c9dc5;
+
+	h = sy_mix(h, t->saddr[0]);
+	h = sy_mix(h, t->saddr[1]);
+	h = sy_mix(h, t->saddr[2]);
+	h = sy_mix(h, t->saddr[3]);
+	h = sy_mix(h, t->daddr[0]);
+	h = sy_mix(h, t->daddr[1]);
+	h = sy_mix(h, t->daddr[2]);
+	h = sy_mix(h, t->daddr[3]);
+	h = sy_mix(h, ((__u32)t->sport << 16) | t->dport);
+	return sy_mix(h, t->proto);
+}
+
+static __always_inline struct sy_backend *sy_maglev_pick(const struct sy_frontend_value *fe, const struct sy_tuple *t,
+							 __u32 *backend_id)
+{
+	__u32 set_id = fe->set_id;
+	__u32 index = sy_flow_hash(t) % SY_MAGLEV_M;
+	void *table = bpf_map_lookup_elem(&sy_maglev, &set_id);
+	__u32 *id;
+
+	if (!table)
+		return NULL;
+	id = bpf_map_lookup_elem(table, &index);
+	if (!id)
+		return NULL;
+	*backend_id = *id;
+	return bpf_map_lookup_elem(&sy_backends, id);
+}
+
 /* Chooses the backend of a new flow; NULL when the set is empty or inconsistent. */
 static __always_inline struct sy_backend *sy_select(const struct sy_frontend_value *fe, const struct sy_tuple *t,
 						    __u64 now, __u32 *backend_id)
@@ -74,8 +119,13 @@ static __always_inline struct sy_backend *sy_select(const struct sy_frontend_val
 			}
 		}
 	}
-	slot = bpf_get_prandom_u32() % fe->count + 1;
-	be = sy_backend_at(fe->set_id, slot, backend_id);
+	be = NULL;
+	if (fe->algorithm == SY_ALG_MAGLEV)
+		be = sy_maglev_pick(fe, t, backend_id);
+	if (!be) {
+		slot = bpf_get_prandom_u32() % fe->count + 1;
+		be = sy_backend_at(fe->set_id, slot, backend_id);
+	}
 	if (be && fe->affinity_timeout) {
 		av.backend_id = *backend_id;
 		av.last_seen = now;

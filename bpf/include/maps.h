@@ -79,4 +79,19 @@ struct {
 	__type(value, __u32); /* rev_nat_id */
 } sy_sock_revnat SEC(".maps");
 
+/* Per backend set using Maglev: a table of SY_MAGLEV_M backend ids, swapped whole. */
+struct sy_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SY_MAGLEV_M);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* set_id */
+	__array(values, struct sy_maglev_table);
+} sy_maglev SEC(".maps");
+
 #endif /* SWITCHYARD_MAPS_H */

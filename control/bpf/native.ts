@@ -76,6 +76,7 @@ export interface NativeAddon {
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): number;
   mapDeleteBatch(fd: number, keys: Buffer, count: number): number;
   objGet(path: string): number;
+  mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): number;
   objPin(fd: number, path: string): void;
   closeFd(fd: number): void;
   numPossibleCpus(): number;

@@ -3,6 +3,7 @@
 // an established flow keeps its backend when the service changes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ctKey, ctValue } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { slice } from '../cases/objects.ts';
 import { Lab } from '../lab/lab.ts';
@@ -71,6 +72,34 @@ describe('eBPF datapath: flows under change', () => {
     for (let i = 0; i < 5; i++) assert.equal(podOf((await send(port))[0]!), 'n1p2', 'the existing flow stays');
     const fresh = await send(undefined, 20);
     assert.deepEqual([...new Set(fresh.map(podOf))], ['n0p2'], 'new flows avoid the terminating backend');
+  });
+
+  it('Maglev: adding a backend moves flows only to the new backend, and most stay', async () => {
+    n0.tracker.upsertService({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'mag', namespace: 'demo', annotations: { 'switchyard.io/lb-algorithm': 'maglev' } },
+      spec: { clusterIP: '10.96.0.61', ports: [{ port: 53, protocol: 'UDP', targetPort: 8080 }] },
+    });
+    const magEndpoints = (pods: string[]): void => {
+      n0.tracker.upsertSlice(slice({ name: 'mag-x', service: 'mag', ports: [{ port: 8080, protocol: 'UDP' }], endpoints: pods.map((p) => ({ ip: lab.pod(p).ipv4, node: lab.pod(p).node.name })) }));
+      n0.tracker.flush();
+      assert.deepEqual(n0.datapath.sync(compileDatapath(n0.tracker.state())).failed, []);
+    };
+    const ports = Array.from({ length: 40 }, (_, i) => 51000 + i);
+    const round = async (): Promise<string[]> =>
+      (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.61', port: 53 }], count: ports.length, sourcePorts: ports, timeoutMs: 1000 })).map(podOf);
+    magEndpoints(['n0p1', 'n0p2', 'n1p0']);
+    const before = await round();
+    magEndpoints(['n0p1', 'n0p2', 'n1p0', 'n1p1']);
+    // Forget the flows, so every packet is a new flow chosen by the table alone.
+    const ct = n0.datapath.object.map('sy_ct', ctKey, ctValue);
+    ct.deleteMany(ct.entries().map(([k]) => k));
+    const after = await round();
+    const moved = after.filter((pod, i) => pod !== before[i]);
+    assert.ok(moved.every((pod) => pod === 'n1p1'), `flows moved to ${[...new Set(moved)].join(', ')}`);
+    assert.ok(moved.length <= ports.length / 2, `${moved.length} of ${ports.length} flows moved`);
+    assert.ok(moved.length > 0, 'the new backend got some flows');
   });
 
   it('an established flow keeps its backend when the service gains backends', async () => {

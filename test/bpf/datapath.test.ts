@@ -13,6 +13,9 @@ import { runPrefix } from '../lab/names.ts';
 import { teardownNamesSync } from '../lab/sweep.ts';
 import { buildPacket, csumAdd, csumFinish, parsePacket, PROTO, TCP_FLAGS } from '../packet.ts';
 import { buildDir } from './objects.ts';
+import { service, slice } from '../cases/objects.ts';
+import { flowHash } from '../../control/backends/ebpf/flow-hash.ts';
+import { MAGLEV_M, maglevTable } from '../../control/backends/ebpf/maglev.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -34,6 +37,8 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     tracker = new ChangeTracker(config, nodeFacts('n0', node, ['10.244.0.1']));
     for (const s of services) tracker.upsertService(s);
     for (const s of slices) tracker.upsertSlice(s);
+    tracker.upsertService(service({ name: 'mag', clusterIPs: ['10.96.0.70'], ports: [{ port: 80 }], annotations: { 'switchyard.io/lb-algorithm': 'maglev' } }));
+    tracker.upsertSlice(slice({ name: 'mag-x', service: 'mag', ports: [{ port: 8080 }], endpoints: ['10.244.0.11', '10.244.0.12', '10.244.1.10', '10.244.1.11'].map((ip) => ({ ip, node: 'n1' })) }));
     tracker.flush();
     dp = EbpfDatapath.open({ object: `${buildDir}datapath.o`, pinDir: `/sys/fs/bpf/${prefix}` });
     dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
@@ -116,6 +121,21 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     assert.ok(p.l4ChecksumOk);
     const r = parsePacket(run('sy_to_pod', buildPacket({ src: p.dst, dst: client6, proto: 'tcp', sport: 8080, dport: 43000, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
     assert.deepEqual([r.src, r.sport, r.l4ChecksumOk], ['fd00:96::10', 80, true]);
+  });
+
+  it('Maglev: the backend of every new flow is the one the table and flow hash predict', () => {
+    const sp = tracker.state().families.get(4)!.servicePorts.get('demo/mag/TCP/v4')!;
+    assert.equal(sp.algorithm, 'maglev');
+    const names = sp.clusterEndpoints.map((e) => `${e.ip}|${e.port}`);
+    const table = maglevTable(names);
+    const seen = new Set<string>();
+    for (let sport = 46000; sport < 46060; sport++) {
+      const predicted = names[table[flowHash({ saddr: CLIENT, daddr: '10.96.0.70', sport, dport: 80, proto: PROTO.TCP }) % MAGLEV_M]!]!.split('|')[0]!;
+      const got = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.70', proto: 'tcp', sport, dport: 80 })).out).dst;
+      assert.equal(got, predicted, `flow from port ${sport}`);
+      seen.add(got);
+    }
+    assert.equal(seen.size, 4, 'flows spread over all four backends');
   });
 
   it('no endpoints, TCP: a RST|ACK back to the client, byte by byte', () => {

@@ -20,6 +20,8 @@ export interface ProbeRequest {
   timeoutMs?: number;
   /** UDP only: send every attempt from this one local port (one flow), not a new port each time. */
   sourcePort?: number;
+  /** UDP only: attempt i is sent from sourcePorts[i] (a set of known flows). */
+  sourcePorts?: number[];
   /** Join this cgroup (v2) first, as a process of that node would be (socket-level programs). */
   cgroup?: string;
 }
@@ -75,7 +77,8 @@ export async function probe(request: ProbeRequest): Promise<ProbeResult[]> {
   for (const target of request.targets) {
     for (let i = 0; i < count; i++) {
       try {
-        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs) : await udpOnce(target, timeoutMs, request.sourcePort);
+        const sourcePort = request.sourcePorts?.[i] ?? request.sourcePort;
+        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs) : await udpOnce(target, timeoutMs, sourcePort);
         results.push({ target, ok: true, reply });
       } catch (e) {
         results.push({ target, ok: false, error: (e as Error).message });

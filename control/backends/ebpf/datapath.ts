@@ -7,6 +7,9 @@ import { perCpu, u32 } from '../../bpf/codec.ts';
 import type { BpfMap } from '../../bpf/map.ts';
 import { native } from '../../bpf/native.ts';
 import { LoadedObject } from '../../bpf/object.ts';
+import { MAP_TYPE } from '../../bpf/map.ts';
+import { call } from '../../bpf/errors.ts';
+import { MAGLEV_M, maglevTable } from './maglev.ts';
 import {
   backend as backendCodec,
   counter,
@@ -14,6 +17,7 @@ import {
   frontendKey,
   frontendValue,
   revNat,
+  ALGORITHM,
   FE,
   RN,
   slotKey,
@@ -68,6 +72,7 @@ export class EbpfDatapath {
   private readonly ranges: BpfMap<SourceRangeKey, number>;
   private readonly config: BpfMap<number, DatapathConfig>;
   private readonly stats: BpfMap<number, Counter[]>;
+  private readonly maglev: BpfMap<number, number>;
   private readonly backendIds = new Map<string, number>();
   private readonly backendFlagsById = new Map<number, number>();
   private readonly serviceIds = new Map<string, number>();
@@ -86,6 +91,7 @@ export class EbpfDatapath {
     this.ranges = object.map('sy_source_ranges', sourceRangeKey, u8);
     this.config = object.map('sy_config', u32, datapathConfig);
     this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
+    this.maglev = object.map('sy_maglev', u32, u32);
     const size = (name: string): number => object.mapDescription(name).maxEntries;
     this.ids = {
       backend: new IdAllocator(size('sy_backends')),
@@ -210,6 +216,7 @@ export class EbpfDatapath {
     for (const [text, p] of [...this.programmed]) {
       if (compiled.frontends.has(text)) continue;
       this.frontends.delete(p.key);
+      this.maglev.delete(p.value.setId);
       this.deleteSlots(p.value.setId, p.backendIds.length);
       this.ids.set.release(p.value.setId);
       for (const r of p.sourceRanges) this.ranges.delete(rangeKey(p.value.revNatId, r));
@@ -248,6 +255,7 @@ export class EbpfDatapath {
     const setId = sameSet ? current.value.setId : this.ids.set.alloc();
     const written: SlotKey[] = [];
     const addedRanges: SourceRangeKey[] = [];
+    let tableWritten = false;
     try {
       if (newRevNat) this.revnat.set(revNatId, { addr: spec.addr, port: spec.port, family: spec.family, flags: spec.flags & FE.NODE_PORT ? RN.NODE_ADDRESS : 0 });
       if (!sameSet) {
@@ -256,6 +264,11 @@ export class EbpfDatapath {
           this.slots.set(k, id);
           written.push(k);
         });
+      }
+      const maglev = spec.algorithm === ALGORITHM.maglev && backendIds.length > 0;
+      if (maglev && (!sameSet || current.value.algorithm !== ALGORITHM.maglev)) {
+        this.writeMaglevTable(setId, backendIds, spec.backends);
+        tableWritten = true;
       }
       for (const r of spec.sourceRanges) {
         if (current?.sourceRanges.includes(r)) continue;
@@ -269,13 +282,17 @@ export class EbpfDatapath {
       if (unchanged) return false;
       this.frontends.set(key, value); // the flip: packets see the old set or the new one, never a mix
       if (current !== undefined && !sameSet) {
+        this.maglev.delete(current.value.setId);
         this.deleteSlots(current.value.setId, current.backendIds.length);
         this.ids.set.release(current.value.setId);
+      } else if (current !== undefined && value.algorithm !== ALGORITHM.maglev) {
+        this.maglev.delete(setId);
       }
       for (const r of current?.sourceRanges ?? []) if (!spec.sourceRanges.includes(r)) this.ranges.delete(rangeKey(revNatId, r));
       this.programmed.set(text, { key, value, backendIds, sourceRanges: [...spec.sourceRanges] });
       return true;
     } catch (e) {
+      if (tableWritten && !sameSet) this.maglev.delete(setId);
       for (const k of written) this.slots.delete(k);
       for (const k of addedRanges) this.ranges.delete(k);
       if (!sameSet) this.ids.set.release(setId);
@@ -284,6 +301,28 @@ export class EbpfDatapath {
         this.ids.revnat.release(revNatId);
       }
       throw e;
+    }
+  }
+
+  /**
+   * Builds the set's Maglev table in a fresh inner map and inserts it whole: a flow never sees a
+   * half-filled table. Backends are named by address and port, so every node builds the same table.
+   */
+  private writeMaglevTable(setId: number, backendIds: readonly number[], backendKeys: readonly string[]): void {
+    const names = backendKeys.map((k) => k.split('|').slice(1, 3).join('|'));
+    const table = maglevTable(names, MAGLEV_M);
+    const inner = call(() => native().mapCreate(MAP_TYPE.ARRAY, 4, 4, MAGLEV_M, 'sy_maglev_tbl'));
+    try {
+      const keys = Buffer.alloc(4 * MAGLEV_M);
+      const values = Buffer.alloc(4 * MAGLEV_M);
+      for (let i = 0; i < MAGLEV_M; i++) {
+        keys.writeUInt32LE(i, 4 * i);
+        values.writeUInt32LE(backendIds[table[i]!]!, 4 * i);
+      }
+      call(() => native().mapUpdateBatch(inner, keys, values, MAGLEV_M, 0));
+      this.maglev.set(setId, inner);
+    } finally {
+      native().closeFd(inner);
     }
   }
 
