@@ -82,6 +82,11 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	v = sy_ct_lookup(&k, cfg, now);
 	if (!v)
 		return 0;
+	if (sy_ct_reopened(v, t->proto, t->tcp_flags)) {
+		/* The answer of a new connection on a closed flow's tuple (e.g. straight to the pod). */
+		bpf_map_delete_elem(&sy_ct, &k);
+		return 0;
+	}
 	sy_ct_touch(v, t->tcp_flags, now);
 	rev_nat_id = v->rev_nat_id;
 	flags = v->flags;
@@ -143,6 +148,8 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 
 	sy_ct_key_of(t, SY_CT_FORWARD, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
+	if (cv && sy_ct_reopened(cv, t->proto, t->tcp_flags))
+		cv = NULL; /* a new connection reusing a closed flow's tuple: choose afresh */
 	if (cv) {
 		be = bpf_map_lookup_elem(&sy_backends, &cv->backend_id);
 		if (be) {

@@ -42,10 +42,24 @@ static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, con
 	return v;
 }
 
+#define SY_TCP_FIN 0x01
+#define SY_TCP_SYN 0x02
+#define SY_TCP_RST 0x04
+#define SY_TCP_ACK 0x10
+
+/*
+ * A SYN (or SYN-ACK) on an entry whose flow has closed opens a new connection that happens to
+ * reuse the tuple, as kernel conntrack treats it: the old entry must not capture it.
+ */
+static __always_inline int sy_ct_reopened(const struct sy_ct_value *v, __u8 proto, __u8 tcp_flags)
+{
+	return proto == IPPROTO_TCP && (v->flags & SY_CT_CLOSING) && (tcp_flags & SY_TCP_SYN) && !(tcp_flags & SY_TCP_RST);
+}
+
 static __always_inline void sy_ct_touch(struct sy_ct_value *v, __u8 tcp_flags, __u64 now)
 {
 	v->last_seen = now;
-	if (tcp_flags & (0x01 | 0x04)) /* FIN or RST */
+	if (tcp_flags & (SY_TCP_FIN | SY_TCP_RST))
 		v->flags |= SY_CT_CLOSING;
 }
 

@@ -26,6 +26,8 @@ export interface LabOptions {
   prefix?: string;
   /** A second lab in the same process needs its own tag, e.g. "b". */
   tag?: string;
+  /** A TCP port where pods stream bulk data on request (benchmarks). */
+  bulkPort?: number;
 }
 
 export interface LabPod {
@@ -100,6 +102,7 @@ export class Lab {
   readonly external: LabHost;
   readonly fabric: string;
   readonly ports: number[];
+  readonly bulkPort: number | undefined;
   private readonly servers: ChildProcess[] = [];
   private readonly namespaces: string[] = [];
   private torn = false;
@@ -108,6 +111,7 @@ export class Lab {
     const base = options.prefix ?? runPrefix();
     this.prefix = options.tag === undefined ? base : `${base}-${options.tag}`;
     this.ports = options.ports ?? [8080];
+    this.bulkPort = options.bulkPort;
     this.fabric = `${this.prefix}-fab`;
     this.external = { name: 'ext', netns: `${this.prefix}-ext`, ipv4: '10.254.0.200', ipv6: 'fd00:254::200' };
     for (let i = 0; i < (options.nodes ?? 2); i++) {
@@ -244,7 +248,10 @@ export class Lab {
   private startServer(netns: string, name: string): Promise<void> {
     const child = spawn(
       'nsenter',
-      [`--net=${netnsPath(netns)}`, '--', process.execPath, POD_SERVER, '--name', name, '--ports', this.ports.join(','), '--parent', String(process.pid), '--lab', this.prefix],
+      [
+        `--net=${netnsPath(netns)}`, '--', process.execPath, POD_SERVER, '--name', name, '--ports', this.ports.join(','),
+        '--parent', String(process.pid), '--lab', this.prefix, ...(this.bulkPort === undefined ? [] : ['--bulk-port', String(this.bulkPort)]),
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     this.servers.push(child);

@@ -27,6 +27,7 @@ function main(): void {
       ports: { type: 'string', default: '8080' },
       parent: { type: 'string' },
       lab: { type: 'string' },
+      'bulk-port': { type: 'string' },
     },
   });
   const name = values.name ?? 'unnamed';
@@ -63,6 +64,26 @@ function main(): void {
       udp.send(`${JSON.stringify(reply)}\n`, rinfo.port, rinfo.address);
     });
     udp.bind({ port, address: '::' }, ready);
+  }
+  // Bulk port: the client sends a 4-byte length, the server streams that many bytes and closes.
+  if (values['bulk-port'] !== undefined) {
+    pending += 1;
+    const chunk = Buffer.alloc(1 << 16);
+    createServer((socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.once('data', (req) => {
+        let left = req.length >= 4 ? req.readUInt32BE(0) : 0;
+        const pump = (): void => {
+          while (left > 0) {
+            const n = Math.min(left, chunk.length);
+            left -= n;
+            if (!socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void socket.once('drain', pump);
+          }
+          socket.end();
+        };
+        pump();
+      });
+    }).listen({ port: Number(values['bulk-port']), host: '::', ipv6Only: false }, ready);
   }
   // The lab starts servers with --parent; they end with it even if it was SIGKILLed.
   const parent = values.parent === undefined ? undefined : Number(values.parent);

@@ -1,0 +1,54 @@
+// Load from inside a netns for benchmarks: sequential connections (connect, read the reply,
+// close) for a while, or one bulk download; prints one JSON line.
+//   node load.ts '{"mode":"connections","host":"10.96.0.10","port":80,"seconds":3}'
+//   node load.ts '{"mode":"bulk","host":"10.96.0.10","port":5001,"bytes":1073741824}'
+import { connect } from 'node:net';
+
+interface LoadRequest {
+  mode: 'connections' | 'bulk';
+  host: string;
+  port: number;
+  seconds?: number;
+  bytes?: number;
+}
+
+function once(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port });
+    s.on('data', () => undefined);
+    s.on('error', reject);
+    s.on('close', () => resolve());
+  });
+}
+
+function bulk(host: string, port: number, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const s = connect({ host, port }, () => {
+      const req = Buffer.alloc(4);
+      req.writeUInt32BE(bytes);
+      s.write(req);
+    });
+    s.on('data', (d) => (got += d.length));
+    s.on('error', reject);
+    s.on('close', () => resolve(got));
+  });
+}
+
+const req = JSON.parse(process.argv[2] ?? '{}') as LoadRequest;
+if (req.mode === 'connections') {
+  const until = Date.now() + (req.seconds ?? 3) * 1000;
+  let n = 0;
+  const start = process.hrtime.bigint();
+  while (Date.now() < until) {
+    await once(req.host, req.port);
+    n++;
+  }
+  const s = Number(process.hrtime.bigint() - start) / 1e9;
+  process.stdout.write(`${JSON.stringify({ connections: n, perSecond: n / s })}\n`);
+} else {
+  const start = process.hrtime.bigint();
+  const got = await bulk(req.host, req.port, req.bytes ?? 1 << 30);
+  const s = Number(process.hrtime.bigint() - start) / 1e9;
+  process.stdout.write(`${JSON.stringify({ bytes: got, gbitPerSecond: (got * 8) / s / 1e9 })}\n`);
+}
