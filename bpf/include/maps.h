@@ -80,7 +80,7 @@ struct {
 } sy_sock_revnat SEC(".maps");
 
 /* Per backend set using Maglev: a table of SY_MAGLEV_M backend ids, swapped whole. */
-struct sy_maglev_table {
+struct maglev_inner_map { /* a map definition, not a layout: no sy_ prefix */
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SY_MAGLEV_M);
 	__type(key, __u32);
@@ -91,7 +91,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, 4096);
 	__type(key, __u32); /* set_id */
-	__array(values, struct sy_maglev_table);
+	__array(values, struct maglev_inner_map);
 } sy_maglev SEC(".maps");
 
 #endif /* SWITCHYARD_MAPS_H */
