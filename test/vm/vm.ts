@@ -1,0 +1,91 @@
+// A throwaway VM on Debian's stock kernel (6.1, which has IPVS and is the oldest production kernel
+// the datapath is held to), booted under qemu with TCG. It runs this machine's own userland:
+// the root filesystem is shared read-only over 9p, and a small exchange directory carries the
+// command in and its output and exit code out.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MODULES = ['virtio_ring', 'virtio', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci'];
+const here = fileURLToPath(new URL('./', import.meta.url));
+
+export interface VmKernel {
+  version: string;
+  vmlinuz: string;
+}
+
+/** Debian's stock kernel if installed (apt-get install linux-image-amd64 qemu-system-x86 busybox-static). */
+export function findKernel(): VmKernel | undefined {
+  if (!existsSync('/boot') || !existsSync('/usr/bin/qemu-system-x86_64') || !existsSync('/bin/busybox')) return undefined;
+  const vmlinuz = readdirSync('/boot').filter((f) => /^vmlinuz-\d/.test(f)).sort().at(-1);
+  if (vmlinuz === undefined) return undefined;
+  const version = vmlinuz.slice('vmlinuz-'.length);
+  if (!existsSync(`/lib/modules/${version}`)) return undefined;
+  return { version, vmlinuz: `/boot/${vmlinuz}` };
+}
+
+function findModule(version: string, name: string): string {
+  const out = execFileSync('find', [`/lib/modules/${version}/kernel`, '-name', `${name}.ko`]).toString().trim().split('\n')[0];
+  if (!out) throw new Error(`module ${name} not found for ${version}`);
+  return out;
+}
+
+/** Builds the initramfs (busybox, the 9p modules, /init) once per kernel version. */
+function initramfs(kernel: VmKernel): string {
+  const initScript = readFileSync(join(here, 'init.sh'));
+  const tag = createHash('sha256').update(initScript).digest('hex').slice(0, 12);
+  const cache = join(tmpdir(), `switchyard-vm-${kernel.version}-${tag}.cpio.gz`);
+  if (existsSync(cache)) return cache;
+  const root = mkdtempSync(join(tmpdir(), 'switchyard-initramfs-'));
+  try {
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    mkdirSync(join(root, 'modules'));
+    copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
+    for (const m of MODULES) copyFileSync(findModule(kernel.version, m), join(root, 'modules', `${m}.ko`));
+    copyFileSync(join(here, 'init.sh'), join(root, 'init'));
+    execFileSync('chmod', ['0755', join(root, 'init'), join(root, 'bin/busybox')]);
+    const files = execFileSync('find', ['.'], { cwd: root }).toString();
+    const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: root, input: files, maxBuffer: 64 << 20 });
+    writeFileSync(cache, execFileSync('gzip', ['-1'], { input: cpio, maxBuffer: 64 << 20 }));
+    return cache;
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+export interface VmResult {
+  exitCode: number;
+  output: string;
+  console: string;
+}
+
+/** Boots the VM, runs argv (cwd and env as given) inside it, and returns its output. */
+export async function runInVm(kernel: VmKernel, argv: string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number; memoryMb?: number }): Promise<VmResult> {
+  const exchange = mkdtempSync(join(tmpdir(), 'switchyard-vm-x-'));
+  try {
+    writeFileSync(join(exchange, 'request.json'), JSON.stringify({ argv, cwd: options.cwd, env: options.env ?? {} }));
+    writeFileSync(join(exchange, 'guest.sh'), `#!/bin/sh\nexec ${process.execPath} ${join(here, 'guest.ts')}\n`);
+    const qemu = spawn('qemu-system-x86_64', [
+      '-accel', 'tcg', '-cpu', 'max', '-m', String(options.memoryMb ?? 2048), '-smp', '2',
+      '-kernel', kernel.vmlinuz, '-initrd', initramfs(kernel),
+      '-append', 'console=ttyS0 panic=-1 quiet',
+      '-nographic', '-no-reboot',
+      '-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',
+      '-fsdev', `local,id=exchange,path=${exchange},security_model=none`, '-device', 'virtio-9p-pci,fsdev=exchange,mount_tag=exchange',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let consoleText = '';
+    qemu.stdout.on('data', (d: Buffer) => (consoleText += d.toString()));
+    qemu.stderr.on('data', (d: Buffer) => (consoleText += d.toString()));
+    const timer = setTimeout(() => qemu.kill('SIGKILL'), options.timeoutMs ?? 300_000);
+    await new Promise<void>((resolve) => qemu.once('exit', () => resolve()));
+    clearTimeout(timer);
+    const exitPath = join(exchange, 'exit');
+    if (!existsSync(exitPath)) return { exitCode: -1, output: '', console: consoleText };
+    return { exitCode: Number(readFileSync(exitPath, 'utf8')), output: readFileSync(join(exchange, 'output.log'), 'utf8'), console: consoleText };
+  } finally {
+    rmSync(exchange, { recursive: true, force: true });
+  }
+}
