@@ -14,8 +14,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L exchange /host/mnt || { echo "vm: c
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
-mount -t tmpfs tmp /host/tmp
-mount -t tmpfs run /host/run
+mount -t tmpfs run /host/run  # /tmp stays the host's (read-only): the checkout may live there
 mount -t bpf bpf /host/sys/fs/bpf
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 # Modules the kernel asks for (bridge, veth, clsact, ip_vs ...) come from the host's tree.

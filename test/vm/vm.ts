@@ -67,7 +67,8 @@ export async function runInVm(kernel: VmKernel, argv: string[], options: { cwd: 
   const exchange = mkdtempSync(join(tmpdir(), 'switchyard-vm-x-'));
   try {
     writeFileSync(join(exchange, 'request.json'), JSON.stringify({ argv, cwd: options.cwd, env: options.env ?? {} }));
-    writeFileSync(join(exchange, 'guest.sh'), `#!/bin/sh\nexec ${process.execPath} ${join(here, 'guest.ts')}\n`);
+    // Scratch space in the guest is /run (tmpfs); the host's /tmp is visible but read-only.
+    writeFileSync(join(exchange, 'guest.sh'), `#!/bin/sh\nmkdir -p /run/tmp\nexport TMPDIR=/run/tmp\nexec ${process.execPath} ${join(here, 'guest.ts')}\n`);
     const qemu = spawn('qemu-system-x86_64', [
       '-accel', 'tcg', '-cpu', 'max', '-m', String(options.memoryMb ?? 2048), '-smp', '2',
       '-kernel', kernel.vmlinuz, '-initrd', initramfs(kernel),
