@@ -23,9 +23,17 @@ describe('datapath on Debian\'s 6.1 kernel (qemu)', () => {
   });
 
   it('the semantic case table passes with real packets', { skip: kernel === undefined && MISSING }, async () => {
-    const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ebpf-lab.test.ts'], { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+    const argv = [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ebpf-lab.test.ts'];
+    let r = await runInVm(kernel!, argv, { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+    let earlier = '';
+    // Seen once in CI: the test process died at start-up inside the emulated VM, before any test
+    // ran. That is the VM, not the datapath: one more boot, with both outputs kept if it recurs.
+    if (r.exitCode !== 0 && /ℹ tests 1\b/.test(r.output) && /ℹ pass 0\b/.test(r.output)) {
+      earlier = `first attempt:\n${r.output}\n${r.console.slice(-1500)}\n---\n`;
+      r = await runInVm(kernel!, argv, { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+    }
     const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
-    assert.equal(r.exitCode, 0, `${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
+    assert.equal(r.exitCode, 0, `${earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
     assert.match(summary, /ℹ fail 0/);
     assert.match(summary, /ℹ pass (3[0-9])/);
   });
