@@ -82,11 +82,27 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// progFdById(id) -> fd of a loaded program (to detach an earlier agent's instance)
+Napi::Value ProgFdById(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowArg(env, "progFdById(id)");
+    return env.Undefined();
+  }
+  int fd = bpf_prog_get_fd_by_id(UintArg(info[0]));
+  if (fd < 0) {
+    ThrowErrno(env, "bpf_prog_get_fd_by_id", fd);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void RegisterProg(Napi::Env env, Napi::Object exports) {
   exports.Set("progTestRun", Napi::Function::New(env, ProgTestRun));
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
+  exports.Set("progFdById", Napi::Function::New(env, ProgFdById));
 }
 
 }  // namespace sy

@@ -72,3 +72,21 @@ export function cgroupQuery(path: string, attachType: CgroupAttachType): number[
 export function netnsCookie(netnsPath?: string): bigint {
   return call(() => native().netnsCookie(netnsPath));
 }
+
+/**
+ * Attaches `progFd` to a cgroup and detaches earlier programs of the same name there (a previous
+ * agent's instance): the new one is in place before the old one leaves.
+ */
+export function cgroupReplace(path: string, attachType: CgroupAttachType, progFd: number): void {
+  const mine = progInfo(progFd);
+  cgroupAttach(path, attachType, progFd);
+  for (const id of cgroupQuery(path, attachType)) {
+    if (id === mine.id) continue;
+    const fd = call(() => native().progFdById(id));
+    try {
+      if (progInfo(fd).name === mine.name) cgroupDetach(path, attachType, fd);
+    } finally {
+      native().closeFd(fd);
+    }
+  }
+}

@@ -97,6 +97,7 @@ export interface NativeAddon {
     options?: { repeat?: number; ctxIn?: Buffer; ctxOutSize?: number; dataOutSize?: number },
   ): { retval: number; data: Buffer; ctx: Buffer | null; durationNs: number };
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
+  progFdById(id: number): number;
   cgroupAttach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): void;
   cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
   cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];

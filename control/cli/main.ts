@@ -2,11 +2,13 @@
 // switchyard: one executable, subcommands. The agent (the default) arrives with the agent work;
 // the inspect commands read the model (trace) or the pinned maps.
 import { processIO, type CommandIO } from './io.ts';
+import { agentCommand } from './agent.ts';
 import { traceCommand } from './trace.ts';
 
-const USAGE = `usage: switchyard <command> [flags]
+const USAGE = `usage: switchyard [agent] [flags] | switchyard <command> [flags]
 
 commands:
+  agent      (the default) watch the sources and program the datapath
   trace      the verdict for one packet, from the desired state (see switchyard trace --help)
   version    print the version
 `;
@@ -14,18 +16,24 @@ commands:
 export async function main(argv: string[], io: CommandIO = processIO): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command === '--help' || command === '-h') {
+      io.stdout(USAGE);
+      return 0;
+    }
+    if (command === undefined || command.startsWith('-')) return await agentCommand(argv, io);
     switch (command) {
+      case 'agent':
+        return await agentCommand(rest, io);
       case 'trace':
         return await traceCommand(rest, io);
       case 'version':
         io.stdout('switchyard 0.1.0\n');
         return 0;
-      case undefined:
       case 'help':
       case '--help':
       case '-h':
         io.stdout(USAGE);
-        return command === undefined ? 2 : 0;
+        return 0;
       default:
         io.stderr(`unknown command "${command}"\n${USAGE}`);
         return 2;

@@ -39,13 +39,20 @@ const req = JSON.parse(process.argv[2] ?? '{}') as LoadRequest;
 if (req.mode === 'connections') {
   const until = Date.now() + (req.seconds ?? 3) * 1000;
   let n = 0;
+  let failures = 0;
+  const errors: string[] = [];
   const start = process.hrtime.bigint();
   while (Date.now() < until) {
-    await once(req.host, req.port);
-    n++;
+    try {
+      await once(req.host, req.port);
+      n++;
+    } catch (e) {
+      failures++;
+      if (errors.length < 5) errors.push((e as Error).message);
+    }
   }
   const s = Number(process.hrtime.bigint() - start) / 1e9;
-  process.stdout.write(`${JSON.stringify({ connections: n, perSecond: n / s })}\n`);
+  process.stdout.write(`${JSON.stringify({ connections: n, failures, errors, perSecond: n / s })}\n`);
 } else {
   const start = process.hrtime.bigint();
   const got = await bulk(req.host, req.port, req.bytes ?? 1 << 30);

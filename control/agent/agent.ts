@@ -1,0 +1,119 @@
+// The agent: sources -> model -> sync runner -> backend. It programs nothing until every source
+// has delivered its first complete view (so an adopted datapath is diffed against the whole
+// truth, never flushed), and on stop it leaves the datapath in place (hitless restart).
+import type { Logger } from 'pino';
+import { EbpfBackend, type EbpfBackendOptions } from '../backends/ebpf/backend.ts';
+import { listAddresses } from '../backends/ebpf/devices.ts';
+import { nodeFacts } from '../model/node.ts';
+import { ChangeTracker } from '../model/tracker.ts';
+import type { ModelConfig } from '../model/types.ts';
+import { FilesSource } from '../sources/files/source.ts';
+import type { KindName } from '../sources/kube/kinds.ts';
+import { KubeSource } from '../sources/kube/source.ts';
+import { KubeConfigTransport, loadKubeConfig } from '../sources/kube/transport.ts';
+import { ModelFeed } from '../sources/model-feed.ts';
+import { RejectionLog } from '../sources/rejection-log.ts';
+import { SyncRunner } from './sync-runner.ts';
+
+export type SourceOptions = { kind: 'files'; dir: string } | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json' };
+
+export interface AgentOptions {
+  nodeName: string;
+  model: ModelConfig;
+  source: SourceOptions;
+  backend: Omit<EbpfBackendOptions, 'log'>;
+  logger: Logger;
+}
+
+export class Agent {
+  private readonly o: AgentOptions;
+  readonly tracker: ChangeTracker;
+  readonly rejections: RejectionLog;
+  private backend: EbpfBackend | undefined;
+  private runner: SyncRunner | undefined;
+  private files: FilesSource | undefined;
+  private kube: KubeSource | undefined;
+  private readonly synced = new Set<KindName>();
+  private ready!: () => void;
+  /** Resolves when the first sync after all sources synced has been applied. */
+  readonly firstSync: Promise<void>;
+  private firstDone = false;
+
+  constructor(o: AgentOptions) {
+    this.o = o;
+    this.tracker = new ChangeTracker(o.model);
+    this.rejections = new RejectionLog(o.logger);
+    this.firstSync = new Promise((resolve) => (this.ready = resolve));
+  }
+
+  async start(): Promise<void> {
+    const log = this.o.logger;
+    const hostAddresses = (await listAddresses()).map((a) => a.address);
+    this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
+    this.backend = EbpfBackend.open({ ...this.o.backend, log: (f, m) => log.info(f, m) });
+    const backend = this.backend;
+    this.runner = new SyncRunner({
+      tracker: this.tracker,
+      minSyncPeriodMs: 0, // the eBPF backend applies every change at once
+      syncPeriodMs: 0,
+      sync: (changes) => {
+        const state = this.tracker.state();
+        if (changes.nodeChanged || !this.firstDone) backend.configure(state.node);
+        const t0 = performance.now();
+        const report = backend.sync(state);
+        const ms = +(performance.now() - t0).toFixed(1);
+        for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
+        log.info({ ...report, failed: report.failed.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
+        if (!this.firstDone) {
+          this.firstDone = true;
+          this.ready();
+        }
+      },
+      onError: (e) => log.error({ error: e.message }, 'sync failed; retrying'),
+    });
+    const feed = new ModelFeed({
+      tracker: this.tracker,
+      rejections: this.rejections,
+      nodeName: this.o.nodeName,
+      hostAddresses,
+      onChange: () => {
+        if (this.synced.size === 3) this.runner!.notify();
+      },
+      onSynced: (kind) => {
+        this.synced.add(kind);
+        if (this.synced.size === 3) {
+          log.info({ kinds: [...this.synced] }, 'sources synced');
+          for (const r of this.tracker.orphanSlices()) this.rejections.record(r.object, [r]);
+          this.runner!.notify();
+        }
+      },
+    });
+    if (this.o.source.kind === 'files') {
+      this.files = new FilesSource({ dir: this.o.source.dir, sink: feed });
+      await this.files.start();
+    } else {
+      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }));
+      this.kube = new KubeSource({
+        transport,
+        nodeName: this.o.nodeName,
+        sink: feed,
+        contentType: this.o.source.contentType,
+        events: {
+          error: (kind, e, delayMs) => log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`),
+          relist: (kind, reason) => log.info({ kind, reason }, `relisted ${kind}`),
+        },
+      });
+      this.kube.start();
+    }
+    await backend.attach();
+    backend.watchDevices();
+  }
+
+  /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
+  async stop(): Promise<void> {
+    await this.files?.stop();
+    await this.kube?.stop();
+    await this.runner?.stop();
+    this.backend?.close();
+  }
+}

@@ -1,0 +1,102 @@
+// The eBPF backend as the agent drives it: the datapath (adopted from pins), its configuration
+// from the node facts, full syncs of the compiled desired state, and attachment to devices and
+// the cgroup, kept up to date as pod devices come and go.
+import { cgroupReplace, netnsCookie, tcAttach, type CgroupAttachType } from '../../bpf/attach.ts';
+import type { DesiredState, NodeFacts } from '../../model/types.ts';
+import { compileDatapath } from './compile.ts';
+import { EbpfDatapath, type SyncReport } from './datapath.ts';
+import { LinkWatcher, listLinks } from './devices.ts';
+
+export interface EbpfBackendOptions {
+  object: string;
+  pinDir: string;
+  maxEntries?: Readonly<Record<string, number>>;
+  /** Pod-facing devices: names starting with one of these. */
+  podDevicePrefixes: readonly string[];
+  /** External devices by name; empty: none (NodePorts then work from pods and the node only). */
+  externalDevices: readonly string[];
+  /** cgroup v2 directory for the socket-level programs; undefined: no socket-level balancing. */
+  cgroup?: string;
+  log: (fields: Record<string, unknown>, message: string) => void;
+}
+
+const SOCKET_HOOKS: readonly CgroupAttachType[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
+
+export class EbpfBackend {
+  readonly datapath: EbpfDatapath;
+  private readonly o: EbpfBackendOptions;
+  private readonly attached = new Set<string>();
+  private watcher: LinkWatcher | undefined;
+
+  private constructor(o: EbpfBackendOptions, datapath: EbpfDatapath) {
+    this.o = o;
+    this.datapath = datapath;
+  }
+
+  static open(o: EbpfBackendOptions): EbpfBackend {
+    const dp = EbpfDatapath.open({ object: o.object, pinDir: o.pinDir, maxEntries: o.maxEntries });
+    o.log({ pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+    return new EbpfBackend(o, dp);
+  }
+
+  configure(node: NodeFacts): void {
+    this.datapath.configure({
+      nodeIp4: node.primaryIPs[4] ?? node.addresses[4][0] ?? '0.0.0.0',
+      nodeIp6: node.primaryIPs[6] ?? node.addresses[6][0] ?? '::',
+      snatPortMin: 61000,
+      snatPortMax: 65535,
+      flags: 0,
+      ctTimeoutTcpNs: 86_400n * 1_000_000_000n,
+      ctTimeoutUdpNs: 120n * 1_000_000_000n,
+      hostNetnsCookie: netnsCookie(),
+    });
+  }
+
+  sync(state: DesiredState): SyncReport {
+    return this.datapath.sync(compileDatapath(state));
+  }
+
+  /** Attaches to every current pod-facing and external device, and to the cgroup. */
+  async attach(): Promise<void> {
+    const links = await listLinks();
+    for (const l of links) {
+      const pod = this.o.podDevicePrefixes.some((p) => p !== '' && l.ifname.startsWith(p));
+      const external = this.o.externalDevices.includes(l.ifname);
+      if (!pod && !external) continue;
+      try {
+        if (pod) {
+          tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_pod') });
+          tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_pod') });
+        } else {
+          tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_external') });
+        }
+        if (!this.attached.has(l.ifname)) this.o.log({ device: l.ifname, role: pod ? 'pod' : 'external' }, `attached to ${l.ifname}`);
+        this.attached.add(l.ifname);
+      } catch (e) {
+        // The device went away between listing and attaching: the watcher will tell.
+        this.o.log({ device: l.ifname, error: (e as Error).message }, `could not attach to ${l.ifname}`);
+      }
+    }
+    const present = new Set(links.map((l) => l.ifname));
+    for (const name of [...this.attached]) if (!present.has(name)) this.attached.delete(name);
+    if (this.o.cgroup !== undefined) {
+      for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
+    }
+  }
+
+  /** Attaches to pod devices as they appear. */
+  watchDevices(): void {
+    this.watcher = new LinkWatcher(() => void this.attach().catch((e: Error) => this.o.log({ error: e.message }, 'attach failed')));
+    this.watcher.start();
+  }
+
+  get devices(): string[] {
+    return [...this.attached];
+  }
+
+  /** Stops watching; programs, filters and pinned maps stay: the datapath keeps forwarding. */
+  close(): void {
+    this.watcher?.stop();
+    this.datapath.close();
+  }
+}

@@ -1,0 +1,50 @@
+// The node's interfaces and addresses, read with iproute2 (JSON output) and watched through
+// `ip monitor link` (rtnetlink events), so pod-facing devices are attached as they appear.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface Link {
+  ifname: string;
+  ifindex: number;
+}
+
+function ip(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', args, { maxBuffer: 16 << 20 }, (error, stdout, stderr) => (error ? reject(new Error(`ip ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout)));
+  });
+}
+
+export async function listLinks(): Promise<Link[]> {
+  const links = JSON.parse(await ip(['-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>;
+  return links.map((l) => ({ ifname: l.ifname, ifindex: l.ifindex }));
+}
+
+/** Global unicast addresses of this host (not loopback, not IPv6 link-local), with their device. */
+export async function listAddresses(): Promise<Array<{ ifname: string; address: string }>> {
+  const links = JSON.parse(await ip(['-j', 'addr', 'show'])) as Array<{ ifname: string; addr_info?: Array<{ local: string; scope: string }> }>;
+  return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => ({ ifname: l.ifname, address: a.local })));
+}
+
+/** Calls onChange (debounced) whenever links appear, disappear or change. */
+export class LinkWatcher {
+  private child: ChildProcess | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onChange: () => void;
+
+  constructor(onChange: () => void) {
+    this.onChange = onChange;
+  }
+
+  start(): void {
+    this.child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    createInterface({ input: this.child.stdout! }).on('line', () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(this.onChange, 100);
+    });
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.child?.kill();
+  }
+}

@@ -1,0 +1,43 @@
+// Running the real agent executable inside a lab node, as a DaemonSet pod would run on a node.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
+
+const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
+
+export interface RunningAgent {
+  child: ChildProcess;
+  /** Every log line so far, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** Resolves with the first "synced" log line. */
+  synced: Promise<Record<string, unknown>>;
+}
+
+export function startAgent(lab: Lab, node: LabNode, manifests: string, extra: string[] = []): RunningAgent {
+  const cgroup = lab.cgroup(node);
+  const child = spawn(
+    'nsenter',
+    [
+      `--net=${netnsPath(node.netns)}`, '--', process.execPath, MAIN,
+      '--manifests', manifests, '--hostname-override', node.name, '--bpffs-dir', lab.bpffsDir(`agent-${node.name}`),
+      '--cgroup-root', cgroup, '--external-devices', node.wireIf,
+      '--cluster-cidr', '10.244.0.0/16,fd00:10:244::/48', '--nodeport-addresses', '10.254.0.0/24,fd00:254::/64', ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  // In the node's cgroup, the agent is swept with the lab even if this process is killed.
+  writeFileSync(`${cgroup}/cgroup.procs`, String(child.pid));
+  const logs: Array<Record<string, unknown>> = [];
+  const synced = new Promise<Record<string, unknown>>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      logs.push(entry);
+      if (entry.msg === 'synced') resolve(entry);
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited (${code}) before its first sync`)));
+  });
+  synced.catch(() => undefined);
+  return { child, logs, synced };
+}
