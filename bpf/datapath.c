@@ -254,52 +254,21 @@ int sy_from_external(struct __sk_buff *skb)
 	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
 }
 
-SEC("cgroup/connect4")
-int sy_sock_connect4(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_forward(ctx, 4);
-}
+/* One entry point per socket hook and family; the logic is in include/sock.h. */
+#define SY_SOCK_PROG(hook, family, handler)                          \
+	SEC("cgroup/" #hook #family)                                 \
+	int sy_sock_##hook##family(struct bpf_sock_addr *ctx)        \
+	{                                                            \
+		return handler(ctx, family);                         \
+	}
 
-SEC("cgroup/connect6")
-int sy_sock_connect6(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_forward(ctx, 6);
-}
-
-SEC("cgroup/sendmsg4")
-int sy_sock_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_forward(ctx, 4);
-}
-
-SEC("cgroup/sendmsg6")
-int sy_sock_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_forward(ctx, 6);
-}
-
-SEC("cgroup/recvmsg4")
-int sy_sock_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_reverse(ctx, 4);
-}
-
-SEC("cgroup/recvmsg6")
-int sy_sock_recvmsg6(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_reverse(ctx, 6);
-}
-
-SEC("cgroup/getpeername4")
-int sy_sock_getpeername4(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_reverse(ctx, 4);
-}
-
-SEC("cgroup/getpeername6")
-int sy_sock_getpeername6(struct bpf_sock_addr *ctx)
-{
-	return sy_sock_reverse(ctx, 6);
-}
+SY_SOCK_PROG(connect, 4, sy_sock_forward)
+SY_SOCK_PROG(connect, 6, sy_sock_forward)
+SY_SOCK_PROG(sendmsg, 4, sy_sock_forward)
+SY_SOCK_PROG(sendmsg, 6, sy_sock_forward)
+SY_SOCK_PROG(recvmsg, 4, sy_sock_reverse)
+SY_SOCK_PROG(recvmsg, 6, sy_sock_reverse)
+SY_SOCK_PROG(getpeername, 4, sy_sock_reverse)
+SY_SOCK_PROG(getpeername, 6, sy_sock_reverse)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
