@@ -14,6 +14,9 @@ import { KubeConfigTransport, loadKubeConfig } from '../sources/kube/transport.t
 import { ModelFeed } from '../sources/model-feed.ts';
 import { RejectionLog } from '../sources/rejection-log.ts';
 import { SyncRunner } from './sync-runner.ts';
+import type { HealthSnapshot } from '../server/health.ts';
+import { ProxyMetrics, type DatapathStats } from '../server/metrics.ts';
+import { ProxyServers } from '../server/servers.ts';
 
 export type SourceOptions = { kind: 'files'; dir: string } | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json' };
 
@@ -23,6 +26,13 @@ export interface AgentOptions {
   source: SourceOptions;
   backend: Omit<EbpfBackendOptions, 'log'>;
   logger: Logger;
+  /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
+  healthzBindAddress?: string;
+  metricsBindAddress?: string;
+  /** kube-proxy's syncPeriod: health fails when a change waits longer than twice this. */
+  syncPeriodMs: number;
+  /** What /configz shows. */
+  configz?: unknown;
 }
 
 export class Agent {
@@ -34,16 +44,49 @@ export class Agent {
   private files: FilesSource | undefined;
   private kube: KubeSource | undefined;
   private readonly synced = new Set<KindName>();
+  readonly metrics: ProxyMetrics;
+  private servers: ProxyServers | undefined;
+  /** Where the servers listen, once started. */
+  addresses: { healthz: string; metrics: string } | undefined;
   private ready!: () => void;
   /** Resolves when the first sync after all sources synced has been applied. */
   readonly firstSync: Promise<void>;
   private firstDone = false;
+  private readonly startedAt = Date.now();
 
   constructor(o: AgentOptions) {
     this.o = o;
     this.tracker = new ChangeTracker(o.model);
     this.rejections = new RejectionLog(o.logger);
     this.firstSync = new Promise((resolve) => (this.ready = resolve));
+    this.metrics = new ProxyMetrics(() => this.rejections.counts(), () => this.datapathStats());
+  }
+
+  /** The state health answers are computed from. */
+  healthSnapshot(): HealthSnapshot {
+    const node = this.tracker.nodeFacts;
+    return {
+      now: Date.now(),
+      lastUpdated: this.runner?.lastSyncAt || undefined,
+      // Before the first sync, the agent's start counts as the moment a change was queued.
+      lastQueued: this.runner?.pendingSince ?? (this.firstDone ? undefined : this.startedAt),
+      healthTimeoutMs: 2 * this.o.syncPeriodMs,
+      nodeDeleting: node.deleting,
+      nodeToBeDeleted: node.toBeDeleted,
+      families: this.o.model.families,
+    };
+  }
+
+  private datapathStats(): DatapathStats | undefined {
+    const dp = this.backend?.datapath;
+    if (dp === undefined) return undefined;
+    const ports = new Map<string, { protocol: string; family: string }>();
+    for (const fs of this.tracker.state().families.values()) for (const sp of fs.servicePorts.values()) ports.set(sp.key, { protocol: sp.protocol, family: `IPv${sp.family}` });
+    return {
+      services: () => dp.serviceStats().map((s) => ({ servicePort: s.servicePort, protocol: ports.get(s.servicePort)?.protocol ?? '', family: ports.get(s.servicePort)?.family ?? '', packets: s.packets, bytes: s.bytes })),
+      maps: () => dp.mapStats(),
+      conntrackEntries: () => dp.conntrackEntries(),
+    };
   }
 
   async start(): Promise<void> {
@@ -62,6 +105,23 @@ export class Agent {
         const t0 = performance.now();
         const report = backend.sync(state);
         const ms = +(performance.now() - t0).toFixed(1);
+        const m = this.metrics;
+        m.syncDuration.observe(ms / 1000);
+        m.lastSync.set(Date.now() / 1000);
+        m.serviceChangesTotal.inc(changes.serviceChanges);
+        m.endpointChangesTotal.inc(changes.endpointChanges);
+        m.serviceChangesPending.set(0);
+        m.endpointChangesPending.set(0);
+        let noLocalInternal = 0;
+        let noLocalExternal = 0;
+        for (const fs of state.families.values()) {
+          for (const sp of fs.servicePorts.values()) {
+            if (sp.internalPolicyLocal && sp.localEndpoints.length === 0) noLocalInternal++;
+            if (sp.externalPolicyLocal && sp.localEndpoints.length === 0) noLocalExternal++;
+          }
+        }
+        m.noLocalEndpoints.set({ traffic_policy: 'Internal' }, noLocalInternal);
+        m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
         log.info({ ...report, failed: report.failed.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
@@ -77,6 +137,10 @@ export class Agent {
       nodeName: this.o.nodeName,
       hostAddresses,
       onChange: () => {
+        const pending = this.tracker.pendingChanges;
+        this.metrics.serviceChangesPending.set(pending.services);
+        this.metrics.endpointChangesPending.set(pending.endpoints);
+        this.metrics.lastQueued.set(Date.now() / 1000);
         if (this.synced.size === 3) this.runner!.notify();
       },
       onSynced: (kind) => {
@@ -100,17 +164,36 @@ export class Agent {
         contentType: this.o.source.contentType,
         events: {
           error: (kind, e, delayMs) => log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`),
-          relist: (kind, reason) => log.info({ kind, reason }, `relisted ${kind}`),
+          relist: (kind, reason) => {
+            this.metrics.watchEvents.inc({ kind, event: 'relist' });
+            log.info({ kind, reason }, `relisted ${kind}`);
+          },
+          reconnect: (kind) => this.metrics.watchEvents.inc({ kind, event: 'reconnect' }),
+          decodeError: (kind) => this.metrics.watchEvents.inc({ kind, event: 'decode-error' }),
         },
       });
       this.kube.start();
     }
     await backend.attach();
     backend.watchDevices();
+    if (this.o.healthzBindAddress !== undefined && this.o.metricsBindAddress !== undefined) {
+      this.servers = new ProxyServers({
+        healthzBindAddress: this.o.healthzBindAddress,
+        metricsBindAddress: this.o.metricsBindAddress,
+        snapshot: () => this.healthSnapshot(),
+        metrics: this.metrics,
+        proxyMode: 'ebpf',
+        configz: () => this.o.configz ?? {},
+        logger: log,
+      });
+      this.addresses = await this.servers.listen();
+      log.info(this.addresses, `serving health on ${this.addresses.healthz} and metrics on ${this.addresses.metrics}`);
+    }
   }
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
   async stop(): Promise<void> {
+    await this.servers?.close();
     await this.files?.stop();
     await this.kube?.stop();
     await this.runner?.stop();

@@ -174,3 +174,31 @@ export class BpfMap<K, V> {
     if (this.ownsFd) native().closeFd(this.fd);
   }
 }
+
+/** How many entries a map holds, without decoding them (batch reads, key walk as fallback). */
+export function countEntries(fd: number): number {
+  const info = call(() => native().mapInfo(fd));
+  const valueSize = isPerCpu(info.type) ? Math.ceil(info.valueSize / 8) * 8 * native().numPossibleCpus() : info.valueSize;
+  let total = 0;
+  try {
+    let cursor: Buffer | null = null;
+    for (;;) {
+      const prev: Buffer | null = cursor;
+      const page: { count: number; cursor: Buffer | null } = call(() => native().mapLookupBatch(fd, prev, info.keySize, valueSize, 4096));
+      total += page.count;
+      if (page.cursor === null) return total;
+      cursor = page.cursor;
+    }
+  } catch (e) {
+    if (!(e instanceof BpfError)) throw e;
+    total = 0;
+    let key: Buffer | null = null;
+    for (;;) {
+      const prev: Buffer | null = key;
+      const next: Buffer | null = call(() => native().mapNextKey(fd, prev, info.keySize));
+      if (next === null) return total;
+      total++;
+      key = next;
+    }
+  }
+}

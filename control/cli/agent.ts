@@ -23,6 +23,9 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
       'pod-device-prefixes': { type: 'string', default: 'veth' },
       'external-devices': { type: 'string', default: '' },
       'cgroup-root': { type: 'string' },
+      'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
+      'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
+      'iptables-sync-period': { type: 'string', default: '30s' },
       v: { type: 'string', short: 'v', default: '2' },
       ...MODEL_FLAG_OPTIONS,
     },
@@ -51,6 +54,10 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
       cgroup: values['cgroup-root'],
     },
     logger,
+    healthzBindAddress: values['healthz-bind-address'],
+    metricsBindAddress: values['metrics-bind-address'],
+    syncPeriodMs: parseDuration(values['iptables-sync-period'], '--iptables-sync-period'),
+    configz: { proxyMode: 'ebpf', flags: values },
   });
   await agent.start();
   await new Promise<void>((resolve) => {
@@ -59,4 +66,19 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   logger.info('stopping; the datapath stays in place');
   await agent.stop();
   return 0;
+}
+
+/** Go-style durations as kube-proxy's flags take them: "30s", "1m", "500ms", "1h30m". */
+export function parseDuration(text: string, flag: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = text.trim();
+  if (rest === '' || rest === '0') return 0;
+  while (rest !== '') {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (m === null) throw new Error(`${flag}: "${text}" is not a duration like 30s or 1m`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return total;
 }

@@ -101,6 +101,11 @@ export class ChangeTracker {
     return out;
   }
 
+  /** Service and endpoint changes waiting for the next flush (kube-proxy's *_changes_pending). */
+  get pendingChanges(): { services: number; endpoints: number } {
+    return { services: this.serviceChanges, endpoints: this.endpointChanges };
+  }
+
   /** True while some change has not been flushed. */
   get pending(): boolean {
     return this.dirty.size > 0 || this.nodeChanged;

@@ -7,7 +7,7 @@ import { perCpu, u32 } from '../../bpf/codec.ts';
 import type { BpfMap } from '../../bpf/map.ts';
 import { native } from '../../bpf/native.ts';
 import { LoadedObject } from '../../bpf/object.ts';
-import { MAP_TYPE } from '../../bpf/map.ts';
+import { countEntries, MAP_TYPE } from '../../bpf/map.ts';
 import { call } from '../../bpf/errors.ts';
 import { MAGLEV_M, maglevTable } from './maglev.ts';
 import {
@@ -151,6 +151,24 @@ export class EbpfDatapath {
   counters(serviceId: number): Counter {
     const per = this.stats.get(serviceId) ?? [];
     return per.reduce((a, c) => ({ packets: a.packets + c.packets, bytes: a.bytes + c.bytes }), { packets: 0n, bytes: 0n });
+  }
+
+  /** Packets and bytes per service port, summed over CPUs. */
+  serviceStats(): Array<{ servicePort: string; packets: bigint; bytes: bigint }> {
+    return [...this.serviceIds].map(([servicePort, id]) => ({ servicePort, ...this.counters(id) }));
+  }
+
+  /** Entries and capacity of every hash-like map (arrays are always full). */
+  mapStats(): Array<{ name: string; entries: number; maxEntries: number }> {
+    return this.object
+      .mapNames()
+      .map((name) => this.object.mapDescription(name))
+      .filter((m) => m.type !== MAP_TYPE.ARRAY && m.type !== MAP_TYPE.PERCPU_ARRAY)
+      .map((m) => ({ name: m.name, entries: countEntries(m.fd), maxEntries: m.maxEntries }));
+  }
+
+  conntrackEntries(): number {
+    return countEntries(this.object.mapDescription('sy_ct').fd);
   }
 
   serviceIdOf(servicePort: string): number | undefined {

@@ -1,0 +1,100 @@
+// Metrics with kube-proxy's names, types, labels and buckets (so existing dashboards keep
+// working), and Switchyard's own (switchyard_*). prom-client holds them; the agent feeds them.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface DatapathStats {
+  services(): Array<{ servicePort: string; protocol: string; family: string; packets: bigint; bytes: bigint }>;
+  maps(): Array<{ name: string; entries: number; maxEntries: number }>;
+  conntrackEntries(): number;
+}
+
+/** prometheus.ExponentialBuckets(start, factor, count) */
+function exponential(start: number, factor: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => start * factor ** i);
+}
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly syncDuration: Histogram;
+  readonly networkProgramming: Histogram;
+  readonly lastSync: Gauge;
+  readonly lastQueued: Gauge;
+  readonly serviceChangesPending: Gauge;
+  readonly serviceChangesTotal: Counter;
+  readonly endpointChangesPending: Gauge;
+  readonly endpointChangesTotal: Counter;
+  readonly noLocalEndpoints: Gauge;
+  readonly healthzTotal: Counter;
+  readonly livezTotal: Counter;
+  readonly rejected: Gauge;
+  readonly watchEvents: Counter;
+
+  constructor(rejections: () => ReadonlyMap<string, number>, datapath: () => DatapathStats | undefined) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds', buckets: exponential(0.001, 2, 15), registers });
+    this.networkProgramming = new Histogram({
+      name: 'kubeproxy_network_programming_duration_seconds',
+      help: 'In Cluster Network Programming Latency in seconds',
+      buckets: [0.25, 0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 75, 90, 105, 120, 135, 150, 165, 180, 195, 210, 225, 240, 255, 270, 285, 300],
+      registers,
+    });
+    this.lastSync = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', help: 'The last time proxy rules were successfully synced', registers });
+    this.lastQueued = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds', help: 'The last time a sync of proxy rules was queued', registers });
+    this.serviceChangesPending = new Gauge({ name: 'kubeproxy_sync_proxy_rules_service_changes_pending', help: 'Pending proxy rules Service changes', registers });
+    this.serviceChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Cumulative proxy rules Service changes', registers });
+    this.endpointChangesPending = new Gauge({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending', help: 'Pending proxy rules Endpoint changes', registers });
+    this.endpointChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'Cumulative proxy rules Endpoint changes', registers });
+    this.noLocalEndpoints = new Gauge({ name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy'], registers });
+    this.healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers });
+    this.livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers });
+    this.rejected = new Gauge({
+      name: 'switchyard_rejected_objects_total',
+      help: 'Objects (or parts) refused by validation, by reason, since start',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, n] of rejections()) this.set({ reason }, n);
+      },
+    });
+    this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists and decode errors by kind', labelNames: ['kind', 'event'], registers });
+    new Counter({
+      name: 'switchyard_service_packets_total',
+      help: 'Packets the datapath translated, per service port',
+      labelNames: ['service_port', 'protocol', 'family'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of datapath()?.services() ?? []) this.inc({ service_port: s.servicePort, protocol: s.protocol, family: s.family }, Number(s.packets));
+      },
+    });
+    new Counter({
+      name: 'switchyard_service_bytes_total',
+      help: 'Bytes the datapath translated, per service port',
+      labelNames: ['service_port', 'protocol', 'family'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of datapath()?.services() ?? []) this.inc({ service_port: s.servicePort, protocol: s.protocol, family: s.family }, Number(s.bytes));
+      },
+    });
+    new Gauge({
+      name: 'switchyard_map_fill_ratio',
+      help: 'Entries over capacity, per BPF map',
+      labelNames: ['map'],
+      registers,
+      collect() {
+        for (const m of datapath()?.maps() ?? []) this.set({ map: m.name }, m.entries / m.maxEntries);
+      },
+    });
+    new Gauge({
+      name: 'switchyard_conntrack_entries',
+      help: 'Connection tracking entries (both directions of each flow)',
+      registers,
+      collect() {
+        const dp = datapath();
+        if (dp !== undefined) this.set(dp.conntrackEntries());
+      },
+    });
+  }
+}

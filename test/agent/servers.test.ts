@@ -1,0 +1,60 @@
+// The running agent's servers inside a lab node: healthz after the first sync, kube-proxy's
+// metrics, and a per-service packet counter that grows with real traffic.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { writeManifests } from '../cases/manifests.ts';
+import { Lab } from '../lab/lab.ts';
+import { startAgent, type RunningAgent } from './harness.ts';
+
+const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
+
+describe('agent servers', () => {
+  let lab: Lab;
+  let manifests: string;
+  let agent: RunningAgent;
+
+  before(async () => {
+    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
+    manifests = writeManifests();
+    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
+    await agent.synced;
+  });
+
+  after(async () => {
+    agent?.child.kill('SIGKILL');
+    await lab?.teardown();
+    rmSync(manifests, { recursive: true, force: true });
+  });
+
+  const get = async (url: string): Promise<{ status: number; body: string }> =>
+    JSON.parse(await lab.exec(lab.nodes[0]!.netns, process.execPath, [GET, url])) as { status: number; body: string };
+  const packets = (metrics: string): number => {
+    const m = /^switchyard_service_packets_total\{service_port="demo\/web:http\/TCP\/v4",protocol="TCP",family="IPv4"\} (\d+)$/m.exec(metrics);
+    return m === null ? 0 : Number(m[1]);
+  };
+
+  it('healthz and livez are 200 once synced', async () => {
+    await new Promise((r) => setTimeout(r, 200)); // the servers start right after the first sync
+    const h = await get('http://127.0.0.1:10256/healthz');
+    assert.equal(h.status, 200, h.body);
+    const body = JSON.parse(h.body) as { healthy: boolean; nodeEligible: boolean; lastUpdated: string };
+    assert.equal(body.healthy, true);
+    assert.equal(body.nodeEligible, true);
+    assert.ok(Date.parse(body.lastUpdated) > 0);
+    assert.equal((await get('http://127.0.0.1:10256/livez')).status, 200);
+    assert.equal((await get('http://127.0.0.1:10249/proxyMode')).body, 'ebpf');
+  });
+
+  it('metrics count syncs and the packets each service carried', async () => {
+    const before = await get('http://127.0.0.1:10249/metrics');
+    assert.match(before.body, /^kubeproxy_sync_proxy_rules_duration_seconds_count [1-9]/m);
+    assert.match(before.body, /^switchyard_map_fill_ratio\{map="sy_frontends"\} 0\.0\d+/m);
+    const results = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 5 });
+    assert.ok(results.every((r) => r.ok));
+    const after = await get('http://127.0.0.1:10249/metrics');
+    assert.ok(packets(after.body) >= packets(before.body) + 10, `packets ${packets(before.body)} -> ${packets(after.body)}`);
+    assert.match(after.body, /^switchyard_conntrack_entries [1-9]/m);
+  });
+});
