@@ -17,6 +17,8 @@ import { SyncRunner } from './sync-runner.ts';
 import type { HealthSnapshot } from '../server/health.ts';
 import { ProxyMetrics, type DatapathStats } from '../server/metrics.ts';
 import { ProxyServers } from '../server/servers.ts';
+import { isHealthy } from '../server/health.ts';
+import { ServiceHealthServers } from '../server/service-health.ts';
 
 export type SourceOptions = { kind: 'files'; dir: string } | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json' };
 
@@ -46,6 +48,7 @@ export class Agent {
   private readonly synced = new Set<KindName>();
   readonly metrics: ProxyMetrics;
   private servers: ProxyServers | undefined;
+  private readonly serviceHealth: ServiceHealthServers;
   /** Where the servers listen, once started. */
   addresses: { healthz: string; metrics: string } | undefined;
   private ready!: () => void;
@@ -60,6 +63,10 @@ export class Agent {
     this.rejections = new RejectionLog(o.logger);
     this.firstSync = new Promise((resolve) => (this.ready = resolve));
     this.metrics = new ProxyMetrics(() => this.rejections.counts(), () => this.datapathStats());
+    this.serviceHealth = new ServiceHealthServers({
+      proxyHealthy: () => isHealthy(this.healthSnapshot()),
+      onError: (port, e) => o.logger.error({ port, error: e.message }, `healthCheckNodePort ${port}: ${e.message}`),
+    });
   }
 
   /** The state health answers are computed from. */
@@ -122,6 +129,7 @@ export class Agent {
         }
         m.noLocalEndpoints.set({ traffic_policy: 'Internal' }, noLocalInternal);
         m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
+        this.serviceHealth.update(state);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
         log.info({ ...report, failed: report.failed.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
@@ -193,6 +201,7 @@ export class Agent {
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
   async stop(): Promise<void> {
+    this.serviceHealth.close();
     await this.servers?.close();
     await this.files?.stop();
     await this.kube?.stop();

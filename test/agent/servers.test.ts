@@ -4,7 +4,11 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { writeManifests } from '../cases/manifests.ts';
+import { slices } from '../cases/semantics.ts';
 import { Lab } from '../lab/lab.ts';
 import { startAgent, type RunningAgent } from './harness.ts';
 
@@ -56,5 +60,25 @@ describe('agent servers', () => {
     const after = await get('http://127.0.0.1:10249/metrics');
     assert.ok(packets(after.body) >= packets(before.body) + 10, `packets ${packets(before.body)} -> ${packets(after.body)}`);
     assert.match(after.body, /^switchyard_conntrack_entries [1-9]/m);
+  });
+
+  it('the healthCheckNodePort answers for local endpoints, and changes when the last one goes', async () => {
+    const ask = async (): Promise<{ status: number; body: { service: unknown; localEndpoints: number; serviceProxyHealthy: boolean } }> => {
+      const r = JSON.parse(await lab.exec(lab.external.netns, process.execPath, [GET, 'http://10.254.0.11:32000/'])) as { status: number; body: string };
+      return { status: r.status, body: JSON.parse(r.body) };
+    };
+    const ok = await ask();
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.body, { service: { namespace: 'demo', name: 'lb' }, localEndpoints: 1, serviceProxyHealthy: true });
+    // The local endpoint of service lb (n0p0) leaves its EndpointSlice.
+    const edited = slices.map((s) => (s.metadata?.name === 'lb-x' ? { ...s, endpoints: (s.endpoints ?? []).filter((e) => e.nodeName !== 'n0') } : s));
+    writeFileSync(join(manifests, 'endpointslices.yaml'), edited.map((s) => stringify(s)).join('---\n'));
+    let last = ok;
+    for (let i = 0; i < 30 && last.status !== 503; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      last = await ask();
+    }
+    assert.equal(last.status, 503);
+    assert.equal(last.body.localEndpoints, 0);
   });
 });
