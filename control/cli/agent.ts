@@ -1,63 +1,145 @@
-// switchyard (the agent): kube-proxy's flags where they apply, plus Switchyard's own.
+// switchyard (the agent): kube-proxy's flags where they apply, kube-proxy's configuration file
+// (--config, --write-config-to), plus Switchyard's own settings. Flags given on the command line
+// override the file; the file overrides the defaults.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
+import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import type { CommandIO } from './io.ts';
-import { MODEL_FLAG_OPTIONS, modelConfigFromFlags } from './model-flags.ts';
+import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 
 const DATAPATH_OBJECT = fileURLToPath(new URL('../../build/bpf/datapath.o', import.meta.url));
 
+export const AGENT_OPTIONS = {
+  config: { type: 'string' },
+  'write-config-to': { type: 'string' },
+  'proxy-mode': { type: 'string' },
+  'hostname-override': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  master: { type: 'string' },
+  'kube-api-content-type': { type: 'string' },
+  manifests: { type: 'string' },
+  'bpffs-dir': { type: 'string' },
+  'pod-device-prefixes': { type: 'string' },
+  'external-devices': { type: 'string' },
+  'cgroup-root': { type: 'string' },
+  'healthz-bind-address': { type: 'string' },
+  'metrics-bind-address': { type: 'string' },
+  'iptables-sync-period': { type: 'string' },
+  v: { type: 'string', short: 'v' },
+  ...MODEL_FLAG_OPTIONS,
+} as const;
+
+type Dict = Record<string, unknown>;
+const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Dict)[k] : undefined), o);
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+const list = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+
+/** Go-style durations as kube-proxy's flags take them: "30s", "1m", "500ms", "1h30m0s". */
+export function parseDuration(text: string, flag: string): number {
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = text.trim();
+  if (rest === '' || rest === '0') return 0;
+  while (rest !== '') {
+    const m = /^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/.exec(rest);
+    if (m === null) throw new Error(`${flag}: "${text}" is not a duration like 30s or 1m`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return total;
+}
+
+/** The configuration in effect: the file (or kube-proxy's defaults) with explicit flags on top. */
+export function effectiveConfiguration(values: Partial<Record<keyof typeof AGENT_OPTIONS, string | boolean>>): LoadedConfiguration {
+  const loaded = values.config === undefined ? { kubeProxy: defaultKubeProxyConfiguration(), switchyard: defaultSwitchyardConfiguration() } : decodeConfiguration(readFileSync(String(values.config), 'utf8'));
+  const kp = structuredClone(loaded.kubeProxy);
+  const sy = structuredClone(loaded.switchyard);
+  const set = (o: Dict, path: string, v: unknown): void => {
+    if (v === undefined) return;
+    const keys = path.split('.');
+    let cur = o;
+    for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Dict;
+    cur[keys.at(-1)!] = v;
+  };
+  set(kp, 'mode', values['proxy-mode']);
+  set(kp, 'hostnameOverride', values['hostname-override']);
+  set(kp, 'clientConnection.kubeconfig', values.kubeconfig);
+  set(kp, 'clientConnection.contentType', values['kube-api-content-type']);
+  set(kp, 'healthzBindAddress', values['healthz-bind-address']);
+  set(kp, 'metricsBindAddress', values['metrics-bind-address']);
+  set(kp, 'iptables.syncPeriod', values['iptables-sync-period']);
+  set(kp, 'iptables.masqueradeAll', values['masquerade-all']);
+  set(kp, 'clusterCIDR', values['cluster-cidr']);
+  set(kp, 'detectLocalMode', values['detect-local-mode']);
+  set(kp, 'detectLocal.bridgeInterface', values['pod-bridge-interface']);
+  set(kp, 'detectLocal.interfaceNamePrefix', values['pod-interface-name-prefix']);
+  if (values['nodeport-addresses'] !== undefined) set(kp, 'nodePortAddresses', list(String(values['nodeport-addresses'])));
+  set(sy, 'bpffsDir', values['bpffs-dir']);
+  if (values['pod-device-prefixes'] !== undefined) set(sy, 'podDevicePrefixes', list(String(values['pod-device-prefixes'])));
+  if (values['external-devices'] !== undefined) set(sy, 'externalDevices', list(String(values['external-devices'])));
+  set(sy, 'cgroupRoot', values['cgroup-root']);
+  return { kubeProxy: kp, switchyard: sy };
+}
+
 export async function agentCommand(argv: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      'proxy-mode': { type: 'string', default: 'ebpf' },
-      'hostname-override': { type: 'string' },
-      kubeconfig: { type: 'string' },
-      master: { type: 'string' },
-      'kube-api-content-type': { type: 'string', default: 'application/vnd.kubernetes.protobuf' },
-      manifests: { type: 'string' },
-      'bpffs-dir': { type: 'string', default: '/sys/fs/bpf/switchyard' },
-      'pod-device-prefixes': { type: 'string', default: 'veth' },
-      'external-devices': { type: 'string', default: '' },
-      'cgroup-root': { type: 'string' },
-      'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
-      'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
-      'iptables-sync-period': { type: 'string', default: '30s' },
-      v: { type: 'string', short: 'v', default: '2' },
-      ...MODEL_FLAG_OPTIONS,
-    },
-    strict: true,
-  });
-  if (values['proxy-mode'] !== 'ebpf') {
-    io.stderr(`--proxy-mode ${values['proxy-mode']}: only ebpf is built so far\n`);
+  const { values } = parseArgs({ args: argv, options: AGENT_OPTIONS, strict: true });
+  const effective = effectiveConfiguration(values);
+  if (values['write-config-to'] !== undefined) {
+    writeFileSync(values['write-config-to'], encodeConfiguration(effective));
+    io.stdout(`wrote the configuration to ${values['write-config-to']}\n`);
+    return 0;
+  }
+  const kp = effective.kubeProxy;
+  const sy = effective.switchyard;
+  const mode = str(kp.mode) ?? 'ebpf';
+  if (mode !== 'ebpf') {
+    io.stderr(`proxy mode ${mode}: only ebpf is built so far\n`);
     return 2;
   }
-  const level = Number(values.v) >= 4 ? 'debug' : 'info';
-  const logger = pino({ level, base: { component: 'switchyard' } });
+  const modelFlags: ModelFlagValues = {
+    'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
+    'detect-local-mode': str(kp.detectLocalMode),
+    'pod-bridge-interface': str(at(kp, 'detectLocal.bridgeInterface')),
+    'pod-interface-name-prefix': str(at(kp, 'detectLocal.interfaceNamePrefix')),
+    'nodeport-addresses': ((kp.nodePortAddresses as string[] | null) ?? []).join(','),
+    'masquerade-all': Boolean(at(kp, 'iptables.masqueradeAll')) || Boolean(at(kp, 'nftables.masqueradeAll')),
+    'ip-families': values['ip-families'],
+  };
+  const model = modelConfigFromFlags(modelFlags);
+  const algorithm = at(sy, 'loadBalancing.algorithm');
+  if (algorithm !== 'random' && algorithm !== 'maglev') throw new Error(`loadBalancing.algorithm: random or maglev, not ${JSON.stringify(algorithm)}`);
+  const verbosity = Number(values.v ?? at(kp, 'logging.verbosity') ?? 0);
+  const logger = pino({ level: verbosity >= 4 ? 'debug' : 'info', base: { component: 'switchyard' } });
+  const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
   const source: SourceOptions =
     values.manifests !== undefined
       ? { kind: 'files', dir: values.manifests }
-      : { kind: 'kube', kubeconfig: values.kubeconfig, master: values.master, contentType: values['kube-api-content-type'].includes('json') ? 'json' : 'protobuf' };
-  const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter((x) => x !== '');
+      : { kind: 'kube', kubeconfig: str(at(kp, 'clientConnection.kubeconfig')), master: values.master, contentType: contentType.includes('json') ? 'json' : 'protobuf' };
+  const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
+  const maxEntries = Object.fromEntries(
+    Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
+  ) as Record<string, number>;
   const agent = new Agent({
-    nodeName: values['hostname-override'] ?? hostname().toLowerCase(),
-    model: modelConfigFromFlags(values),
+    nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
+    model: { ...model, defaultAlgorithm: algorithm },
     source,
     backend: {
       object: DATAPATH_OBJECT,
-      pinDir: values['bpffs-dir'],
-      podDevicePrefixes: list(values['pod-device-prefixes']),
-      externalDevices: list(values['external-devices']),
-      cgroup: values['cgroup-root'],
+      pinDir: String(sy.bpffsDir),
+      maxEntries,
+      podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],
+      externalDevices: (sy.externalDevices as string[] | null) ?? [],
+      cgroup: sy.socketLB === false ? undefined : str(sy.cgroupRoot),
     },
     logger,
-    healthzBindAddress: values['healthz-bind-address'],
-    metricsBindAddress: values['metrics-bind-address'],
-    syncPeriodMs: parseDuration(values['iptables-sync-period'], '--iptables-sync-period'),
-    configz: { proxyMode: 'ebpf', flags: values },
+    healthzBindAddress: str(kp.healthzBindAddress),
+    metricsBindAddress: str(kp.metricsBindAddress),
+    syncPeriodMs: parseDuration(String(at(kp, 'iptables.syncPeriod') ?? '30s'), 'iptables.syncPeriod'),
+    configz: effective,
   });
   await agent.start();
   await new Promise<void>((resolve) => {
@@ -66,19 +148,4 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   logger.info('stopping; the datapath stays in place');
   await agent.stop();
   return 0;
-}
-
-/** Go-style durations as kube-proxy's flags take them: "30s", "1m", "500ms", "1h30m". */
-export function parseDuration(text: string, flag: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let rest = text.trim();
-  if (rest === '' || rest === '0') return 0;
-  while (rest !== '') {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
-    if (m === null) throw new Error(`${flag}: "${text}" is not a duration like 30s or 1m`);
-    total += Number(m[1]) * units[m[2]!]!;
-    rest = rest.slice(m[0].length);
-  }
-  return total;
 }
