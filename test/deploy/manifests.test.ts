@@ -1,0 +1,73 @@
+// deploy/: the manifests parse and keep their promises — RBAC exactly as needed, probes on the
+// health port, the mounts the datapath needs, a small capability set, a config the agent accepts.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { decodeConfiguration } from '../../control/config/kube-proxy-config.ts';
+
+const deploy = fileURLToPath(new URL('../../deploy/', import.meta.url));
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are free-form YAML
+const docs = (file: string): Obj[] => parseAllDocuments(readFileSync(`${deploy}${file}`, 'utf8')).map((d) => d.toJS() as Obj);
+
+describe('deploy manifests', () => {
+  it('RBAC: list and watch services, endpointslices, nodes; create and patch events; nothing else', () => {
+    const role = docs('rbac.yaml').find((d) => d.kind === 'ClusterRole')!;
+    const grants = new Set<string>();
+    for (const rule of role.rules as Obj[]) for (const g of rule.apiGroups) for (const r of rule.resources) for (const v of rule.verbs) grants.add(`${g}/${r}:${v}`);
+    assert.deepEqual([...grants].sort(), [
+      '/events:create', '/events:patch', '/nodes:list', '/nodes:watch', '/services:list', '/services:watch',
+      'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch', 'events.k8s.io/events:create', 'events.k8s.io/events:patch',
+    ]);
+    const binding = docs('rbac.yaml').find((d) => d.kind === 'ClusterRoleBinding')!;
+    assert.equal(binding.roleRef.name, 'switchyard');
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'switchyard', namespace: 'kube-system' }]);
+  });
+
+  it('DaemonSet: host network, node-critical, tolerates everything, probes on 10256', () => {
+    const ds = docs('daemonset.yaml')[0]!;
+    const spec = ds.spec.template.spec;
+    assert.equal(spec.hostNetwork, true);
+    assert.equal(spec.priorityClassName, 'system-node-critical');
+    assert.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
+    assert.equal(spec.serviceAccountName, 'switchyard');
+    const c = spec.containers[0];
+    assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ['/livez', 10256]);
+    assert.deepEqual([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.port], ['/healthz', 10256]);
+  });
+
+  it('DaemonSet: bpffs, /lib/modules, xtables lock, cgroup and config mounted; a small capability set', () => {
+    const spec = docs('daemonset.yaml')[0]!.spec.template.spec;
+    const c = spec.containers[0];
+    const mounts = Object.fromEntries((c.volumeMounts as Obj[]).map((m) => [m.mountPath, m]));
+    const volumes = Object.fromEntries((spec.volumes as Obj[]).map((v) => [v.name, v]));
+    for (const [path, host] of [['/sys/fs/bpf', '/sys/fs/bpf'], ['/lib/modules', '/lib/modules'], ['/run/xtables.lock', '/run/xtables.lock']] as const) {
+      assert.ok(mounts[path], `${path} is mounted`);
+      assert.equal(volumes[mounts[path].name].hostPath.path, host);
+    }
+    assert.equal(mounts['/sys/fs/bpf'].mountPropagation, 'HostToContainer');
+    assert.ok(mounts['/var/lib/switchyard'] && volumes[mounts['/var/lib/switchyard'].name].configMap.name === 'switchyard');
+    assert.equal(c.securityContext.privileged, false);
+    assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'PERFMON'] });
+    assert.ok((c.args as string[]).includes('--config=/var/lib/switchyard/config.conf'));
+  });
+
+  it('ConfigMap: the agent\'s strict decoder accepts it', () => {
+    const cm = docs('configmap.yaml')[0]!;
+    const c = decodeConfiguration(cm.data['config.conf']);
+    assert.equal(c.kubeProxy.clusterCIDR, '10.244.0.0/16');
+    assert.equal(c.switchyard.cgroupRoot, '/run/switchyard/cgroupv2');
+    const ds = docs('daemonset.yaml')[0]!.spec.template.spec;
+    const cgroupMount = (ds.containers[0].volumeMounts as Obj[]).find((m) => m.name === 'cgroup');
+    assert.equal(cgroupMount?.mountPath, c.switchyard.cgroupRoot, 'the cgroup is mounted where the config says');
+  });
+
+  it('Dockerfile: Node 24 slim, runs the CLI, ships the addon and the BPF objects', () => {
+    const text = readFileSync(`${deploy}Dockerfile`, 'utf8');
+    assert.match(text, /^FROM node:24-[a-z]+-slim$/m);
+    assert.match(text, /COPY build\/Release\/switchyard\.node/);
+    assert.match(text, /COPY build\/bpf\//);
+    assert.match(text, /ENTRYPOINT \["node", "\/opt\/switchyard\/control\/cli\/main\.ts"\]/);
+  });
+});
