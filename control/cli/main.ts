@@ -3,6 +3,7 @@
 // the inspect commands read the model (trace) or the pinned maps.
 import { processIO, type CommandIO } from './io.ts';
 import { agentCommand } from './agent.ts';
+import { inspectCommand } from './inspect.ts';
 import { traceCommand } from './trace.ts';
 
 const USAGE = `usage: switchyard [agent] [flags] | switchyard <command> [flags]
@@ -10,6 +11,10 @@ const USAGE = `usage: switchyard [agent] [flags] | switchyard <command> [flags]
 commands:
   agent      (the default) watch the sources and program the datapath
   trace      the verdict for one packet, from the desired state (see switchyard trace --help)
+  services   frontends the kernel holds, with their backend sets and packet counts
+  backends   backends the kernel holds
+  conntrack  tracked flows, both directions
+             (these three read the pinned maps: --bpffs-dir DIR, --output table|json)
   version    print the version
 `;
 
@@ -26,6 +31,10 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
         return await agentCommand(rest, io);
       case 'trace':
         return await traceCommand(rest, io);
+      case 'services':
+      case 'backends':
+      case 'conntrack':
+        return await inspectCommand(command, rest, io);
       case 'version':
         io.stdout('switchyard 0.1.0\n');
         return 0;

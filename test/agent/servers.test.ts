@@ -11,6 +11,15 @@ import { writeManifests } from '../cases/manifests.ts';
 import { slices } from '../cases/semantics.ts';
 import { Lab } from '../lab/lab.ts';
 import { startAgent, type RunningAgent } from './harness.ts';
+import { main } from '../../control/cli/main.ts';
+
+async function cli(args: string[]): Promise<unknown> {
+  let out = '';
+  let err = '';
+  const code = await main(args, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+  assert.equal(code, 0, err);
+  return JSON.parse(out);
+}
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
@@ -60,6 +69,31 @@ describe('agent servers', () => {
     const after = await get('http://127.0.0.1:10249/metrics');
     assert.ok(packets(after.body) >= packets(before.body) + 10, `packets ${packets(before.body)} -> ${packets(after.body)}`);
     assert.match(after.body, /^switchyard_conntrack_entries [1-9]/m);
+  });
+
+  it('services, backends and conntrack show what the kernel holds, also after the agent stopped', async () => {
+    const dir = lab.bpffsDir('agent-n0');
+    await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 3 });
+    const check = async (): Promise<void> => {
+      const services = (await cli(['services', '--bpffs-dir', dir, '-o', 'json'])) as Array<{ frontend: string; protocol: string; scope: string; backends: number[]; packets: string }>;
+      const web = services.find((s) => s.frontend === '10.96.0.10:80' && s.protocol === 'TCP' && s.scope === 'external')!;
+      assert.equal(web.backends.length, 2);
+      assert.ok(Number(web.packets) > 0);
+      const backends = (await cli(['backends', '--bpffs-dir', dir, '-o', 'json'])) as Array<{ id: number; backend: string }>;
+      const ids = new Set(backends.filter((b) => b.backend === '10.244.0.11:8080' || b.backend === '10.244.1.11:8080').map((b) => b.id));
+      assert.ok(web.backends.every((id) => ids.has(id)), 'the set names the web pods');
+      const flows = (await cli(['conntrack', '--bpffs-dir', dir, '-o', 'json'])) as Array<{ direction: string; source: string; destination: string; frontend: string }>;
+      assert.ok(flows.some((f) => f.direction === 'forward' && f.source.startsWith('10.244.0.10:') && f.destination === '10.96.0.10:80' && f.frontend === '10.96.0.10:80'));
+    };
+    await check();
+    let table = '';
+    assert.equal(await main(['services', '--bpffs-dir', dir], { stdout: (t) => (table += t), stderr: () => undefined }), 0);
+    assert.match(table, /^FRONTEND +PROTO +SCOPE +FLAGS/m);
+    agent.child.kill('SIGTERM');
+    await new Promise((r) => agent.child.once('exit', r));
+    await check();
+    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
+    await agent.synced;
   });
 
   it('the healthCheckNodePort answers for local endpoints, and changes when the last one goes', async () => {

@@ -1,0 +1,81 @@
+// switchyard services | backends | conntrack: what the kernel really holds, read from the pinned
+// maps (so it works while the agent runs and after it stopped). Table by default, --output json.
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { perCpu, u32 } from '../bpf/codec.ts';
+import { native } from '../bpf/native.ts';
+import { BpfMap } from '../bpf/map.ts';
+import { backend, counter, ctKey, ctValue, CT, CT_DIR, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
+import type { CommandIO } from './io.ts';
+import { table } from './table.ts';
+
+const PROTO: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
+
+function flagNames(flags: number): string {
+  const names = Object.entries(FE).filter(([, bit]) => flags & bit).map(([name]) => name.toLowerCase().replace('_', '-'));
+  return names.join(',') || '-';
+}
+
+function hostPort(addr: string, port: number): string {
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+function open<K, V>(dir: string, name: string, key: Parameters<typeof BpfMap.fromPin<K, V>>[1], value: Parameters<typeof BpfMap.fromPin<K, V>>[2]): BpfMap<K, V> {
+  const path = `${dir}/${name}`;
+  if (!existsSync(path)) throw new Error(`${path} is not pinned: is the agent's --bpffs-dir ${dir}?`);
+  return BpfMap.fromPin(path, key, value);
+}
+
+export async function inspectCommand(what: 'services' | 'backends' | 'conntrack', argv: string[], io: CommandIO): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'bpffs-dir': { type: 'string', default: '/sys/fs/bpf/switchyard' }, output: { type: 'string', short: 'o', default: 'table' } }, strict: true });
+  const dir = values['bpffs-dir'];
+  const json = values.output === 'json';
+  if (what === 'services') {
+    const fe = open(dir, 'sy_frontends', frontendKey, frontendValue);
+    const slots = open(dir, 'sy_slots', slotKey, u32);
+    const stats = open(dir, 'sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
+    const rows = fe.entries().map(([k, v]) => {
+      const backends: number[] = [];
+      for (let s = 1; s <= v.count; s++) {
+        const id = slots.get({ setId: v.setId, slot: s });
+        if (id !== undefined) backends.push(id);
+      }
+      const c = (stats.get(v.serviceId) ?? []).reduce((a, x) => ({ packets: a.packets + x.packets, bytes: a.bytes + x.bytes }), { packets: 0n, bytes: 0n });
+      return { frontend: hostPort(k.addr, k.port), protocol: PROTO[k.proto] ?? String(k.proto), scope: k.scope === 1 ? 'internal' : 'external', flags: flagNames(v.flags), backends, affinitySeconds: v.affinityTimeout, algorithm: v.algorithm === 1 ? 'maglev' : 'random', serviceId: v.serviceId, revNatId: v.revNatId, packets: c.packets.toString(), bytes: c.bytes.toString() };
+    });
+    rows.sort((a, b) => (a.frontend < b.frontend ? -1 : 1));
+    fe.close();
+    slots.close();
+    stats.close();
+    io.stdout(json ? `${JSON.stringify(rows, null, 2)}\n` : `${table(['FRONTEND', 'PROTO', 'SCOPE', 'FLAGS', 'BACKEND IDS', 'AFFINITY', 'ALGORITHM', 'PACKETS'], rows.map((r) => [r.frontend, r.protocol, r.scope, r.flags, r.backends.join(',') || '-', r.affinitySeconds ? `${r.affinitySeconds}s` : '-', r.algorithm, r.packets]))}\n`);
+    return 0;
+  }
+  if (what === 'backends') {
+    const be = open(dir, 'sy_backends', u32, backend);
+    const rows = be.entries().map(([id, b]) => ({ id, backend: hostPort(b.addr, b.port), protocol: PROTO[b.proto] ?? String(b.proto), terminating: (b.flags & 1) !== 0, serviceId: b.serviceId })).sort((a, b) => a.id - b.id);
+    be.close();
+    io.stdout(json ? `${JSON.stringify(rows, null, 2)}\n` : `${table(['ID', 'BACKEND', 'PROTO', 'STATE', 'SERVICE ID'], rows.map((r) => [String(r.id), r.backend, r.protocol, r.terminating ? 'terminating' : 'active', String(r.serviceId)]))}\n`);
+    return 0;
+  }
+  const ct = open(dir, 'sy_ct', ctKey, ctValue);
+  const rn = open(dir, 'sy_revnat', u32, revNat);
+  const nowNs = process.hrtime.bigint();
+  const rows = ct.entries().map(([k, v]) => {
+    const frontend = rn.get(v.revNatId);
+    return {
+      direction: k.dir === CT_DIR.FORWARD ? 'forward' : 'reply',
+      protocol: PROTO[k.proto] ?? String(k.proto),
+      source: hostPort(k.saddr, k.sport),
+      destination: hostPort(k.daddr, k.dport),
+      frontend: frontend === undefined ? '' : hostPort(frontend.addr, frontend.port),
+      backendId: v.backendId,
+      snat: (v.flags & CT.SNAT) !== 0 ? hostPort(v.natAddr, v.natPort) : '',
+      closing: (v.flags & CT.CLOSING) !== 0,
+      idleSeconds: Number((nowNs - v.lastSeen) / 1_000_000_000n),
+    };
+  });
+  ct.close();
+  rn.close();
+  io.stdout(json ? `${JSON.stringify(rows, null, 2)}\n` : `${table(['DIR', 'PROTO', 'SOURCE', 'DESTINATION', 'FRONTEND', 'BACKEND', 'SNAT', 'STATE', 'IDLE'], rows.map((r) => [r.direction, r.protocol, r.source, r.destination, r.frontend, String(r.backendId), r.snat || '-', r.closing ? 'closing' : 'open', `${r.idleSeconds}s`]))}\n`);
+  return 0;
+}
