@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
 import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
+import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 
@@ -16,6 +17,7 @@ const DATAPATH_OBJECT = fileURLToPath(new URL('../../build/bpf/datapath.o', impo
 export const AGENT_OPTIONS = {
   config: { type: 'string' },
   'write-config-to': { type: 'string' },
+  cleanup: { type: 'boolean' },
   'proxy-mode': { type: 'string' },
   'hostname-override': { type: 'string' },
   kubeconfig: { type: 'string' },
@@ -95,6 +97,11 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   }
   const kp = effective.kubeProxy;
   const sy = effective.switchyard;
+  if (values.cleanup === true) {
+    const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
+    io.stdout(`${JSON.stringify(report)}\n`);
+    return 0;
+  }
   const mode = str(kp.mode) ?? 'ebpf';
   if (mode !== 'ebpf') {
     io.stderr(`proxy mode ${mode}: only ebpf is built so far\n`);

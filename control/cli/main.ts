@@ -15,6 +15,7 @@ commands:
   backends   backends the kernel holds
   conntrack  tracked flows, both directions
              (these three read the pinned maps: --bpffs-dir DIR, --output table|json)
+  cleanup    remove every program, map and pin Switchyard created (same as --cleanup)
   version    print the version
 `;
 
@@ -35,6 +36,8 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
       case 'backends':
       case 'conntrack':
         return await inspectCommand(command, rest, io);
+      case 'cleanup':
+        return await agentCommand(['--cleanup', ...rest], io);
       case 'version':
         io.stdout('switchyard 0.1.0\n');
         return 0;
