@@ -1,6 +1,6 @@
 // The agent's HTTP servers, as kube-proxy has them: health on 0.0.0.0:10256 (/healthz,
 // /livez), metrics on 127.0.0.1:10249 (/metrics, /proxyMode, /configz, /healthz).
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { healthz, livez, type HealthAnswer, type HealthSnapshot } from './health.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -34,8 +34,9 @@ export class ProxyServers {
   constructor(o: ServerOptions) {
     this.o = o;
     // pino's Logger is fastify's logger; only their generic parameters differ.
-    this.health = Fastify({ loggerInstance: o.logger.child({ server: 'healthz' }) as FastifyBaseLogger, disableRequestLogging: true });
-    this.metricsServer = Fastify({ loggerInstance: o.logger.child({ server: 'metrics' }) as FastifyBaseLogger, disableRequestLogging: true });
+    // Probes and scrapes are frequent: no log line per request.
+    this.health = Fastify({ loggerInstance: o.logger.child({ server: 'healthz' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+    this.metricsServer = Fastify({ loggerInstance: o.logger.child({ server: 'metrics' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
     const hz = (reply: Parameters<typeof send>[0]): unknown => {
       const a = healthz(o.snapshot());
       o.metrics.healthzTotal.inc({ code: String(a.code) });

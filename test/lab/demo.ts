@@ -1,37 +1,60 @@
-// `npm run demo`: builds a 2-node lab, loads the skeleton datapath, puts a VIP in front of five
-// pods and shows how TCP and UDP connections to it spread, until Ctrl-C or --duration.
+// `npm run demo`: the main job on an embedded default. Builds a 2-node lab, runs the Switchyard
+// agent on node n0 in its default (eBPF) mode from a manifests directory, sends connections to a
+// ClusterIP (from a pod) and a NodePort (from outside), prints how they spread over the pods and
+// what the agent's metrics counted, then cleans everything up on Ctrl-C or after --duration.
 //   npm run demo -- [--duration SECONDS] [--connections N]
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { tcAttach, xdpAttach } from '../../control/bpf/attach.ts';
-import { perCpu, u32 } from '../../control/bpf/codec.ts';
-import { IPPROTO, SKEL_STAT, skelCounter, skelFrontend, skelService } from '../../control/bpf/layout.ts';
-import { native } from '../../control/bpf/native.ts';
-import { LoadedObject } from '../../control/bpf/object.ts';
-import { skeletonObject } from '../bpf/objects.ts';
-import { Lab, netnsPath } from './lab.ts';
+import { startAgent } from '../agent/harness.ts';
+import { Lab, type LabPod } from './lab.ts';
 import type { ProbeResult } from './probe.ts';
 import { sweepStale } from './sweep.ts';
 
+const GET = fileURLToPath(new URL('./http-get.ts', import.meta.url));
 const VIP = '10.96.0.10';
-const VIP_PORT = 80;
+const NODE_PORT = 30080;
 
-function table(results: ProbeResult[], pods: string[]): string {
+function manifests(backends: LabPod[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-demo-'));
+  writeFileSync(
+    join(dir, 'echo.yaml'),
+    `apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: demo}
+spec:
+  type: NodePort
+  clusterIP: ${VIP}
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: ${NODE_PORT}, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: echo}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+${backends.map((b) => `  - addresses: ["${b.ipv4}"]\n    nodeName: ${b.node.name}`).join('\n')}
+`,
+  );
+  return dir;
+}
+
+function spread(title: string, results: ProbeResult[], pods: string[]): string {
   const rows = pods.map((pod) => {
-    const tcp = results.filter((r) => r.ok && r.target.proto === 'tcp' && r.reply.pod === pod).length;
-    const udp = results.filter((r) => r.ok && r.target.proto === 'udp' && r.reply.pod === pod).length;
-    return `  ${pod.padEnd(6)} tcp ${String(tcp).padStart(4)}  udp ${String(udp).padStart(4)}  ${'#'.repeat(tcp + udp)}`;
+    const n = results.filter((r) => r.ok && r.reply.pod === pod).length;
+    return `  ${pod.padEnd(6)} ${String(n).padStart(4)}  ${'#'.repeat(n)}`;
   });
-  const failed = results.filter((r) => !r.ok).length;
-  return `${rows.join('\n')}\n  failed ${failed}`;
+  const seen = [...new Set(results.filter((r) => r.ok).map((r) => (r.ok ? r.reply.client : '')))].join(', ');
+  return `${title}\n${rows.join('\n')}\n  failed ${results.filter((r) => !r.ok).length}; the pods saw the client as ${seen}`;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: 'string' },
-      connections: { type: 'string', default: '40' },
-    },
-  });
+  const { values } = parseArgs({ options: { duration: { type: 'string' }, connections: { type: 'string', default: '30' } } });
   const durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
   const connections = Number(values.connections);
   let stopping = false;
@@ -43,52 +66,37 @@ async function main(): Promise<void> {
       stopping = true;
     });
   }
-
   const swept = sweepStale();
   if (swept.length > 0) console.log(`swept ${swept.length} leftovers of earlier runs`);
   const lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
-  console.log(`lab ${lab.prefix}: nodes ${lab.nodes.map((n) => `${n.name} ${n.ipv4}`).join(', ')}`);
-  const obj = LoadedObject.load(skeletonObject, { pinDir: lab.bpffsDir('demo') });
+  const node = lab.nodes[0]!;
+  const client = lab.pod('n0p0');
+  const backends = lab.pods.filter((p) => p !== client);
+  const dir = manifests(backends);
+  console.log(`lab ${lab.prefix}: nodes ${lab.nodes.map((n) => `${n.name} ${n.ipv4}`).join(', ')}; external client ${lab.external.ipv4}`);
+  const agent = startAgent(lab, node, dir, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
   try {
-    const client = lab.pod('n0p0');
-    const backends = lab.pods.filter((p) => p !== client);
-    const frontends = obj.map('skel_frontends', skelFrontend, skelService);
-    const revnat = obj.map('skel_revnat', skelFrontend, skelFrontend);
-    for (const proto of [IPPROTO.TCP, IPPROTO.UDP]) {
-      frontends.set({ addr: VIP, port: VIP_PORT, proto }, { count: backends.length, backends: backends.map((b) => ({ addr: b.ipv4, port: 8080 })) });
-      for (const b of backends) revnat.set({ addr: b.ipv4, port: 8080, proto }, { addr: VIP, port: VIP_PORT, proto });
-    }
-    for (const node of lab.nodes) {
-      for (const pod of node.pods) {
-        const target = { ifname: pod.hostIf, netns: netnsPath(node.netns) };
-        tcAttach({ ...target, direction: 'ingress', progFd: obj.programFd('sy_skel_tc_ingress') });
-        tcAttach({ ...target, direction: 'egress', progFd: obj.programFd('sy_skel_tc_egress') });
-      }
-      const xdp = xdpAttach({ ifname: node.wireIf, netns: netnsPath(node.netns), progFd: obj.programFd('sy_skel_xdp'), mode: 'auto' });
-      console.log(`${node.name}: tc on ${node.pods.map((p) => p.hostIf).join(' ')}, xdp (${xdp.mode}) on ${node.wireIf}`);
-    }
-    console.log(`VIP ${VIP}:${VIP_PORT} -> ${backends.map((b) => `${b.name} ${b.ipv4}:8080`).join(', ')}`);
-
+    const synced = await agent.synced;
+    console.log(`switchyard agent on ${node.name} (eBPF mode, manifests ${dir}): programmed ${synced.frontendsWritten} frontends and ${synced.backendsWritten} backends`);
+    console.log(`service demo/echo: ClusterIP ${VIP}:80 and NodePort ${node.ipv4}:${NODE_PORT} -> ${backends.map((b) => b.name).join(', ')}`);
+    console.log(`metrics: http://127.0.0.1:10249/metrics inside ${node.name}  (nsenter --net=/run/netns/${node.netns} curl -s http://127.0.0.1:10249/metrics)`);
     const started = Date.now();
     for (let round = 1; !stopping && Date.now() - started < durationMs; round++) {
-      const results = await lab.probe(client.netns, {
-        targets: [
-          { proto: 'tcp', host: VIP, port: VIP_PORT },
-          { proto: 'udp', host: VIP, port: VIP_PORT },
-        ],
-        count: connections,
-      });
-      console.log(`\nround ${round}: ${connections} TCP connections and ${connections} UDP flows from ${client.name} to ${VIP}:${VIP_PORT}`);
-      console.log(table(results, backends.map((b) => b.name)));
-      const stats = obj.map('skel_stats', u32, perCpu(skelCounter, native().numPossibleCpus()));
-      const sum = (i: number): bigint => (stats.get(i) ?? []).reduce((s, c) => s + c.packets, 0n);
-      console.log(`  datapath: ${sum(SKEL_STAT.FORWARD)} packets translated to backends, ${sum(SKEL_STAT.REVERSE)} replies translated back, ${sum(SKEL_STAT.XDP)} seen by XDP`);
+      const viaVip = await lab.probe(client.netns, { targets: [{ proto: 'tcp', host: VIP, port: 80 }], count: connections });
+      const viaNodePort = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: node.ipv4, port: NODE_PORT }], count: connections });
+      console.log(`\nround ${round}`);
+      console.log(spread(`  ${connections} connections from pod ${client.name} to ClusterIP ${VIP}:80`, viaVip, backends.map((b) => b.name)));
+      console.log(spread(`  ${connections} connections from outside to NodePort ${node.ipv4}:${NODE_PORT}`, viaNodePort, backends.map((b) => b.name)));
+      const metrics = JSON.parse(await lab.exec(node.netns, process.execPath, [GET, 'http://127.0.0.1:10249/metrics'])) as { body: string };
+      const packets = metrics.body.split('\n').filter((l) => l.startsWith('switchyard_service_packets_total{service_port="demo/echo')).map((l) => `  ${l}`);
+      console.log(`  agent metrics:\n${packets.join('\n')}`);
       const left = durationMs - (Date.now() - started);
       if (left > 0) await new Promise((r) => setTimeout(r, Math.min(1000, left)));
     }
   } finally {
-    obj.close();
+    agent.child.kill('SIGTERM');
     await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
     console.log(`\ncleaned up lab ${lab.prefix}`);
   }
 }
