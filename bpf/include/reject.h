@@ -138,6 +138,19 @@ static __always_inline int sy_reject_tcp(struct __sk_buff *skb, struct sy_tuple 
 #define SY_QUOTE4 (20 + 8)
 #define SY_QUOTE6 (40 + 8)
 
+/*
+ * Copies the first quote_len bytes after the MAC header into quote, cuts the packet there and
+ * opens hdr_len bytes of room in front of them for the new IP and ICMP headers.
+ */
+static __always_inline int sy_quote_and_open(struct __sk_buff *skb, __u8 *quote, __u32 quote_len, __u32 hdr_len)
+{
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, quote, quote_len) < 0)
+		return -1;
+	if (bpf_skb_change_tail(skb, ETH_HLEN + quote_len, 0) < 0)
+		return -1;
+	return bpf_skb_adjust_room(skb, hdr_len, BPF_ADJ_ROOM_MAC, 0) < 0 ? -1 : 0;
+}
+
 static __always_inline int sy_reject_icmp(struct __sk_buff *skb, struct sy_tuple *t)
 {
 	__u8 quote[SY_QUOTE6];
@@ -149,11 +162,7 @@ static __always_inline int sy_reject_icmp(struct __sk_buff *skb, struct sy_tuple
 
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &orig, sizeof(orig)) < 0 || orig.ihl != 5)
 			return TC_ACT_SHOT;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, quote, SY_QUOTE4) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_change_tail(skb, ETH_HLEN + SY_QUOTE4, 0) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_adjust_room(skb, sizeof(hdr), BPF_ADJ_ROOM_MAC, 0) < 0)
+		if (sy_quote_and_open(skb, quote, SY_QUOTE4, sizeof(hdr)) < 0)
 			return TC_ACT_SHOT;
 		hdr.ip.version = 4;
 		hdr.ip.ihl = 5;
@@ -173,11 +182,7 @@ static __always_inline int sy_reject_icmp(struct __sk_buff *skb, struct sy_tuple
 		struct { struct ipv6hdr ip6; struct icmp6hdr icmp6; } hdr = {};
 		struct sy_pseudo6 ph = {};
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, quote, SY_QUOTE6) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_change_tail(skb, ETH_HLEN + SY_QUOTE6, 0) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_adjust_room(skb, sizeof(hdr), BPF_ADJ_ROOM_MAC, 0) < 0)
+		if (sy_quote_and_open(skb, quote, SY_QUOTE6, sizeof(hdr)) < 0)
 			return TC_ACT_SHOT;
 		hdr.ip6.version = 6;
 		hdr.ip6.payload_len = bpf_htons(sizeof(hdr.icmp6) + SY_QUOTE6);
