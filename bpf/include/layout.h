@@ -55,6 +55,19 @@ enum sy_skel_stat {
 };
 
 /*
+ * The layout version of every datapath map below. Bump it with any change to a datapath layout:
+ * an agent finding pins of another version refuses to start (sy_meta holds the pinned version)
+ * rather than reading its maps wrongly.
+ */
+#define SY_LAYOUT_VERSION 1
+
+/* Value of sy_meta[0]. */
+struct sy_meta {
+	__u32 layout_version;
+	__u32 pad;
+};
+
+/*
  * The datapath. A frontend (address, port, protocol, scope) points at a backend set; a set
  * is `count` slots (set_id, 1..count) naming backend ids. The control plane writes a new set
  * under a fresh set_id and then flips the frontend value (one atomic hash update), so no packet

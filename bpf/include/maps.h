@@ -94,4 +94,11 @@ struct {
 	__array(values, struct maglev_inner_map);
 } sy_maglev SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sy_meta);
+} sy_meta SEC(".maps");
+
 #endif /* SWITCHYARD_MAPS_H */

@@ -53,6 +53,18 @@ export const skelCounter = struct<SkelCounter>('sy_skel_counter', [
 
 // ---- the datapath -------------------------------------------------------------------------
 
+/** SY_LAYOUT_VERSION of layout.h; test/bpf/layout.test.ts checks they agree. */
+export const LAYOUT_VERSION = 1;
+
+export interface Meta {
+  layoutVersion: number;
+}
+
+export const meta = struct<Meta>('sy_meta', [
+  { name: 'layoutVersion', codec: u32 },
+  { name: 'pad', codec: u32 },
+]);
+
 export const SCOPE = { EXTERNAL: 0, INTERNAL: 1 } as const;
 export const ALGORITHM = { random: 0, maglev: 1 } as const;
 export const FE = {
@@ -307,6 +319,7 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   counter,
   datapathConfig,
   sockKey,
+  meta,
 ];
 
 /** IP protocol numbers as the maps hold them. */

@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { u32 } from '../../control/bpf/codec.ts';
-import { frontendKey, frontendValue, slotKey } from '../../control/bpf/layout.ts';
+import { frontendKey, frontendValue, meta, slotKey } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
-import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
+import { EbpfDatapath, LayoutMismatchError } from '../../control/backends/ebpf/datapath.ts';
+import { BpfMap } from '../../control/bpf/map.ts';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { service, slice } from '../cases/objects.ts';
@@ -43,6 +44,19 @@ describe('eBPF backend sync', () => {
     } finally {
       second.close();
     }
+  });
+
+  it('pins of another layout version are refused with a clear message, and left untouched', () => {
+    const pinDir = `/sys/fs/bpf/${prefix}-layout`;
+    const dp = EbpfDatapath.open({ object: datapathObject, pinDir });
+    dp.sync(compileDatapath(model().state()));
+    dp.object.map('sy_meta', u32, meta).set(0, { layoutVersion: 999 }); // as an older or newer agent left it
+    const count = dp.frontendCount;
+    dp.close();
+    assert.throws(() => EbpfDatapath.open({ object: datapathObject, pinDir }), (e: unknown) => e instanceof LayoutMismatchError && /layout version 999, this agent uses version 1/.test(e.message) && /switchyard cleanup/.test(e.message));
+    const m = BpfMap.fromPin(`${pinDir}/sy_frontends`, frontendKey, frontendValue);
+    assert.equal(m.entries().length, count, 'nothing was flushed');
+    m.close();
   });
 
   it('a changed backend set is written under a new set id before the frontend flips to it', () => {

@@ -2,9 +2,9 @@
 // every struct's size, and every field's name, offset and size.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { LAYOUTS } from '../../control/bpf/layout.ts';
+import { LAYOUT_VERSION, LAYOUTS } from '../../control/bpf/layout.ts';
 import { buildDir } from './objects.ts';
 
 interface BtfType {
@@ -53,6 +53,11 @@ describe('map layouts', () => {
       );
     });
   }
+
+  it('the layout version agrees with SY_LAYOUT_VERSION', () => {
+    const header = readFileSync(new URL('../../bpf/include/layout.h', import.meta.url), 'utf8');
+    assert.equal(Number(/#define SY_LAYOUT_VERSION (\d+)/.exec(header)?.[1]), LAYOUT_VERSION);
+  });
 
   it('every sy_ struct in the BTF has a mirror', () => {
     const mirrored = new Set(LAYOUTS.map((l) => l.cName));

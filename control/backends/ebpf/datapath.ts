@@ -2,13 +2,12 @@
 // previous agent left, never flushing them), and applies compiled state make-before-break:
 // backends first, then a new backend set, then the frontend flipped to it in one atomic
 // update, then the old set deleted; removals in the reverse order.
-import { MapFullError } from '../../bpf/errors.ts';
+import { existsSync } from 'node:fs';
+import { BpfError, call, MapFullError } from '../../bpf/errors.ts';
 import { perCpu, u32 } from '../../bpf/codec.ts';
-import type { BpfMap } from '../../bpf/map.ts';
 import { native } from '../../bpf/native.ts';
 import { LoadedObject } from '../../bpf/object.ts';
-import { countEntries, MAP_TYPE } from '../../bpf/map.ts';
-import { call } from '../../bpf/errors.ts';
+import { BpfMap, countEntries, MAP_TYPE } from '../../bpf/map.ts';
 import { MAGLEV_M, maglevTable } from './maglev.ts';
 import {
   backend as backendCodec,
@@ -16,6 +15,8 @@ import {
   datapathConfig,
   frontendKey,
   frontendValue,
+  LAYOUT_VERSION,
+  meta,
   revNat,
   ALGORITHM,
   FE,
@@ -63,6 +64,18 @@ function rangeKey(revNatId: number, cidr: string): SourceRangeKey {
   return { prefixlen: 32 + c.prefix, revNatId, addr };
 }
 
+/** The pinned maps were written by another layout version of the datapath. */
+export class LayoutMismatchError extends Error {
+  constructor(pinDir: string, found: number | undefined, detail?: string) {
+    super(
+      `the maps pinned under ${pinDir} have ${found === undefined ? 'another layout' : `layout version ${found}`}, this agent uses version ${LAYOUT_VERSION}: ` +
+        'run the matching Switchyard version, or `switchyard cleanup` to remove them (established flows through this node are then lost)' +
+        (detail === undefined ? '' : `\n${detail.trim().split('\n').slice(-3).join('\n')}`),
+    );
+    this.name = 'LayoutMismatchError';
+  }
+}
+
 export class EbpfDatapath {
   readonly object: LoadedObject;
   private readonly frontends: BpfMap<FrontendKey, FrontendValue>;
@@ -101,9 +114,27 @@ export class EbpfDatapath {
     };
   }
 
-  /** Loads the datapath, reusing maps pinned under pinDir, and adopts what they hold. */
+  /**
+   * Loads the datapath, reusing maps pinned under pinDir, and adopts what they hold. Pins of
+   * another layout version are refused with LayoutMismatchError (nothing is touched).
+   */
   static open(options: DatapathOptions): EbpfDatapath {
-    const object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
+    const pinnedMeta = `${options.pinDir}/sy_meta`;
+    if (existsSync(pinnedMeta)) {
+      const m = BpfMap.fromPin(pinnedMeta, u32, meta);
+      const found = m.get(0)?.layoutVersion ?? 0;
+      m.close();
+      if (found !== LAYOUT_VERSION) throw new LayoutMismatchError(options.pinDir, found);
+    }
+    let object: LoadedObject;
+    try {
+      object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
+    } catch (e) {
+      // A pinned map that libbpf cannot reuse (its size or type differs) is a layout mismatch too.
+      if (e instanceof BpfError && /reuse pinned map/.test(e.libbpfLog ?? '')) throw new LayoutMismatchError(options.pinDir, undefined, e.libbpfLog);
+      throw e;
+    }
+    object.map('sy_meta', u32, meta).set(0, { layoutVersion: LAYOUT_VERSION });
     const dp = new EbpfDatapath(object);
     dp.adopt();
     return dp;
