@@ -1,0 +1,27 @@
+// kube-proxy's chain names, reproduced exactly (values from the issue and kube-proxy's tests).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { base32, endpointChain, externalChain, firewallChain, nftablesServiceChain, serviceChain, serviceLocalChain } from '../../control/backends/iptables/names.ts';
+
+describe('kube-proxy chain names', () => {
+  it('base32 is RFC 4648 (Go\'s StdEncoding)', () => {
+    assert.equal(base32(Buffer.from('foobar')), 'MZXW6YTBOI======');
+    assert.equal(base32(Buffer.from('f')), 'MY======');
+  });
+
+  it('"ns1/svc1:p80" + "tcp" gives KUBE-SVC-XPGD46QRK7WJZT7O', () => {
+    assert.equal(serviceChain('ns1/svc1:p80', 'TCP'), 'KUBE-SVC-XPGD46QRK7WJZT7O');
+    assert.equal(serviceLocalChain('ns1/svc1:p80', 'TCP'), 'KUBE-SVL-XPGD46QRK7WJZT7O');
+    assert.equal(externalChain('ns1/svc1:p80', 'TCP'), 'KUBE-EXT-XPGD46QRK7WJZT7O');
+    assert.equal(firewallChain('ns1/svc1:p80', 'TCP'), 'KUBE-FW-XPGD46QRK7WJZT7O');
+  });
+
+  it('KUBE-SEP adds "ip:port" to the hashed string', () => {
+    assert.match(endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.1:80'), /^KUBE-SEP-[A-Z2-7]{16}$/);
+    assert.notEqual(endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.1:80'), endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.2:80'));
+  });
+
+  it('nftables: HASH8-ns/svc/proto/port, e.g. ULMVA6XW-ns1/svc1/tcp/p80', () => {
+    assert.equal(nftablesServiceChain('ns1', 'svc1', 'p80', 'TCP'), 'ULMVA6XW-ns1/svc1/tcp/p80');
+  });
+});
