@@ -55,6 +55,7 @@ export class Agent {
   /** Resolves when the first sync after all sources synced has been applied. */
   readonly firstSync: Promise<void>;
   private firstDone = false;
+  private readonly unsupportedLogged = new Set<string>();
   private readonly startedAt = Date.now();
 
   constructor(o: AgentOptions) {
@@ -131,7 +132,12 @@ export class Agent {
         m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
         this.serviceHealth.update(state);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
-        log.info({ ...report, failed: report.failed.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
+        for (const u of report.unsupported) {
+          if (this.unsupportedLogged.has(u.servicePort)) continue;
+          this.unsupportedLogged.add(u.servicePort);
+          log.warn({ servicePort: u.servicePort }, `not programmed: ${u.servicePort}: ${u.reason}`);
+        }
+        log.info({ ...report, failed: report.failed.length, unsupported: report.unsupported.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
           this.firstDone = true;
           this.ready();

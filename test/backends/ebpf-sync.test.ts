@@ -40,10 +40,21 @@ describe('eBPF backend sync', () => {
     try {
       assert.equal(second.frontendCount, count, 'everything pinned was adopted');
       const r2 = second.sync(compiled);
-      assert.deepEqual(r2, { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [] });
+      assert.deepEqual(r2, { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported: [] });
     } finally {
       second.close();
     }
+  });
+
+  it('SCTP service ports are reported as not translated, not programmed half-way', () => {
+    const t = model();
+    t.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.8.1'], ports: [{ name: 's', port: 9000, protocol: 'SCTP' }, { name: 't', port: 9001 }] }));
+    t.flush();
+    const compiled = compileDatapath(t.state());
+    assert.deepEqual(compiled.unsupported.map((u) => u.servicePort), ['demo/sctp:s/SCTP/v4']);
+    assert.match(compiled.unsupported[0]!.reason, /SCTP is not translated by the eBPF datapath/);
+    assert.ok(![...compiled.frontends.values()].some((f) => f.proto === 132));
+    assert.ok([...compiled.frontends.values()].some((f) => f.servicePort === 'demo/sctp:t/TCP/v4'), 'the service\'s other ports are programmed');
   });
 
   it('pins of another layout version are refused with a clear message, and left untouched', () => {

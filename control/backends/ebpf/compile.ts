@@ -36,6 +36,11 @@ export interface CompiledDatapath {
   frontends: Map<string, FrontendSpec>;
   /** Every backend any flow may still use: set members and terminating endpoints. */
   backends: Map<string, BackendSpec>;
+  /**
+   * Service ports the datapath cannot translate, with why: SCTP, whose CRC32c checksum covers
+   * the whole packet and cannot be updated incrementally in BPF.
+   */
+  unsupported: Array<{ servicePort: string; reason: string }>;
 }
 
 const PROTO: Record<string, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP, SCTP: IPPROTO.SCTP };
@@ -118,9 +123,15 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
 }
 
 export function compileDatapath(state: DesiredState): CompiledDatapath {
-  const out: CompiledDatapath = { frontends: new Map(), backends: new Map() };
+  const out: CompiledDatapath = { frontends: new Map(), backends: new Map(), unsupported: [] };
   for (const fs of state.families.values()) {
-    for (const sp of fs.servicePorts.values()) compileServicePort(sp, fs, state, out);
+    for (const sp of fs.servicePorts.values()) {
+      if (sp.protocol === 'SCTP') {
+        out.unsupported.push({ servicePort: sp.key, reason: 'SCTP is not translated by the eBPF datapath (its CRC32c checksum cannot be updated in place)' });
+        continue;
+      }
+      compileServicePort(sp, fs, state, out);
+    }
   }
   return out;
 }

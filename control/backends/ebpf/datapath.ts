@@ -56,6 +56,8 @@ export interface SyncReport {
   backendsRemoved: number;
   /** Frontends that could not be programmed (a map was full); everything else was. */
   failed: Array<{ frontend: string; error: string }>;
+  /** Service ports this datapath cannot translate at all (see CompiledDatapath.unsupported). */
+  unsupported: Array<{ servicePort: string; reason: string }>;
 }
 
 function rangeKey(revNatId: number, cidr: string): SourceRangeKey {
@@ -208,7 +210,7 @@ export class EbpfDatapath {
 
   /** Applies compiled state; a frontend that does not fit is reported and left as it was. */
   sync(compiled: CompiledDatapath): SyncReport {
-    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [] };
+    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported: compiled.unsupported };
     // Service ids of adopted frontends are learnt from the compiled specs they match...
     for (const [text, spec] of compiled.frontends) {
       const p = this.programmed.get(text);
