@@ -5,6 +5,7 @@
  *   sy_to_pod         tc egress of every pod-facing device (answers reaching local pods)
  *   sy_from_external  tc ingress of the node's external devices
  *   sy_sock_*         cgroup (v2) socket hooks for processes on the node itself
+ *   sy_xdp_external   XDP on external devices: early drops, and DNAT that needs no SNAT
  * Each program first asks connection tracking whether the packet answers a translated flow
  * (and translates it back), then whether it opens or continues a flow to a frontend.
  */
@@ -19,6 +20,7 @@
 #include "include/parse.h"
 #include "include/reject.h"
 #include "include/sock.h"
+#include "include/xdp.h"
 
 static __always_inline const struct sy_config *sy_cfg(void)
 {
@@ -252,6 +254,12 @@ SEC("tc")
 int sy_from_external(struct __sk_buff *skb)
 {
 	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
+}
+
+SEC("xdp")
+int sy_xdp_external(struct xdp_md *ctx)
+{
+	return sy_xdp_handle(ctx);
 }
 
 /* One entry point per socket hook and family; the logic is in include/sock.h. */

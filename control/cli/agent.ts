@@ -40,6 +40,12 @@ const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const list = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
 
+function xdpModeOf(value: unknown): 'native' | 'generic' | 'auto' | 'off' {
+  if (value === undefined || value === null || value === '') return 'auto';
+  if (value === 'native' || value === 'generic' || value === 'auto' || value === 'off') return value;
+  throw new Error(`xdpMode: native, generic, auto or off, not ${JSON.stringify(value)}`);
+}
+
 /** Go-style durations as kube-proxy's flags take them: "30s", "1m", "500ms", "1h30m0s". */
 export function parseDuration(text: string, flag: string): number {
   const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -141,6 +147,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
       podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],
       externalDevices: (sy.externalDevices as string[] | null) ?? [],
       cgroup: sy.socketLB === false ? undefined : str(sy.cgroupRoot),
+      xdpMode: xdpModeOf(sy.xdpMode),
     },
     logger,
     healthzBindAddress: str(kp.healthzBindAddress),

@@ -1,7 +1,7 @@
 // Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
 import type { V1Node } from '@kubernetes/client-node';
-import { cgroupAttach, netnsCookie, tcAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
+import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { nodeFacts } from '../../control/model/node.ts';
@@ -53,6 +53,7 @@ export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
     tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_pod') });
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
+  xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: 'auto' });
   const cgroup = lab.cgroup(n);
   for (const hook of ['connect', 'sendmsg', 'recvmsg', 'getpeername']) {
     for (const v of ['4', '6']) cgroupAttach(cgroup, `${hook}${v}` as CgroupAttachType, datapath.programFd(`sy_sock_${hook}${v}`));

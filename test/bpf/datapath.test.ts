@@ -138,6 +138,31 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     assert.equal(seen.size, 4, 'flows spread over all four backends');
   });
 
+  it('XDP: eTP Local traffic is translated in place; denied sources and empty local sets are dropped; the rest passes untouched', () => {
+    const XDP_DROP = 1;
+    const XDP_PASS = 2;
+    const xdp = (packet: Buffer): { retval: number; out: Buffer } => {
+      const r = progTestRun(dp.programFd('sy_xdp_external'), packet);
+      return { retval: r.retval, out: r.data };
+    };
+    const lb = xdp(buildPacket({ src: '10.254.0.200', dst: '10.254.0.50', proto: 'tcp', sport: 47000, dport: 80 }));
+    assert.equal(lb.retval, XDP_PASS);
+    const p = parsePacket(lb.out);
+    assert.deepEqual([podOf(p.dst), p.dport, p.src, p.ipChecksumOk, p.l4ChecksumOk], ['n0p0', 8080, '10.254.0.200', true, true]);
+    const again = parsePacket(xdp(buildPacket({ src: '10.254.0.200', dst: '10.254.0.50', proto: 'tcp', sport: 47000, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
+    assert.equal(again.dst, p.dst, 'the established flow keeps its backend');
+    const udp = parsePacket(xdp(buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'udp', sport: 47001, dport: 30084 })).out);
+    assert.ok(udp.l4ChecksumOk, 'UDP checksum updated');
+    assert.equal(xdp(buildPacket({ src: '10.254.0.200', dst: '10.254.0.51', proto: 'tcp', sport: 47002, dport: 80 })).retval, XDP_DROP, 'outside the source ranges');
+    assert.equal(xdp(buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'tcp', sport: 47003, dport: 30081 })).retval, XDP_DROP, 'Local policy, no local endpoint');
+    for (const [dst, dport] of [['10.254.0.11', 30080], ['10.96.0.10', 80], ['10.96.0.40', 80]] as const) {
+      const packet = buildPacket({ src: '10.254.0.200', dst, proto: 'tcp', sport: 47004, dport });
+      const r = xdp(packet);
+      assert.equal(r.retval, XDP_PASS, `${dst}:${dport}`);
+      assert.equal(r.out.toString('hex'), packet.toString('hex'), `${dst}:${dport} is left to tc`);
+    }
+  });
+
   it('no endpoints, TCP: a RST|ACK back to the client, byte by byte', () => {
     const syn = buildPacket({ src: CLIENT, dst: '10.96.0.40', proto: 'tcp', sport: 44000, dport: 80, srcMac: CLIENT_MAC, dstMac: NODE_MAC });
     const { retval, out } = run('sy_from_pod', syn);

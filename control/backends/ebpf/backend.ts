@@ -1,7 +1,7 @@
 // The eBPF backend as the agent drives it: the datapath (adopted from pins), its configuration
 // from the node facts, full syncs of the compiled desired state, and attachment to devices and
 // the cgroup, kept up to date as pod devices come and go.
-import { cgroupReplace, netnsCookie, tcAttach, type CgroupAttachType } from '../../bpf/attach.ts';
+import { cgroupReplace, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { EbpfDatapath, type SyncReport } from './datapath.ts';
@@ -17,6 +17,8 @@ export interface EbpfBackendOptions {
   externalDevices: readonly string[];
   /** cgroup v2 directory for the socket-level programs; undefined: no socket-level balancing. */
   cgroup?: string;
+  /** XDP on external devices: a mode, or "off" (tc alone). */
+  xdpMode?: XdpMode | 'off';
   log: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -69,6 +71,16 @@ export class EbpfBackend {
           tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_pod') });
         } else {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_external') });
+          const mode = this.o.xdpMode ?? 'auto';
+          if (mode !== 'off') {
+            try {
+              const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode });
+              if (!this.attached.has(l.ifname)) this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
+            } catch (e) {
+              // The driver refuses XDP: tc alone carries the device, as it does everything XDP passes.
+              this.o.log({ device: l.ifname, error: (e as Error).message }, `no XDP on ${l.ifname}; tc only`);
+            }
+          }
         }
         if (!this.attached.has(l.ifname)) this.o.log({ device: l.ifname, role: pod ? 'pod' : 'external' }, `attached to ${l.ifname}`);
         this.attached.add(l.ifname);

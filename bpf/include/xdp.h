@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * XDP on external devices: for NodePort, LoadBalancer and external-IP frontends it drops what
+ * the datapath would drop (source ranges, Local policy without a local endpoint) before an skb
+ * exists, and translates flows that need no SNAT (externalTrafficPolicy Local) in place. Everything
+ * else — answers, SNAT, rejects, ClusterIP — passes to the tc program, which shares these maps.
+ */
+#ifndef SWITCHYARD_XDP_H
+#define SWITCHYARD_XDP_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "csum.h"
+#include "ct.h"
+#include "lb.h"
+#include "maps.h"
+
+#define SY_FE_EXTERNAL_KINDS (SY_FE_NODE_PORT | SY_FE_LOAD_BALANCER | SY_FE_EXTERNAL_IP)
+
+/* Incremental checksum update over len bytes (a multiple of 4) changing from -> to. */
+static __always_inline void sy_csum_update(__sum16 *sum, void *from, void *to, __u32 len)
+{
+	*sum = sy_csum_fold(bpf_csum_diff(from, len, to, len, (~(__u32)*sum) & 0xffff));
+}
+
+struct sy_xdp_pkt {
+	struct iphdr *ip4;
+	struct ipv6hdr *ip6;
+	__be16 *ports;  /* source, destination */
+	__sum16 *l4sum; /* NULL: a UDP/IPv4 datagram without checksum */
+};
+
+/* Parses an IPv4 (no options) or IPv6 TCP/UDP packet with direct packet access. */
+static __always_inline int sy_xdp_parse(struct xdp_md *ctx, struct sy_tuple *t, struct sy_xdp_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *l4;
+	__u8 proto;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x1fff)))
+			return -1;
+		t->family = 4;
+		t->saddr[0] = ip->saddr;
+		t->daddr[0] = ip->daddr;
+		proto = ip->protocol;
+		p->ip4 = ip;
+		l4 = ip + 1;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		t->family = 6;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		p->ip6 = ip6;
+		l4 = ip6 + 1;
+	} else {
+		return -1;
+	}
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		p->l4sum = &th->check;
+		t->tcp_flags = ((__u8 *)th)[13];
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > end)
+			return -1;
+		p->l4sum = (uh->check == 0 && t->family == 4) ? NULL : &uh->check;
+	} else {
+		return -1;
+	}
+	p->ports = l4;
+	t->proto = proto;
+	t->sport = p->ports[0];
+	t->dport = p->ports[1];
+	return 0;
+}
+
+/* Rewrites the destination to addr:port, checksums included. */
+static __always_inline void sy_xdp_dnat(struct sy_xdp_pkt *p, struct sy_tuple *t, __be32 *addr, __be16 port)
+{
+	__be32 old_port = p->ports[1], new_port = port;
+
+	if (t->family == 4) {
+		__be32 old = t->daddr[0], neu = addr[0];
+
+		sy_csum_update(&p->ip4->check, &old, &neu, 4);
+		if (p->l4sum)
+			sy_csum_update(p->l4sum, &old, &neu, 4);
+		p->ip4->daddr = neu;
+	} else {
+		__be32 old[4], neu[4];
+
+		__builtin_memcpy(old, t->daddr, 16);
+		__builtin_memcpy(neu, addr, 16);
+		if (p->l4sum)
+			sy_csum_update(p->l4sum, old, neu, 16);
+		__builtin_memcpy(&p->ip6->daddr, neu, 16);
+	}
+	if (p->l4sum)
+		sy_csum_update(p->l4sum, &old_port, &new_port, 4);
+	p->ports[1] = port;
+}
+
+static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
+{
+	struct sy_tuple t = {};
+	struct sy_xdp_pkt p = {};
+	struct sy_frontend_value *fe;
+	struct sy_ct_key fk = {}, rk = {};
+	struct sy_ct_value *cv, nv = {}, rv = {};
+	struct sy_backend *be = NULL;
+	struct sy_backend target;
+	const struct sy_config *cfg;
+	__u32 zero = 0, backend_id = 0;
+	__u64 now;
+
+	if (sy_xdp_parse(ctx, &t, &p) < 0)
+		return XDP_PASS;
+	fe = sy_frontend(&t, SY_SCOPE_EXTERNAL);
+	if (!fe || !(fe->flags & SY_FE_EXTERNAL_KINDS))
+		return XDP_PASS;
+	if (!sy_source_allowed(fe, &t)) {
+		sy_count(fe->service_id, ctx->data_end - ctx->data);
+		return XDP_DROP;
+	}
+	if (fe->count == 0)
+		return (fe->flags & SY_FE_REJECT) ? XDP_PASS : XDP_DROP; /* tc writes the answer */
+	if (fe->flags & SY_FE_MASQUERADE)
+		return XDP_PASS; /* SNAT and its redirect live in tc */
+	cfg = bpf_map_lookup_elem(&sy_config, &zero);
+	now = bpf_ktime_get_ns();
+	sy_ct_key_of(&t, SY_CT_FORWARD, &fk);
+	cv = sy_ct_lookup(&fk, cfg, now);
+	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
+		cv = NULL;
+	if (cv && !(cv->flags & SY_CT_SNAT)) {
+		be = bpf_map_lookup_elem(&sy_backends, &cv->backend_id);
+		if (be) {
+			sy_ct_touch(cv, t.tcp_flags, now);
+			target = *be;
+			goto translate;
+		}
+	} else if (cv) {
+		return XDP_PASS;
+	}
+	be = sy_select(fe, &t, now, &backend_id);
+	if (!be)
+		return XDP_PASS;
+	target = *be;
+	nv.backend_id = backend_id;
+	nv.rev_nat_id = fe->rev_nat_id;
+	nv.service_id = fe->service_id;
+	nv.created = now;
+	nv.last_seen = now;
+	rv = nv;
+	__builtin_memcpy(rk.saddr, target.addr, 16);
+	__builtin_memcpy(rk.daddr, t.saddr, 16);
+	rk.sport = target.port;
+	rk.dport = t.sport;
+	rk.proto = t.proto;
+	rk.family = t.family;
+	rk.dir = SY_CT_REPLY;
+	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
+		return XDP_PASS;
+translate:
+	sy_count(fe->service_id, ctx->data_end - ctx->data);
+	sy_xdp_dnat(&p, &t, target.addr, target.port);
+	return XDP_PASS;
+}
+
+#endif /* SWITCHYARD_XDP_H */
