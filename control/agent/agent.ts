@@ -188,8 +188,9 @@ export class Agent {
       });
       this.kube.start();
     }
-    await backend.attach();
+    // Watch first, then scan: a device appearing during the scan still triggers an attach.
     backend.watchDevices();
+    await backend.attach();
     if (this.o.healthzBindAddress !== undefined && this.o.metricsBindAddress !== undefined) {
       this.servers = new ProxyServers({
         healthzBindAddress: this.o.healthzBindAddress,

@@ -5,7 +5,9 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { writeManifests } from '../cases/manifests.ts';
-import { Lab } from '../lab/lab.ts';
+import { tcQuery } from '../../control/bpf/attach.ts';
+import { run } from '../lab/exec.ts';
+import { Lab, netnsPath } from '../lab/lab.ts';
 import { startAgent, type RunningAgent } from './harness.ts';
 
 const LOAD = fileURLToPath(new URL('../lab/load.ts', import.meta.url));
@@ -50,5 +52,23 @@ describe('agent restart', () => {
     assert.deepEqual([resync.frontendsWritten, resync.frontendsRemoved, resync.backendsWritten, resync.backendsRemoved], [0, 0, 0, 0], 'the restart reconciled by diff: nothing rewritten');
     second.child.kill('SIGTERM');
     await new Promise((r) => second.child.once('exit', r));
+  });
+
+  it('attaches to a pod device that appears while it runs', async () => {
+    const n0 = lab.nodes[0]!;
+    const agent = startAgent(lab, n0, manifests);
+    agents.push(agent);
+    await agent.synced;
+    const podNs = `${lab.prefix}-n0p9`; // named like the lab's, so the lab's teardown removes it
+    await run('ip', ['netns', 'add', podNs]);
+    await run('ip', ['-n', n0.netns, 'link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', podNs]);
+    await run('ip', ['-n', n0.netns, 'link', 'set', 'veth9', 'up']);
+    const target = { ifname: 'veth9', netns: netnsPath(n0.netns) };
+    for (let i = 0; i < 40 && tcQuery({ ...target, direction: 'ingress' }) === null; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.notEqual(tcQuery({ ...target, direction: 'ingress' }), null, `sy_from_pod on the new device; agent said: ${JSON.stringify(agent.logs.slice(-6))}`);
+    assert.notEqual(tcQuery({ ...target, direction: 'egress' }), null, 'sy_to_pod on the new device');
+    assert.ok(agent.logs.some((l) => l.msg === 'attached to veth9'));
+    agent.child.kill('SIGTERM');
+    await new Promise((r) => agent.child.once('exit', r));
   });
 });
