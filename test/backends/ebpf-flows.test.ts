@@ -3,7 +3,8 @@
 // an established flow keeps its backend when the service changes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ctKey, ctValue } from '../../control/bpf/layout.ts';
+import { u32 } from '../../control/bpf/codec.ts';
+import { affinityKey, affinityValue, backend, ctKey, ctValue } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { slice } from '../cases/objects.ts';
 import { Lab } from '../lab/lab.ts';
@@ -100,6 +101,34 @@ describe('eBPF datapath: flows under change', () => {
     assert.ok(moved.every((pod) => pod === 'n1p1'), `flows moved to ${[...new Set(moved)].join(', ')}`);
     assert.ok(moved.length <= ports.length / 2, `${moved.length} of ${ports.length} flows moved`);
     assert.ok(moved.length > 0, 'the new backend got some flows');
+  });
+
+  it('ClientIP affinity: connections stick to one backend, and the choice expires after timeoutSeconds', async () => {
+    n0.tracker.upsertService({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'sticky2', namespace: 'demo' },
+      spec: { clusterIP: '10.96.0.62', ports: [{ port: 80, targetPort: 8080 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 1 } } },
+    });
+    n0.tracker.upsertSlice(slice({ name: 'sticky2-x', service: 'sticky2', ports: [{ port: 8080 }], endpoints: ['n0p1', 'n0p2', 'n1p0', 'n1p1'].map((p) => ({ ip: lab.pod(p).ipv4, node: lab.pod(p).node.name })) }));
+    n0.tracker.flush();
+    n0.datapath.sync(compileDatapath(n0.tracker.state()));
+    const connect = async (count: number): Promise<string[]> =>
+      (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.62', port: 80 }], count })).map(podOf);
+    const first = await connect(12);
+    assert.equal(new Set(first).size, 1, `12 connections, one backend: ${first.join(' ')}`);
+    // Point the client's affinity entry at a backend outside this service (n1p2, a backend of
+    // another service): fresh, it must be honoured; stale, it must be ignored.
+    const serviceId = n0.datapath.serviceIdOf('demo/sticky2/TCP/v4')!;
+    const aff = n0.datapath.object.map('sy_affinity', affinityKey, affinityValue);
+    const outsider = n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod('n1p2').ipv4 && b.port === 8080 && b.proto === 6)![0];
+    const key = { serviceId, client: lab.pod('n0p0').ipv4 };
+    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() });
+    assert.deepEqual(await connect(3), ['n1p2', 'n1p2', 'n1p2'], 'a live affinity entry decides');
+    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() - 2_000_000_000n });
+    const afterExpiry = await connect(6);
+    assert.ok(!afterExpiry.includes('n1p2'), `an expired entry is ignored: ${afterExpiry.join(' ')}`);
+    assert.equal(new Set(afterExpiry).size, 1, 'and the fresh choice sticks');
   });
 
   it('an established flow keeps its backend when the service gains backends', async () => {
