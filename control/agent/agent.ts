@@ -132,6 +132,10 @@ export class Agent {
         m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
         this.serviceHealth.update(state);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
+        const full = report.failed.filter((f) => f.error.startsWith('map full')).length;
+        this.metrics.notProgrammed.set({ reason: 'map-full' }, full);
+        this.metrics.notProgrammed.set({ reason: 'other' }, report.failed.length - full);
+        this.metrics.notProgrammed.set({ reason: 'unsupported' }, report.unsupported.length);
         for (const u of report.unsupported) {
           if (this.unsupportedLogged.has(u.servicePort)) continue;
           this.unsupportedLogged.add(u.servicePort);

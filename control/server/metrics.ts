@@ -28,6 +28,7 @@ export class ProxyMetrics {
   readonly livezTotal: Counter;
   readonly rejected: Gauge;
   readonly watchEvents: Counter;
+  readonly notProgrammed: Gauge;
 
   constructor(rejections: () => ReadonlyMap<string, number>, datapath: () => DatapathStats | undefined) {
     const registers = [this.registry];
@@ -56,6 +57,12 @@ export class ProxyMetrics {
       collect() {
         for (const [reason, n] of rejections()) this.set({ reason }, n);
       },
+    });
+    this.notProgrammed = new Gauge({
+      name: 'switchyard_frontends_not_programmed',
+      help: 'Frontends the last sync could not program, by reason (map-full: a map reached its size)',
+      labelNames: ['reason'],
+      registers,
     });
     this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists and decode errors by kind', labelNames: ['kind', 'event'], registers });
     new Counter({

@@ -64,6 +64,7 @@ describe('agent servers', () => {
     const before = await get('http://127.0.0.1:10249/metrics');
     assert.match(before.body, /^kubeproxy_sync_proxy_rules_duration_seconds_count [1-9]/m);
     assert.match(before.body, /^switchyard_map_fill_ratio\{map="sy_frontends"\} 0\.0\d+/m);
+    assert.match(before.body, /^switchyard_frontends_not_programmed\{reason="map-full"\} 0$/m);
     const results = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 5 });
     assert.ok(results.every((r) => r.ok));
     const after = await get('http://127.0.0.1:10249/metrics');
