@@ -95,6 +95,7 @@ enum sy_algorithm {
 #define SY_FE_MASQUERADE    (1U << 5) /* translate the source to the node address */
 #define SY_FE_SOURCE_RANGES (1U << 6) /* the source must match sy_source_ranges for rev_nat_id */
 #define SY_FE_LOCAL         (1U << 7) /* the set holds node-local endpoints only (traffic policy Local) */
+#define SY_FE_HAS_INTERNAL  (1U << 8) /* (external scope) an internal-scope twin exists for pod traffic */
 
 struct sy_frontend_key {
 	__be32 addr[4];

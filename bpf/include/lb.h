@@ -15,11 +15,11 @@ static __always_inline struct sy_frontend_value *sy_frontend(const struct sy_tup
 	k.port = t->dport;
 	k.proto = t->proto;
 	k.family = t->family;
-	k.scope = scope;
+	k.scope = SY_SCOPE_EXTERNAL;
 	fe = bpf_map_lookup_elem(&sy_frontends, &k);
-	if (!fe && scope == SY_SCOPE_INTERNAL) {
-		/* Most frontends have one set for every source. */
-		k.scope = SY_SCOPE_EXTERNAL;
+	/* Most frontends have one set for every source: the internal twin is looked up only if it exists. */
+	if (fe && scope == SY_SCOPE_INTERNAL && (fe->flags & SY_FE_HAS_INTERNAL)) {
+		k.scope = SY_SCOPE_INTERNAL;
 		fe = bpf_map_lookup_elem(&sy_frontends, &k);
 	}
 	return fe;

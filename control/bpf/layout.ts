@@ -76,6 +76,7 @@ export const FE = {
   MASQUERADE: 1 << 5,
   SOURCE_RANGES: 1 << 6,
   LOCAL: 1 << 7,
+  HAS_INTERNAL: 1 << 8,
 } as const;
 export const BE = { TERMINATING: 1 << 0 } as const;
 export const CT_DIR = { FORWARD: 0, REPLY: 1 } as const;

@@ -122,6 +122,15 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
   if (sp.nodePort !== 0) for (const ip of fs.nodePortAddresses.addresses) external(ip, sp.nodePort, FE.NODE_PORT);
 }
 
+/** Marks each external-scope frontend that has an internal-scope twin (the datapath looks for it only then). */
+function markTwins(out: CompiledDatapath): void {
+  for (const spec of out.frontends.values()) {
+    if (spec.scope !== SCOPE.INTERNAL) continue;
+    const external = out.frontends.get(frontendKeyText({ ...spec, scope: SCOPE.EXTERNAL }));
+    if (external !== undefined) external.flags |= FE.HAS_INTERNAL;
+  }
+}
+
 export function compileDatapath(state: DesiredState): CompiledDatapath {
   const out: CompiledDatapath = { frontends: new Map(), backends: new Map(), unsupported: [] };
   for (const fs of state.families.values()) {
@@ -133,6 +142,7 @@ export function compileDatapath(state: DesiredState): CompiledDatapath {
       compileServicePort(sp, fs, state, out);
     }
   }
+  markTwins(out);
   return out;
 }
 
