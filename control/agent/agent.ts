@@ -20,7 +20,9 @@ import { ProxyServers } from '../server/servers.ts';
 import { isHealthy } from '../server/health.ts';
 import { ServiceHealthServers } from '../server/service-health.ts';
 
-export type SourceOptions = { kind: 'files'; dir: string } | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json' };
+export type SourceOptions =
+  | { kind: 'files'; dir: string }
+  | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number };
 
 export interface AgentOptions {
   nodeName: string;
@@ -35,6 +37,10 @@ export interface AgentOptions {
   syncPeriodMs: number;
   /** What /configz shows. */
   configz?: unknown;
+  /** kube-proxy's --config-sync-period: a full resync that re-reads the maps and repairs drift (0: never). */
+  configSyncPeriodMs?: number;
+  /** kube-proxy's --bind-address when it names one address: the node IP of its family. */
+  bindAddress?: string;
 }
 
 export class Agent {
@@ -100,15 +106,18 @@ export class Agent {
   async start(): Promise<void> {
     const log = this.o.logger;
     const hostAddresses = (await listAddresses()).map((a) => a.address);
+    // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
+    if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
     this.backend = EbpfBackend.open({ ...this.o.backend, log: (f, m) => log.info(f, m) });
     const backend = this.backend;
-    this.runner = new SyncRunner({
+    const runner = new SyncRunner({
       tracker: this.tracker,
       minSyncPeriodMs: 0, // the eBPF backend applies every change at once
-      syncPeriodMs: 0,
-      sync: (changes) => {
+      syncPeriodMs: this.o.configSyncPeriodMs ?? 0,
+      sync: (changes, full) => {
         const state = this.tracker.state();
+        if (full && this.firstDone) backend.datapath.readopt();
         if (changes.nodeChanged || !this.firstDone) backend.configure(state.node);
         const t0 = performance.now();
         const report = backend.sync(state);
@@ -132,9 +141,9 @@ export class Agent {
         m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
         this.serviceHealth.update(state);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
-        const full = report.failed.filter((f) => f.error.startsWith('map full')).length;
-        this.metrics.notProgrammed.set({ reason: 'map-full' }, full);
-        this.metrics.notProgrammed.set({ reason: 'other' }, report.failed.length - full);
+        const mapFull = report.failed.filter((f) => f.error.startsWith('map full')).length;
+        this.metrics.notProgrammed.set({ reason: 'map-full' }, mapFull);
+        this.metrics.notProgrammed.set({ reason: 'other' }, report.failed.length - mapFull);
         this.metrics.notProgrammed.set({ reason: 'unsupported' }, report.unsupported.length);
         for (const u of report.unsupported) {
           if (this.unsupportedLogged.has(u.servicePort)) continue;
@@ -149,6 +158,7 @@ export class Agent {
       },
       onError: (e) => log.error({ error: e.message }, 'sync failed; retrying'),
     });
+    this.runner = runner;
     const feed = new ModelFeed({
       tracker: this.tracker,
       rejections: this.rejections,
@@ -167,6 +177,7 @@ export class Agent {
           log.info({ kinds: [...this.synced] }, 'sources synced');
           for (const r of this.tracker.orphanSlices()) this.rejections.record(r.object, [r]);
           this.runner!.notify();
+          this.runner!.start(); // periodic full resyncs only once the whole truth is known
         }
       },
     });
@@ -174,7 +185,8 @@ export class Agent {
       this.files = new FilesSource({ dir: this.o.source.dir, sink: feed });
       await this.files.start();
     } else {
-      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }));
+      const limit = this.o.source.qps !== undefined ? { qps: this.o.source.qps, burst: this.o.source.burst ?? 10 } : undefined;
+      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit);
       this.kube = new KubeSource({
         transport,
         nodeName: this.o.nodeName,

@@ -31,6 +31,11 @@ export const AGENT_OPTIONS = {
   'healthz-bind-address': { type: 'string' },
   'metrics-bind-address': { type: 'string' },
   'iptables-sync-period': { type: 'string' },
+  'bind-address': { type: 'string' },
+  'kube-api-qps': { type: 'string' },
+  'kube-api-burst': { type: 'string' },
+  'config-sync-period': { type: 'string' },
+  'ipvs-scheduler': { type: 'string' },
   v: { type: 'string', short: 'v' },
   ...MODEL_FLAG_OPTIONS,
 } as const;
@@ -80,6 +85,11 @@ export function effectiveConfiguration(values: Partial<Record<keyof typeof AGENT
   set(kp, 'healthzBindAddress', values['healthz-bind-address']);
   set(kp, 'metricsBindAddress', values['metrics-bind-address']);
   set(kp, 'iptables.syncPeriod', values['iptables-sync-period']);
+  set(kp, 'bindAddress', values['bind-address']);
+  if (values['kube-api-qps'] !== undefined) set(kp, 'clientConnection.qps', Number(values['kube-api-qps']));
+  if (values['kube-api-burst'] !== undefined) set(kp, 'clientConnection.burst', Number(values['kube-api-burst']));
+  set(kp, 'configSyncPeriod', values['config-sync-period']);
+  set(kp, 'ipvs.scheduler', values['ipvs-scheduler']);
   set(kp, 'iptables.masqueradeAll', values['masquerade-all']);
   set(kp, 'clusterCIDR', values['cluster-cidr']);
   set(kp, 'detectLocalMode', values['detect-local-mode']);
@@ -131,7 +141,14 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const source: SourceOptions =
     values.manifests !== undefined
       ? { kind: 'files', dir: values.manifests }
-      : { kind: 'kube', kubeconfig: str(at(kp, 'clientConnection.kubeconfig')), master: values.master, contentType: contentType.includes('json') ? 'json' : 'protobuf' };
+      : {
+          kind: 'kube',
+          kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
+          master: values.master,
+          contentType: contentType.includes('json') ? 'json' : 'protobuf',
+          qps: Number(at(kp, 'clientConnection.qps') ?? 5),
+          burst: Number(at(kp, 'clientConnection.burst') ?? 10),
+        };
   const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
   const maxEntries = Object.fromEntries(
     Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
@@ -154,6 +171,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     metricsBindAddress: str(kp.metricsBindAddress),
     syncPeriodMs: parseDuration(String(at(kp, 'iptables.syncPeriod') ?? '30s'), 'iptables.syncPeriod'),
     configz: effective,
+    configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
+    bindAddress: str(kp.bindAddress),
   });
   await agent.start();
   await new Promise<void>((resolve) => {

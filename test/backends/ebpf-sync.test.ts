@@ -46,6 +46,26 @@ describe('eBPF backend sync', () => {
     }
   });
 
+  it('a full resync re-reads the maps and repairs what changed behind the agent\'s back', () => {
+    const pinDir = `/sys/fs/bpf/${prefix}-drift`;
+    const compiled = compileDatapath(model().state());
+    const dp = EbpfDatapath.open({ object: datapathObject, pinDir });
+    try {
+      dp.sync(compiled);
+      const fe = dp.object.map('sy_frontends', frontendKey, frontendValue);
+      const key = { addr: '10.96.0.10', port: 80, proto: 6, family: 4, scope: 0 };
+      const value = fe.get(key)!;
+      fe.delete(key); // someone else's doing
+      assert.equal(dp.sync(compiled).frontendsWritten, 0, 'an incremental sync trusts its own record');
+      dp.readopt();
+      const report = dp.sync(compiled);
+      assert.equal(report.frontendsWritten, 1, 'the resync put back exactly the missing frontend');
+      assert.deepEqual(fe.get(key), value);
+    } finally {
+      dp.close();
+    }
+  });
+
   it('SCTP service ports are reported as not translated, not programmed half-way', () => {
     const t = model();
     t.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.8.1'], ports: [{ name: 's', port: 9000, protocol: 'SCTP' }, { name: 't', port: 9001 }] }));

@@ -94,7 +94,7 @@ export class EbpfDatapath {
   private readonly programmed = new Map<string, Programmed>();
   /** Backends found pinned at start, keyed once their service ports are known (first sync). */
   private adoptedBackends = new Map<number, Backend>();
-  private readonly ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
+  private ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
   private constructor(object: LoadedObject) {
     this.object = object;
@@ -140,6 +140,20 @@ export class EbpfDatapath {
     const dp = new EbpfDatapath(object);
     dp.adopt();
     return dp;
+  }
+
+  /**
+   * Forgets what it believes is programmed and reads the maps again, so the next sync repairs
+   * whatever changed behind its back (the periodic resync).
+   */
+  readopt(): void {
+    this.backendIds.clear();
+    this.backendFlagsById.clear();
+    this.serviceIds.clear();
+    this.programmed.clear();
+    this.adoptedBackends = new Map();
+    for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit);
+    this.adopt();
   }
 
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */

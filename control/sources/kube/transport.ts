@@ -48,18 +48,51 @@ export function loadKubeConfig(options: KubeConfigOptions): KubeConfig {
   return kc;
 }
 
+/** client-go's token bucket: `qps` requests per second on average, bursts of up to `burst`. */
+export class RateLimiter {
+  private tokens: number;
+  private last = Date.now();
+  readonly qps: number;
+  readonly burst: number;
+
+  constructor(qps: number, burst: number) {
+    this.qps = qps;
+    this.burst = Math.max(1, burst);
+    this.tokens = this.burst;
+  }
+
+  /** Resolves when a request may go out. */
+  async take(): Promise<void> {
+    if (this.qps <= 0) return;
+    for (;;) {
+      const now = Date.now();
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
+      this.last = now;
+      if (this.tokens >= 1) {
+        this.tokens -= 1;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, ((1 - this.tokens) / this.qps) * 1000));
+    }
+  }
+}
+
 export class KubeConfigTransport implements ApiTransport {
   readonly server: string;
   private readonly kc: KubeConfig;
+  private readonly limiter: RateLimiter | undefined;
 
-  constructor(kc: KubeConfig) {
+  /** `limit`: kube-proxy's --kube-api-qps / --kube-api-burst (client-go's defaults are 5 and 10). */
+  constructor(kc: KubeConfig, limit?: { qps: number; burst: number }) {
     const cluster = kc.getCurrentCluster();
     if (cluster === null) throw new Error('kubeconfig has no current cluster');
     this.kc = kc;
+    this.limiter = limit === undefined ? undefined : new RateLimiter(limit.qps, limit.burst);
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
   async get(path: string, query: URLSearchParams, accept: string, signal: AbortSignal): Promise<ApiResponse> {
+    await this.limiter?.take();
     const url = new URL(`${this.server}${path}?${query.toString()}`);
     const options: https.RequestOptions = { method: 'GET', headers: { Accept: accept, 'User-Agent': 'switchyard' }, signal };
     // Applied per request so rotated tokens and refreshed credentials are picked up; it also
