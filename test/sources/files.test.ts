@@ -72,3 +72,18 @@ items:
     await waitFor('the service to go', () => !has('default/extra/TCP/v4'));
   });
 });
+
+describe('files source: the directory vanishes', () => {
+  it('keeps the last good state and reports the error instead of throwing', async () => {
+    const dir = writeManifests(mkdtempSync(join(tmpdir(), 'switchyard-vanish-')));
+    const tracker = new ChangeTracker(config);
+    const rejections = new RejectionLog({ warn: () => undefined });
+    const files = new FilesSource({ dir, sink: new ModelFeed({ tracker, rejections, nodeName: THIS_NODE }), debounceMs: 20 });
+    await files.start();
+    rmSync(dir, { recursive: true, force: true });
+    await waitFor('the error to be reported', () => (rejections.counts().get('decode-error') ?? 0) > 0);
+    tracker.flush();
+    assert.ok(tracker.state().families.get(4)!.servicePorts.has('demo/web:http/TCP/v4'), 'the last good state stays');
+    await files.stop();
+  });
+});

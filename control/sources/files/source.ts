@@ -97,6 +97,8 @@ export class FilesSource {
   async start(): Promise<void> {
     await this.reload();
     this.watcher = watch(this.o.dir, { recursive: true }, () => this.schedule());
+    // The directory can vanish or become unreadable; the last good state stays programmed.
+    this.watcher.on('error', (e) => this.o.sink.decodeError('unknown', this.o.dir, `watch: ${e.message}`));
     if (this.o.rescanMs > 0) this.rescan = setInterval(() => this.schedule(), this.o.rescanMs);
   }
 
@@ -110,7 +112,12 @@ export class FilesSource {
   private schedule(): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      this.reloading = this.reloading.then(() => this.reload());
+      this.reloading = this.reloading.then(() =>
+        this.reload().catch((e: Error) => {
+          // Keep what is programmed; report why the directory could not be read.
+          this.o.sink.decodeError('unknown', this.o.dir, e.message);
+        }),
+      );
     }, this.o.debounceMs);
   }
 
