@@ -27,3 +27,13 @@ if [ -d "$root/test/bpf/fixtures" ]; then
     compile "$src" "$out/fixtures/$(basename "$src" .c).o"
   done
 fi
+
+# Test tools in C (test/tools/*.c) are host programs, built beside the objects.
+if [ -d "$root/test/tools" ]; then
+  mkdir -p "$root/build/tools"
+  for src in "$root"/test/tools/*.c; do
+    [ -e "$src" ] || continue
+    bin="$root/build/tools/$(basename "$src" .c)"
+    if [ ! -f "$bin" ] || [ "$src" -nt "$bin" ]; then cc -O2 -Wall -Werror -o "$bin" "$src"; fi
+  done
+fi

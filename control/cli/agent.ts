@@ -9,6 +9,7 @@ import pino from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
 import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
+import { chooseMode, probeKernel } from '../backends/probe.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 
@@ -118,10 +119,12 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     io.stdout(`${JSON.stringify(report)}\n`);
     return 0;
   }
-  const mode = str(kp.mode) ?? 'ebpf';
-  if (mode !== 'ebpf') {
-    io.stderr(`proxy mode ${mode}: only ebpf is built so far\n`);
-    return 2;
+  // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
+  const requested = str(kp.mode) ?? 'ebpf';
+  const choice = chooseMode(requested, await probeKernel());
+  if (choice instanceof Error) {
+    io.stderr(`${choice.message}\n`);
+    return 1;
   }
   const modelFlags: ModelFlagValues = {
     'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
@@ -174,6 +177,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
     bindAddress: str(kp.bindAddress),
   });
+  logger.info({ mode: choice.mode }, choice.why);
   await agent.start();
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());

@@ -3,7 +3,9 @@
 // the inspect commands read the model (trace) or the pinned maps.
 import { processIO, type CommandIO } from './io.ts';
 import { agentCommand } from './agent.ts';
+import { probeKernel } from '../backends/probe.ts';
 import { inspectCommand } from './inspect.ts';
+import { table } from './table.ts';
 import { traceCommand } from './trace.ts';
 
 const USAGE = `usage: switchyard [agent] [flags] | switchyard <command> [flags]
@@ -16,6 +18,7 @@ commands:
   conntrack  tracked flows, both directions
              (these three read the pinned maps: --bpffs-dir DIR, --output table|json)
   cleanup    remove every program, map and pin Switchyard created (same as --cleanup)
+  probe      what this kernel can do, per proxy mode (--output json)
   version    print the version
 `;
 
@@ -36,6 +39,11 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
       case 'backends':
       case 'conntrack':
         return await inspectCommand(command, rest, io);
+      case 'probe': {
+        const probes = await probeKernel();
+        io.stdout(rest.includes('json') ? `${JSON.stringify(probes, null, 2)}\n` : `${table(['MODE', 'USABLE', 'BUILT', 'WHY'], probes.map((p) => [p.mode, p.usable ? 'yes' : 'no', p.built ? 'yes' : 'no', p.reason]))}\n`);
+        return 0;
+      }
       case 'cleanup':
         return await agentCommand(['--cleanup', ...rest], io);
       case 'version':

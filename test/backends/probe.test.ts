@@ -1,0 +1,69 @@
+// The kernel probe and --proxy-mode: real probes, and bpf() really denied by a seccomp filter
+// (build/tools/deny-bpf) rather than a flag that pretends.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { chooseMode, probeKernel, type ModeProbe } from '../../control/backends/probe.ts';
+
+const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
+const DENY_BPF = fileURLToPath(new URL('../../build/tools/deny-bpf', import.meta.url));
+const manifests = mkdtempSync(join(tmpdir(), 'switchyard-probe-'));
+
+function cli(args: string[], denyBpf: boolean): Promise<{ code: number; out: string; err: string }> {
+  const [file, argv] = denyBpf ? [DENY_BPF, [process.execPath, MAIN, ...args]] : [process.execPath, [MAIN, ...args]];
+  return new Promise((resolve) => {
+    execFile(file, argv, { timeout: 30_000 }, (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), out: stdout, err: stderr }));
+  });
+}
+
+describe('kernel probe and --proxy-mode', () => {
+  after(() => rmSync(manifests, { recursive: true, force: true }));
+
+  it('on this machine: eBPF usable (load + tc attach), IPVS not in the kernel', async () => {
+    const probes = await probeKernel();
+    const by = new Map(probes.map((p) => [p.mode, p]));
+    assert.equal(by.get('ebpf')?.usable, true, by.get('ebpf')?.reason);
+    assert.equal(by.get('ipvs')?.usable, false);
+    assert.match(by.get('ipvs')!.reason, /no IPVS in this kernel/);
+  });
+
+  it('with bpf() denied by seccomp, the probe says eBPF is not usable and why', async () => {
+    const r = await cli(['probe', '--output', 'json'], true);
+    assert.equal(r.code, 0, r.err);
+    const ebpf = (JSON.parse(r.out) as ModeProbe[]).find((p) => p.mode === 'ebpf')!;
+    assert.equal(ebpf.usable, false);
+    assert.match(ebpf.reason, /Operation not permitted/);
+  });
+
+  it('auto without a usable built mode fails at start, listing what it found', async () => {
+    const r = await cli(['--proxy-mode', 'auto', '--manifests', manifests, '--bpffs-dir', '/sys/fs/bpf/switchyard-probe-test'], true);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /auto: no mode can run here/);
+    assert.match(r.err, /ebpf: not usable \(loading a BPF program failed: .*Operation not permitted/);
+    assert.match(r.err, /nftables: usable \(nft lists tables\), not built in this version/);
+  });
+
+  it('an explicitly requested mode the kernel cannot do fails with what is missing', async () => {
+    const ebpf = await cli(['--proxy-mode', 'ebpf', '--manifests', manifests], true);
+    assert.equal(ebpf.code, 1);
+    assert.match(ebpf.err, /--proxy-mode ebpf cannot work here: loading a BPF program failed/);
+    const ipvs = await cli(['--proxy-mode', 'ipvs', '--manifests', manifests], false);
+    assert.equal(ipvs.code, 1);
+    assert.match(ipvs.err, /--proxy-mode ipvs cannot work here: no IPVS in this kernel/);
+    const iptables = await cli(['--proxy-mode', 'iptables', '--manifests', manifests], false);
+    assert.match(iptables.err, /the kernel supports it, but this version of Switchyard does not run it yet/);
+  });
+
+  it('chooseMode: auto takes eBPF first, then the next usable built mode', () => {
+    const probe = (mode: ModeProbe['mode'], usable: boolean, built: boolean): ModeProbe => ({ mode, usable, built, reason: 'r' });
+    const all = [probe('ebpf', true, true), probe('nftables', true, true), probe('iptables', true, true), probe('ipvs', false, true)];
+    assert.deepEqual((chooseMode('auto', all) as { mode: string }).mode, 'ebpf');
+    assert.deepEqual((chooseMode('auto', [probe('ebpf', false, true), ...all.slice(1)]) as { mode: string }).mode, 'nftables');
+    assert.deepEqual((chooseMode('auto', [probe('ebpf', false, true), probe('nftables', false, true), ...all.slice(2)]) as { mode: string }).mode, 'iptables');
+    assert.match(String(chooseMode('kernelspace', all)), /Windows/);
+  });
+});
