@@ -3,7 +3,7 @@
 // in the root namespace except pins below /sys/fs/bpf/<prefix>-*.
 //
 // Addresses (all inside the lab's own namespaces):
-//   node i      eth0 10.254.0.(11+i)/24, fd00:254::(11+i)/64
+//   node i      eth0 10.254.0.(11+i)/24, fd00:254::(11+i)/64, default via 10.254.0.1 (absent router)
 //   external    eth0 10.254.0.200/24,    fd00:254::200/64 (no route to any pod)
 //   pod j of i  eth0 10.244.i.(10+j)/32, fd00:10:244:i::(10+j)/128, default via the node
 //   node side of a pod's veth: veth<j>, holding 10.244.i.1/32 and fe80::1 as the pod's gateway
@@ -215,6 +215,9 @@ export class Lab {
         `addr add ${node.ipv6}/64 dev eth0 nodad`,
         'link set eth0 up',
       ];
+      // Like a real node, a default route (to a router that is not there): service addresses route
+      // somewhere, so packets reach the FORWARD and OUTPUT hooks where iptables-mode rules act.
+      lines.push('route add default via 10.254.0.1', 'route add ::/0 via fd00:254::1');
       for (const other of this.nodes) {
         if (other === node) continue;
         lines.push(`route add ${other.podCidrV4} via ${other.ipv4}`);

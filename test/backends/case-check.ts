@@ -1,0 +1,38 @@
+// One semantic case with real packets, against what trace() says on node n0: shared by every
+// datapath mode's test (eBPF, iptables, ...).
+import assert from 'node:assert/strict';
+import type { DesiredState } from '../../control/model/types.ts';
+import { trace } from '../../control/trace/trace.ts';
+import { podOf, type SemanticCase } from '../cases/semantics.ts';
+import type { Lab } from '../lab/lab.ts';
+
+export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, cgroup?: string): Promise<void> {
+  const fromNode = 'node' in c.from;
+  const netns = 'pod' in c.from ? lab.pod(c.from.pod).netns : fromNode ? lab.nodes[0]!.netns : lab.external.netns;
+  const verdict = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol });
+  assert.equal(verdict.verdict, c.expect.verdict, 'trace agrees with the table');
+  const count = verdict.verdict === 'FORWARD' ? 6 : 1;
+  const results = await lab.probe(netns, { targets: [{ proto: c.protocol === 'TCP' ? 'tcp' : 'udp', host: c.dst, port: c.port }], count, timeoutMs: 700, cgroup: fromNode ? cgroup : undefined });
+  const nodeAddresses = new Set([...lab.nodes.flatMap((n) => [n.ipv4, n.ipv6]), ...lab.nodes.map((n) => `10.244.${n.index}.1`)]);
+  for (const r of results) {
+    if (verdict.verdict === 'FORWARD') {
+      assert.ok(r.ok, `expected an answer, got ${r.ok ? '' : r.error}`);
+      const answered = verdict.endpoints.find((e) => podOf(e.ip) === r.reply.pod);
+      assert.ok(answered, `${r.reply.pod} answered; trace allows ${verdict.endpoints.map((e) => podOf(e.ip)).join(', ')}`);
+      assert.equal(r.reply.port, answered.port, 'the target port');
+      if (answered.sourceTranslated) assert.ok(nodeAddresses.has(r.reply.client), `the pod saw a node address, not ${r.reply.client}`);
+      else assert.equal(r.reply.client, c.src, 'the pod saw the client address');
+    } else if (verdict.verdict === 'REJECT') {
+      assert.ok(!r.ok && r.error === 'ECONNREFUSED', `expected a refusal, got ${r.ok ? `an answer from ${r.reply.pod}` : r.error}`);
+    } else if (verdict.verdict === 'DROP') {
+      assert.ok(!r.ok && r.error === 'ETIMEDOUT', `expected silence, got ${r.ok ? `an answer from ${r.reply.pod}` : r.error}`);
+    } else {
+      assert.ok(!r.ok || !/^n\dp\d$/.test(r.reply.pod), 'no pod answers a packet that matches no service');
+    }
+  }
+}
+
+/** Routes the external client uses for LB and external IPs (through node n0, as a router would). */
+export async function routeServiceIpsViaNode0(lab: Lab, ips: readonly string[]): Promise<void> {
+  await lab.exec(lab.external.netns, 'ip', ['-batch', '-'], ips.map((ip) => `route add ${ip}/32 via ${lab.nodes[0]!.ipv4}`).join('\n') + '\n');
+}
