@@ -2,7 +2,10 @@
 // has delivered its first complete view (so an adopted datapath is diffed against the whole
 // truth, never flushed), and on stop it leaves the datapath in place (hitless restart).
 import type { Logger } from 'pino';
-import { EbpfBackend, type EbpfBackendOptions } from '../backends/ebpf/backend.ts';
+import type { ProxyBackend } from '../backends/backend.ts';
+import type { EbpfBackendOptions } from '../backends/ebpf/backend.ts';
+import { EbpfProxyBackend } from '../backends/ebpf/proxy-backend.ts';
+import { IptablesProxyBackend } from '../backends/iptables/proxy-backend.ts';
 import { listAddresses } from '../backends/ebpf/devices.ts';
 import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
@@ -28,7 +31,7 @@ export interface AgentOptions {
   nodeName: string;
   model: ModelConfig;
   source: SourceOptions;
-  backend: Omit<EbpfBackendOptions, 'log'>;
+  backend: ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>) | { mode: 'iptables'; minSyncPeriodMs: number };
   logger: Logger;
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
@@ -47,7 +50,7 @@ export class Agent {
   private readonly o: AgentOptions;
   readonly tracker: ChangeTracker;
   readonly rejections: RejectionLog;
-  private backend: EbpfBackend | undefined;
+  private backend: ProxyBackend | undefined;
   private runner: SyncRunner | undefined;
   private files: FilesSource | undefined;
   private kube: KubeSource | undefined;
@@ -92,7 +95,7 @@ export class Agent {
   }
 
   private datapathStats(): DatapathStats | undefined {
-    const dp = this.backend?.datapath;
+    const dp = this.backend instanceof EbpfProxyBackend ? this.backend.ebpf.datapath : undefined;
     if (dp === undefined) return undefined;
     const ports = new Map<string, { protocol: string; family: string }>();
     for (const fs of this.tracker.state().families.values()) for (const sp of fs.servicePorts.values()) ports.set(sp.key, { protocol: sp.protocol, family: `IPv${sp.family}` });
@@ -109,18 +112,20 @@ export class Agent {
     // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
     if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
-    this.backend = EbpfBackend.open({ ...this.o.backend, log: (f, m) => log.info(f, m) });
-    const backend = this.backend;
+    const b = this.o.backend;
+    const backend: ProxyBackend =
+      b.mode === 'ebpf'
+        ? new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0)
+        : new IptablesProxyBackend({ families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs });
+    this.backend = backend;
     const runner = new SyncRunner({
       tracker: this.tracker,
-      minSyncPeriodMs: 0, // the eBPF backend applies every change at once
-      syncPeriodMs: this.o.configSyncPeriodMs ?? 0,
-      sync: (changes, full) => {
+      minSyncPeriodMs: backend.minSyncPeriodMs,
+      syncPeriodMs: backend.syncPeriodMs,
+      sync: async (changes, full) => {
         const state = this.tracker.state();
-        if (full && this.firstDone) backend.datapath.readopt();
-        if (changes.nodeChanged || !this.firstDone) backend.configure(state.node);
         const t0 = performance.now();
-        const report = backend.sync(state);
+        const report = await backend.sync(state, changes, full, !this.firstDone);
         const ms = +(performance.now() - t0).toFixed(1);
         const m = this.metrics;
         m.syncDuration.observe(ms / 1000);
@@ -150,7 +155,7 @@ export class Agent {
           this.unsupportedLogged.add(u.servicePort);
           log.warn({ servicePort: u.servicePort }, `not programmed: ${u.servicePort}: ${u.reason}`);
         }
-        log.info({ ...report, failed: report.failed.length, unsupported: report.unsupported.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
+        log.info({ mode: backend.mode, ...report.details, failed: report.failed.length, unsupported: report.unsupported.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
           this.firstDone = true;
           this.ready();
@@ -204,16 +209,14 @@ export class Agent {
       });
       this.kube.start();
     }
-    // Watch first, then scan: a device appearing during the scan still triggers an attach.
-    backend.watchDevices();
-    await backend.attach();
+    await backend.start();
     if (this.o.healthzBindAddress !== undefined && this.o.metricsBindAddress !== undefined) {
       this.servers = new ProxyServers({
         healthzBindAddress: this.o.healthzBindAddress,
         metricsBindAddress: this.o.metricsBindAddress,
         snapshot: () => this.healthSnapshot(),
         metrics: this.metrics,
-        proxyMode: 'ebpf',
+        proxyMode: backend.mode,
         configz: () => this.o.configz ?? {},
         logger: log,
       });

@@ -160,7 +160,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
     model: { ...model, defaultAlgorithm: algorithm },
     source,
-    backend: {
+    backend: choice.mode === 'iptables' ? { mode: 'iptables', minSyncPeriodMs: parseDuration(String(at(kp, 'iptables.minSyncPeriod') ?? '1s'), 'iptables.minSyncPeriod') } : {
+      mode: 'ebpf',
       object: DATAPATH_OBJECT,
       pinDir: String(sy.bpffsDir),
       maxEntries,

@@ -1,7 +1,10 @@
 // The kernel probe and --proxy-mode: real probes, and bpf() really denied by a seccomp filter
 // (build/tools/deny-bpf) rather than a flag that pretends.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { run } from '../lab/exec.ts';
+import { runPrefix } from '../lab/names.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,12 +42,29 @@ describe('kernel probe and --proxy-mode', () => {
     assert.match(ebpf.reason, /Operation not permitted/);
   });
 
-  it('auto without a usable built mode fails at start, listing what it found', async () => {
-    const r = await cli(['--proxy-mode', 'auto', '--manifests', manifests, '--bpffs-dir', '/sys/fs/bpf/switchyard-probe-test'], true);
-    assert.equal(r.code, 1);
-    assert.match(r.err, /auto: no mode can run here/);
-    assert.match(r.err, /ebpf: not usable \(loading a BPF program failed: .*Operation not permitted/);
-    assert.match(r.err, /nftables: usable \(nft lists tables\), not built in this version/);
+  it('auto falls back to iptables when bpf() is denied, and says why', async () => {
+    // In a throwaway netns: the agent it starts writes iptables rules, which must not touch this host.
+    const netns = `${runPrefix()}-probe`;
+    await run('ip', ['netns', 'add', netns]);
+    try {
+      const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', DENY_BPF, process.execPath, MAIN, '--proxy-mode', 'auto', '--manifests', manifests, '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const lines: Array<Record<string, unknown>> = [];
+      await new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).on('line', (l) => {
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+          if (lines.at(-1)!.msg === 'synced') resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`agent exited (${code}): ${JSON.stringify(lines)}`)));
+      });
+      child.kill('SIGKILL');
+      const choice = lines.find((l) => l.mode === 'iptables' && typeof l.msg === 'string' && l.msg.startsWith('auto chose'))!;
+      assert.ok(choice, JSON.stringify(lines.slice(0, 3)));
+      assert.match(String(choice.msg), /ebpf: not usable \(loading a BPF program failed: .*Operation not permitted/);
+      assert.match(String(choice.msg), /nftables: usable \(nft lists tables\), not built in this version/);
+      assert.match(String(choice.msg), /iptables: usable/);
+    } finally {
+      await run('ip', ['netns', 'del', netns]);
+    }
   });
 
   it('an explicitly requested mode the kernel cannot do fails with what is missing', async () => {
@@ -54,8 +74,9 @@ describe('kernel probe and --proxy-mode', () => {
     const ipvs = await cli(['--proxy-mode', 'ipvs', '--manifests', manifests], false);
     assert.equal(ipvs.code, 1);
     assert.match(ipvs.err, /--proxy-mode ipvs cannot work here: no IPVS in this kernel/);
-    const iptables = await cli(['--proxy-mode', 'iptables', '--manifests', manifests], false);
-    assert.match(iptables.err, /the kernel supports it, but this version of Switchyard does not run it yet/);
+    const nftables = await cli(['--proxy-mode', 'nftables', '--manifests', manifests], false);
+    assert.equal(nftables.code, 1);
+    assert.match(nftables.err, /the kernel supports it, but this version of Switchyard does not run it yet/);
   });
 
   it('chooseMode: auto takes eBPF first, then the next usable built mode', () => {

@@ -1,0 +1,22 @@
+// What the agent needs from a backend, whichever mode: apply the desired state (all of it, or
+// what changed), say what it could not program, and leave the kernel as it is when closed.
+import type { ChangeSet, DesiredState } from '../model/types.ts';
+
+export interface BackendSyncResult {
+  failed: Array<{ frontend: string; error: string }>;
+  unsupported: Array<{ servicePort: string; reason: string }>;
+  /** Mode-specific figures for the log line. */
+  details: Record<string, unknown>;
+}
+
+export interface ProxyBackend {
+  readonly mode: 'ebpf' | 'iptables';
+  /** kube-proxy's minSyncPeriod: 0 applies every change at once. */
+  readonly minSyncPeriodMs: number;
+  /** A full sync this often (0: never). */
+  readonly syncPeriodMs: number;
+  start(): Promise<void>;
+  /** `first`: the first sync after the sources synced. */
+  sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult>;
+  close(): void;
+}

@@ -1,0 +1,28 @@
+// The iptables backend behind the agent's ProxyBackend interface: changes coalesce for
+// minSyncPeriod, and a full sync runs every syncPeriod, as in kube-proxy's iptables mode.
+import type { Family } from '../../model/ip.ts';
+import type { ChangeSet, DesiredState } from '../../model/types.ts';
+import type { BackendSyncResult, ProxyBackend } from '../backend.ts';
+import { IptablesBackend } from './apply.ts';
+
+export class IptablesProxyBackend implements ProxyBackend {
+  readonly mode = 'iptables' as const;
+  readonly minSyncPeriodMs: number;
+  readonly syncPeriodMs: number;
+  readonly iptables: IptablesBackend;
+
+  constructor(options: { families: readonly Family[]; minSyncPeriodMs: number; syncPeriodMs: number }) {
+    this.minSyncPeriodMs = options.minSyncPeriodMs;
+    this.syncPeriodMs = options.syncPeriodMs;
+    this.iptables = new IptablesBackend({ families: options.families });
+  }
+
+  async start(): Promise<void> {}
+
+  async sync(state: DesiredState, _changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
+    const report = await this.iptables.sync(state, full || first);
+    return { failed: [], unsupported: [], details: { full: report.full, families: report.families } };
+  }
+
+  close(): void {}
+}
