@@ -72,7 +72,11 @@ export class Agent {
     this.tracker = new ChangeTracker(o.model);
     this.rejections = new RejectionLog(o.logger);
     this.firstSync = new Promise((resolve) => (this.ready = resolve));
-    this.metrics = new ProxyMetrics(() => this.rejections.counts(), () => this.datapathStats());
+    this.metrics = new ProxyMetrics(
+      () => this.rejections.counts(),
+      () => this.datapathStats(),
+      () => (this.backend instanceof IptablesProxyBackend ? this.backend.iptables : undefined),
+    );
     this.serviceHealth = new ServiceHealthServers({
       proxyHealthy: () => isHealthy(this.healthSnapshot()),
       onError: (port, e) => o.logger.error({ port, error: e.message }, `healthCheckNodePort ${port}: ${e.message}`),
@@ -145,6 +149,8 @@ export class Agent {
         m.noLocalEndpoints.set({ traffic_policy: 'Internal' }, noLocalInternal);
         m.noLocalEndpoints.set({ traffic_policy: 'External' }, noLocalExternal);
         this.serviceHealth.update(state);
+        const perTable = report.details.rulesPerTable as Record<string, number> | undefined;
+        for (const [table, n] of Object.entries(perTable ?? {})) m.iptablesRules.set({ table }, n);
         for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
         const mapFull = report.failed.filter((f) => f.error.startsWith('map full')).length;
         this.metrics.notProgrammed.set({ reason: 'map-full' }, mapFull);

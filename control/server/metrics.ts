@@ -30,7 +30,13 @@ export class ProxyMetrics {
   readonly watchEvents: Counter;
   readonly notProgrammed: Gauge;
 
-  constructor(rejections: () => ReadonlyMap<string, number>, datapath: () => DatapathStats | undefined) {
+  readonly iptablesRules: Gauge;
+
+  constructor(
+    rejections: () => ReadonlyMap<string, number>,
+    datapath: () => DatapathStats | undefined,
+    iptables: () => { restoreFailures: number; partialRestoreFailures: number } | undefined = () => undefined,
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds', buckets: exponential(0.001, 2, 15), registers });
@@ -63,6 +69,31 @@ export class ProxyMetrics {
       help: 'Frontends the last sync could not program, by reason (map-full: a map reached its size)',
       labelNames: ['reason'],
       registers,
+    });
+    this.iptablesRules = new Gauge({ name: 'kubeproxy_sync_proxy_rules_iptables_total', help: 'Total number of iptables rules owned by kube-proxy', labelNames: ['table'], registers });
+    new Counter({
+      name: 'kubeproxy_sync_proxy_rules_iptables_restore_failures_total',
+      help: 'Cumulative proxy iptables restore failures',
+      registers,
+      collect() {
+        const n = iptables()?.restoreFailures;
+        if (n !== undefined) {
+          this.reset();
+          this.inc(n);
+        }
+      },
+    });
+    new Counter({
+      name: 'kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total',
+      help: 'Cumulative proxy iptables partial restore failures',
+      registers,
+      collect() {
+        const n = iptables()?.partialRestoreFailures;
+        if (n !== undefined) {
+          this.reset();
+          this.inc(n);
+        }
+      },
     });
     this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists and decode errors by kind', labelNames: ['kind', 'event'], registers });
     new Counter({

@@ -38,6 +38,11 @@ describe('agent in iptables mode', () => {
     await new Promise((res) => setTimeout(res, 200));
     const mode = JSON.parse(await lab.exec(lab.nodes[0]!.netns, process.execPath, [GET, 'http://127.0.0.1:10249/proxyMode'])) as { body: string };
     assert.equal(mode.body, 'iptables');
+    assert.equal(synced.variant, 'nft', 'a node without legacy rules uses iptables-nft');
+    const metrics = JSON.parse(await lab.exec(lab.nodes[0]!.netns, process.execPath, [GET, 'http://127.0.0.1:10249/metrics'])) as { body: string };
+    const natRules = Number(/^kubeproxy_sync_proxy_rules_iptables_total\{table="nat"\} (\d+)$/m.exec(metrics.body)?.[1]);
+    assert.ok(natRules > 50, `nat rules counted: ${natRules}`);
+    assert.match(metrics.body, /^kubeproxy_sync_proxy_rules_iptables_restore_failures_total 0$/m);
     agent.child.kill('SIGTERM');
     await new Promise((res) => agent.child.once('exit', res));
     const after = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }] });

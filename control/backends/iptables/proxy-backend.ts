@@ -21,7 +21,7 @@ export class IptablesProxyBackend implements ProxyBackend {
 
   async sync(state: DesiredState, _changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
     const report = await this.iptables.sync(state, full || first);
-    return { failed: [], unsupported: [], details: { full: report.full, families: report.families } };
+    return { failed: [], unsupported: [], details: { full: report.full, variant: report.variant, rulesPerTable: report.rulesPerTable, families: report.families } };
   }
 
   close(): void {}
