@@ -9,6 +9,7 @@ import pino from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
 import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
+import { cleanupIptables } from '../backends/iptables/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
@@ -115,8 +116,10 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const kp = effective.kubeProxy;
   const sy = effective.switchyard;
   if (values.cleanup === true) {
+    // Like kube-proxy's --cleanup: whatever any mode left, gone.
     const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
-    io.stdout(`${JSON.stringify(report)}\n`);
+    const iptables = await cleanupIptables();
+    io.stdout(`${JSON.stringify({ ...report, iptables })}\n`);
     return 0;
   }
   // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).

@@ -1,0 +1,45 @@
+// --cleanup in iptables terms: every KUBE-* chain and every jump to one goes, in both families;
+// someone else's rules and chains stay.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { IptablesBackend } from '../../control/backends/iptables/apply.ts';
+import { cleanupIptables, defaultRunner, splitRule } from '../../control/backends/iptables/cleanup.ts';
+import { nodeFacts } from '../../control/model/node.ts';
+import { ChangeTracker } from '../../control/model/tracker.ts';
+import { config, node, services, slices } from '../cases/semantics.ts';
+import { run } from '../lab/exec.ts';
+import { runPrefix } from '../lab/names.ts';
+
+const netns = `${runPrefix()}-ipclean`;
+const prefix = ['nsenter', `--net=/run/netns/${netns}`, '--'];
+const inNs = (file: string, args: string[]): Promise<string> => run('nsenter', [`--net=/run/netns/${netns}`, '--', file, ...args]);
+
+describe('iptables cleanup', () => {
+  after(() => run('ip', ['netns', 'del', netns]).catch(() => undefined));
+
+  it('splits saved rules with quoted comments', () => {
+    assert.deepEqual(splitRule('PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'), ['PREROUTING', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
+  });
+
+  it('removes our chains and jumps, keeps a foreign rule and chain', async () => {
+    await run('ip', ['netns', 'add', netns]);
+    const t = new ChangeTracker(config, nodeFacts('n0', node));
+    for (const s of services) t.upsertService(s);
+    for (const s of slices) t.upsertSlice(s);
+    t.flush();
+    await new IptablesBackend({ families: [4, 6], commandPrefix: prefix }).sync(t.state(), true);
+    await inNs('iptables', ['-A', 'FORWARD', '-s', '192.0.2.0/24', '-m', 'comment', '--comment', 'someone else', '-j', 'ACCEPT']);
+    await inNs('iptables', ['-t', 'nat', '-N', 'CNI-HOSTPORT']);
+    await inNs('iptables', ['-t', 'nat', '-A', 'PREROUTING', '-j', 'CNI-HOSTPORT']);
+    assert.match(await inNs('iptables-save', []), /KUBE-SVC-/);
+    const report = await cleanupIptables(defaultRunner(prefix));
+    assert.ok(report.chains > 50 && report.jumps >= 12, JSON.stringify(report));
+    for (const save of ['iptables-save', 'ip6tables-save']) {
+      const after = await inNs(save, []);
+      assert.doesNotMatch(after, /KUBE-/, `${save} shows nothing of ours`);
+    }
+    const after = await inNs('iptables-save', []);
+    assert.match(after, /-A FORWARD -s 192\.0\.2\.0\/24 .*someone else.* -j ACCEPT/);
+    assert.match(after, /-A PREROUTING -j CNI-HOSTPORT/);
+  });
+});
