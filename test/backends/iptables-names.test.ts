@@ -16,6 +16,13 @@ describe('kube-proxy chain names', () => {
     assert.equal(firewallChain('ns1/svc1:p80', 'TCP'), 'KUBE-FW-XPGD46QRK7WJZT7O');
   });
 
+  it('values from kube-proxy\'s own tests', () => {
+    assert.equal(endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.1:80'), 'KUBE-SEP-SXIVWICOYRO3J4NJ');
+    assert.equal(serviceChain('ns2/svc2:p80', 'TCP'), 'KUBE-SVC-GNZBNJ2PO5MGZ6GT');
+    assert.equal(externalChain('ns2/svc2:p80', 'TCP'), 'KUBE-EXT-GNZBNJ2PO5MGZ6GT');
+    assert.equal(firewallChain('ns5/svc5:p80', 'TCP'), 'KUBE-FW-NUKIZ6OKUXPJNT4C');
+  });
+
   it('KUBE-SEP adds "ip:port" to the hashed string', () => {
     assert.match(endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.1:80'), /^KUBE-SEP-[A-Z2-7]{16}$/);
     assert.notEqual(endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.1:80'), endpointChain('ns1/svc1:p80', 'TCP', '10.180.0.2:80'));
