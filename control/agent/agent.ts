@@ -6,6 +6,7 @@ import type { ProxyBackend } from '../backends/backend.ts';
 import type { EbpfBackendOptions } from '../backends/ebpf/backend.ts';
 import { EbpfProxyBackend } from '../backends/ebpf/proxy-backend.ts';
 import { IptablesProxyBackend } from '../backends/iptables/proxy-backend.ts';
+import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
 import { listAddresses } from '../backends/ebpf/devices.ts';
 import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
@@ -31,7 +32,7 @@ export interface AgentOptions {
   nodeName: string;
   model: ModelConfig;
   source: SourceOptions;
-  backend: ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>) | { mode: 'iptables'; minSyncPeriodMs: number };
+  backend: ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>) | { mode: 'iptables' | 'nftables'; minSyncPeriodMs: number };
   logger: Logger;
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
@@ -76,6 +77,7 @@ export class Agent {
       () => this.rejections.counts(),
       () => this.datapathStats(),
       () => (this.backend instanceof IptablesProxyBackend ? this.backend.iptables : undefined),
+      () => (this.backend instanceof NftablesProxyBackend ? this.backend.nftables : undefined),
     );
     this.serviceHealth = new ServiceHealthServers({
       proxyHealthy: () => isHealthy(this.healthSnapshot()),
@@ -117,10 +119,13 @@ export class Agent {
     if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
     const b = this.o.backend;
-    const backend: ProxyBackend =
-      b.mode === 'ebpf'
-        ? new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0)
-        : new IptablesProxyBackend({ families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs });
+    let backend: ProxyBackend;
+    if (b.mode === 'ebpf') {
+      backend = new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0);
+    } else {
+      const rules = { families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs };
+      backend = b.mode === 'nftables' ? new NftablesProxyBackend(rules) : new IptablesProxyBackend(rules);
+    }
     this.backend = backend;
     const runner = new SyncRunner({
       tracker: this.tracker,
@@ -133,6 +138,7 @@ export class Agent {
         const ms = +(performance.now() - t0).toFixed(1);
         const m = this.metrics;
         m.syncDuration.observe(ms / 1000);
+        if (typeof report.details.full === 'boolean') (report.details.full ? m.fullSyncDuration : m.partialSyncDuration).observe(ms / 1000);
         m.lastSync.set(Date.now() / 1000);
         m.serviceChangesTotal.inc(changes.serviceChanges);
         m.endpointChangesTotal.inc(changes.endpointChanges);

@@ -20,7 +20,7 @@ export interface ModeProbe {
 }
 
 /** Modes this version can run; the others are probed and reported all the same. */
-export const BUILT_MODES: ReadonlySet<ProxyMode> = new Set(['ebpf', 'iptables']);
+export const BUILT_MODES: ReadonlySet<ProxyMode> = new Set(['ebpf', 'nftables', 'iptables']);
 /** kube-proxy's auto order, eBPF first. */
 export const AUTO_ORDER: readonly ProxyMode[] = ['ebpf', 'nftables', 'iptables'];
 
@@ -57,14 +57,39 @@ async function probeEbpf(): Promise<string | undefined> {
   }
 }
 
+// What nftables mode needs of the kernel and of nft (verdict maps on concatenations, numgen,
+// fib, dynamic timeout sets updated from the packet path, NAT hooks, fully-random masquerade),
+// checked by the kernel itself: `nft -c` runs the transaction and then aborts it.
+const NFT_PROBE = `add table ip switchyard-probe
+add chain ip switchyard-probe pre { type nat hook prerouting priority -100 ; }
+add chain ip switchyard-probe post { type nat hook postrouting priority 100 ; }
+add chain ip switchyard-probe ep
+add map ip switchyard-probe m { type ipv4_addr . inet_proto . inet_service : verdict ; }
+add set ip switchyard-probe a { type ipv4_addr ; flags dynamic,timeout ; timeout 10s ; }
+add rule ip switchyard-probe pre ip daddr . meta l4proto . th dport vmap @m
+add rule ip switchyard-probe pre fib daddr type local meta l4proto . th dport vmap { tcp . 1 : goto ep }
+add rule ip switchyard-probe pre numgen random mod 1 vmap { 0 : goto ep }
+add rule ip switchyard-probe ep update @a { ip saddr }
+add rule ip switchyard-probe ep meta l4proto tcp dnat to 192.0.2.1:80
+add rule ip switchyard-probe post masquerade fully-random
+`;
+
+async function probeNftables(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = execFile('nft', ['-c', '-f', '-'], { timeout: 10_000 }, (error, _stdout, stderr) => resolve(error === null ? undefined : `nft -c: ${(stderr || error.message).trim().split('\n')[0]}`));
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(NFT_PROBE);
+  });
+}
+
 export async function probeKernel(): Promise<ModeProbe[]> {
   const ebpf = await probeEbpf();
-  const nft = await tool('nft', ['list', 'tables']);
+  const nft = await probeNftables();
   const ipt = await tool('iptables-save', ['-t', 'nat']);
   const ipvs = existsSync('/proc/net/ip_vs') ? { ok: true, text: '' } : await tool('ipvsadm', ['-L', '-n']);
   const probes: Array<Omit<ModeProbe, 'built'>> = [
     { mode: 'ebpf', usable: ebpf === undefined, reason: ebpf ?? 'loaded a program and attached it at tc' },
-    { mode: 'nftables', usable: nft.ok, reason: nft.ok ? 'nft lists tables' : `nft: ${nft.text}` },
+    { mode: 'nftables', usable: nft === undefined, reason: nft ?? 'the kernel checked a transaction with every nft feature the nftables mode uses' },
     { mode: 'iptables', usable: ipt.ok, reason: ipt.ok ? 'iptables-save reads the nat table' : `iptables-save: ${ipt.text}` },
     { mode: 'ipvs', usable: ipvs.ok, reason: ipvs.ok ? 'IPVS is loaded' : `no IPVS in this kernel (/proc/net/ip_vs is missing${/ENOENT/.test(ipvs.text) ? '' : `; ipvsadm: ${ipvs.text.split('\n')[0]}`})` },
   ];

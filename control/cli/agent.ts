@@ -10,6 +10,7 @@ import { Agent, type SourceOptions } from '../agent/agent.ts';
 import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
 import { cleanupIptables } from '../backends/iptables/cleanup.ts';
+import { cleanupNftables } from '../backends/nftables/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
@@ -68,6 +69,18 @@ export function parseDuration(text: string, flag: string): number {
   return total;
 }
 
+/**
+ * The sync periods of the chosen mode: its own section of the configuration (nftables.syncPeriod
+ * in nftables mode; iptables' for ebpf, whose health timeout kube-proxy users set there).
+ */
+export function syncPeriods(kp: Dict, mode: string): { syncPeriodMs: number; minSyncPeriodMs: number } {
+  const section = mode === 'nftables' ? 'nftables' : 'iptables';
+  return {
+    syncPeriodMs: parseDuration(String(at(kp, `${section}.syncPeriod`) ?? '30s'), `${section}.syncPeriod`),
+    minSyncPeriodMs: parseDuration(String(at(kp, `${section}.minSyncPeriod`) ?? '1s'), `${section}.minSyncPeriod`),
+  };
+}
+
 /** The configuration in effect: the file (or kube-proxy's defaults) with explicit flags on top. */
 export function effectiveConfiguration(values: Partial<Record<keyof typeof AGENT_OPTIONS, string | boolean>>): LoadedConfiguration {
   const loaded = values.config === undefined ? { kubeProxy: defaultKubeProxyConfiguration(), switchyard: defaultSwitchyardConfiguration() } : decodeConfiguration(readFileSync(String(values.config), 'utf8'));
@@ -119,7 +132,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     // Like kube-proxy's --cleanup: whatever any mode left, gone.
     const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
     const iptables = await cleanupIptables();
-    io.stdout(`${JSON.stringify({ ...report, iptables })}\n`);
+    const nftables = await cleanupNftables();
+    io.stdout(`${JSON.stringify({ ...report, iptables, nftables })}\n`);
     return 0;
   }
   // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
@@ -159,11 +173,12 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const maxEntries = Object.fromEntries(
     Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
   ) as Record<string, number>;
+  const periods = syncPeriods(kp, choice.mode);
   const agent = new Agent({
     nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
     model: { ...model, defaultAlgorithm: algorithm },
     source,
-    backend: choice.mode === 'iptables' ? { mode: 'iptables', minSyncPeriodMs: parseDuration(String(at(kp, 'iptables.minSyncPeriod') ?? '1s'), 'iptables.minSyncPeriod') } : {
+    backend: choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : {
       mode: 'ebpf',
       object: DATAPATH_OBJECT,
       pinDir: String(sy.bpffsDir),
@@ -176,7 +191,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     logger,
     healthzBindAddress: str(kp.healthzBindAddress),
     metricsBindAddress: str(kp.metricsBindAddress),
-    syncPeriodMs: parseDuration(String(at(kp, 'iptables.syncPeriod') ?? '30s'), 'iptables.syncPeriod'),
+    syncPeriodMs: periods.syncPeriodMs,
     configz: effective,
     configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
     bindAddress: str(kp.bindAddress),

@@ -14,7 +14,8 @@ export const TRACE_USAGE = `usage: switchyard trace --src IP --dst IP:PORT --pro
          (--manifests DIR | --kubeconfig FILE | --master URL)
          [--hostname-override NODE] [--from-interface IFACE] [--node-ip IP,...]
          [--cluster-cidr CIDRS] [--detect-local-mode MODE] [--nodeport-addresses CIDRS]
-         [--masquerade-all] [--kube-api-content-type TYPE] [--output table|json]`;
+         [--masquerade-all] [--proxy-mode ebpf|iptables|nftables|ipvs]
+         [--kube-api-content-type TYPE] [--output table|json]`;
 
 /** "1.2.3.4:80" or "[fd00::1]:80". */
 export function parseHostPort(text: string): { ip: string; port: number } | undefined {
@@ -66,6 +67,7 @@ export async function traceCommand(argv: string[], io: CommandIO): Promise<numbe
       'from-interface': { type: 'string' },
       'node-ip': { type: 'string' },
       output: { type: 'string', short: 'o', default: 'table' },
+      'proxy-mode': { type: 'string', default: 'ebpf' },
       ...MODEL_FLAG_OPTIONS,
     },
     strict: true,
@@ -95,7 +97,7 @@ export async function traceCommand(argv: string[], io: CommandIO): Promise<numbe
     logger: { warn: (_fields, message) => io.stderr(`warning: ${message}\n`) },
   });
   const packet: TracePacket = { src, dst: dst.ip, port: dst.port, protocol: protocol as Protocol, inInterface: values['from-interface'] };
-  const verdict = trace(state, packet);
+  const verdict = trace(state, packet, { mode: values['proxy-mode'] });
   io.stdout(values.output === 'json' ? `${JSON.stringify({ packet, ...verdict }, null, 2)}\n` : `${formatVerdict(packet, verdict)}\n`);
   return 0;
 }

@@ -69,7 +69,9 @@ export function buildServicePorts(
     const endpoints = endpointsFor(port, slices, family, node);
     const externallyAccessible = port.nodePort !== 0 || loadBalancerIPs.length > 0 || externalIPs.length > 0;
     const needs = {
-      usesClusterEndpoints: !svc.internalTrafficPolicyLocal || (externallyAccessible && !externalPolicyLocal),
+      // Even under eTP Local, externally reachable ports need the cluster endpoints: pod and node
+      // traffic to their external addresses short-circuits to them (kube-proxy's UsesClusterEndpoints).
+      usesClusterEndpoints: !svc.internalTrafficPolicyLocal || externallyAccessible,
       usesLocalEndpoints: svc.internalTrafficPolicyLocal || (externallyAccessible && externalPolicyLocal),
     };
     const categorized = categorizeEndpoints(endpoints, needs, node.name, node.zone);

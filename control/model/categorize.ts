@@ -12,7 +12,7 @@ export interface Categorized {
 }
 
 export interface PolicyNeeds {
-  /** iTP Cluster, or externally accessible with eTP Cluster. */
+  /** iTP Cluster, or externally accessible (the short-circuits need them even under eTP Local). */
   usesClusterEndpoints: boolean;
   /** iTP Local, or externally accessible with eTP Local. */
   usesLocalEndpoints: boolean;

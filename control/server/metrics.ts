@@ -31,11 +31,14 @@ export class ProxyMetrics {
   readonly notProgrammed: Gauge;
 
   readonly iptablesRules: Gauge;
+  readonly fullSyncDuration: Histogram;
+  readonly partialSyncDuration: Histogram;
 
   constructor(
     rejections: () => ReadonlyMap<string, number>,
     datapath: () => DatapathStats | undefined,
     iptables: () => { restoreFailures: number; partialRestoreFailures: number } | undefined = () => undefined,
+    nftables: () => { syncFailures: number; partialSyncFailures: number } | undefined = () => undefined,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -95,6 +98,21 @@ export class ProxyMetrics {
         }
       },
     });
+    new Counter({
+      name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
+      help: 'Cumulative proxy nftables sync failures',
+      registers,
+      collect() {
+        const n = nftables();
+        if (n !== undefined) {
+          this.reset();
+          this.inc(n.syncFailures + n.partialSyncFailures);
+        }
+      },
+    });
+    // iptables and nftables modes rewrite everything, or only what changed: timed apart.
+    this.fullSyncDuration = new Histogram({ name: 'kubeproxy_sync_full_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds for full resyncs', buckets: exponential(0.001, 2, 15), registers });
+    this.partialSyncDuration = new Histogram({ name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds for partial resyncs', buckets: exponential(0.001, 2, 15), registers });
     this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists and decode errors by kind', labelNames: ['kind', 'event'], registers });
     new Counter({
       name: 'switchyard_service_packets_total',

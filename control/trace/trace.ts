@@ -113,7 +113,16 @@ function candidates(endpoints: readonly EndpointState[], src: string, masquerade
   }));
 }
 
-export function trace(state: DesiredState, packet: TracePacket): TraceVerdict {
+export interface TraceOptions {
+  /**
+   * The proxy mode whose answer to give. Modes agree on every service port; they differ only in
+   * that nftables mode (as kube-proxy's) also rejects traffic to a ClusterIP on a port or
+   * protocol it does not serve, where the others let it pass.
+   */
+  mode?: string;
+}
+
+export function trace(state: DesiredState, packet: TracePacket, options: TraceOptions = {}): TraceVerdict {
   const src = canonicalIp(packet.src);
   const dst = canonicalIp(packet.dst);
   if (src === undefined || dst === undefined) return { verdict: 'NO_SERVICE', reason: `not an IP address: ${src === undefined ? packet.src : packet.dst}` };
@@ -122,9 +131,16 @@ export function trace(state: DesiredState, packet: TracePacket): TraceVerdict {
   const fs = state.families.get(family);
   if (fs === undefined) return { verdict: 'NO_SERVICE', reason: `IPv${family} is not proxied` };
   const match = findFrontend(fs, dst, packet.port, packet.protocol);
-  if (match === undefined) return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
-  const { sp, frontend } = match;
   const source = sourceKind(fs, src, packet.inInterface);
+  if (match === undefined) {
+    const owner = options.mode === 'nftables' ? [...fs.servicePorts.values()].find((sp) => sp.clusterIP === dst) : undefined;
+    if (owner !== undefined) {
+      const frontend: TraceFrontend = { kind: 'ClusterIP', address: dst, port: packet.port };
+      return { verdict: 'REJECT', servicePort: owner.servicePortName, key: owner.key, frontend, protocol: packet.protocol, source, reason: `nftables mode rejects traffic to ClusterIP ${dst} on a port it does not serve` };
+    }
+    return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
+  }
+  const { sp, frontend } = match;
   const base = { servicePort: sp.servicePortName, key: sp.key, frontend, protocol: sp.protocol, source };
   const forward = (policy: 'Cluster' | 'Local', endpoints: readonly EndpointState[], masquerade: boolean, reason: string): TraceVerdict => ({
     verdict: 'FORWARD',

@@ -6,11 +6,13 @@ import { trace } from '../../control/trace/trace.ts';
 import { podOf, type SemanticCase } from '../cases/semantics.ts';
 import type { Lab } from '../lab/lab.ts';
 
-export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, cgroup?: string): Promise<void> {
+export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, options: { cgroup?: string; mode?: 'nftables' } = {}): Promise<void> {
+  const { cgroup, mode } = options;
   const fromNode = 'node' in c.from;
   const netns = 'pod' in c.from ? lab.pod(c.from.pod).netns : fromNode ? lab.nodes[0]!.netns : lab.external.netns;
-  const verdict = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol });
-  assert.equal(verdict.verdict, c.expect.verdict, 'trace agrees with the table');
+  const verdict = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode });
+  const expected = (mode !== undefined ? c.inMode?.[mode] : undefined) ?? c.expect;
+  assert.equal(verdict.verdict, expected.verdict, 'trace agrees with the table');
   const count = verdict.verdict === 'FORWARD' ? 6 : 1;
   const results = await lab.probe(netns, { targets: [{ proto: c.protocol === 'TCP' ? 'tcp' : 'udp', host: c.dst, port: c.port }], count, timeoutMs: 700, cgroup: fromNode ? cgroup : undefined });
   const nodeAddresses = new Set([...lab.nodes.flatMap((n) => [n.ipv4, n.ipv6]), ...lab.nodes.map((n) => `10.244.${n.index}.1`)]);

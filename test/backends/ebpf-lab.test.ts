@@ -23,6 +23,6 @@ describe('eBPF datapath: semantic case table with real packets', () => {
 
   // A node process cannot send from an LB IP it does not own; trace covers that case.
   for (const c of cases.filter((x) => !('node' in x.from && x.src === LB_IP))) {
-    it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), nodes[0]!.cgroup));
+    it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup }));
   }
 });

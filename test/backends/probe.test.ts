@@ -42,8 +42,8 @@ describe('kernel probe and --proxy-mode', () => {
     assert.match(ebpf.reason, /Operation not permitted/);
   });
 
-  it('auto falls back to iptables when bpf() is denied, and says why', async () => {
-    // In a throwaway netns: the agent it starts writes iptables rules, which must not touch this host.
+  it('auto falls back to nftables when bpf() is denied, and says why', async () => {
+    // In a throwaway netns: the agent it starts writes nftables rules, which must not touch this host.
     const netns = `${runPrefix()}-probe`;
     await run('ip', ['netns', 'add', netns]);
     try {
@@ -57,11 +57,13 @@ describe('kernel probe and --proxy-mode', () => {
         child.once('exit', (code) => reject(new Error(`agent exited (${code}): ${JSON.stringify(lines)}`)));
       });
       child.kill('SIGKILL');
-      const choice = lines.find((l) => l.mode === 'iptables' && typeof l.msg === 'string' && l.msg.startsWith('auto chose'))!;
+      const choice = lines.find((l) => l.mode === 'nftables' && typeof l.msg === 'string' && l.msg.startsWith('auto chose'))!;
       assert.ok(choice, JSON.stringify(lines.slice(0, 3)));
       assert.match(String(choice.msg), /ebpf: not usable \(loading a BPF program failed: .*Operation not permitted/);
-      assert.match(String(choice.msg), /nftables: usable \(nft lists tables\), not built in this version/);
-      assert.match(String(choice.msg), /iptables: usable/);
+      assert.match(String(choice.msg), /nftables: usable \(the kernel checked a transaction/);
+      assert.equal(lines.find((l) => l.msg === 'synced')?.mode, 'nftables');
+      const table = await run('ip', ['netns', 'exec', netns, 'nft', 'list', 'tables']);
+      assert.match(table, /table ip kube-proxy/);
     } finally {
       await run('ip', ['netns', 'del', netns]);
     }
@@ -74,9 +76,6 @@ describe('kernel probe and --proxy-mode', () => {
     const ipvs = await cli(['--proxy-mode', 'ipvs', '--manifests', manifests], false);
     assert.equal(ipvs.code, 1);
     assert.match(ipvs.err, /--proxy-mode ipvs cannot work here: no IPVS in this kernel/);
-    const nftables = await cli(['--proxy-mode', 'nftables', '--manifests', manifests], false);
-    assert.equal(nftables.code, 1);
-    assert.match(nftables.err, /the kernel supports it, but this version of Switchyard does not run it yet/);
   });
 
   it('chooseMode: auto takes eBPF first, then the next usable built mode', () => {
@@ -86,5 +85,6 @@ describe('kernel probe and --proxy-mode', () => {
     assert.deepEqual((chooseMode('auto', [probe('ebpf', false, true), ...all.slice(1)]) as { mode: string }).mode, 'nftables');
     assert.deepEqual((chooseMode('auto', [probe('ebpf', false, true), probe('nftables', false, true), ...all.slice(2)]) as { mode: string }).mode, 'iptables');
     assert.match(String(chooseMode('kernelspace', all)), /Windows/);
+    assert.match(String(chooseMode('ipvs', [probe('ipvs', true, false)])), /the kernel supports it, but this version of Switchyard does not run it yet/);
   });
 });

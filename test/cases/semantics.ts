@@ -190,6 +190,8 @@ export interface SemanticCase {
         targetPort?: number;
       }
     | { verdict: 'DROP' | 'REJECT' | 'NO_SERVICE' };
+  /** Where a proxy mode answers otherwise (kube-proxy's nftables mode rejects unserved ClusterIP ports). */
+  inMode?: Partial<Record<'nftables', SemanticCase['expect']>>;
 }
 
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
@@ -206,7 +208,7 @@ export const cases: SemanticCase[] = [
   { name: 'multi-port: TCP 81 -> port a (8080)', ...fromPod(0, 0), dst: '10.96.0.11', port: 81, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8080 } },
   { name: 'multi-protocol: UDP 81 -> port b (8080/UDP)', ...fromPod(0, 0), dst: '10.96.0.11', port: 81, protocol: 'UDP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8080 } },
   { name: 'multi-port: TCP 82 -> port c (named target 8081)', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8081 } },
-  { name: 'no service port for UDP 82', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' } },
+  { name: 'no service port for UDP 82', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' } } },
   { name: 'ClientIP affinity service forwards over all endpoints', ...fromPod(0, 0), dst: '10.96.0.12', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p1', 'n0p2', 'n1p1', 'n1p2'], sourceTranslated: false } },
   { name: 'external -> NodePort, eTP Cluster: SNAT, all endpoints', ...fromExternal, dst: '10.254.0.11', port: 30080, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p2', 'n1p0'], sourceTranslated: true, kind: 'NodePort' } },
   { name: 'NodePort only on nodePortAddresses: not on the pods gateway address', ...fromPod(0, 0), dst: '10.244.0.1', port: 30080, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },

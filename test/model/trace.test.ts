@@ -34,6 +34,17 @@ describe('semantic case table (trace)', () => {
     });
   }
 
+  it('nftables mode: a ClusterIP on a port it does not serve is rejected, other addresses pass', () => {
+    for (const c of cases) {
+      const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode: 'nftables' });
+      assert.equal(v.verdict, (c.inMode?.nftables ?? c.expect).verdict, c.name);
+    }
+    const v = trace(state, { src: '10.244.0.10', dst: '10.96.0.10', port: 9999, protocol: 'TCP' }, { mode: 'nftables' });
+    assert.equal(v.verdict, 'REJECT');
+    assert.match(v.verdict === 'REJECT' ? v.reason : '', /does not serve/);
+    assert.equal(trace(state, { src: '10.244.0.10', dst: '10.96.0.10', port: 9999, protocol: 'TCP' }).verdict, 'NO_SERVICE', 'other modes let it pass');
+  });
+
   it('ExternalName and headless services program nothing', () => {
     const keys = [...state.families.values()].flatMap((f) => [...f.servicePorts.keys()]);
     assert.deepEqual(keys.filter((k) => k.startsWith('demo/headless') || k.startsWith('demo/external-name')), []);

@@ -61,6 +61,18 @@ export function probability(n: number): string {
   return (1 / n).toFixed(10);
 }
 
+/**
+ * kube-proxy's local-traffic detector as iptables matches: [is local, is not local], or
+ * undefined when there is none. kube-proxy allows one CIDR per family.
+ */
+function localMatches(fs: FamilyState): [string[], string[]] | undefined {
+  const d = fs.localDetector;
+  if ((d.mode === 'ClusterCIDR' || d.mode === 'NodeCIDR') && d.cidrs.length > 0) return [['-s', d.cidrs[0]!], ['!', '-s', d.cidrs[0]!]];
+  if (d.mode === 'BridgeInterface' && d.interfaceName !== '') return [['-i', d.interfaceName], ['!', '-i', d.interfaceName]];
+  if (d.mode === 'InterfaceNamePrefix' && d.interfaceName !== '') return [['-i', `${d.interfaceName}+`], ['!', '-i', `${d.interfaceName}+`]];
+  return undefined;
+}
+
 function proto(sp: ServicePortState): string[] {
   const p = sp.protocol.toLowerCase();
   return ['-m', p, '-p', p];
@@ -84,7 +96,7 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
   const filter = (chain: string, args: readonly string[]): void => void shared.get('filter')!.get(chain)!.push(line(chain, args));
   const comment = (text: string): string[] => ['-m', 'comment', '--comment', quote(text)];
   const dst = (ip: string, port: number): string[] => [...proto(sp), '-d', hostCidr(ip, fam), '--dport', String(port)];
-  const usesCluster = !sp.internalPolicyLocal || (sp.externallyAccessible && !sp.externalPolicyLocal);
+  const usesCluster = !sp.internalPolicyLocal || sp.externallyAccessible;
   const usesLocal = sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal);
   const internalChain = sp.internalPolicyLocal ? svl : svc;
   const externalTarget = sp.externalPolicyLocal ? svl : svc;
@@ -135,19 +147,19 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
   }
   if (!hasEndpoints) return;
 
-  // Masquerading for cluster-IP traffic from outside the pod network (or everything).
-  if (usesCluster) {
-    const masq = state.config.masqueradeAll ? [] : fs.localDetector.mode === 'ClusterCIDR' || fs.localDetector.mode === 'NodeCIDR' ? fs.localDetector.cidrs.flatMap((c) => ['!', '-s', c]) : undefined;
-    if (masq !== undefined && !sp.internalPolicyLocal) nat(svc, [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), ...masq, '-j', 'KUBE-MARK-MASQ']);
+  // Masquerading for cluster-IP traffic from outside the pod network (or everything), in the
+  // chain internal traffic goes to (KUBE-SVL under iTP Local).
+  const local = localMatches(fs);
+  if (hasInternal) {
+    const masq = state.config.masqueradeAll ? [] : local?.[1];
+    if (masq !== undefined) nat(internalChain, [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), ...masq, '-j', 'KUBE-MARK-MASQ']);
   }
   // The external chain: masquerade (Cluster) or keep the client (Local, with the pod and node exceptions).
   if (usesExternalChain) {
     if (sp.externalPolicyLocal) {
-      if (fs.localDetector.mode === 'ClusterCIDR' || fs.localDetector.mode === 'NodeCIDR') {
-        for (const c of fs.localDetector.cidrs) nat(ext, [...comment(`pod traffic for ${spn} external destinations`), '-s', c, '-j', svc]);
-      }
+      if (local !== undefined && owned.has(svc)) nat(ext, [...comment(`pod traffic for ${spn} external destinations`), ...local[0], '-j', svc]);
       nat(ext, [...comment(`masquerade LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', 'KUBE-MARK-MASQ']);
-      nat(ext, [...comment(`route LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', svc]);
+      if (owned.has(svc)) nat(ext, [...comment(`route LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', svc]);
     } else {
       nat(ext, [...comment(`masquerade traffic for ${spn} external destinations`), '-j', 'KUBE-MARK-MASQ']);
     }

@@ -23,7 +23,7 @@ export function base32(bytes: Uint8Array): string {
   return out;
 }
 
-function hash16(text: string): string {
+export function hash16(text: string): string {
   return base32(createHash('sha256').update(text).digest()).slice(0, 16);
 }
 
@@ -40,13 +40,4 @@ export const firewallChain = (spn: string, proto: string): string => `KUBE-FW-${
 /** KUBE-SEP-*: the endpoint ("ip:port", IPv6 in brackets) joins the hashed string. */
 export function endpointChain(spn: string, proto: string, endpoint: string): string {
   return `KUBE-SEP-${hash16(spn + proto.toLowerCase() + endpoint)}`;
-}
-
-/**
- * kube-proxy's nftables chain names (hashAndTruncate): the readable base "ns/svc/proto/port",
- * prefixed with the first 8 characters of its own hash.
- */
-export function nftablesServiceChain(namespace: string, name: string, portName: string, proto: string): string {
-  const base = `${namespace}/${name}/${proto.toLowerCase()}/${portName}`;
-  return `${hash16(base).slice(0, 8)}-${base}`.slice(0, 256);
 }
