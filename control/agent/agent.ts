@@ -6,6 +6,7 @@ import type { ProxyBackend } from '../backends/backend.ts';
 import type { EbpfBackendOptions } from '../backends/ebpf/backend.ts';
 import { EbpfProxyBackend } from '../backends/ebpf/proxy-backend.ts';
 import { IptablesProxyBackend } from '../backends/iptables/proxy-backend.ts';
+import { IpvsProxyBackend } from '../backends/ipvs/proxy-backend.ts';
 import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
 import { listAddresses } from '../backends/ebpf/devices.ts';
 import { nodeFacts } from '../model/node.ts';
@@ -32,7 +33,10 @@ export interface AgentOptions {
   nodeName: string;
   model: ModelConfig;
   source: SourceOptions;
-  backend: ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>) | { mode: 'iptables' | 'nftables'; minSyncPeriodMs: number };
+  backend:
+    | ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>)
+    | { mode: 'iptables' | 'nftables'; minSyncPeriodMs: number }
+    | { mode: 'ipvs'; minSyncPeriodMs: number; scheduler: string; timeouts: { tcp: number; tcpFin: number; udp: number } };
   logger: Logger;
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
@@ -124,7 +128,12 @@ export class Agent {
       backend = new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0);
     } else {
       const rules = { families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs };
-      backend = b.mode === 'nftables' ? new NftablesProxyBackend(rules) : new IptablesProxyBackend(rules);
+      backend =
+        b.mode === 'ipvs'
+          ? new IpvsProxyBackend({ ...rules, scheduler: b.scheduler, timeouts: b.timeouts, onError: (e) => log.error({ error: e.message }, `draining real servers: ${e.message}`) })
+          : b.mode === 'nftables'
+            ? new NftablesProxyBackend(rules)
+            : new IptablesProxyBackend(rules);
     }
     this.backend = backend;
     const runner = new SyncRunner({

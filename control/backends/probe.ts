@@ -20,7 +20,7 @@ export interface ModeProbe {
 }
 
 /** Modes this version can run; the others are probed and reported all the same. */
-export const BUILT_MODES: ReadonlySet<ProxyMode> = new Set(['ebpf', 'nftables', 'iptables']);
+export const BUILT_MODES: ReadonlySet<ProxyMode> = new Set(['ebpf', 'nftables', 'iptables', 'ipvs']);
 /** kube-proxy's auto order, eBPF first. */
 export const AUTO_ORDER: readonly ProxyMode[] = ['ebpf', 'nftables', 'iptables'];
 

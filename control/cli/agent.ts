@@ -11,6 +11,8 @@ import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardCo
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
 import { cleanupIptables } from '../backends/iptables/cleanup.ts';
 import { cleanupNftables } from '../backends/nftables/cleanup.ts';
+import { SCHEDULERS } from '../backends/ipvs/compile.ts';
+import { cleanupIpvs } from '../backends/ipvs/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
@@ -69,15 +71,23 @@ export function parseDuration(text: string, flag: string): number {
   return total;
 }
 
+/** IPVS mode's settings from the ipvs section, checked. */
+function ipvsBackend(kp: Dict, minSyncPeriodMs: number): { mode: 'ipvs'; minSyncPeriodMs: number; scheduler: string; timeouts: { tcp: number; tcpFin: number; udp: number } } {
+  const scheduler = str(at(kp, 'ipvs.scheduler')) ?? 'rr';
+  if (!SCHEDULERS.has(scheduler)) throw new Error(`ipvs.scheduler: one of ${[...SCHEDULERS].join(', ')}, not ${JSON.stringify(scheduler)}`);
+  const seconds = (path: string): number => Math.round(parseDuration(String(at(kp, path) ?? '0s'), path) / 1000);
+  return { mode: 'ipvs', minSyncPeriodMs, scheduler, timeouts: { tcp: seconds('ipvs.tcpTimeout'), tcpFin: seconds('ipvs.tcpFinTimeout'), udp: seconds('ipvs.udpTimeout') } };
+}
+
 /**
  * The sync periods of the chosen mode: its own section of the configuration (nftables.syncPeriod
  * in nftables mode; iptables' for ebpf, whose health timeout kube-proxy users set there).
  */
 export function syncPeriods(kp: Dict, mode: string): { syncPeriodMs: number; minSyncPeriodMs: number } {
-  const section = mode === 'nftables' ? 'nftables' : 'iptables';
+  const section = mode === 'nftables' || mode === 'ipvs' ? mode : 'iptables';
   return {
     syncPeriodMs: parseDuration(String(at(kp, `${section}.syncPeriod`) ?? '30s'), `${section}.syncPeriod`),
-    minSyncPeriodMs: parseDuration(String(at(kp, `${section}.minSyncPeriod`) ?? '1s'), `${section}.minSyncPeriod`),
+    minSyncPeriodMs: parseDuration(String(at(kp, `${section}.minSyncPeriod`) ?? (mode === 'ipvs' ? '0s' : '1s')), `${section}.minSyncPeriod`),
   };
 }
 
@@ -133,7 +143,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
     const iptables = await cleanupIptables();
     const nftables = await cleanupNftables();
-    io.stdout(`${JSON.stringify({ ...report, iptables, nftables })}\n`);
+    const ipvs = await cleanupIpvs(); // after iptables: its ipsets are free once no rule names them
+    io.stdout(`${JSON.stringify({ ...report, iptables, nftables, ipvs })}\n`);
     return 0;
   }
   // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
@@ -178,7 +189,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
     model: { ...model, defaultAlgorithm: algorithm },
     source,
-    backend: choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : {
+    backend: choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
       mode: 'ebpf',
       object: DATAPATH_OBJECT,
       pinDir: String(sy.bpffsDir),

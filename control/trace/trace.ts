@@ -115,9 +115,13 @@ function candidates(endpoints: readonly EndpointState[], src: string, masquerade
 
 export interface TraceOptions {
   /**
-   * The proxy mode whose answer to give. Modes agree on every service port; they differ only in
-   * that nftables mode (as kube-proxy's) also rejects traffic to a ClusterIP on a port or
-   * protocol it does not serve, where the others let it pass.
+   * The proxy mode whose answer to give; the modes differ where kube-proxy's do:
+   * - nftables rejects traffic to a ClusterIP on a port or protocol it does not serve;
+   * - ipvs rejects that for every address on kube-ipvs0 (ClusterIPs, external and LB IPs); a
+   *   service port without a usable endpoint is a virtual server without real servers, which
+   *   IPVS answers with ICMP port unreachable (REJECT where the others DROP); external traffic
+   *   under eTP Local goes to the local endpoints for every source, or to the cluster ones
+   *   (unmasqueraded) when there is none; the others let it pass.
    */
   mode?: string;
 }
@@ -133,10 +137,17 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
   const match = findFrontend(fs, dst, packet.port, packet.protocol);
   const source = sourceKind(fs, src, packet.inInterface);
   if (match === undefined) {
-    const owner = options.mode === 'nftables' ? [...fs.servicePorts.values()].find((sp) => sp.clusterIP === dst) : undefined;
+    const ports = [...fs.servicePorts.values()];
+    const owner =
+      options.mode === 'nftables'
+        ? ports.find((sp) => sp.clusterIP === dst)
+        : options.mode === 'ipvs'
+          ? ports.find((sp) => sp.clusterIP === dst || sp.externalIPs.includes(dst) || sp.loadBalancerIPs.includes(dst))
+          : undefined;
     if (owner !== undefined) {
-      const frontend: TraceFrontend = { kind: 'ClusterIP', address: dst, port: packet.port };
-      return { verdict: 'REJECT', servicePort: owner.servicePortName, key: owner.key, frontend, protocol: packet.protocol, source, reason: `nftables mode rejects traffic to ClusterIP ${dst} on a port it does not serve` };
+      const kind: FrontendKind = owner.clusterIP === dst ? 'ClusterIP' : owner.externalIPs.includes(dst) ? 'ExternalIP' : 'LoadBalancer';
+      const frontend: TraceFrontend = { kind, address: dst, port: packet.port };
+      return { verdict: 'REJECT', servicePort: owner.servicePortName, key: owner.key, frontend, protocol: packet.protocol, source, reason: `${options.mode} mode rejects new connections to service address ${dst} on a port it does not serve` };
     }
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }
@@ -157,9 +168,11 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
   }
   if (!sp.hasAnyEndpoints) return { verdict: 'REJECT', ...base, reason: 'service has no endpoints' };
 
+  const ipvs = options.mode === 'ipvs';
   if (frontend.kind === 'ClusterIP') {
     const masquerade = state.config.masqueradeAll || (fs.localDetector.mode !== 'None' && source !== 'local-pod');
     if (sp.internalPolicyLocal) {
+      if (sp.localEndpoints.length === 0 && ipvs) return { verdict: 'REJECT', ...base, reason: 'internalTrafficPolicy Local and no endpoint on this node: a virtual server without real servers, which IPVS answers with ICMP port unreachable' };
       if (sp.localEndpoints.length === 0) return { verdict: 'DROP', ...base, reason: 'internalTrafficPolicy Local and no endpoint on this node' };
       return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
     }
@@ -167,6 +180,12 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
   }
 
   // NodePort, external IP, load-balancer IP.
+  if (sp.externalPolicyLocal && ipvs) {
+    // One virtual server for every source: no short-circuit for pods or the node, no masquerade.
+    if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local: the local endpoints, for every source (IPVS mode)');
+    if (source === 'other') return { verdict: 'DROP', ...base, reason: 'externalTrafficPolicy Local and no endpoint on this node: IPVS mode forwards to the cluster endpoints without SNAT, so their reply bypasses this node and the client never sees it' };
+    return forward('Cluster', sp.clusterEndpoints, false, 'externalTrafficPolicy Local without a local endpoint: IPVS mode falls back to the cluster endpoints, unmasqueraded');
+  }
   if (sp.externalPolicyLocal) {
     if (source === 'local-pod') return forward('Cluster', sp.clusterEndpoints, false, 'pod traffic to an external destination short-circuits to the cluster endpoints');
     if (source === 'node') return forward('Cluster', sp.clusterEndpoints, true, 'node traffic to an external destination is masqueraded and uses the cluster endpoints');

@@ -193,7 +193,7 @@ export interface SemanticCase {
       }
     | { verdict: 'DROP' | 'REJECT' | 'NO_SERVICE' };
   /** Where a proxy mode answers otherwise (kube-proxy's nftables mode rejects unserved ClusterIP ports). */
-  inMode?: Partial<Record<'nftables', SemanticCase['expect']>>;
+  inMode?: Partial<Record<'nftables' | 'ipvs', SemanticCase['expect']>>;
 }
 
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
@@ -210,14 +210,14 @@ export const cases: SemanticCase[] = [
   { name: 'multi-port: TCP 81 -> port a (8080)', ...fromPod(0, 0), dst: '10.96.0.11', port: 81, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8080 } },
   { name: 'multi-protocol: UDP 81 -> port b (8080/UDP)', ...fromPod(0, 0), dst: '10.96.0.11', port: 81, protocol: 'UDP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8080 } },
   { name: 'multi-port: TCP 82 -> port c (named target 8081)', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, targetPort: 8081 } },
-  { name: 'no service port for UDP 82', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' } } },
+  { name: 'no service port for UDP 82', ...fromPod(0, 0), dst: '10.96.0.11', port: 82, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' }, ipvs: { verdict: 'REJECT' } } },
   { name: 'ClientIP affinity service forwards over all endpoints', ...fromPod(0, 0), dst: '10.96.0.12', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p1', 'n0p2', 'n1p1', 'n1p2'], sourceTranslated: false } },
   { name: 'external -> NodePort, eTP Cluster: SNAT, all endpoints', ...fromExternal, dst: '10.254.0.11', port: 30080, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p2', 'n1p0'], sourceTranslated: true, kind: 'NodePort' } },
   { name: 'NodePort only on nodePortAddresses: not on the pods gateway address', ...fromPod(0, 0), dst: '10.244.0.1', port: 30080, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },
   { name: 'external -> NodePort, eTP Local without a local endpoint: DROP', ...fromExternal, dst: '10.254.0.11', port: 30081, protocol: 'TCP', expect: { verdict: 'DROP' } },
   { name: 'external -> externalIP, eTP Local without a local endpoint: DROP', ...fromExternal, dst: EXTERNAL_IP, port: 80, protocol: 'TCP', expect: { verdict: 'DROP' } },
   { name: 'pod -> NodePort of eTP Local service short-circuits to cluster endpoints', ...fromPod(0, 0), dst: '10.254.0.11', port: 30081, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: false, policy: 'Cluster' } },
-  { name: 'node -> NodePort of eTP Local service: masqueraded, cluster endpoints', ...fromNode, dst: '10.254.0.11', port: 30081, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: true, policy: 'Cluster' } },
+  { name: 'node -> NodePort of eTP Local service: masqueraded, cluster endpoints', ...fromNode, dst: '10.254.0.11', port: 30081, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: true, policy: 'Cluster' }, inMode: { ipvs: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: false, policy: 'Cluster' } } },
   { name: 'pod -> externalIP of eTP Local service: cluster endpoints', ...fromPod(0, 0), dst: EXTERNAL_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p2'], sourceTranslated: false, kind: 'ExternalIP' } },
   { name: 'external -> LB IP in source ranges, eTP Local: local endpoint, client IP kept', ...fromExternal, dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0'], sourceTranslated: false, policy: 'Local', kind: 'LoadBalancer' } },
   { name: 'LB IP as source is allowed when a node IP is in the ranges', from: { node: 'n0' }, src: LB_IP, dst: LB_IP, port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0'], sourceTranslated: false, policy: 'Local' } },
@@ -228,7 +228,7 @@ export const cases: SemanticCase[] = [
   { name: 'external -> NodePort, eTP Local: terminating local endpoint still serves', ...fromExternal, dst: '10.254.0.11', port: 30084, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p1'], sourceTranslated: false, policy: 'Local' } },
   { name: 'pod -> ClusterIP of the same service: only the ready endpoint', ...fromPod(0, 0), dst: '10.96.0.22', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p1'], sourceTranslated: false } },
   { name: 'iTP Local with a local endpoint', ...fromPod(0, 0), dst: '10.96.0.30', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p2'], sourceTranslated: false, policy: 'Local' } },
-  { name: 'iTP Local without a local endpoint: DROP', ...fromPod(0, 0), dst: '10.96.0.31', port: 80, protocol: 'TCP', expect: { verdict: 'DROP' } },
+  { name: 'iTP Local without a local endpoint: DROP', ...fromPod(0, 0), dst: '10.96.0.31', port: 80, protocol: 'TCP', expect: { verdict: 'DROP' }, inMode: { ipvs: { verdict: 'REJECT' } } },
   { name: 'iTP and eTP Local: pod -> NodePort still short-circuits to the cluster endpoints', ...fromPod(0, 0), dst: '10.254.0.11', port: 30085, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, policy: 'Cluster' } },
   { name: 'iTP and eTP Local: external -> NodePort without a local endpoint: DROP', ...fromExternal, dst: '10.254.0.11', port: 30085, protocol: 'TCP', expect: { verdict: 'DROP' } },
   { name: 'no endpoints: REJECT (TCP)', ...fromPod(0, 0), dst: '10.96.0.40', port: 80, protocol: 'TCP', expect: { verdict: 'REJECT' } },

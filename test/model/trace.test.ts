@@ -45,6 +45,20 @@ describe('semantic case table (trace)', () => {
     assert.equal(trace(state, { src: '10.244.0.10', dst: '10.96.0.10', port: 9999, protocol: 'TCP' }).verdict, 'NO_SERVICE', 'other modes let it pass');
   });
 
+  it('ipvs mode: kube-proxy\'s IPVS answers where they differ', () => {
+    for (const c of cases) {
+      const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode: 'ipvs' });
+      const e = c.inMode?.ipvs ?? c.expect;
+      assert.equal(v.verdict, e.verdict, c.name);
+      if (v.verdict === 'FORWARD' && e.verdict === 'FORWARD') {
+        assert.deepEqual(v.endpoints.map((x) => podOf(x.ip)).sort(), [...e.pods].sort(), c.name);
+        for (const x of v.endpoints) assert.equal(x.sourceTranslated, e.hairpin?.includes(podOf(x.ip)) ? true : e.sourceTranslated, c.name);
+      }
+    }
+    const lb = trace(state, { src: '10.254.0.200', dst: '10.254.0.50', port: 81, protocol: 'TCP' }, { mode: 'ipvs' });
+    assert.equal(lb.verdict, 'REJECT', 'an LB IP on an unserved port');
+  });
+
   it('ExternalName and headless services program nothing', () => {
     const keys = [...state.families.values()].flatMap((f) => [...f.servicePorts.keys()]);
     assert.deepEqual(keys.filter((k) => k.startsWith('demo/headless') || k.startsWith('demo/external-name')), []);

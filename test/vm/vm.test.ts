@@ -1,6 +1,7 @@
 // The datapath on Debian's stock 6.1 kernel (the oldest production kernel it is held to), in a
 // qemu VM running this machine's own userland: the verifier accepts every program, and the
-// semantic case table passes with real packets there too.
+// semantic case table passes with real packets there too. IPVS mode, which this machine's kernel
+// lacks, is tested there as well.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +11,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const kernel = findKernel();
 const MISSING = 'the test VM needs Debian\'s stock kernel and qemu: apt-get install qemu-system-x86 linux-image-amd64 busybox-static cpio (.ci/setup does)';
 
-describe('datapath on Debian\'s 6.1 kernel (qemu)', () => {
+describe('Debian\'s 6.1 kernel (qemu): eBPF datapath and IPVS mode', () => {
   it('the VM is available', () => assert.ok(kernel, MISSING));
 
   it('the verifier accepts every program', { skip: kernel === undefined && MISSING }, async () => {
@@ -36,5 +37,13 @@ describe('datapath on Debian\'s 6.1 kernel (qemu)', () => {
     assert.equal(r.exitCode, 0, `${earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
     assert.match(summary, /ℹ fail 0/);
     assert.match(summary, /ℹ pass (3[0-9])/);
+  });
+
+  it('IPVS mode: the semantic case table, graceful termination, restart and cleanup', { skip: kernel === undefined && MISSING }, async () => {
+    const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ipvs-lab.vm-test.ts'], { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+    const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
+    assert.equal(r.exitCode, 0, `${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
+    assert.match(summary, /ℹ fail 0/);
+    assert.match(summary, /ℹ pass (3[0-9]|4[0-9])/);
   });
 });

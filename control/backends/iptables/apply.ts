@@ -25,7 +25,8 @@ export interface IptablesSyncReport {
 
 export type IptablesVariant = 'nft' | 'legacy';
 
-function tools(family: Family, variant: IptablesVariant): { restore: string; iptables: string; save: string } {
+/** The tools of one family and variant: iptables-nft-restore, ip6tables-legacy, ... */
+export function iptablesTools(family: Family, variant: IptablesVariant): { restore: string; iptables: string; save: string } {
   const base = family === 4 ? 'iptables' : 'ip6tables';
   return { restore: `${base}-${variant}-restore`, iptables: `${base}-${variant}`, save: `${base}-${variant}-save` };
 }
@@ -38,7 +39,7 @@ export async function detectVariant(run: (file: string, args: string[]) => Promi
   const count = async (v: IptablesVariant): Promise<number> => {
     let n = 0;
     for (const family of [4, 6] as const) {
-      const r = await run(tools(family, v).save, []);
+      const r = await run(iptablesTools(family, v).save, []);
       if (r.ok) n += r.out.split('\n').filter((l) => l.startsWith('-')).length;
     }
     return n;
@@ -75,7 +76,7 @@ export class IptablesBackend {
   async canaryMissing(): Promise<boolean> {
     const variant = await this.detected();
     for (const family of this.o.families) {
-      const r = await this.run(tools(family, variant).iptables, ['-w', '-t', 'mangle', '-S', 'KUBE-PROXY-CANARY']);
+      const r = await this.run(iptablesTools(family, variant).iptables, ['-w', '-t', 'mangle', '-S', 'KUBE-PROXY-CANARY']);
       if (!r.ok) return true;
     }
     return false;
@@ -98,7 +99,7 @@ export class IptablesBackend {
       for (const [key, text] of now) if (forceFull || before.get(key) !== text) changed.add(key);
       const stale = staleChains(before, rules);
       const text = renderRestore(rules, forceFull ? undefined : changed, stale);
-      const t = tools(family, variant);
+      const t = iptablesTools(family, variant);
       const r = await this.run(t.restore, ['-w', '--noflush'], text);
       if (!r.ok) {
         if (forceFull) this.restoreFailures++;
@@ -117,7 +118,7 @@ export class IptablesBackend {
   }
 
   private async ensureJumps(family: Family, variant: IptablesVariant): Promise<void> {
-    const bin = tools(family, variant).iptables;
+    const bin = iptablesTools(family, variant).iptables;
     for (const j of JUMPS) {
       const exists = await this.run(bin, ['-w', '-t', j.table, '-C', j.chain, ...j.args]);
       if (exists.ok) continue;

@@ -1,0 +1,180 @@
+// The IPVS adapter: reads what the kernel holds (ipvsadm -L -n, ipset save, kube-ipvs0's
+// addresses), and feeds the planned difference through stdin: `ipset restore -exist`,
+// `ip -batch -`, `ipvsadm -R`, `iptables-restore --noflush`. Order keeps traffic flowing: sets,
+// addresses and virtual servers are added before the iptables rules that use them, and removed
+// after.
+import { execFile } from 'node:child_process';
+import type { Family } from '../../model/ip.ts';
+import type { DesiredState } from '../../model/types.ts';
+import { detectVariant, iptablesTools, type IptablesVariant } from '../iptables/apply.ts';
+import { renderRestore } from '../iptables/compile.ts';
+import { compileIpvs, DUMMY_DEVICE, IPVS_JUMPS, setName, type CompiledIpvs, type VirtualServer } from './compile.ts';
+import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs, type ListedVirtualServer } from './plan.ts';
+
+export type Runner = (file: string, args: string[], input?: string) => Promise<{ ok: boolean; out: string }>;
+
+export function ipvsRunner(prefix: readonly string[] = []): Runner {
+  return (file, args, input) =>
+    new Promise((resolve) => {
+      const argv = [...prefix, file, ...args];
+      const child = execFile(argv[0]!, argv.slice(1), { maxBuffer: 1 << 30 }, (error, stdout, stderr) => resolve({ ok: error === null, out: error ? String(stderr || error.message) : String(stdout) }));
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(input);
+    });
+}
+
+export interface IpvsOptions {
+  families: readonly Family[];
+  /** --ipvs-scheduler; "" is rr. */
+  scheduler: string;
+  /** Prepended to every command (the lab runs them inside a node's netns); empty in production. */
+  commandPrefix?: readonly string[];
+  randomFully?: boolean;
+  /** kube-proxy's ipvs.tcpTimeout / tcpFinTimeout / udpTimeout in seconds; 0 leaves the kernel's. */
+  timeouts?: { tcp: number; tcpFin: number; udp: number };
+}
+
+export interface IpvsSyncReport {
+  virtualServers: number;
+  /** Lines sent to each tool in this sync. */
+  sent: { ipvsadm: number; ipset: number; ip: number };
+  draining: number;
+  variant: IptablesVariant;
+}
+
+// kube-proxy's IPVS sysctls: conntrack for IPVS flows (so iptables can masquerade them), drop
+// flows to deleted real servers at once, and forget persistence templates of quiesced ones.
+const SYSCTLS = ['net.ipv4.vs.conntrack=1', 'net.ipv4.vs.expire_nodest_conn=1', 'net.ipv4.vs.expire_quiescent_template=1', 'net.ipv4.ip_forward=1'];
+
+export class IpvsBackend {
+  private readonly o: IpvsOptions;
+  private readonly run: Runner;
+  private variant: IptablesVariant | undefined;
+  private prepared = false;
+  /** Virtual servers applied last (ours, whatever the kernel lists). */
+  private applied = new Map<string, VirtualServer>();
+  private lastDesired = new Map<string, VirtualServer>();
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Everything sent, for tests that count what a change sent. */
+  readonly sent: Array<{ tool: 'ipvsadm' | 'ipset' | 'ip' | 'iptables'; text: string }> = [];
+  syncFailures = 0;
+
+  constructor(o: IpvsOptions, run: Runner = ipvsRunner(o.commandPrefix)) {
+    this.o = o;
+    this.run = run;
+  }
+
+  private async must(file: string, args: string[], input?: string): Promise<string> {
+    const r = await this.run(file, args, input);
+    if (!r.ok) throw new Error(`${file} ${args.join(' ')}: ${r.out.trim()}`);
+    return r.out;
+  }
+
+  private async send(tool: 'ipvsadm' | 'ipset' | 'ip', lines: readonly string[]): Promise<void> {
+    if (lines.length === 0) return;
+    const text = `${lines.join('\n')}\n`;
+    const [file, args] = tool === 'ipvsadm' ? ['ipvsadm', ['-R']] : tool === 'ipset' ? ['ipset', ['restore', '-exist']] : ['ip', ['-batch', '-']];
+    await this.must(file, args, text);
+    this.sent.push({ tool, text });
+  }
+
+  /** Once: the IPVS module (ipvsadm loads it), kube-proxy's sysctls, the dummy device. */
+  private async prepare(): Promise<void> {
+    if (this.prepared) return;
+    await this.must('ipvsadm', ['-L', '-n']);
+    const sysctls = this.o.families.includes(6) ? [...SYSCTLS, 'net.ipv6.conf.all.forwarding=1'] : SYSCTLS;
+    for (const s of sysctls) await this.must('sysctl', ['-q', '-w', s]);
+    const t = this.o.timeouts;
+    if (t !== undefined && (t.tcp > 0 || t.tcpFin > 0 || t.udp > 0)) await this.must('ipvsadm', ['--set', String(t.tcp), String(t.tcpFin), String(t.udp)]);
+    const link = await this.run('ip', ['link', 'show', DUMMY_DEVICE]);
+    if (!link.ok) await this.must('ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy']);
+    this.variant = await detectVariant((f, a) => this.run(f, a));
+    this.prepared = true;
+  }
+
+  private async boundAddresses(): Promise<Map<Family, Set<string>>> {
+    const out = new Map<Family, Set<string>>([[4, new Set()], [6, new Set()]]);
+    const listed = JSON.parse(await this.must('ip', ['-j', 'address', 'show', 'dev', DUMMY_DEVICE])) as Array<{ addr_info?: Array<{ family: string; local: string }> }>;
+    for (const a of listed[0]?.addr_info ?? []) out.get(a.family === 'inet6' ? 6 : 4)!.add(a.local);
+    return out;
+  }
+
+  private serialized<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  sync(state: DesiredState): Promise<IpvsSyncReport> {
+    return this.serialized(async () => {
+      try {
+        return await this.syncNow(state);
+      } catch (e) {
+        this.syncFailures++;
+        throw e;
+      }
+    });
+  }
+
+  /** Re-plans real servers only: drained ones (no connections left) go. */
+  drain(): Promise<number> {
+    return this.serialized(async () => {
+      const listed = parseIpvsList(await this.must('ipvsadm', ['-L', '-n']));
+      const plan = planIpvs(listed, this.lastDesired, () => false);
+      await this.send('ipvsadm', plan.commands);
+      return plan.draining;
+    });
+  }
+
+  private async syncNow(state: DesiredState): Promise<IpvsSyncReport> {
+    await this.prepare();
+    const compiled: CompiledIpvs[] = this.o.families.map((f) => compileIpvs(state, f, { scheduler: this.o.scheduler, randomFully: this.o.randomFully ?? true }));
+    const before = this.sent.length;
+    const bound = await this.boundAddresses();
+
+    // 1. Sets and their new entries, addresses, virtual and real servers.
+    const setNames = new Set(compiled.flatMap((c) => [...c.ipsets.keys()]));
+    const sets = parseIpsetSave(await this.must('ipset', ['save']), setNames);
+    const setPlans = compiled.map((c) => planIpsets(sets, c.ipsets));
+    await this.send('ipset', setPlans.flatMap((p) => p.adds));
+    const addressPlans = compiled.map((c) => planAddresses(bound.get(c.family)!, c.addresses, c.family));
+    await this.send('ip', addressPlans.flatMap((p) => p.adds));
+
+    const desired = new Map<string, VirtualServer>();
+    for (const c of compiled) for (const [k, vs] of c.virtualServers) desired.set(k, vs);
+    const nodePorts = new Set<string>();
+    for (const c of compiled) {
+      for (const proto of ['TCP', 'UDP'] as const) {
+        for (const p of sets.get(setName(`NODE-PORT-${proto}`, c.family))?.entries ?? []) nodePorts.add(`${proto}/${p}`);
+      }
+    }
+    const nodeIPs = new Set([...state.families.values()].flatMap((fs) => fs.nodeIPs));
+    const boundAny = new Set([...bound.values()].flatMap((s) => [...s]));
+    // Ours: on kube-ipvs0, applied by this process, or a NodePort we listed in our sets.
+    const owned = (key: string, vs: ListedVirtualServer): boolean => boundAny.has(vs.address) || this.applied.has(key) || (nodeIPs.has(vs.address) && nodePorts.has(`${vs.protocol}/${vs.port}`));
+    const plan = planIpvs(parseIpvsList(await this.must('ipvsadm', ['-L', '-n'])), desired, owned);
+    await this.send('ipvsadm', plan.commands);
+    this.applied = desired;
+    this.lastDesired = desired;
+
+    // 2. The iptables rules (a constant handful: the sets carry the services).
+    const variant = this.variant!;
+    for (const c of compiled) {
+      const text = renderRestore(c.iptables);
+      const t = iptablesTools(c.family, variant);
+      await this.must(t.restore, ['-w', '--noflush'], text);
+      this.sent.push({ tool: 'iptables', text });
+      for (const j of IPVS_JUMPS) {
+        if ((await this.run(t.iptables, ['-w', '-t', j.table, '-C', j.chain, ...j.args])).ok) continue;
+        await this.must(t.iptables, ['-w', '-t', j.table, '-I', j.chain, ...j.args]);
+      }
+    }
+
+    // 3. What nothing uses any more.
+    await this.send('ip', addressPlans.flatMap((p) => p.deletions));
+    await this.send('ipset', setPlans.flatMap((p) => p.deletions));
+
+    const lines = (tool: string): number => this.sent.slice(before).filter((s) => s.tool === tool).reduce((n, s) => n + s.text.split('\n').length - 1, 0);
+    return { virtualServers: desired.size, sent: { ipvsadm: lines('ipvsadm'), ipset: lines('ipset'), ip: lines('ip') }, draining: plan.draining, variant };
+  }
+}

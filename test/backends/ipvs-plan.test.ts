@@ -1,0 +1,120 @@
+// IPVS mode's pure parts: the compiled kernel state for kube-proxy's test-cluster shapes against
+// a golden file (virtual servers, ipsets, iptables rules), the listing parsers, and the plans:
+// graceful termination, ownership, ipset and address differences.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { compileIpvs, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs } from '../../control/backends/ipvs/plan.ts';
+import { renderRestore } from '../../control/backends/iptables/compile.ts';
+import { kubeProxyTestCluster } from '../cases/kube-proxy-cluster.ts';
+
+function render(): string {
+  const c = compileIpvs(kubeProxyTestCluster().state(), 4, { scheduler: 'rr', randomFully: true });
+  const plan = planIpvs(new Map(), c.virtualServers, () => true);
+  const sets = planIpsets(new Map(), c.ipsets);
+  const addresses = planAddresses(new Set(), c.addresses, 4);
+  return ['# ipvsadm -R', ...plan.commands, '# ipset restore -exist', ...sets.adds, '# ip -batch -', ...addresses.adds, '# iptables-restore --noflush', renderRestore(c.iptables)].join('\n');
+}
+
+const LISTING = `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.96.0.10:80 rr
+  -> 10.244.0.11:8080             Masq    1      1          0
+  -> 10.244.1.11:8080             Masq    1      0          0
+TCP  10.96.0.12:80 rr persistent 60
+  -> 10.244.0.11:8080             Masq    1      0          3
+UDP  10.96.0.10:53 rr
+  -> 10.244.0.11:8080             Masq    1      0          1
+TCP  [fd00:96::10]:80 rr
+  -> [fd00:10:244::b]:8080        Masq    1      0          0
+FWM  7 rr
+  -> 10.1.1.1:0                   Route   1      0          0
+TCP  192.0.2.10:80 wlc
+`;
+
+const vs = (address: string, port: number, rs: string[], extra: Partial<VirtualServer> = {}): [string, VirtualServer] => [
+  vsKey(extra.protocol ?? 'TCP', address, port),
+  { protocol: 'TCP', address, port, scheduler: 'rr', persistenceSeconds: 0, realServers: new Map(rs.map((r) => [r, { ip: r.split(':')[0]!, port: 8080, weight: 1 }])), ...extra },
+];
+
+describe('IPVS mode: compile and plan', () => {
+  it('matches test/backends/golden/ipvs-v4.txt', () => {
+    const file = fileURLToPath(new URL('./golden/ipvs-v4.txt', import.meta.url));
+    const text = render();
+    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, text);
+    assert.equal(text, readFileSync(file, 'utf8'));
+  });
+
+  it('parses ipvsadm -L -n, IPv6 and persistence included, firewall marks skipped', () => {
+    const l = parseIpvsList(LISTING);
+    assert.deepEqual([...l.keys()], ['-t 10.96.0.10:80', '-t 10.96.0.12:80', '-u 10.96.0.10:53', '-t [fd00:96::10]:80', '-t 192.0.2.10:80']);
+    assert.equal(l.get('-t 10.96.0.12:80')!.persistenceSeconds, 60);
+    assert.deepEqual(l.get('-t 10.96.0.10:80')!.realServers.get('10.244.0.11:8080'), { ip: '10.244.0.11', port: 8080, weight: 1, active: 1, inactive: 0 });
+    assert.equal(l.get('-t [fd00:96::10]:80')!.realServers.has('[fd00:10:244::b]:8080'), true);
+  });
+
+  it('graceful termination: TCP with connections goes to weight 0, without them or UDP is deleted', () => {
+    const current = parseIpvsList(LISTING);
+    const desired = new Map([
+      vs('10.96.0.10', 80, ['10.244.1.11:8080']),
+      vs('10.96.0.12', 80, [], { persistenceSeconds: 60 }),
+      vs('10.96.0.10', 53, [], { protocol: 'UDP' }),
+      vs('fd00:96::10', 80, ['[fd00:10:244::b]:8080']),
+    ]);
+    const plan = planIpvs(current, desired, (_key, v) => v.address !== '192.0.2.10');
+    assert.deepEqual(plan.commands, [
+      '-e -t 10.96.0.10:80 -r 10.244.0.11:8080 -m -w 0', // one active connection
+      '-e -t 10.96.0.12:80 -r 10.244.0.11:8080 -m -w 0', // three in TIME_WAIT and the like
+      '-d -u 10.96.0.10:53 -r 10.244.0.11:8080', // UDP: at once
+    ]);
+    assert.equal(plan.draining, 2);
+    // Once drained (weight 0, no connections), deleted; a returning endpoint gets its weight back.
+    const drained = parseIpvsList(LISTING.replace('Masq    1      1          0', 'Masq    0      0          0').replace('Masq    1      0          3', 'Masq    0      0          0'));
+    assert.deepEqual(planIpvs(drained, desired, () => false).commands, ['-d -t 10.96.0.10:80 -r 10.244.0.11:8080', '-d -t 10.96.0.12:80 -r 10.244.0.11:8080', '-d -u 10.96.0.10:53 -r 10.244.0.11:8080']);
+    const back = new Map([...desired, vs('10.96.0.10', 80, ['10.244.0.11:8080', '10.244.1.11:8080'])]);
+    assert.ok(planIpvs(drained, back, () => false).commands.includes('-e -t 10.96.0.10:80 -r 10.244.0.11:8080 -m -w 1'));
+  });
+
+  it('deletes only virtual servers that are ours; creates and edits the rest', () => {
+    const current = parseIpvsList(LISTING);
+    const desired = new Map([vs('10.96.0.10', 80, ['10.244.0.11:8080', '10.244.1.11:8080'], { scheduler: 'lc' }), vs('10.96.0.99', 80, ['10.244.1.11:8080'], { persistenceSeconds: 10800 })]);
+    const plan = planIpvs(current, desired, (_key, v) => v.address.startsWith('10.96.') || v.address.startsWith('fd00:96:'));
+    assert.deepEqual(plan.commands, [
+      '-E -t 10.96.0.10:80 -s lc',
+      '-A -t 10.96.0.99:80 -s rr -p 10800',
+      '-a -t 10.96.0.99:80 -r 10.244.1.11:8080 -m -w 1',
+      '-D -t 10.96.0.12:80',
+      '-D -u 10.96.0.10:53',
+      '-D -t [fd00:96::10]:80',
+    ]);
+  });
+
+  it('ipsets: kube-proxy names (KUBE-6- for IPv6, cut to 31 characters), entries added and deleted one by one', () => {
+    assert.equal(setName('LOAD-BALANCER-SOURCE-CIDR', 6), 'KUBE-6-LOAD-BALANCER-SOURCE-CID');
+    const c = compileIpvs(kubeProxyTestCluster().state(), 4, { scheduler: 'rr', randomFully: true });
+    const saved = `create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
+add KUBE-CLUSTER-IP 172.30.0.41,tcp:80
+add KUBE-CLUSTER-IP 172.30.0.99,tcp:80
+create KUBE-LOAD-BALANCER-SOURCE-CIDR hash:ip,port,net family inet hashsize 1024 maxelem 65536
+add KUBE-LOAD-BALANCER-SOURCE-CIDR 1.2.3.4,tcp:80,203.0.113.0/25
+create someone-else hash:ip family inet
+add someone-else 192.0.2.1
+`;
+    const current = parseIpsetSave(saved, new Set(c.ipsets.keys()));
+    assert.equal(current.has('someone-else'), false);
+    const plan = planIpsets(current, c.ipsets);
+    assert.ok(!plan.adds.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536'), 'an existing set is not created again');
+    assert.ok(!plan.adds.includes('add KUBE-CLUSTER-IP 172.30.0.41,tcp:80'));
+    assert.ok(plan.adds.includes('add KUBE-CLUSTER-IP 172.30.0.42,tcp:80'));
+    assert.ok(!plan.adds.some((l) => l.startsWith('add KUBE-LOAD-BALANCER-SOURCE-CIDR')), 'already there');
+    assert.deepEqual(plan.deletions, ['del KUBE-CLUSTER-IP 172.30.0.99,tcp:80']);
+  });
+
+  it('kube-ipvs0 addresses: bind the new, unbind the gone', () => {
+    assert.deepEqual(planAddresses(new Set(['10.96.0.1', '10.96.0.2']), new Set(['10.96.0.2', '10.96.0.3']), 4), { adds: ['address add 10.96.0.3/32 dev kube-ipvs0'], deletions: ['address del 10.96.0.1/32 dev kube-ipvs0'] });
+    assert.deepEqual(planAddresses(new Set(), new Set(['fd00::1']), 6).adds, ['address add fd00::1/128 dev kube-ipvs0 nodad']);
+  });
+});
