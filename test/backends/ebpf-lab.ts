@@ -29,10 +29,14 @@ export interface ProgrammedNode {
   cgroup: string;
 }
 
-export function programNode(lab: Lab, n: LabNode): ProgrammedNode {
+/** The semantic cluster, unless `fill` loads another one into the node's model. */
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void): ProgrammedNode {
   const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
-  for (const s of services) tracker.upsertService(s);
-  for (const s of slices) tracker.upsertSlice(s);
+  if (fill !== undefined) fill(tracker);
+  else {
+    for (const s of services) tracker.upsertService(s);
+    for (const s of slices) tracker.upsertSlice(s);
+  }
   tracker.flush();
   const datapath = EbpfDatapath.open({ object: datapathObject, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({

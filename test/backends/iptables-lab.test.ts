@@ -10,11 +10,14 @@ import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, services, slices } fr
 import { slice } from '../cases/objects.ts';
 import { Lab, netnsPath, type LabNode } from '../lab/lab.ts';
 import { checkCase, routeServiceIpsViaNode0 } from './case-check.ts';
+import { udpFlowMovesOff } from './udp-flow.ts';
+import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
 import { nodeObject } from './ebpf-lab.ts';
 
 interface Node {
   tracker: ChangeTracker;
   backend: IptablesBackend;
+  cleaner: UdpConntrackCleaner;
 }
 
 describe('iptables mode: semantic case table with real packets', () => {
@@ -28,7 +31,9 @@ describe('iptables mode: semantic case table with real packets', () => {
     tracker.flush();
     const backend = new IptablesBackend({ families: [4, 6], commandPrefix: ['nsenter', `--net=${netnsPath(n.netns)}`, '--'] });
     await backend.sync(tracker.state(), true);
-    return { tracker, backend };
+    const cleaner = new UdpConntrackCleaner(conntrackRunner(['nsenter', `--net=${netnsPath(n.netns)}`, '--']));
+    await cleaner.afterSync(tracker.state());
+    return { tracker, backend, cleaner };
   };
 
   before(async () => {
@@ -45,6 +50,11 @@ describe('iptables mode: semantic case table with real packets', () => {
   for (const c of cases.filter((x) => !('node' in x.from && x.src === LB_IP))) {
     it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state()));
   }
+
+  it('a UDP flow to a removed endpoint moves on once its stale conntrack entry is cleared', async () => {
+    const n0 = nodes[0]!;
+    await udpFlowMovesOff(lab, n0.tracker, () => n0.backend.sync(n0.tracker.state(), false), n0.cleaner);
+  });
 
   it('a one-service change rewrites only that service\'s chains', async () => {
     const n0 = nodes[0]!;

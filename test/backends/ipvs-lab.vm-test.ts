@@ -19,6 +19,8 @@ import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, services, slices } fr
 import { service, slice } from '../cases/objects.ts';
 import { Lab, netnsPath, type LabNode } from '../lab/lab.ts';
 import { checkCase, routeServiceIpsViaNode0 } from './case-check.ts';
+import { udpFlowMovesOff } from './udp-flow.ts';
+import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
 import { nodeObject } from './ebpf-lab.ts';
 
 const HOLD = fileURLToPath(new URL('../lab/hold-connection.ts', import.meta.url));
@@ -26,6 +28,7 @@ const HOLD = fileURLToPath(new URL('../lab/hold-connection.ts', import.meta.url)
 interface Node {
   tracker: ChangeTracker;
   backend: IpvsBackend;
+  cleaner: UdpConntrackCleaner;
 }
 
 describe('IPVS mode: semantic case table with real packets', () => {
@@ -40,7 +43,9 @@ describe('IPVS mode: semantic case table with real packets', () => {
     tracker.flush();
     const backend = new IpvsBackend({ families: [4, 6], scheduler: 'rr', commandPrefix: prefixOf(n) });
     await backend.sync(tracker.state());
-    return { tracker, backend };
+    const cleaner = new UdpConntrackCleaner(conntrackRunner(prefixOf(n)));
+    await cleaner.afterSync(tracker.state());
+    return { tracker, backend, cleaner };
   };
 
   before(async () => {
@@ -59,6 +64,11 @@ describe('IPVS mode: semantic case table with real packets', () => {
   }
 
   const listed = async (n: LabNode): Promise<ReturnType<typeof parseIpvsList>> => parseIpvsList(await lab.exec(n.netns, 'ipvsadm', ['-L', '-n']));
+
+  it('a UDP flow to a removed endpoint moves on once its stale conntrack entry is cleared', async () => {
+    const n0 = nodes[0]!;
+    await udpFlowMovesOff(lab, n0.tracker, () => n0.backend.sync(n0.tracker.state()), n0.cleaner, { ipvs: true });
+  });
 
   it('a one-service change sends only that service\'s commands', async () => {
     const n0 = nodes[0]!;

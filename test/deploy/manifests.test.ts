@@ -69,5 +69,7 @@ describe('deploy manifests', () => {
     assert.match(text, /COPY build\/Release\/switchyard\.node/);
     assert.match(text, /COPY build\/bpf\//);
     assert.match(text, /ENTRYPOINT \["node", "\/opt\/switchyard\/control\/cli\/main\.ts"\]/);
+    // The tools the rule-based modes and the probe run (iptables*, nft, ipset, ipvsadm, ip, sysctl).
+    for (const pkg of ['iptables', 'nftables', 'ipset', 'ipvsadm', 'iproute2', 'procps']) assert.match(text, new RegExp(`\\b${pkg}\\b`), pkg);
   });
 });

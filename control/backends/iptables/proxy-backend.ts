@@ -3,12 +3,15 @@
 import type { Family } from '../../model/ip.ts';
 import type { ChangeSet, DesiredState } from '../../model/types.ts';
 import type { BackendSyncResult, ProxyBackend } from '../backend.ts';
+import { UdpConntrackCleaner } from '../conntrack-cleanup.ts';
 import { IptablesBackend } from './apply.ts';
 
 export class IptablesProxyBackend implements ProxyBackend {
   readonly mode = 'iptables' as const;
   readonly minSyncPeriodMs: number;
   readonly syncPeriodMs: number;
+  /** Stale UDP flows go after each sync, as kube-proxy clears them. */
+  readonly conntrack = new UdpConntrackCleaner();
   readonly iptables: IptablesBackend;
 
   constructor(options: { families: readonly Family[]; minSyncPeriodMs: number; syncPeriodMs: number }) {
@@ -21,7 +24,7 @@ export class IptablesProxyBackend implements ProxyBackend {
 
   async sync(state: DesiredState, _changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
     const report = await this.iptables.sync(state, full || first);
-    return { failed: [], unsupported: [], details: { full: report.full, variant: report.variant, rulesPerTable: report.rulesPerTable, families: report.families } };
+    return { failed: [], unsupported: [], details: { full: report.full, variant: report.variant, rulesPerTable: report.rulesPerTable, families: report.families, ...(await this.conntrack.report(state)) } };
   }
 
   close(): void {}

@@ -4,12 +4,15 @@
 import type { Family } from '../../model/ip.ts';
 import type { ChangeSet, DesiredState } from '../../model/types.ts';
 import type { BackendSyncResult, ProxyBackend } from '../backend.ts';
+import { UdpConntrackCleaner } from '../conntrack-cleanup.ts';
 import { IpvsBackend } from './apply.ts';
 
 export class IpvsProxyBackend implements ProxyBackend {
   readonly mode = 'ipvs' as const;
   readonly minSyncPeriodMs: number;
   readonly syncPeriodMs: number;
+  /** Stale UDP flows go after each sync, as kube-proxy clears them. */
+  readonly conntrack = new UdpConntrackCleaner();
   readonly ipvs: IpvsBackend;
   private readonly drainCheckMs: number;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -36,7 +39,7 @@ export class IpvsProxyBackend implements ProxyBackend {
   async sync(state: DesiredState, _changes: ChangeSet, full: boolean): Promise<BackendSyncResult> {
     const report = await this.ipvs.sync(state);
     this.scheduleDrain(report.draining);
-    return { failed: [], unsupported: [], details: { full, ...report } };
+    return { failed: [], unsupported: [], details: { full, ...report, ...(await this.conntrack.report(state)) } };
   }
 
   private scheduleDrain(draining: number): void {

@@ -4,12 +4,15 @@
 import type { Family } from '../../model/ip.ts';
 import type { ChangeSet, DesiredState } from '../../model/types.ts';
 import type { BackendSyncResult, ProxyBackend } from '../backend.ts';
+import { UdpConntrackCleaner } from '../conntrack-cleanup.ts';
 import { NftablesBackend } from './apply.ts';
 
 export class NftablesProxyBackend implements ProxyBackend {
   readonly mode = 'nftables' as const;
   readonly minSyncPeriodMs: number;
   readonly syncPeriodMs: number;
+  /** Stale UDP flows go after each sync, as kube-proxy clears them. */
+  readonly conntrack = new UdpConntrackCleaner();
   readonly nftables: NftablesBackend;
 
   constructor(options: { families: readonly Family[]; minSyncPeriodMs: number; syncPeriodMs: number }) {
@@ -22,7 +25,7 @@ export class NftablesProxyBackend implements ProxyBackend {
 
   async sync(state: DesiredState, _changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
     const report = await this.nftables.sync(state, full || first);
-    return { failed: [], unsupported: [], details: { full: report.full, families: report.families } };
+    return { failed: [], unsupported: [], details: { full: report.full, families: report.families, ...(await this.conntrack.report(state)) } };
   }
 
   close(): void {}

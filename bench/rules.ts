@@ -1,0 +1,147 @@
+// The rule-based modes against each other and against eBPF, in one run:
+// 1. Sync times at 1k and 10k services (2 endpoints each, every 10th with a NodePort), inside a
+//    throwaway netns: a full sync, a one-service change and the same change as a full sync
+//    (iptables partial vs full, nftables incremental vs full rewrite, eBPF map writes).
+// 2. Connection setup through a ClusterIP among 10k services, from a lab pod to a pod on the
+//    other node: iptables (the benchmark service last in KUBE-SERVICES, kube-proxy's worst
+//    case), nftables (verdict maps) and the eBPF datapath, against the pod IP directly.
+//   npm run bench:rules   (root)
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { compileDatapath } from '../control/backends/ebpf/compile.ts';
+import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
+import { IptablesBackend } from '../control/backends/iptables/apply.ts';
+import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
+import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.ts';
+import { cleanupNftables } from '../control/backends/nftables/cleanup.ts';
+import { nodeFacts } from '../control/model/node.ts';
+import { ChangeTracker } from '../control/model/tracker.ts';
+import { DEFAULT_MODEL_CONFIG } from '../control/model/types.ts';
+import { service, slice } from '../test/cases/objects.ts';
+import { config } from '../test/cases/semantics.ts';
+import { programNode } from '../test/backends/ebpf-lab.ts';
+import { run } from '../test/lab/exec.ts';
+import { Lab, netnsPath } from '../test/lab/lab.ts';
+import { runPrefix } from '../test/lab/names.ts';
+import { writeReport } from './report.ts';
+
+const LOAD = fileURLToPath(new URL('../test/lab/load.ts', import.meta.url));
+const octets = (i: number): string => `${(i >> 8) & 255}.${i & 255}`;
+
+/** n services in namespace "load" plus, sorting last, zz/bench at 10.96.0.90 -> `benchEndpoint`. */
+function fill(t: ChangeTracker, n: number, benchEndpoint?: { ip: string; node: string }): void {
+  for (let i = 0; i < n; i++) {
+    const nodePort = i % 10 === 0 ? 30000 + i / 10 : undefined;
+    t.upsertService(service({ ns: 'load', name: `s${i}`, type: nodePort ? 'NodePort' : 'ClusterIP', clusterIPs: [`10.100.${octets(i)}`], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort }] }));
+    t.upsertSlice(slice({ ns: 'load', name: `s${i}-x`, service: `s${i}`, ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: `10.200.${octets(2 * i)}`, node: 'far' }, { ip: `10.200.${octets(2 * i + 1)}`, node: 'far' }] }));
+  }
+  if (benchEndpoint !== undefined) {
+    t.upsertService(service({ ns: 'zz', name: 'bench', clusterIPs: ['10.96.0.90'], ports: [{ port: 80, targetPort: 8080 }] }));
+    t.upsertSlice(slice({ ns: 'zz', name: 'bench-x', service: 'bench', ports: [{ port: 8080 }], endpoints: [benchEndpoint] }));
+  }
+}
+
+/** The one-service change: s(n/2) swaps one endpoint. */
+function change(t: ChangeTracker, n: number, round: number): void {
+  const i = Math.floor(n / 2);
+  t.upsertSlice(slice({ ns: 'load', name: `s${i}-x`, service: `s${i}`, ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: `10.200.${octets(2 * i)}`, node: 'far' }, { ip: `10.201.${octets(round)}`, node: 'far' }] }));
+  t.flush();
+}
+
+async function ms(f: () => Promise<unknown> | unknown): Promise<number> {
+  const t0 = performance.now();
+  await f();
+  return +(performance.now() - t0).toFixed(1);
+}
+
+function cluster(n: number): ChangeTracker {
+  const t = new ChangeTracker({ ...DEFAULT_MODEL_CONFIG, families: [4], clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR' }, nodeFacts('bench', { metadata: { name: 'bench' }, status: { addresses: [{ type: 'InternalIP', address: '10.254.0.11' }] } }));
+  fill(t, n);
+  t.flush();
+  return t;
+}
+
+async function syncTimes(n: number): Promise<Array<Record<string, string | number>>> {
+  const netns = `${runPrefix()}-bench`;
+  await run('ip', ['netns', 'add', netns]);
+  const prefix = ['nsenter', `--net=/run/netns/${netns}`, '--'];
+  const rows: Array<Record<string, string | number>> = [];
+  try {
+    let t = cluster(n);
+    const ipt = new IptablesBackend({ families: [4], commandPrefix: prefix });
+    const iptFull = await ms(() => ipt.sync(t.state(), true));
+    change(t, n, 1);
+    const iptPartial = await ms(() => ipt.sync(t.state(), false));
+    change(t, n, 2);
+    const iptFullAgain = await ms(() => ipt.sync(t.state(), true));
+    const rules = (await run('nsenter', [...prefix.slice(1), 'iptables-save', '-t', 'nat'])).split('\n').filter((l) => l.startsWith('-A')).length;
+    rows.push({ mode: 'iptables', services: n, rules, 'first sync ms': iptFull, 'one-service change ms': iptPartial, 'same change, full sync ms': iptFullAgain });
+    await cleanupIptables(defaultRunner(prefix));
+
+    t = cluster(n);
+    const nft = new NftablesBackend({ families: [4], commandPrefix: prefix });
+    const nftFirst = await ms(() => nft.sync(t.state(), false));
+    change(t, n, 1);
+    const nftIncremental = await ms(() => nft.sync(t.state(), false));
+    const bytes = nft.sent.at(-1)!.text.length;
+    change(t, n, 2);
+    const nftFull = await ms(() => nft.sync(t.state(), true));
+    rows.push({ mode: 'nftables', services: n, 'first sync ms': nftFirst, 'one-service change ms': nftIncremental, 'same change, full sync ms': nftFull, 'change bytes': bytes });
+    await cleanupNftables(nftRunner(prefix));
+
+    t = cluster(n);
+    const pinDir = `/sys/fs/bpf/${netns}`;
+    const dp = EbpfDatapath.open({ object: fileURLToPath(new URL('../build/bpf/datapath.o', import.meta.url)), pinDir });
+    try {
+      const first = await ms(() => dp.sync(compileDatapath(t.state())));
+      change(t, n, 1);
+      const one = await ms(() => dp.sync(compileDatapath(t.state())));
+      rows.push({ mode: 'ebpf', services: n, 'first sync ms': first, 'one-service change ms': one });
+    } finally {
+      dp.close();
+      rmSync(pinDir, { recursive: true, force: true });
+    }
+  } finally {
+    await run('ip', ['netns', 'del', netns]);
+  }
+  return rows;
+}
+
+async function connectionSetup(n: number): Promise<Array<Record<string, string | number>>> {
+  const lab = await Lab.create({ nodes: 2, podsPerNode: 4 });
+  try {
+    const server = lab.pod('n1p1');
+    const n0 = lab.nodes[0]!;
+    const prefix = ['nsenter', `--net=${netnsPath(n0.netns)}`, '--'];
+    const tracker = new ChangeTracker(config, nodeFacts(n0.name, { metadata: { name: n0.name }, spec: { podCIDRs: [n0.podCidrV4] }, status: { addresses: [{ type: 'InternalIP', address: n0.ipv4 }] } }));
+    fill(tracker, n, { ip: server.ipv4, node: 'n1' });
+    tracker.flush();
+    // One client pod per path: the server keeps TIME_WAIT for every closed connection, and the
+    // same client tuple through two paths would measure those collisions.
+    const rate = async (client: string, host: string, port: number): Promise<number> => {
+      let best = 0;
+      for (let i = 0; i < 3; i++) best = Math.max(best, (JSON.parse(await lab.exec(lab.pod(client).netns, process.execPath, [LOAD, JSON.stringify({ mode: 'connections', host, port, seconds: 3 })])) as { perSecond: number }).perSecond);
+      return best;
+    };
+    const direct = await rate('n0p0', server.ipv4, 8080);
+    await new IptablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
+    const ipt = await rate('n0p1', '10.96.0.90', 80);
+    await cleanupIptables(defaultRunner(prefix));
+    await new NftablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
+    const nft = await rate('n0p2', '10.96.0.90', 80);
+    await cleanupNftables(nftRunner(prefix));
+    const programmed = programNode(lab, n0, (t) => fill(t, n, { ip: server.ipv4, node: 'n1' }));
+    const ebpf = await rate('n0p3', '10.96.0.90', 80);
+    programmed.datapath.close();
+    const row = (path: string, cps: number): Record<string, string | number> => ({ path, services: n, 'connections/s': Math.round(cps), 'µs per connection': +(1e6 / cps).toFixed(1), 'vs direct': +(cps / direct).toFixed(3) });
+    return [row('pod IP (baseline)', direct), row('ClusterIP, iptables', ipt), row('ClusterIP, nftables', nft), row('ClusterIP, eBPF', ebpf)];
+  } finally {
+    await lab.teardown();
+  }
+}
+
+const sync = [...(await syncTimes(1000)), ...(await syncTimes(10_000))];
+console.table(sync);
+const setup = await connectionSetup(10_000);
+console.table(setup);
+console.log(`written ${writeReport('rules', { sync, connectionSetup: setup, note: 'sync: one netns, IPv4, 2 endpoints per service, every 10th with a NodePort; connection setup: sequential connect/read/close from a pod on n0 to a pod on n1, best of 3 rounds of 3 s, one client pod per path' })}`);
