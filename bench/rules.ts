@@ -1,7 +1,8 @@
 // The rule-based modes against each other and against eBPF, in one run:
 // 1. Sync times at 1k and 10k services (2 endpoints each, every 10th with a NodePort), inside a
 //    throwaway netns: a full sync, a one-service change and the same change as a full sync
-//    (iptables partial vs full, nftables incremental vs full rewrite, eBPF map writes).
+//    (iptables partial vs full, nftables incremental vs full repair against the listing, eBPF
+//    map writes), and for nftables an agent restart's first sync and a periodic no-change sync.
 // 2. Connection setup through a ClusterIP among 10k services, from a lab pod to a pod on the
 //    other node: iptables (the benchmark service last in KUBE-SERVICES, kube-proxy's worst
 //    case), nftables (verdict maps) and the eBPF datapath, against the pod IP directly.
@@ -86,7 +87,11 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     const bytes = nft.sent.at(-1)!.text.length;
     change(t, n, 2);
     const nftFull = await ms(() => nft.sync(t.state(), true));
-    rows.push({ mode: 'nftables', services: n, 'first sync ms': nftFirst, 'one-service change ms': nftIncremental, 'same change, full sync ms': nftFull, 'change bytes': bytes });
+    // An agent restart: a new backend's first sync lists the table and rewrites nothing.
+    const restarted = new NftablesBackend({ families: [4], commandPrefix: prefix });
+    const nftRestart = await ms(() => restarted.sync(t.state(), false));
+    const periodic = await ms(() => restarted.sync(t.state(), false));
+    rows.push({ mode: 'nftables', services: n, 'first sync ms': nftFirst, 'one-service change ms': nftIncremental, 'same change, full sync ms': nftFull, 'change bytes': bytes, 'restart (full, nothing drifted) ms': nftRestart, 'periodic sync, no change ms': periodic });
     await cleanupNftables(nftRunner(prefix));
 
     t = cluster(n);

@@ -83,17 +83,36 @@ describe('nftables mode: semantic case table with real packets', () => {
     const report = await n0.backend.sync(n0.tracker.state(), true);
     assert.equal(report.full, true);
     assert.ok(!n0.backend.sent.at(-1)!.text.includes('delete table'));
+    assert.deepEqual(report.families.map((f) => [f.family, f.chainsWritten, f.chainsDeleted]), [[4, 0, 0], [6, 0, 0]], 'nothing drifted, so the listing matches every chain and none is rewritten');
     const table = await lab.exec(lab.nodes[0]!.netns, 'nft', ['list', 'table', 'ip', 'kube-proxy']);
     assert.match(table, /set affinity-[^{]*\{[^}]*elements = \{ 10\.244\.0\.10 /, 'the client is still remembered');
     const again = await lab.probe(lab.pod('n0p0').netns, { ...sticky, count: 6 });
     assert.ok(again.every((x) => x.ok && x.reply.pod === pod), 'the same endpoint after the full sync');
   });
 
+  it('a full sync repairs exactly the chains changed behind its back', async () => {
+    const n0 = nodes[0]!;
+    const node = lab.nodes[0]!.netns;
+    const chains = (await lab.exec(node, 'nft', ['list', 'chains', 'ip'])).match(/chain (service-\S+demo\/np\/tcp\S*) /);
+    assert.ok(chains !== null, 'np has a service chain');
+    const victim = chains[1]!;
+    await lab.exec(node, 'nft', ['flush', 'chain', 'ip', 'kube-proxy', victim]);
+    await lab.exec(node, 'nft', ['add', 'chain', 'ip', 'kube-proxy', 'somebody-elses']);
+    const report = await n0.backend.sync(n0.tracker.state(), true);
+    assert.deepEqual(report.families.map((f) => [f.family, f.chainsWritten, f.chainsDeleted]), [[4, 1, 1], [6, 0, 0]]);
+    assert.match(n0.backend.sent.findLast((t) => t.family === 4)!.text, new RegExp(`add rule ip kube-proxy ${victim.replace(/[/.]/g, '\\$&')} `));
+    const r = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: lab.nodes[0]!.ipv4, port: 30080 }], count: 2 });
+    assert.ok(r.every((x) => x.ok), 'np works again');
+  });
+
   it('a deleted table is noticed and rewritten whole by the next sync', async () => {
     const n0 = nodes[0]!;
     await lab.exec(lab.nodes[0]!.netns, 'nft', ['delete', 'table', 'ip', 'kube-proxy']);
+    const failures = n0.backend.partialSyncFailures;
     const report = await n0.backend.sync(n0.tracker.state(), false);
     assert.deepEqual(report.families.map((f) => f.full), [true, false]);
+    assert.equal(n0.backend.partialSyncFailures, failures + 1, 'the partial transaction failed on the missing table');
+    assert.match(n0.backend.partialFailure ?? '', /No such file or directory/);
     const r = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 2 });
     assert.ok(r.every((x) => x.ok));
   });

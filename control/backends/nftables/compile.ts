@@ -5,7 +5,7 @@
 // in the filter hooks; LoadBalancerSourceRanges by firewall-ips before DNAT.
 // Pure: the result is a set of named objects that render.ts turns into `nft -f -` transactions,
 // whole or as the difference from what was applied before.
-import type { Family } from '../../model/ip.ts';
+import { canonicalIp, familyOf, ipToBigInt, type Family } from '../../model/ip.ts';
 import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
 import { endpointObjects, servicePortObjects } from './names.ts';
 
@@ -91,11 +91,27 @@ function rule(b: Builder, chain: string, text: string): void {
   rules.push(text);
 }
 
+/**
+ * Addresses and CIDRs as an nft match operand, the way `nft list` prints them: host prefixes
+ * dropped, canonical addresses, sorted, and one element without braces.
+ */
+export function nftAddressSet(cidrs: readonly string[]): string {
+  const items = cidrs.map((c) => {
+    const [addr, len] = c.split('/') as [string, string | undefined];
+    const ip = canonicalIp(addr) ?? addr;
+    const host = familyOf(ip) === 6 ? '128' : '32';
+    return { ip, text: len === undefined || len === host ? ip : `${ip}/${len}` };
+  });
+  items.sort((a, b) => { const d = ipToBigInt(a.ip) - ipToBigInt(b.ip); return d < 0n ? -1 : d > 0n ? 1 : 0; });
+  const texts = [...new Set(items.map((i) => i.text))];
+  return texts.length === 1 ? texts[0]! : `{ ${texts.join(', ')} }`;
+}
+
 /** kube-proxy's local-traffic detector as nft matches: [is local, is not local], or undefined. */
 function localMatches(fs: FamilyState, ipX: string): [string, string] | undefined {
   const d = fs.localDetector;
   if ((d.mode === 'ClusterCIDR' || d.mode === 'NodeCIDR') && d.cidrs.length > 0) {
-    const cidrs = d.cidrs.length === 1 ? d.cidrs[0]! : `{ ${d.cidrs.join(', ')} }`;
+    const cidrs = nftAddressSet(d.cidrs);
     return [`${ipX} saddr ${cidrs}`, `${ipX} saddr != ${cidrs}`];
   }
   if (d.mode === 'BridgeInterface' && d.interfaceName !== '') return [`iifname ${quote(d.interfaceName)}`, `iifname != ${quote(d.interfaceName)}`];
@@ -118,9 +134,10 @@ function setup(b: Builder, fs: FamilyState, family: Family): void {
   for (const name of ['services', 'service-endpoints-check', 'nodeport-endpoints-check', 'firewall-check', 'cluster-ips-check', 'masquerading', 'mark-for-masquerade', 'reject-chain']) b.chains.set(name, []);
   for (const [chain, from, condition] of JUMPS) rule(b, from, `${condition === '' ? '' : `${condition} `}jump ${chain}`);
 
-  rule(b, 'mark-for-masquerade', `mark set mark or ${MASQ_MARK}`);
-  rule(b, 'masquerading', `mark and ${MASQ_MARK} == 0 return`);
-  rule(b, 'masquerading', `mark set mark xor ${MASQ_MARK}`);
+  // Written as `nft list` prints them, so a full sync can tell an unchanged chain from its listing.
+  rule(b, 'mark-for-masquerade', `meta mark set meta mark | ${MASQ_MARK}`);
+  rule(b, 'masquerading', `meta mark & ${MASQ_MARK} == 0x00000000 return`);
+  rule(b, 'masquerading', `meta mark set meta mark ^ ${MASQ_MARK}`);
   rule(b, 'masquerading', 'masquerade fully-random');
 
   set(b, 'cluster-ips', { kind: 'set', type: addr, comment: 'Active ClusterIPs' });
@@ -187,7 +204,7 @@ function compileServicePort(b: Builder, sp: ServicePortState, fs: FamilyState, s
   }
   if (usesFirewall) {
     const sources = [...sp.loadBalancerSourceRanges, ...(sp.sourceRangesAllowLbIp ? sp.loadBalancerIPs : [])];
-    rule(b, names.firewall, `${ipX} saddr != { ${sources.join(', ')} } drop`);
+    rule(b, names.firewall, `${ipX} saddr != ${nftAddressSet(sources)} drop`);
   }
   for (const ip of sp.loadBalancerIPs) {
     if (hasEndpoints) element(b, 'service-ips', key(ip), `goto ${names.external}`);

@@ -1,18 +1,15 @@
 // nft transactions from compiled tables. Pure.
-// - renderFull rewrites every chain and every static set of the table against what the kernel
-//   lists, deleting what is no longer wanted; the table itself and the affinity sets (whose
-//   elements the kernel writes) survive, so a full sync loses no ClientIP affinity.
+// - renderFull makes the whole table right against what the kernel lists: chains whose rules
+//   differ are rewritten, unwanted ones deleted, static sets refilled; the table itself, chains
+//   already right and the affinity sets (whose elements the kernel writes) are left alone, so a
+//   full sync loses no ClientIP affinity and costs little when nothing drifted.
 // - renderDiff sends only the difference between two compiled tables: chains whose rules changed
 //   are flushed and rewritten, map and set elements added and deleted one by one (O(changes)).
 // Order inside a transaction matters: references (rules, verdict elements) go before what they
 // point to is deleted, and objects exist before anything points to them.
 import { TABLE, type CompiledNft, type NftSet } from './compile.ts';
+import type { ExistingTable } from './listing.ts';
 
-/** What the kernel has in our table: chain -> its hook declaration ('' for a regular chain), set -> signature. */
-export interface ExistingTable {
-  chains: ReadonlyMap<string, string>;
-  sets: ReadonlyMap<string, string>;
-}
 
 export interface RenderedTransaction {
   text: string;
@@ -79,44 +76,55 @@ function chainDecl(next: CompiledNft, chain: string): string {
   return decl === undefined ? '' : `{ ${decl} ; }`;
 }
 
-/** Every chain and static set rewritten; `existing` undefined when the table does not exist yet. */
+/**
+ * The whole table made right against what the kernel lists (`existing`; undefined when the
+ * table does not exist yet): chains whose rules differ from the listing are flushed and
+ * refilled, chains not wanted deleted, static sets flushed and refilled; chains that already
+ * hold exactly their rules are left alone.
+ */
 export function renderFull(next: CompiledNft, existing: ExistingTable | undefined): RenderedTransaction {
   const tx = new Tx(next.nftFamily);
   const have: ExistingTable = existing ?? { chains: new Map(), sets: new Map() };
   tx.lines.push(existing === undefined ? `add table ${tx.prefix} { comment "rules for kube-proxy" ; }` : `add table ${tx.prefix}`);
-  // 1. Drop every reference: flush all chains and static sets there are.
-  for (const chain of have.chains.keys()) tx.cmd('flush', 'chain', chain);
   const recreate = new Set<string>();
   for (const [name, sig] of have.sets) {
     const want = next.sets.get(name);
-    if (want !== undefined && setSignature(want) === sig) {
-      if (!want.dynamic) tx.cmd('flush', want.kind, name);
-    } else {
-      tx.cmd('delete', sig.startsWith('map') ? 'map' : 'set', name);
-      if (want !== undefined) recreate.add(name);
-    }
+    if (want === undefined || setSignature(want) !== sig) recreate.add(name);
+  }
+  const namesRecreated = (rules: readonly string[]): boolean => rules.some((r) => [...r.matchAll(/@(\S+)/g)].some((m) => recreate.has(m[1]!)));
+  const decl = (chain: string): string => next.baseChains.get(chain) ?? '';
+  const stale = [...have.chains].filter(([chain, c]) => !next.chains.has(chain) || c.decl !== decl(chain)).map(([chain]) => chain);
+  const write = [...next.chains].filter(([chain, rules]) => {
+    const c = have.chains.get(chain);
+    return c === undefined || c.decl !== decl(chain) || !sameRules(c.rules, rules) || namesRecreated(c.rules);
+  }).map(([chain]) => chain);
+  // 1. Drop references: chains being rewritten or deleted, static sets.
+  for (const chain of new Set([...stale, ...write])) if (have.chains.has(chain)) tx.cmd('flush', 'chain', chain);
+  for (const [name, sig] of have.sets) {
+    const want = next.sets.get(name);
+    if (recreate.has(name)) tx.cmd('delete', sig.startsWith('map') ? 'map' : 'set', name);
+    else if (want !== undefined && !want.dynamic) tx.cmd('flush', want.kind, name);
   }
   // 2. Delete what is not wanted (or wanted with another hook), then declare what is missing.
-  for (const [chain, decl] of have.chains) {
-    if (!next.chains.has(chain) || decl !== (next.baseChains.get(chain) ?? '')) {
-      tx.cmd('delete', 'chain', chain);
-      tx.chainsDeleted++;
-    }
+  for (const chain of stale) {
+    tx.cmd('delete', 'chain', chain);
+    tx.chainsDeleted++;
   }
-  for (const chain of next.chains.keys()) {
-    if (have.chains.get(chain) !== (next.baseChains.get(chain) ?? '')) tx.cmd('add', 'chain', chain, chainDecl(next, chain));
-  }
+  for (const chain of write) if (!have.chains.has(chain) || stale.includes(chain)) tx.cmd('add', 'chain', chain, chainDecl(next, chain));
   for (const [name, s] of next.sets) if (!have.sets.has(name) || recreate.has(name)) tx.cmd('add', s.kind, name, setDecl(s));
   // 3. Fill.
-  for (const [chain, rules] of next.chains) tx.rules(chain, rules);
+  for (const chain of write) tx.rules(chain, next.chains.get(chain)!);
   for (const [set, elements] of next.elements) tx.elements('add', set, [...elements].map(([k, v]) => `${k}${v}`));
   return tx.done();
+}
+
+function sameRules(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((r, i) => r === b[i]);
 }
 
 /** Only what changed from `prev` (which the kernel holds) to `next`. */
 export function renderDiff(prev: CompiledNft, next: CompiledNft): RenderedTransaction {
   const tx = new Tx(next.nftFamily);
-  const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((r, i) => r === b[i]);
   // Sets whose identity changed are recreated, so the chains that name them are rewritten.
   const recreated = new Set<string>();
   for (const [name, s] of next.sets) {
@@ -130,7 +138,7 @@ export function renderDiff(prev: CompiledNft, next: CompiledNft): RenderedTransa
   for (const [chain, rules] of next.chains) {
     const before = prev.chains.get(chain);
     if (before === undefined) added.push(chain);
-    else if (!same(before, rules) || names(before)) changed.push(chain);
+    else if (!sameRules(before, rules) || names(before)) changed.push(chain);
   }
   for (const chain of prev.chains.keys()) if (!next.chains.has(chain)) stale.push(chain);
 
