@@ -27,7 +27,9 @@ const SOCKET_HOOKS: readonly CgroupAttachType[] = ['connect4', 'connect6', 'send
 export class EbpfBackend {
   readonly datapath: EbpfDatapath;
   private readonly o: EbpfBackendOptions;
-  private readonly attached = new Set<string>();
+  /** Devices our programs are attached to: name -> ifindex (a re-created device gets a new one). */
+  private readonly attached = new Map<string, number>();
+  private socketsAttached = false;
   private watcher: LinkWatcher | undefined;
 
   private constructor(o: EbpfBackendOptions, datapath: EbpfDatapath) {
@@ -65,6 +67,9 @@ export class EbpfBackend {
       const pod = this.o.podDevicePrefixes.some((p) => p !== '' && l.ifname.startsWith(p));
       const external = this.o.externalDevices.includes(l.ifname);
       if (!pod && !external) continue;
+      // Attach once per device: re-attaching on every link event would loop, since attaching
+      // XDP itself announces a link change.
+      if (this.attached.get(l.ifname) === l.ifindex) continue;
       try {
         if (pod) {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_pod') });
@@ -75,24 +80,25 @@ export class EbpfBackend {
           if (mode !== 'off') {
             try {
               const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode });
-              if (!this.attached.has(l.ifname)) this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
+              this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
             } catch (e) {
               // The driver refuses XDP: tc alone carries the device, as it does everything XDP passes.
               this.o.log({ device: l.ifname, error: (e as Error).message }, `no XDP on ${l.ifname}; tc only`);
             }
           }
         }
-        if (!this.attached.has(l.ifname)) this.o.log({ device: l.ifname, role: pod ? 'pod' : 'external' }, `attached to ${l.ifname}`);
-        this.attached.add(l.ifname);
+        this.o.log({ device: l.ifname, role: pod ? 'pod' : 'external' }, `attached to ${l.ifname}`);
+        this.attached.set(l.ifname, l.ifindex);
       } catch (e) {
         // The device went away between listing and attaching: the watcher will tell.
         this.o.log({ device: l.ifname, error: (e as Error).message }, `could not attach to ${l.ifname}`);
       }
     }
     const present = new Set(links.map((l) => l.ifname));
-    for (const name of [...this.attached]) if (!present.has(name)) this.attached.delete(name);
-    if (this.o.cgroup !== undefined) {
+    for (const name of [...this.attached.keys()]) if (!present.has(name)) this.attached.delete(name);
+    if (this.o.cgroup !== undefined && !this.socketsAttached) {
       for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
+      this.socketsAttached = true;
     }
   }
 
@@ -103,7 +109,7 @@ export class EbpfBackend {
   }
 
   get devices(): string[] {
-    return [...this.attached];
+    return [...this.attached.keys()];
   }
 
   /** Stops watching; programs, filters and pinned maps stay: the datapath keeps forwarding. */
