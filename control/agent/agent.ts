@@ -4,7 +4,9 @@
 import type { Logger } from 'pino';
 import type { ProxyBackend } from '../backends/backend.ts';
 import type { EbpfBackendOptions } from '../backends/ebpf/backend.ts';
+import { compileDatapath } from '../backends/ebpf/compile.ts';
 import { EbpfProxyBackend } from '../backends/ebpf/proxy-backend.ts';
+import { apiFrontends } from '../inspect/api-view.ts';
 import { IptablesProxyBackend } from '../backends/iptables/proxy-backend.ts';
 import { IpvsProxyBackend } from '../backends/ipvs/proxy-backend.ts';
 import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
@@ -74,7 +76,7 @@ export class Agent {
 
   constructor(o: AgentOptions) {
     this.o = o;
-    this.tracker = new ChangeTracker(o.model);
+    this.tracker = new ChangeTracker(o.model, undefined, { triggerTimesAfter: Date.now() });
     this.rejections = new RejectionLog(o.logger);
     this.firstSync = new Promise((resolve) => (this.ready = resolve));
     this.metrics = new ProxyMetrics(
@@ -149,6 +151,9 @@ export class Agent {
         m.syncDuration.observe(ms / 1000);
         if (typeof report.details.full === 'boolean') (report.details.full ? m.fullSyncDuration : m.partialSyncDuration).observe(ms / 1000);
         m.lastSync.set(Date.now() / 1000);
+        // Only after success, as kube-proxy: a failed sync's trigger times are not observed.
+        const now = Date.now();
+        for (const t of changes.lastChangeTriggerTimes) m.networkProgramming.observe(Math.max(0, now - t) / 1000);
         m.serviceChangesTotal.inc(changes.serviceChanges);
         m.endpointChangesTotal.inc(changes.endpointChanges);
         m.serviceChangesPending.set(0);
@@ -239,6 +244,7 @@ export class Agent {
         metrics: this.metrics,
         proxyMode: backend.mode,
         configz: () => this.o.configz ?? {},
+        ...(backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
         logger: log,
       });
       this.addresses = await this.servers.listen();

@@ -8,6 +8,19 @@ import type { ChangeSet, DesiredState, FamilyState, ModelConfig, NodeFacts, Serv
 import { UNKNOWN_NODE } from './types.ts';
 import { validateService, validateSlice, type ServiceInfo, type SliceInfo } from './validate.ts';
 
+export const LAST_CHANGE_TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+/** The slice's last-change-trigger-time (RFC 3339, set by the EndpointSlice controller) in epoch ms. */
+export function lastChangeTriggerTime(obj: unknown): number | undefined {
+  const meta = (obj as { metadata?: { annotations?: unknown } } | null)?.metadata;
+  const annotations = meta?.annotations;
+  if (typeof annotations !== 'object' || annotations === null) return undefined;
+  const text = (annotations as Record<string, unknown>)[LAST_CHANGE_TRIGGER_TIME];
+  if (typeof text !== 'string' || !/^\d{4}-\d\d-\d\dT/.test(text)) return undefined;
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? undefined : t;
+}
+
 function sameState(a: ServicePortState, b: ServicePortState): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -26,10 +39,15 @@ export class ChangeTracker {
   private nodeChanged = false;
   private serviceChanges = 0;
   private endpointChanges = 0;
+  private triggerTimes: number[] = [];
 
-  constructor(config: ModelConfig, node: NodeFacts = UNKNOWN_NODE) {
+  /** Trigger times before this (epoch ms) are not reported: kube-proxy's trackerStartTime. */
+  private readonly triggersAfter: number;
+
+  constructor(config: ModelConfig, node: NodeFacts = UNKNOWN_NODE, options: { triggerTimesAfter?: number } = {}) {
     this.config = config;
     this.node = node;
+    this.triggersAfter = options.triggerTimesAfter ?? -Infinity;
     for (const f of config.families) this.portsByFamily.set(f, new Map());
   }
 
@@ -64,6 +82,9 @@ export class ChangeTracker {
       if (set === undefined) this.slicesByService.set(verdict.slice.serviceKey, (set = new Set()));
       set.add(k);
       this.markEndpoints(verdict.slice.serviceKey);
+      const trigger = lastChangeTriggerTime(obj);
+      // Changes older than the tracker (the initial list) would measure the slice's age, not latency.
+      if (trigger !== undefined && trigger > this.triggersAfter) this.triggerTimes.push(trigger);
     } else if (key !== undefined) {
       this.deleteSlice(key);
     }
@@ -147,7 +168,9 @@ export class ChangeTracker {
       nodeChanged: this.nodeChanged,
       serviceChanges: this.serviceChanges,
       endpointChanges: this.endpointChanges,
+      lastChangeTriggerTimes: this.triggerTimes,
     };
+    this.triggerTimes = [];
     this.dirty.clear();
     this.nodeChanged = false;
     this.serviceChanges = 0;

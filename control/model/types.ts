@@ -154,4 +154,10 @@ export interface ChangeSet {
   /** Services and endpoints changes counted as kube-proxy counts them (objects, not ports). */
   serviceChanges: number;
   endpointChanges: number;
+  /**
+   * The endpoints.kubernetes.io/last-change-trigger-time of every EndpointSlice update in this
+   * change set (epoch ms): kube-proxy's network programming latency is measured from them once
+   * the sync that carries them has succeeded. Deletions carry none, as in kube-proxy.
+   */
+  lastChangeTriggerTimes: number[];
 }

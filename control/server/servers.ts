@@ -1,5 +1,6 @@
 // The agent's HTTP servers, as kube-proxy has them: health on 0.0.0.0:10256 (/healthz,
-// /livez), metrics on 127.0.0.1:10249 (/metrics, /proxyMode, /configz, /healthz).
+// /livez), metrics on 127.0.0.1:10249 (/metrics, /proxyMode, /configz, /healthz), and ours:
+// /switchyard/frontends (the API's view for `switchyard services`).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { healthz, livez, type HealthAnswer, type HealthSnapshot } from './health.ts';
@@ -12,6 +13,8 @@ export interface ServerOptions {
   metrics: ProxyMetrics;
   proxyMode: string;
   configz: () => unknown;
+  /** What the agent compiled from the API, for `switchyard services` (eBPF mode only). */
+  frontends?: () => unknown;
   logger: Logger;
 }
 
@@ -52,6 +55,10 @@ export class ProxyServers {
     this.metricsServer.get('/proxyMode', (_req, reply) => reply.type('text/plain').send(o.proxyMode));
     this.metricsServer.get('/configz', (_req, reply) => reply.send(o.configz()));
     this.metricsServer.get('/healthz', (_req, reply) => hz(reply));
+    // On the metrics address (loopback by default), like /configz: service addresses and pod IPs.
+    this.metricsServer.get('/switchyard/frontends', (_req, reply) =>
+      o.frontends === undefined ? reply.code(404).send({ error: `the ${o.proxyMode} mode has no datapath frontends` }) : reply.send(o.frontends()),
+    );
   }
 
   /** Starts both; returns the addresses they listen on. */

@@ -12,6 +12,7 @@ import { slices } from '../cases/semantics.ts';
 import { Lab } from '../lab/lab.ts';
 import { startAgent, type RunningAgent } from './harness.ts';
 import { main } from '../../control/cli/main.ts';
+import { LAST_CHANGE_TRIGGER_TIME } from '../../control/model/tracker.ts';
 
 async function cli(args: string[]): Promise<unknown> {
   let out = '';
@@ -21,6 +22,7 @@ async function cli(args: string[]): Promise<unknown> {
   return JSON.parse(out);
 }
 
+const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
 describe('agent servers', () => {
@@ -87,6 +89,14 @@ describe('agent servers', () => {
       assert.ok(flows.some((f) => f.direction === 'forward' && f.source.startsWith('10.244.0.10:') && f.destination === '10.96.0.10:80' && f.frontend === '10.96.0.10:80'));
     };
     await check();
+    // Inside the node, where the agent's metrics address is: the API's view beside the kernel's.
+    const joined = JSON.parse(await lab.exec(lab.nodes[0]!.netns, process.execPath, [MAIN, 'services', '--bpffs-dir', dir, '-o', 'json'])) as Array<{ frontend: string; protocol: string; scope: string; servicePort: string; api: string }>;
+    const web = joined.find((s) => s.frontend === '10.96.0.10:80' && s.protocol === 'TCP' && s.scope === 'external');
+    assert.equal(web?.servicePort, 'demo/web:http/TCP/v4');
+    assert.deepEqual(joined.filter((s) => s.api !== 'in-sync'), [], 'the kernel holds what the API asks for');
+    const withApi = await lab.exec(lab.nodes[0]!.netns, process.execPath, [MAIN, 'services', '--bpffs-dir', dir]);
+    assert.match(withApi, /^FRONTEND .* SERVICE PORT +API$/m);
+    assert.match(withApi, /^10\.96\.0\.10:80 +TCP +external .* demo\/web:http\/TCP\/v4 +in-sync$/m);
     let table = '';
     assert.equal(await main(['services', '--bpffs-dir', dir], { stdout: (t) => (table += t), stderr: () => undefined }), 0);
     assert.match(table, /^FRONTEND +PROTO +SCOPE +FLAGS/m);
@@ -115,5 +125,27 @@ describe('agent servers', () => {
     }
     assert.equal(last.status, 503);
     assert.equal(last.body.localEndpoints, 0);
+  });
+
+  it('network programming latency is measured from an EndpointSlice\'s last-change-trigger-time', async () => {
+    const histogram = async (): Promise<{ count: number; sum: number }> => {
+      const body = (await get('http://127.0.0.1:10249/metrics')).body;
+      const value = (name: string): number => Number(new RegExp(`^kubeproxy_network_programming_duration_seconds_${name} (\\S+)$`, 'm').exec(body)?.[1] ?? NaN);
+      return { count: value('count'), sum: value('sum') };
+    };
+    const before = await histogram();
+    assert.ok(Number.isFinite(before.count));
+    // The EndpointSlice controller stamped the change 0.3 s before the agent hears of it.
+    const trigger = new Date(Date.now() - 300).toISOString();
+    const edited = slices.map((s) => (s.metadata?.name === 'web-v4' ? { ...s, metadata: { ...s.metadata, annotations: { [LAST_CHANGE_TRIGGER_TIME]: trigger } }, endpoints: (s.endpoints ?? []).slice(0, 1) } : s));
+    writeFileSync(join(manifests, 'endpointslices.yaml'), edited.map((s) => stringify(s)).join('---\n'));
+    let now = before;
+    for (let i = 0; i < 30 && now.count === before.count; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = await histogram();
+    }
+    assert.equal(now.count, before.count + 1, `one observation: one annotated slice changed; agent said ${JSON.stringify(agent.logs.filter((l) => l.msg !== "attach failed").slice(-6))}`);
+    const seconds = now.sum - before.sum;
+    assert.ok(seconds >= 0.3 && seconds < 10, `observed ${seconds} s`);
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { categorizeEndpoints } from '../../control/model/categorize.ts';
 import { nodeFacts } from '../../control/model/node.ts';
-import { ChangeTracker } from '../../control/model/tracker.ts';
+import { ChangeTracker, LAST_CHANGE_TRIGGER_TIME, lastChangeTriggerTime } from '../../control/model/tracker.ts';
 import type { EndpointState } from '../../control/model/types.ts';
 import { service, slice } from '../cases/objects.ts';
 import { config, node } from '../cases/semantics.ts';
@@ -74,6 +74,22 @@ describe('change tracker', () => {
     const [sp] = t.flush().upserted;
     assert.equal(sp?.endpoints.length, 1);
     assert.equal(sp?.endpoints[0]?.ready, true);
+  });
+
+  it('hands out the slices\' last-change-trigger-times once, newer than the tracker, not for deletions', () => {
+    const t = new ChangeTracker(config, nodeFacts('n0', node), { triggerTimesAfter: Date.parse('2026-01-01T00:00:00Z') });
+    const annotated = (name: string, when: string): unknown => {
+      const s = slice({ name, service: 'd', ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.0.10', node: 'n0' }] });
+      return { ...s, metadata: { ...s.metadata, annotations: { [LAST_CHANGE_TRIGGER_TIME]: when } } };
+    };
+    t.upsertService(service({ name: 'd', clusterIPs: ['10.96.3.1'], ports: [{ port: 80 }] }));
+    t.upsertSlice(annotated('d-a', '2026-03-01T10:00:00.250000000Z'));
+    t.upsertSlice(annotated('d-b', '2025-12-31T23:59:59Z')); // before the tracker started: the initial list
+    t.upsertSlice(annotated('d-c', 'yesterday')); // not RFC 3339: ignored
+    assert.deepEqual(t.flush().lastChangeTriggerTimes, [Date.parse('2026-03-01T10:00:00.250Z')]);
+    t.deleteSlice('demo/d-a');
+    assert.deepEqual(t.flush().lastChangeTriggerTimes, []);
+    assert.equal(lastChangeTriggerTime({ metadata: { annotations: { [LAST_CHANGE_TRIGGER_TIME]: '2026-03-01T11:00:00+01:00' } } }), Date.parse('2026-03-01T10:00:00Z'));
   });
 });
 
