@@ -16,7 +16,9 @@ commands:
   services   frontends the kernel holds, with their backend sets and packet counts
   backends   backends the kernel holds
   conntrack  tracked flows, both directions
-             (these three read the pinned maps: --bpffs-dir DIR, --output table|json)
+             (these three read the pinned maps: --bpffs-dir DIR, --output table|json;
+             services also asks the agent what the API wants: --agent URL, default
+             http://127.0.0.1:10249, or none)
   cleanup    remove every program, map and pin Switchyard created (same as --cleanup)
   probe      what this kernel can do, per proxy mode (--output json)
   version    print the version
