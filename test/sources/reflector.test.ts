@@ -114,6 +114,9 @@ for (const contentType of ['protobuf', 'json'] as const) {
       it(`recovers from ${f.name}`, async () => {
         await startReflector();
         await converged();
+        // The first sync comes from the list; on a loaded machine the first watch may not have
+        // reached the server yet, and would then take the fault meant for the second.
+        await waitFor('the first watch', () => server.requests.some((r) => r.verb === 'watch'));
         const before = mirror.fingerprint('Service');
         server.inject(f.fault, { kind: 'Service', verb: f.verb });
         server.closeWatches(); // the next watch meets the fault
