@@ -52,6 +52,10 @@ const rows: Array<Record<string, number>> = [];
 const skeleton = LoadedObject.load(`${buildDir}skeleton.o`);
 const baselineNs = progTestRun(skeleton.programFd('sy_skel_tc_ingress'), buildPacket({ src: '10.244.0.1', dst: '10.96.0.1', proto: 'tcp', sport: 1, dport: 80 }), { repeat: REPEAT }).durationNs;
 skeleton.close();
+// The floor: a tc program that does nothing at all (the cleanup tests' foreign program).
+const empty = LoadedObject.load(`${buildDir}fixtures/foreign.o`);
+const floorNs = progTestRun(empty.programFd('other_tc'), buildPacket({ src: '10.244.0.1', dst: '10.96.0.1', proto: 'tcp', sport: 1, dport: 80 }), { repeat: REPEAT }).durationNs;
+empty.close();
 try {
   for (const n of [10, 1000, 10_000, 100_000]) {
     const { dp, syncMs } = setup(n);
@@ -64,15 +68,15 @@ try {
     const established = buildPacket({ src: '10.244.0.1', dst: vip(n >> 1), proto: 'tcp', sport: 12345, dport: 80, tcpFlags: 0x10 });
     progTestRun(fd, established); // the first packet opens the flow
     const est = progTestRun(fd, established, { repeat: REPEAT }).durationNs;
-    rows.push({ services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs: Math.round(total / NEW_FLOWS), establishedNs: est, establishedOverBaseline: +(est / baselineNs).toFixed(2) });
+    rows.push({ services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs: Math.round(total / NEW_FLOWS), establishedNs: est, establishedOverBaseline: +(est / baselineNs).toFixed(2), establishedAboveFloorNs: est - floorNs });
     dp.close();
     teardownNamesSync(`${prefix}-${n}`);
   }
 } finally {
   teardownNamesSync(prefix);
 }
-console.log(`baseline (skeleton tc program, no translation): ${baselineNs} ns/packet`);
+console.log(`baseline (skeleton tc program, no translation): ${baselineNs} ns/packet; floor (empty tc program): ${floorNs} ns/packet`);
 console.table(rows);
 const flat = { newFlow: +(rows[3]!.newFlowNs! / rows[0]!.newFlowNs!).toFixed(3), established: +(rows[3]!.establishedNs! / rows[0]!.establishedNs!).toFixed(3) };
 console.log(`100k / 10 services: new flow ${flat.newFlow}x, established ${flat.established}x`);
-console.log(`written ${writeReport('datapath', { baselineNs, rows, flatness100kTo10: flat, note: 'BPF_PROG_TEST_RUN durations (kernel-timed program runs) for sy_from_pod, IPv4 TCP' })}`);
+console.log(`written ${writeReport('datapath', { baselineNs, floorNs, rows, flatness100kTo10: flat, note: 'BPF_PROG_TEST_RUN durations (kernel-timed program runs) for sy_from_pod, IPv4 TCP' })}`);

@@ -30,6 +30,15 @@ static __always_inline __u64 sy_ct_timeout(const struct sy_config *cfg, const st
 	return cfg ? cfg->ct_timeout_udp_ns : 0;
 }
 
+/*
+ * Time since `then`, never negative: timestamps come from the coarse monotonic clock, and one
+ * written by another clock reader (user space, an older agent's fine clock) may be a tick ahead.
+ */
+static __always_inline __u64 sy_age(__u64 now, __u64 then)
+{
+	return now > then ? now - then : 0;
+}
+
 /* A live entry for key k, or NULL (expired entries are treated as absent). */
 static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, const struct sy_config *cfg, __u64 now)
 {
@@ -37,7 +46,7 @@ static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, con
 
 	if (!v)
 		return NULL;
-	if (now - v->last_seen > sy_ct_timeout(cfg, v, k->proto))
+	if (sy_age(now, v->last_seen) > sy_ct_timeout(cfg, v, k->proto))
 		return NULL;
 	return v;
 }
@@ -58,7 +67,9 @@ static __always_inline int sy_ct_reopened(const struct sy_ct_value *v, __u8 prot
 
 static __always_inline void sy_ct_touch(struct sy_ct_value *v, __u8 tcp_flags, __u64 now)
 {
-	v->last_seen = now;
+	/* The clock ticks per jiffy: most packets of a busy flow need not dirty the entry. */
+	if (v->last_seen != now)
+		v->last_seen = now;
 	if (tcp_flags & (SY_TCP_FIN | SY_TCP_RST))
 		v->flags |= SY_CT_CLOSING;
 }

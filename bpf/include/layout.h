@@ -174,7 +174,7 @@ struct sy_ct_value {
 	__u32 backend_id;
 	__u32 rev_nat_id;
 	__u32 service_id;
-	__u64 created;      /* bpf_ktime_get_ns() */
+	__u64 created;      /* bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC_COARSE */
 	__u64 last_seen;
 };
 
@@ -186,7 +186,7 @@ struct sy_affinity_key {
 struct sy_affinity_value {
 	__u32 backend_id;
 	__u32 pad;
-	__u64 last_seen; /* bpf_ktime_get_ns() */
+	__u64 last_seen; /* bpf_ktime_get_coarse_ns() */
 };
 
 /* LPM key: prefixlen counts the 32 bits of rev_nat_id plus the address prefix. */

@@ -3,6 +3,7 @@
 #ifndef SWITCHYARD_LB_H
 #define SWITCHYARD_LB_H
 
+#include "ct.h"
 #include "maps.h"
 #include "parse.h"
 
@@ -110,7 +111,7 @@ static __always_inline struct sy_backend *sy_select(const struct sy_frontend_val
 		ak.service_id = fe->service_id;
 		__builtin_memcpy(ak.client, t->saddr, 16);
 		hit = bpf_map_lookup_elem(&sy_affinity, &ak);
-		if (hit && now - hit->last_seen < (__u64)fe->affinity_timeout * 1000000000ULL) {
+		if (hit && sy_age(now, hit->last_seen) < (__u64)fe->affinity_timeout * 1000000000ULL) {
 			be = bpf_map_lookup_elem(&sy_backends, &hit->backend_id);
 			if (be && !(be->flags & SY_BE_TERMINATING)) {
 				*backend_id = hit->backend_id;

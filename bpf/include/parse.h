@@ -27,8 +27,8 @@ struct sy_tuple {
 	__u32 csum_off; /* offset of its checksum */
 };
 
-/* Fills t from an Ethernet frame; 0 on success, -1 for anything not TCP/UDP over IP. */
-static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+/* Fills t from an Ethernet frame by copying; 0 on success, -1 for anything not TCP/UDP over IP. */
+static __always_inline int sy_parse_copy(struct __sk_buff *skb, struct sy_tuple *t)
 {
 	__be16 ports[2];
 	__u8 proto;
@@ -70,6 +70,67 @@ static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
 	}
 	if (bpf_skb_load_bytes(skb, t->l4_off, ports, sizeof(ports)) < 0)
 		return -1;
+	t->proto = proto;
+	t->sport = ports[0];
+	t->dport = ports[1];
+	return 0;
+}
+
+/*
+ * The same with direct packet access, which saves a helper call per header on the hot path; the
+ * copying parser takes over when the headers are not all in the linear part of the skb.
+ */
+static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__be16 *ports;
+	__u8 *l4;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_HLEN;
+		__u32 ihl;
+
+		if ((void *)(ip + 1) > end)
+			return sy_parse_copy(skb, t);
+		ihl = ip->ihl;
+		if (ihl < 5 || (ip->frag_off & bpf_htons(0x1fff)))
+			return -1;
+		t->family = 4;
+		t->saddr[0] = ip->saddr;
+		t->daddr[0] = ip->daddr;
+		proto = ip->protocol;
+		t->l4_off = ETH_HLEN + ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > end)
+			return sy_parse_copy(skb, t);
+		t->family = 6;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
+	} else {
+		return -1;
+	}
+	if (t->l4_off > ETH_HLEN + 60)
+		return -1;
+	l4 = data + t->l4_off;
+	if (proto == IPPROTO_TCP) {
+		if ((void *)(l4 + 14) > end)
+			return sy_parse_copy(skb, t);
+		t->csum_off = t->l4_off + offsetof(struct tcphdr, check);
+		t->tcp_flags = l4[13];
+	} else if (proto == IPPROTO_UDP) {
+		if ((void *)(l4 + 4) > end)
+			return sy_parse_copy(skb, t);
+		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
+	} else {
+		return -1;
+	}
+	ports = (__be16 *)l4;
 	t->proto = proto;
 	t->sport = ports[0];
 	t->dport = ports[1];

@@ -60,7 +60,7 @@ static __always_inline int sy_sock_forward(struct bpf_sock_addr *ctx, __u8 famil
 		return 1;
 	}
 	rev_nat_id = fe->rev_nat_id;
-	be = sy_select(fe, &t, bpf_ktime_get_ns(), &backend_id);
+	be = sy_select(fe, &t, bpf_ktime_get_coarse_ns(), &backend_id);
 	if (!be)
 		return 1;
 	if (family == 4) {

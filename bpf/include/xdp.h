@@ -150,7 +150,7 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	if (fe->flags & SY_FE_MASQUERADE)
 		return XDP_PASS; /* SNAT and its redirect live in tc */
 	cfg = bpf_map_lookup_elem(&sy_config, &zero);
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	sy_ct_key_of(&t, SY_CT_FORWARD, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
 	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
