@@ -3,7 +3,7 @@
 // `ip -batch -`, `ipvsadm -R`, `iptables-restore --noflush`. Order keeps traffic flowing: sets,
 // addresses and virtual servers are added before the iptables rules that use them, and removed
 // after.
-import { execFile } from 'node:child_process';
+import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import type { Family } from '../../model/ip.ts';
 import type { DesiredState } from '../../model/types.ts';
 import { detectVariant, iptablesTools, type IptablesVariant } from '../iptables/apply.ts';
@@ -11,17 +11,8 @@ import { renderRestore } from '../iptables/compile.ts';
 import { compileIpvs, DUMMY_DEVICE, IPVS_JUMPS, setName, type CompiledIpvs, type VirtualServer } from './compile.ts';
 import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs, type ListedVirtualServer } from './plan.ts';
 
-export type Runner = (file: string, args: string[], input?: string) => Promise<{ ok: boolean; out: string }>;
-
-export function ipvsRunner(prefix: readonly string[] = []): Runner {
-  return (file, args, input) =>
-    new Promise((resolve) => {
-      const argv = [...prefix, file, ...args];
-      const child = execFile(argv[0]!, argv.slice(1), { maxBuffer: 1 << 30 }, (error, stdout, stderr) => resolve({ ok: error === null, out: error ? String(stderr || error.message) : String(stdout) }));
-      child.stdin?.on('error', () => undefined);
-      child.stdin?.end(input);
-    });
-}
+export type Runner = ToolRunner;
+export const ipvsRunner = toolRunner;
 
 export interface IpvsOptions {
   families: readonly Family[];

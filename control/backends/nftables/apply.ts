@@ -2,24 +2,15 @@
 // The first sync, a full sync and any sync after a failure or after someone deleted our table
 // make the whole table right against what the kernel lists; every other sync sends only the
 // difference from what was applied last.
-import { execFile } from 'node:child_process';
+import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import type { Family } from '../../model/ip.ts';
 import type { DesiredState } from '../../model/types.ts';
 import { compileNftables, TABLE, type CompiledNft } from './compile.ts';
 import { parseListingText, type ExistingTable } from './listing.ts';
 import { renderDiff, renderFull, type RenderedTransaction } from './render.ts';
 
-export type Runner = (file: string, args: string[], input?: string) => Promise<{ ok: boolean; out: string }>;
-
-export function nftRunner(prefix: readonly string[] = []): Runner {
-  return (file, args, input) =>
-    new Promise((resolve) => {
-      const argv = [...prefix, file, ...args];
-      const child = execFile(argv[0]!, argv.slice(1), { maxBuffer: 1 << 30 }, (error, stdout, stderr) => resolve({ ok: error === null, out: error ? String(stderr || error.message) : String(stdout) }));
-      child.stdin?.on('error', () => undefined);
-      child.stdin?.end(input);
-    });
-}
+export type Runner = ToolRunner;
+export const nftRunner = toolRunner;
 
 export interface NftablesOptions {
   families: readonly Family[];
