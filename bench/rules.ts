@@ -22,7 +22,7 @@ import { service, slice } from '../test/cases/objects.ts';
 import { config } from '../test/cases/semantics.ts';
 import { programNode } from '../test/backends/ebpf-lab.ts';
 import { run } from '../test/lab/exec.ts';
-import { Lab, netnsPath } from '../test/lab/lab.ts';
+import { inNetns, Lab } from '../test/lab/lab.ts';
 import { runPrefix } from '../test/lab/names.ts';
 import { writeReport } from './report.ts';
 
@@ -65,7 +65,7 @@ function cluster(n: number): ChangeTracker {
 async function syncTimes(n: number): Promise<Array<Record<string, string | number>>> {
   const netns = `${runPrefix()}-bench`;
   await run('ip', ['netns', 'add', netns]);
-  const prefix = ['nsenter', `--net=/run/netns/${netns}`, '--'];
+  const prefix = inNetns(netns);
   const rows: Array<Record<string, string | number>> = [];
   try {
     let t = cluster(n);
@@ -117,7 +117,7 @@ async function connectionSetup(n: number): Promise<Array<Record<string, string |
   try {
     const server = lab.pod('n1p1');
     const n0 = lab.nodes[0]!;
-    const prefix = ['nsenter', `--net=${netnsPath(n0.netns)}`, '--'];
+    const prefix = inNetns(n0.netns);
     const tracker = new ChangeTracker(config, nodeFacts(n0.name, { metadata: { name: n0.name }, spec: { podCIDRs: [n0.podCidrV4] }, status: { addresses: [{ type: 'InternalIP', address: n0.ipv4 }] } }));
     fill(tracker, n, { ip: server.ipv4, node: 'n1' });
     tracker.flush();

@@ -1,18 +1,17 @@
 // The semantic case table with real packets through the eBPF datapath: for every case, the pod
 // that answered and the client address it saw must be what trace() predicts on node n0.
 import { after, before, describe, it } from 'node:test';
-import { cases, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP } from '../cases/semantics.ts';
-import { Lab } from '../lab/lab.ts';
-import { checkCase, routeServiceIpsViaNode0 } from './case-check.ts';
+import type { Lab } from '../lab/lab.ts';
+import { checkCase } from './case-check.ts';
 import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
+import { labCases, semanticLab } from './semantic-lab.ts';
 
 describe('eBPF datapath: semantic case table with real packets', () => {
   let lab: Lab;
   let nodes: ProgrammedNode[] = [];
 
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3, ports: [8080, 8081] });
-    await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP]);
+    lab = await semanticLab();
     nodes = lab.nodes.map((n) => programNode(lab, n));
   });
 
@@ -22,7 +21,7 @@ describe('eBPF datapath: semantic case table with real packets', () => {
   });
 
   // A node process cannot send from an LB IP it does not own; trace covers that case.
-  for (const c of cases.filter((x) => !('node' in x.from && x.src === LB_IP))) {
+  for (const c of labCases) {
     it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup }));
   }
 });

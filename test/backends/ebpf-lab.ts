@@ -1,25 +1,14 @@
 // Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
-import type { V1Node } from '@kubernetes/client-node';
 import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
-import { nodeFacts } from '../../control/model/node.ts';
-import { ChangeTracker } from '../../control/model/tracker.ts';
-import { config, node as node0, services, slices } from '../cases/semantics.ts';
+import type { ChangeTracker } from '../../control/model/tracker.ts';
 import { buildDir } from '../bpf/objects.ts';
 import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
+import { semanticTracker } from './semantic-lab.ts';
 
 export const datapathObject = `${buildDir}datapath.o`;
-
-export function nodeObject(n: LabNode): V1Node {
-  if (n.index === 0) return node0;
-  return {
-    metadata: { name: n.name, labels: { 'topology.kubernetes.io/zone': 'zone-b' } },
-    spec: { podCIDRs: [n.podCidrV4, n.podCidrV6] },
-    status: { addresses: [{ type: 'InternalIP', address: n.ipv4 }, { type: 'InternalIP', address: n.ipv6 }] },
-  };
-}
 
 export interface ProgrammedNode {
   node: LabNode;
@@ -31,13 +20,7 @@ export interface ProgrammedNode {
 
 /** The semantic cluster, unless `fill` loads another one into the node's model. */
 export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void): ProgrammedNode {
-  const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
-  if (fill !== undefined) fill(tracker);
-  else {
-    for (const s of services) tracker.upsertService(s);
-    for (const s of slices) tracker.upsertSlice(s);
-  }
-  tracker.flush();
+  const tracker = semanticTracker(n, fill);
   const datapath = EbpfDatapath.open({ object: datapathObject, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
     nodeIp4: n.ipv4,

@@ -8,10 +8,11 @@ import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { config, node, services, slices } from '../cases/semantics.ts';
 import { run } from '../lab/exec.ts';
+import { inNetns } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
 
 const netns = `${runPrefix()}-ipclean`;
-const prefix = ['nsenter', `--net=/run/netns/${netns}`, '--'];
+const prefix = inNetns(netns);
 const inNs = (file: string, args: string[]): Promise<string> => run('nsenter', [`--net=/run/netns/${netns}`, '--', file, ...args]);
 
 describe('iptables cleanup', () => {

@@ -13,15 +13,13 @@ import { IpvsBackend, ipvsRunner } from '../../control/backends/ipvs/apply.ts';
 import { cleanupIpvs } from '../../control/backends/ipvs/cleanup.ts';
 import { cleanupIptables, defaultRunner } from '../../control/backends/iptables/cleanup.ts';
 import { parseIpvsList } from '../../control/backends/ipvs/plan.ts';
-import { nodeFacts } from '../../control/model/node.ts';
-import { ChangeTracker } from '../../control/model/tracker.ts';
-import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, services, slices } from '../cases/semantics.ts';
+import type { ChangeTracker } from '../../control/model/tracker.ts';
 import { service, slice } from '../cases/objects.ts';
-import { Lab, netnsPath, type LabNode } from '../lab/lab.ts';
-import { checkCase, routeServiceIpsViaNode0 } from './case-check.ts';
+import { inNetns, type Lab, type LabNode } from '../lab/lab.ts';
+import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
 import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
-import { nodeObject } from './ebpf-lab.ts';
+import { labCases, semanticLab, semanticTracker } from './semantic-lab.ts';
 
 const HOLD = fileURLToPath(new URL('../lab/hold-connection.ts', import.meta.url));
 
@@ -34,13 +32,10 @@ interface Node {
 describe('IPVS mode: semantic case table with real packets', () => {
   let lab: Lab;
   let nodes: Node[] = [];
-  const prefixOf = (n: LabNode): string[] => ['nsenter', `--net=${netnsPath(n.netns)}`, '--'];
+  const prefixOf = (n: LabNode): string[] => inNetns(n.netns);
 
   const program = async (n: LabNode): Promise<Node> => {
-    const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
-    for (const s of services) tracker.upsertService(s);
-    for (const s of slices) tracker.upsertSlice(s);
-    tracker.flush();
+    const tracker = semanticTracker(n);
     const backend = new IpvsBackend({ families: [4, 6], scheduler: 'rr', commandPrefix: prefixOf(n) });
     await backend.sync(tracker.state());
     const cleaner = new UdpConntrackCleaner(conntrackRunner(prefixOf(n)));
@@ -49,8 +44,7 @@ describe('IPVS mode: semantic case table with real packets', () => {
   };
 
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3, ports: [8080, 8081] });
-    await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP]);
+    lab = await semanticLab();
     nodes = [];
     for (const n of lab.nodes) nodes.push(await program(n));
   });
@@ -59,7 +53,7 @@ describe('IPVS mode: semantic case table with real packets', () => {
     await lab?.teardown();
   });
 
-  for (const c of cases.filter((x) => !('node' in x.from && x.src === LB_IP))) {
+  for (const c of labCases) {
     it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { mode: 'ipvs' }));
   }
 
@@ -95,7 +89,8 @@ describe('IPVS mode: semantic case table with real packets', () => {
     n0.tracker.upsertSlice(both);
     n0.tracker.flush();
     await n0.backend.sync(n0.tracker.state());
-    const holder = spawn('nsenter', [`--net=${netnsPath(lab.pod('n0p0').netns)}`, '--', process.execPath, HOLD, '10.96.0.60', '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const [nsenter, ...inPod] = inNetns(lab.pod('n0p0').netns);
+    const holder = spawn(nsenter!, [...inPod, process.execPath, HOLD, '10.96.0.60', '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
     const line = await new Promise<string>((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));
     const held = (JSON.parse(line) as { server: string }).server;
     const stays = held === '10.244.0.11' ? '10.244.1.11' : '10.244.0.11';

@@ -4,15 +4,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NftablesBackend } from '../../control/backends/nftables/apply.ts';
-import { nodeFacts } from '../../control/model/node.ts';
-import { ChangeTracker } from '../../control/model/tracker.ts';
-import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, services, slices } from '../cases/semantics.ts';
+import type { ChangeTracker } from '../../control/model/tracker.ts';
 import { slice } from '../cases/objects.ts';
-import { Lab, netnsPath, type LabNode } from '../lab/lab.ts';
-import { checkCase, routeServiceIpsViaNode0 } from './case-check.ts';
+import { inNetns, type Lab, type LabNode } from '../lab/lab.ts';
+import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
 import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
-import { nodeObject } from './ebpf-lab.ts';
+import { labCases, semanticLab, semanticTracker } from './semantic-lab.ts';
 
 interface Node {
   tracker: ChangeTracker;
@@ -25,20 +23,16 @@ describe('nftables mode: semantic case table with real packets', () => {
   let nodes: Node[] = [];
 
   const program = async (n: LabNode): Promise<Node> => {
-    const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
-    for (const s of services) tracker.upsertService(s);
-    for (const s of slices) tracker.upsertSlice(s);
-    tracker.flush();
-    const backend = new NftablesBackend({ families: [4, 6], commandPrefix: ['nsenter', `--net=${netnsPath(n.netns)}`, '--'] });
+    const tracker = semanticTracker(n);
+    const backend = new NftablesBackend({ families: [4, 6], commandPrefix: inNetns(n.netns) });
     await backend.sync(tracker.state(), true);
-    const cleaner = new UdpConntrackCleaner(conntrackRunner(['nsenter', `--net=${netnsPath(n.netns)}`, '--']));
+    const cleaner = new UdpConntrackCleaner(conntrackRunner(inNetns(n.netns)));
     await cleaner.afterSync(tracker.state());
     return { tracker, backend, cleaner };
   };
 
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3, ports: [8080, 8081] });
-    await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP]);
+    lab = await semanticLab();
     nodes = [];
     for (const n of lab.nodes) nodes.push(await program(n));
   });
@@ -48,7 +42,7 @@ describe('nftables mode: semantic case table with real packets', () => {
   });
 
   // As in the other modes, a node cannot send from an LB IP it does not hold.
-  for (const c of cases.filter((x) => !('node' in x.from && x.src === LB_IP))) {
+  for (const c of labCases) {
     it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { mode: 'nftables' }));
   }
 

@@ -95,6 +95,11 @@ export function netnsPath(netns: string): string {
   return `/run/netns/${netns}`;
 }
 
+/** The argv prefix that runs a command inside `netns` (what rule-mode adapters take as commandPrefix). */
+export function inNetns(netns: string): string[] {
+  return ['nsenter', `--net=${netnsPath(netns)}`, '--'];
+}
+
 export class Lab {
   readonly prefix: string;
   readonly nodes: LabNode[] = [];
@@ -283,7 +288,8 @@ export class Lab {
 
   /** Runs a command inside `netns` (network namespace only: bpffs and files stay visible). */
   exec(netns: string, file: string, args: readonly string[], input?: string): Promise<string> {
-    return run('nsenter', [`--net=${netnsPath(netns)}`, '--', file, ...args], input);
+    const [nsenter, ...prefix] = inNetns(netns);
+    return run(nsenter!, [...prefix, file, ...args], input);
   }
 
   /** Sends probes from inside `netns` and returns what the pods answered. */
