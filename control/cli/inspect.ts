@@ -9,10 +9,10 @@ import { native } from '../bpf/native.ts';
 import { BpfMap } from '../bpf/map.ts';
 import { backend, counter, ctKey, ctValue, CT, CT_DIR, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
 import type { CommandIO } from './io.ts';
-import { fetchApiFrontends, hostPort, joinApiView } from '../inspect/api-view.ts';
+import { fetchApiFrontends, joinApiView, PROTOCOL_NAMES as PROTO } from '../inspect/api-view.ts';
+import { hostPort } from '../model/ip.ts';
 import { table } from './table.ts';
 
-const PROTO: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
 function flagNames(flags: number): string {
   const names = Object.entries(FE).filter(([, bit]) => flags & bit).map(([name]) => name.toLowerCase().replace('_', '-'));

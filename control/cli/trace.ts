@@ -2,7 +2,7 @@
 // The verdict for one packet on this node, from the same desired state the backends compile.
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { canonicalIp } from '../model/ip.ts';
+import { canonicalIp, hostPort } from '../model/ip.ts';
 import type { Protocol } from '../model/types.ts';
 import { trace, type TracePacket, type TraceVerdict } from '../trace/trace.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags } from './model-flags.ts';
@@ -41,7 +41,7 @@ export function formatVerdict(packet: TracePacket, v: TraceVerdict): string {
     table(
       ['ENDPOINT', 'NODE', 'LOCAL', 'WEIGHT', 'SOURCE SEEN'],
       v.endpoints.map((e) => [
-        e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`,
+        hostPort(e.ip, e.port),
         e.nodeName || '-',
         e.local ? 'yes' : 'no',
         `${(e.weight * 100).toFixed(1)}%`,

@@ -2,8 +2,10 @@
 // compiled from the API (GET /switchyard/frontends on its metrics address) and the inspect
 // command joins that with what the pinned maps hold. The join is pure; fetching is the adapter.
 import type { CompiledDatapath } from '../backends/ebpf/compile.ts';
+import { hostPort } from '../model/ip.ts';
 
-const PROTO: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
+/** IP protocol numbers as the API names them. */
+export const PROTOCOL_NAMES: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
 /** One frontend as the agent compiled it from the API. */
 export interface ApiFrontend {
@@ -15,16 +17,12 @@ export interface ApiFrontend {
   backends: string[];
 }
 
-export function hostPort(addr: string, port: number): string {
-  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
-
 /** What /switchyard/frontends answers: the compiled frontends, ordered. */
 export function apiFrontends(compiled: CompiledDatapath): ApiFrontend[] {
   const out: ApiFrontend[] = [];
   for (const f of compiled.frontends.values()) {
     const backends = f.backends.map((k) => compiled.backends.get(k)).filter((b) => b !== undefined).map((b) => hostPort(b.addr, b.port));
-    out.push({ frontend: hostPort(f.addr, f.port), protocol: PROTO[f.proto] ?? String(f.proto), scope: f.scope === 1 ? 'internal' : 'external', servicePort: f.servicePort, backends });
+    out.push({ frontend: hostPort(f.addr, f.port), protocol: PROTOCOL_NAMES[f.proto] ?? String(f.proto), scope: f.scope === 1 ? 'internal' : 'external', servicePort: f.servicePort, backends });
   }
   return out.sort((a, b) => (a.frontend + a.protocol + a.scope < b.frontend + b.protocol + b.scope ? -1 : 1));
 }

@@ -28,6 +28,11 @@ export function canonicalIp(text: string): string | undefined {
   return undefined;
 }
 
+/** "addr:port", with IPv6 addresses in brackets. */
+export function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
 /** An address as a bigint, for containment checks. */
 export function ipToBigInt(ip: string): bigint {
   if (isIPv4(ip)) return ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);

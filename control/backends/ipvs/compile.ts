@@ -6,7 +6,7 @@
 // - the ipsets and the few iptables rules kube-proxy's IPVS mode uses for masquerade, NodePorts,
 //   source ranges, hairpin traffic and rejecting unserved ports of service addresses.
 // Pure: plan.ts turns this and what the kernel lists into commands.
-import type { Family } from '../../model/ip.ts';
+import { hostPort, type Family } from '../../model/ip.ts';
 import type { DesiredState, EndpointState, FamilyState, Protocol, ServicePortState } from '../../model/types.ts';
 import { MASQ_MARK, type CompiledRules } from '../iptables/compile.ts';
 
@@ -54,11 +54,6 @@ export interface CompiledIpvs {
 export interface IpvsCompileOptions {
   scheduler: string;
   randomFully: boolean;
-}
-
-/** "ip:port" or "[ip]:port". */
-export function hostPort(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** How ipvsadm names a virtual server: "-t 10.96.0.10:80" (tcp), "-u" (udp), "--sctp-service". */

@@ -4,9 +4,9 @@
 //   connection is gone; UDP and SCTP delete it at once (expire_nodest_conn drops their flows).
 // - ipsets: `ipset restore -exist` lines adding and deleting entries one by one.
 // - kube-ipvs0: `ip -batch` lines binding and unbinding addresses.
-import type { Family } from '../../model/ip.ts';
+import { hostPort, type Family } from '../../model/ip.ts';
 import type { Protocol } from '../../model/types.ts';
-import { DUMMY_DEVICE, hostPort, vsKey, type IpSet, type VirtualServer } from './compile.ts';
+import { DUMMY_DEVICE, vsKey, type IpSet, type VirtualServer } from './compile.ts';
 
 export interface ListedRealServer {
   ip: string;

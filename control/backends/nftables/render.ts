@@ -93,7 +93,7 @@ export function renderFull(next: CompiledNft, existing: ExistingTable | undefine
   }
   const namesRecreated = (rules: readonly string[]): boolean => rules.some((r) => [...r.matchAll(/@(\S+)/g)].some((m) => recreate.has(m[1]!)));
   const decl = (chain: string): string => next.baseChains.get(chain) ?? '';
-  const stale = [...have.chains].filter(([chain, c]) => !next.chains.has(chain) || c.decl !== decl(chain)).map(([chain]) => chain);
+  const stale = new Set([...have.chains].filter(([chain, c]) => !next.chains.has(chain) || c.decl !== decl(chain)).map(([chain]) => chain));
   const write = [...next.chains].filter(([chain, rules]) => {
     const c = have.chains.get(chain);
     return c === undefined || c.decl !== decl(chain) || !sameRules(c.rules, rules) || namesRecreated(c.rules);
@@ -110,7 +110,7 @@ export function renderFull(next: CompiledNft, existing: ExistingTable | undefine
     tx.cmd('delete', 'chain', chain);
     tx.chainsDeleted++;
   }
-  for (const chain of write) if (!have.chains.has(chain) || stale.includes(chain)) tx.cmd('add', 'chain', chain, chainDecl(next, chain));
+  for (const chain of write) if (!have.chains.has(chain) || stale.has(chain)) tx.cmd('add', 'chain', chain, chainDecl(next, chain));
   for (const [name, s] of next.sets) if (!have.sets.has(name) || recreate.has(name)) tx.cmd('add', s.kind, name, setDecl(s));
   // 3. Fill.
   for (const chain of write) tx.rules(chain, next.chains.get(chain)!);
