@@ -20,6 +20,14 @@ for src in "$root"/bpf/*.c; do
     compile "$src" "$obj"
   fi
 done
+# Benchmark entry points around the datapath (bench/bpf/*.c include bpf/datapath.c).
+if [ -d "$root/bench/bpf" ]; then
+  mkdir -p "$out/bench"
+  for src in "$root"/bench/bpf/*.c; do
+    [ -e "$src" ] || continue
+    compile "$src" "$out/bench/$(basename "$src" .c).o"
+  done
+fi
 if [ -d "$root/test/bpf/fixtures" ]; then
   mkdir -p "$out/fixtures"
   for src in "$root"/test/bpf/fixtures/*.c; do

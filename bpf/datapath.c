@@ -130,12 +130,54 @@ static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy
 	return -1;
 }
 
+/*
+ * Established flows first: a live forward CT entry whose backend still exists decides alone (no
+ * frontend lookup, so a change of the service's source ranges, like kube-proxy's rules, does not
+ * cut flows already open). 1 if it handled the packet.
+ */
+static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg,
+					  __u64 now, int *verdict)
+{
+	struct sy_ct_key k = {};
+	struct sy_ct_value *v;
+	struct sy_backend *be;
+	__be32 nat_addr[4];
+	__be16 nat_port;
+	__u16 flags;
+
+	sy_ct_key_of(t, SY_CT_FORWARD, &k);
+	v = sy_ct_lookup(&k, cfg, now);
+	/* A new connection reusing a closed flow's tuple chooses afresh. */
+	if (!v || sy_ct_reopened(v, t->proto, t->tcp_flags))
+		return 0;
+	/* Its backend is gone (endpoint removed): the flow moves to a live one. Terminating ones stay. */
+	be = bpf_map_lookup_elem(&sy_backends, &v->backend_id);
+	if (!be)
+		return 0;
+	sy_ct_touch(v, t->tcp_flags, now);
+	sy_count(v->service_id, skb->len);
+	flags = v->flags;
+	__builtin_memcpy(nat_addr, v->nat_addr, 16);
+	nat_port = v->nat_port;
+	*verdict = TC_ACT_SHOT;
+	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
+		return 1;
+	if (flags & SY_CT_SNAT) {
+		if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
+			return 1;
+		*verdict = sy_fib_redirect(skb, t);
+		return 1;
+	}
+	*verdict = TC_ACT_OK;
+	return 1;
+}
+
 static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
 				      __u8 scope)
 {
 	struct sy_frontend_value *fe;
 	struct sy_ct_key fk = {}, rk = {};
-	struct sy_ct_value *cv, nv = {}, rv = {};
+	struct sy_ct_value nv = {}, rv = {};
 	struct sy_backend *be = NULL;
 	struct sy_backend target;
 	__u32 backend_id = 0;
@@ -149,24 +191,9 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		return TC_ACT_SHOT;
 
 	sy_ct_key_of(t, SY_CT_FORWARD, &fk);
-	cv = sy_ct_lookup(&fk, cfg, now);
-	if (cv && sy_ct_reopened(cv, t->proto, t->tcp_flags))
-		cv = NULL; /* a new connection reusing a closed flow's tuple: choose afresh */
-	if (cv) {
-		be = bpf_map_lookup_elem(&sy_backends, &cv->backend_id);
-		if (be) {
-			/* An established flow keeps its backend, even a terminating one. */
-			sy_ct_touch(cv, t->tcp_flags, now);
-			target = *be;
-			snat = cv->flags & SY_CT_SNAT;
-			__builtin_memcpy(nv.nat_addr, cv->nat_addr, 16);
-			nv.nat_port = cv->nat_port;
-			goto translate;
-		}
-		/* Its backend is gone (endpoint removed): the flow moves to a live one. */
-	}
 	if (fe->count == 0)
 		return (fe->flags & SY_FE_REJECT) ? sy_reject(skb, t) : TC_ACT_SHOT;
+	/* A new flow (or a closed flow's tuple reused, or one whose backend is gone): choose. */
 	be = sy_select(fe, t, now, &backend_id);
 	if (!be)
 		return TC_ACT_SHOT;
@@ -211,7 +238,6 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
 		return TC_ACT_SHOT;
 
-translate:
 	if (sy_rewrite(skb, t, 1, target.addr, target.port) < 0)
 		return TC_ACT_SHOT;
 	if (snat) {
@@ -232,6 +258,8 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 
 	if (sy_parse(skb, &t) < 0)
 		return TC_ACT_OK;
+	if (lookup_services && sy_established(skb, &t, cfg, now, &verdict))
+		return verdict;
 	if (sy_reverse(skb, &t, cfg, now, &verdict))
 		return verdict;
 	if (!lookup_services)

@@ -3,62 +3,89 @@
 #ifndef SWITCHYARD_NAT_H
 #define SWITCHYARD_NAT_H
 
+#include "csum.h"
 #include "parse.h"
 
-#define IP4_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
-#define IP4_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
-#define IP4_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
-#define IP6_SRC_OFF (ETH_HLEN + offsetof(struct ipv6hdr, saddr))
-#define IP6_DST_OFF (ETH_HLEN + offsetof(struct ipv6hdr, daddr))
+/* Keeps t in step with the packet after a rewrite. */
+static __always_inline void sy_tuple_set(struct sy_tuple *t, int is_dst, const __be32 *addr, __be16 port)
+{
+	if (is_dst) {
+		__builtin_memcpy(t->daddr, addr, 16);
+		t->dport = port;
+	} else {
+		__builtin_memcpy(t->saddr, addr, 16);
+		t->sport = port;
+	}
+}
+
+/*
+ * The TCP/UDP checksum cannot be updated inline: how it must change depends on skb->ip_summed,
+ * which programs cannot read (with CHECKSUM_PARTIAL the field holds the pseudo-header sum only,
+ * and a port change must not touch it). bpf_l4_csum_replace knows; one call for the address
+ * (pseudo-header), one for the port. UDP over IPv4 may carry no checksum; BPF_F_MARK_MANGLED_0
+ * keeps it so.
+ */
+static __always_inline int sy_l4_csum(struct __sk_buff *skb, const struct sy_tuple *t, int addr_changed, __u32 addr_diff,
+				      __be16 old_port, __be16 port)
+{
+	__u64 mangled = t->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (addr_changed && bpf_l4_csum_replace(skb, t->csum_off, 0, addr_diff, BPF_F_PSEUDO_HDR | mangled) < 0)
+		return -1;
+	if (old_port != port && bpf_l4_csum_replace(skb, t->csum_off, old_port, port, mangled | 2) < 0)
+		return -1;
+	return 0;
+}
 
 /*
  * Rewrites the source (is_dst = 0) or destination (is_dst = 1) of the packet described by t to
- * addr:port and updates t. UDP over IPv4 may carry no checksum; BPF_F_MARK_MANGLED_0 keeps it so.
+ * addr:port and updates t. Addresses, ports and the IPv4 header checksum are written in place
+ * (direct packet access); only the L4 checksum goes through helpers.
  */
-static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t, int is_dst,
-				      const __be32 *addr, __be16 port)
+static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t, int is_dst, const __be32 *addr,
+				      __be16 port)
 {
-	__be32 *old_addr = is_dst ? t->daddr : t->saddr;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 l4_off = t->l4_off;
 	__be16 old_port = is_dst ? t->dport : t->sport;
-	__u64 mangled = t->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-	__u32 port_off = t->l4_off + (is_dst ? 2 : 0);
+	__be16 *ports;
+	__u32 diff = 0;
+	int changed = 1;
 
+	if (l4_off > ETH_HLEN + 60)
+		return -1;
+	ports = data + l4_off;
+	if ((void *)(ports + 2) > end)
+		return -1; /* sy_parse made the headers linear */
 	if (t->family == 4) {
-		__u32 addr_off = is_dst ? IP4_DST_OFF : IP4_SRC_OFF;
+		struct iphdr *ip = data + ETH_HLEN;
+		__be32 *field;
 
-		if (old_addr[0] != addr[0]) {
-			if (bpf_l4_csum_replace(skb, t->csum_off, old_addr[0], addr[0], BPF_F_PSEUDO_HDR | mangled | 4) < 0)
-				return -1;
-			if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, old_addr[0], addr[0], 4) < 0)
-				return -1;
-			if (bpf_skb_store_bytes(skb, addr_off, &addr[0], 4, 0) < 0)
-				return -1;
-			old_addr[0] = addr[0];
+		if ((void *)(ip + 1) > end)
+			return -1;
+		field = is_dst ? &ip->daddr : &ip->saddr;
+		changed = *field != addr[0];
+		if (changed) {
+			diff = sy_csum_diff4(*field, addr[0]);
+			ip->check = sy_csum_apply(ip->check, diff);
+			*field = addr[0];
 		}
 	} else {
-		__u32 addr_off = is_dst ? IP6_DST_OFF : IP6_SRC_OFF;
-		__be32 from[4], to[4];
-		__s64 diff;
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		__be32 *field;
 
-		__builtin_memcpy(from, old_addr, 16);
-		__builtin_memcpy(to, addr, 16);
-		diff = bpf_csum_diff(from, 16, to, 16, 0);
-		if (bpf_l4_csum_replace(skb, t->csum_off, 0, diff, BPF_F_PSEUDO_HDR) < 0)
+		if ((void *)(ip6 + 1) > end)
 			return -1;
-		if (bpf_skb_store_bytes(skb, addr_off, to, 16, 0) < 0)
-			return -1;
-		__builtin_memcpy(old_addr, to, 16);
+		field = is_dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+		diff = sy_csum_diff16(field, addr);
+		__builtin_memcpy(field, addr, 16);
 	}
-	if (old_port != port) {
-		if (bpf_l4_csum_replace(skb, t->csum_off, old_port, port, mangled | 2) < 0)
-			return -1;
-		if (bpf_skb_store_bytes(skb, port_off, &port, 2, 0) < 0)
-			return -1;
-		if (is_dst)
-			t->dport = port;
-		else
-			t->sport = port;
-	}
+	ports[is_dst ? 1 : 0] = port;
+	/* The helpers below invalidate packet pointers: nothing reads through them after this. */
+	if (sy_l4_csum(skb, t, changed, diff, old_port, port) < 0)
+		return -1;
+	sy_tuple_set(t, is_dst, addr, port);
 	return 0;
 }
 

@@ -27,60 +27,15 @@ struct sy_tuple {
 	__u32 csum_off; /* offset of its checksum */
 };
 
-/* Fills t from an Ethernet frame by copying; 0 on success, -1 for anything not TCP/UDP over IP. */
-static __always_inline int sy_parse_copy(struct __sk_buff *skb, struct sy_tuple *t)
-{
-	__be16 ports[2];
-	__u8 proto;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
-			return -1;
-		if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x1fff)))
-			return -1;
-		t->family = 4;
-		t->saddr[0] = ip.saddr;
-		t->daddr[0] = ip.daddr;
-		proto = ip.protocol;
-		t->l4_off = ETH_HLEN + ip.ihl * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
-			return -1;
-		t->family = 6;
-		__builtin_memcpy(t->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(t->daddr, &ip6.daddr, 16);
-		/* Extension headers are not followed: such packets pass untranslated. */
-		proto = ip6.nexthdr;
-		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
-	} else {
-		return -1;
-	}
-	if (proto == IPPROTO_TCP) {
-		t->csum_off = t->l4_off + offsetof(struct tcphdr, check);
-		if (bpf_skb_load_bytes(skb, t->l4_off + 13, &t->tcp_flags, 1) < 0)
-			return -1;
-	} else if (proto == IPPROTO_UDP) {
-		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
-	} else {
-		return -1;
-	}
-	if (bpf_skb_load_bytes(skb, t->l4_off, ports, sizeof(ports)) < 0)
-		return -1;
-	t->proto = proto;
-	t->sport = ports[0];
-	t->dport = ports[1];
-	return 0;
-}
+/* Headers the datapath reads and writes in place: Ethernet, IPv4 with options or IPv6, TCP up to its flags. */
+#define SY_HEADROOM (ETH_HLEN + 60 + 14)
 
 /*
- * The same with direct packet access, which saves a helper call per header on the hot path; the
- * copying parser takes over when the headers are not all in the linear part of the skb.
+ * Fills t from an Ethernet frame with direct packet access; 0 on success, 1 when the headers are
+ * not all in the linear part of the skb (the caller pulls them in and asks again), -1 for
+ * anything not TCP/UDP over IP (passed untouched).
  */
-static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tuple *t)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -93,7 +48,7 @@ static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
 		__u32 ihl;
 
 		if ((void *)(ip + 1) > end)
-			return sy_parse_copy(skb, t);
+			return 1;
 		ihl = ip->ihl;
 		if (ihl < 5 || (ip->frag_off & bpf_htons(0x1fff)))
 			return -1;
@@ -106,10 +61,11 @@ static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 
 		if ((void *)(ip6 + 1) > end)
-			return sy_parse_copy(skb, t);
+			return 1;
 		t->family = 6;
 		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		/* Extension headers are not followed: such packets pass untranslated. */
 		proto = ip6->nexthdr;
 		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
 	} else {
@@ -120,12 +76,12 @@ static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
 	l4 = data + t->l4_off;
 	if (proto == IPPROTO_TCP) {
 		if ((void *)(l4 + 14) > end)
-			return sy_parse_copy(skb, t);
+			return 1;
 		t->csum_off = t->l4_off + offsetof(struct tcphdr, check);
 		t->tcp_flags = l4[13];
 	} else if (proto == IPPROTO_UDP) {
-		if ((void *)(l4 + 4) > end)
-			return sy_parse_copy(skb, t);
+		if ((void *)(l4 + 8) > end)
+			return 1;
 		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
 	} else {
 		return -1;
@@ -135,6 +91,25 @@ static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
 	t->sport = ports[0];
 	t->dport = ports[1];
 	return 0;
+}
+
+/* The headers were not all in the linear part: pull them in once (like Cilium's revalidate). Off
+ * the hot path, so a function of its own rather than a second inlined parser. */
+static __attribute__((noinline)) int sy_parse_pulled(struct __sk_buff *skb, struct sy_tuple *t)
+{
+	__u32 len = skb->len < SY_HEADROOM ? skb->len : SY_HEADROOM;
+
+	if (bpf_skb_pull_data(skb, len) < 0)
+		return -1;
+	return sy_parse_linear(skb, t) == 0 ? 0 : -1;
+}
+
+/* Parses the packet so that everything after it reads and writes the headers in place. */
+static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+{
+	int rc = sy_parse_linear(skb, t);
+
+	return rc <= 0 ? rc : sy_parse_pulled(skb, t);
 }
 
 #endif /* SWITCHYARD_PARSE_H */
