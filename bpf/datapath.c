@@ -67,12 +67,9 @@ static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct s
 	return TC_ACT_OK;
 }
 
-/* Translates an answer of a tracked flow back; 1 if it was one. */
-static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
-				      int *verdict)
+/* Translates an answer of a tracked flow back (v: its live reply entry). */
+static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, struct sy_ct_value *v, __u64 now)
 {
-	struct sy_ct_key k = {};
-	struct sy_ct_value *v;
 	struct sy_revnat *rn;
 	__be32 client[4];
 	__be16 client_port;
@@ -80,33 +77,20 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	__u16 flags;
 	__u8 rn_flags;
 
-	sy_ct_key_of(t, SY_CT_REPLY, &k);
-	v = sy_ct_lookup(&k, cfg, now);
-	if (!v)
-		return 0;
-	if (sy_ct_reopened(v, t->proto, t->tcp_flags)) {
-		/* The answer of a new connection on a closed flow's tuple (e.g. straight to the pod). */
-		bpf_map_delete_elem(&sy_ct, &k);
-		return 0;
-	}
 	sy_ct_touch(v, t->tcp_flags, now);
 	rev_nat_id = v->rev_nat_id;
 	flags = v->flags;
 	__builtin_memcpy(client, v->nat_addr, 16);
 	client_port = v->nat_port;
 	rn = bpf_map_lookup_elem(&sy_revnat, &rev_nat_id);
-	if (!rn) {
-		*verdict = TC_ACT_OK;
-		return 1;
-	}
-	*verdict = TC_ACT_SHOT;
+	if (!rn || !rn->family)
+		return TC_ACT_OK;
 	rn_flags = rn->flags;
 	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
-		return 1;
+		return TC_ACT_SHOT;
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
-		return 1;
-	*verdict = (rn_flags & SY_RN_NODE_ADDRESS) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
-	return 1;
+		return TC_ACT_SHOT;
+	return (rn_flags & SY_RN_NODE_ADDRESS) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 }
 
 static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
@@ -131,27 +115,19 @@ static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy
 }
 
 /*
- * Established flows first: a live forward CT entry whose backend still exists decides alone (no
- * frontend lookup, so a change of the service's source ranges, like kube-proxy's rules, does not
- * cut flows already open). 1 if it handled the packet.
+ * A packet of an established flow (v: its live forward entry) keeps its backend, even a
+ * terminating one; no frontend lookup, so a change of the service's source ranges, like
+ * kube-proxy's rules, does not cut flows already open. 0 when the backend is gone (its endpoint
+ * was removed): the flow then moves to a live one.
  */
-static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg,
-					  __u64 now, int *verdict)
+static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, struct sy_ct_value *v, __u64 now,
+					  int *verdict)
 {
-	struct sy_ct_key k = {};
-	struct sy_ct_value *v;
-	struct sy_backend *be;
+	struct sy_backend *be = sy_backend(v->backend_id);
 	__be32 nat_addr[4];
 	__be16 nat_port;
 	__u16 flags;
 
-	sy_ct_key_of(t, SY_CT_FORWARD, &k);
-	v = sy_ct_lookup(&k, cfg, now);
-	/* A new connection reusing a closed flow's tuple chooses afresh. */
-	if (!v || sy_ct_reopened(v, t->proto, t->tcp_flags))
-		return 0;
-	/* Its backend is gone (endpoint removed): the flow moves to a live one. Terminating ones stay. */
-	be = bpf_map_lookup_elem(&sy_backends, &v->backend_id);
 	if (!be)
 		return 0;
 	sy_ct_touch(v, t->tcp_flags, now);
@@ -172,14 +148,14 @@ static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple
 	return 1;
 }
 
-static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_config *cfg, __u64 now,
-				      __u8 scope)
+/* A packet that opens a flow (fk: its tuple's CT key), or one for no frontend at all. */
+static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *fk,
+				      const struct sy_config *cfg, __u64 now, __u8 scope)
 {
 	struct sy_frontend_value *fe;
-	struct sy_ct_key fk = {}, rk = {};
-	struct sy_ct_value nv = {}, rv = {};
+	struct sy_ct_key rk = {};
+	struct sy_ct_value cv = {};
 	struct sy_backend *be = NULL;
-	struct sy_backend target;
 	__u32 backend_id = 0;
 	int snat = 0;
 
@@ -190,27 +166,27 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	if (!sy_source_allowed(fe, t))
 		return TC_ACT_SHOT;
 
-	sy_ct_key_of(t, SY_CT_FORWARD, &fk);
 	if (fe->count == 0)
 		return (fe->flags & SY_FE_REJECT) ? sy_reject(skb, t) : TC_ACT_SHOT;
 	/* A new flow (or a closed flow's tuple reused, or one whose backend is gone): choose. */
 	be = sy_select(fe, t, now, &backend_id);
 	if (!be)
 		return TC_ACT_SHOT;
-	target = *be;
 	/* Hairpin: a pod reaching itself must see the node as the source, or its answer stays inside. */
-	snat = (fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, target.addr);
+	snat = (fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, be->addr);
 
-	nv.backend_id = backend_id;
-	nv.rev_nat_id = fe->rev_nat_id;
-	nv.service_id = fe->service_id;
-	nv.created = now;
-	nv.last_seen = now;
-	__builtin_memcpy(rk.saddr, target.addr, 16);
-	rk.sport = target.port;
+	/* The reply entry first (its SNAT port must be free), then the forward one; one value buffer
+	 * serves both, which keeps the stack within what the verifier allows with a subprogram. */
+	cv.backend_id = backend_id;
+	cv.rev_nat_id = fe->rev_nat_id;
+	cv.service_id = fe->service_id;
+	cv.created = now;
+	cv.last_seen = now;
+	cv.flags = SY_CT_REPLY;
+	__builtin_memcpy(rk.saddr, be->addr, 16);
+	rk.sport = be->port;
 	rk.proto = t->proto;
 	rk.family = t->family;
-	rk.dir = SY_CT_REPLY;
 	if (snat) {
 		if (!cfg)
 			return TC_ACT_SHOT;
@@ -220,28 +196,28 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 			__builtin_memcpy(rk.daddr, cfg->node_ip6, 16);
 		if (sy_snat_port(&rk, cfg) < 0)
 			return TC_ACT_SHOT;
-		nv.flags = SY_CT_SNAT;
-		__builtin_memcpy(nv.nat_addr, rk.daddr, 16);
-		nv.nat_port = rk.dport;
-		__builtin_memcpy(rv.nat_addr, t->saddr, 16);
-		rv.nat_port = t->sport;
-		rv.flags = SY_CT_SNAT;
+		cv.flags |= SY_CT_SNAT;
+		__builtin_memcpy(cv.nat_addr, t->saddr, 16);
+		cv.nat_port = t->sport;
 	} else {
 		__builtin_memcpy(rk.daddr, t->saddr, 16);
 		rk.dport = t->sport;
 	}
-	rv.backend_id = backend_id;
-	rv.rev_nat_id = fe->rev_nat_id;
-	rv.service_id = fe->service_id;
-	rv.created = now;
-	rv.last_seen = now;
-	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
+	if (bpf_map_update_elem(&sy_ct, &rk, &cv, BPF_ANY) < 0)
+		return TC_ACT_SHOT;
+	/* The forward entry: the SNAT source this flow uses, if any. */
+	cv.flags = snat ? SY_CT_SNAT : 0;
+	if (snat) {
+		__builtin_memcpy(cv.nat_addr, rk.daddr, 16);
+		cv.nat_port = rk.dport;
+	}
+	if (bpf_map_update_elem(&sy_ct, fk, &cv, BPF_ANY) < 0)
 		return TC_ACT_SHOT;
 
-	if (sy_rewrite(skb, t, 1, target.addr, target.port) < 0)
+	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
 		return TC_ACT_SHOT;
 	if (snat) {
-		if (sy_rewrite(skb, t, 0, nv.nat_addr, nv.nat_port) < 0)
+		if (sy_rewrite(skb, t, 0, rk.daddr, rk.dport) < 0)
 			return TC_ACT_SHOT;
 		return sy_fib_redirect(skb, t);
 	}
@@ -252,19 +228,31 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 {
 	const struct sy_config *cfg = sy_cfg();
 	struct sy_tuple t = {};
+	struct sy_ct_key k = {};
+	struct sy_ct_value *v;
 	/* Coarse: a clock read per packet costs ~15 ns; CT and affinity need jiffy resolution only. */
 	__u64 now = bpf_ktime_get_coarse_ns();
 	int verdict;
 
 	if (sy_parse(skb, &t) < 0)
 		return TC_ACT_OK;
-	if (lookup_services && sy_established(skb, &t, cfg, now, &verdict))
-		return verdict;
-	if (sy_reverse(skb, &t, cfg, now, &verdict))
-		return verdict;
+	/* One lookup tells an answer from an established flow from anything else. */
+	sy_ct_key_of(&t, &k);
+	v = sy_ct_lookup(&k, cfg, now);
+	if (v && sy_ct_reopened(v, t.proto, t.tcp_flags)) {
+		/* A new connection on a closed flow's tuple: the old entry must not capture it (a
+		 * forward entry is overwritten when the new flow is tracked). */
+		if (v->flags & SY_CT_REPLY)
+			bpf_map_delete_elem(&sy_ct, &k);
+		v = NULL;
+	}
+	if (v && (v->flags & SY_CT_REPLY))
+		return sy_reverse(skb, &t, v, now);
 	if (!lookup_services)
 		return TC_ACT_OK;
-	return sy_forward(skb, &t, cfg, now, scope);
+	if (v && sy_established(skb, &t, v, now, &verdict))
+		return verdict;
+	return sy_forward(skb, &t, &k, cfg, now, scope);
 }
 
 SEC("tc")

@@ -9,7 +9,7 @@
 
 #define SY_CT_CLOSING_TIMEOUT_NS (10ULL * 1000000000ULL)
 
-static __always_inline void sy_ct_key_of(const struct sy_tuple *t, __u8 dir, struct sy_ct_key *k)
+static __always_inline void sy_ct_key_of(const struct sy_tuple *t, struct sy_ct_key *k)
 {
 	__builtin_memcpy(k->saddr, t->saddr, 16);
 	__builtin_memcpy(k->daddr, t->daddr, 16);
@@ -17,8 +17,8 @@ static __always_inline void sy_ct_key_of(const struct sy_tuple *t, __u8 dir, str
 	k->dport = t->dport;
 	k->proto = t->proto;
 	k->family = t->family;
-	k->dir = dir;
-	k->pad = 0;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
 }
 
 static __always_inline __u64 sy_ct_timeout(const struct sy_config *cfg, const struct sy_ct_value *v, __u8 proto)

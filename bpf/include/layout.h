@@ -59,7 +59,7 @@ enum sy_skel_stat {
  * an agent finding pins of another version refuses to start (sy_meta holds the pinned version)
  * rather than reading its maps wrongly.
  */
-#define SY_LAYOUT_VERSION 1
+#define SY_LAYOUT_VERSION 2
 
 /* Value of sy_meta[0]. */
 struct sy_meta {
@@ -126,7 +126,8 @@ struct sy_slot_key {
 #define SY_BE_TERMINATING (1U << 0)
 
 /* Backends are per service port (like kube-proxy's KUBE-SEP chains): an endpoint leaving one
- * service ends its flows there even while it still serves another. */
+ * service ends its flows there even while it still serves another. sy_backends is an array
+ * indexed by backend id (its lookup costs no call); family 0 marks a free id. */
 struct sy_backend {
 	__be32 addr[4];
 	__be16 port;
@@ -136,7 +137,7 @@ struct sy_backend {
 	__u32 service_id; /* the service port it belongs to */
 };
 
-/* sy_revnat.flags */
+/* sy_revnat is an array indexed by rev-NAT id; family 0 marks a free id. sy_revnat.flags: */
 #define SY_RN_NODE_ADDRESS (1U << 0) /* the frontend is a node address (NodePort): see sy_fib_redirect */
 
 struct sy_revnat {
@@ -146,12 +147,13 @@ struct sy_revnat {
 	__u8 flags; /* SY_RN_* */
 };
 
-/* Connection tracking: one entry per direction of a translated flow. */
-enum sy_ct_dir {
-	SY_CT_FORWARD = 0, /* client -> frontend, as the client sent it */
-	SY_CT_REPLY = 1,   /* backend -> client (or -> SNAT address), as the backend answers */
-};
-
+/*
+ * Connection tracking: one entry per direction of a translated flow, keyed by the packet's tuple
+ * as it arrives (the forward entry: client -> frontend as the client sent it; the reply entry:
+ * backend -> client, or -> the SNAT address, as the backend answers). Like conntrack, a tuple
+ * names one direction of one flow, so one lookup answers both "is this an answer?" and "is this
+ * an established flow?" (SNAT ports are chosen so that a reply tuple is never taken).
+ */
 struct sy_ct_key {
 	__be32 saddr[4];
 	__be32 daddr[4];
@@ -159,13 +161,13 @@ struct sy_ct_key {
 	__be16 dport;
 	__u8 proto;
 	__u8 family;
-	__u8 dir; /* enum sy_ct_dir */
-	__u8 pad;
+	__u8 pad[2];
 };
 
 /* sy_ct_value.flags */
 #define SY_CT_SNAT    (1U << 0) /* the source was translated to nat_addr:nat_port */
 #define SY_CT_CLOSING (1U << 1) /* a FIN or RST was seen */
+#define SY_CT_REPLY   (1U << 2) /* the entry translates answers back (else: an established forward flow) */
 
 struct sy_ct_value {
 	__be32 nat_addr[4]; /* forward: the SNAT source; reply: the client to restore */

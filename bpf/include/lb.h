@@ -38,6 +38,14 @@ static __always_inline int sy_source_allowed(const struct sy_frontend_value *fe,
 	return bpf_map_lookup_elem(&sy_source_ranges, &k) != NULL;
 }
 
+/* A backend by id; NULL for an id that is free (removed endpoints free theirs). */
+static __always_inline struct sy_backend *sy_backend(__u32 id)
+{
+	struct sy_backend *be = bpf_map_lookup_elem(&sy_backends, &id);
+
+	return be && be->family ? be : NULL;
+}
+
 static __always_inline struct sy_backend *sy_backend_at(__u32 set_id, __u32 slot, __u32 *backend_id)
 {
 	struct sy_slot_key k = { .set_id = set_id, .slot = slot };
@@ -46,7 +54,7 @@ static __always_inline struct sy_backend *sy_backend_at(__u32 set_id, __u32 slot
 	if (!id)
 		return NULL;
 	*backend_id = *id;
-	return bpf_map_lookup_elem(&sy_backends, id);
+	return sy_backend(*id);
 }
 
 static __always_inline __u32 sy_mix(__u32 h, __u32 v)
@@ -91,7 +99,7 @@ static __always_inline struct sy_backend *sy_maglev_pick(const struct sy_fronten
 	if (!id)
 		return NULL;
 	*backend_id = *id;
-	return bpf_map_lookup_elem(&sy_backends, id);
+	return sy_backend(*id);
 }
 
 /* Chooses the backend of a new flow; NULL when the set is empty or inconsistent. */
@@ -112,7 +120,7 @@ static __always_inline struct sy_backend *sy_select(const struct sy_frontend_val
 		__builtin_memcpy(ak.client, t->saddr, 16);
 		hit = bpf_map_lookup_elem(&sy_affinity, &ak);
 		if (hit && sy_age(now, hit->last_seen) < (__u64)fe->affinity_timeout * 1000000000ULL) {
-			be = bpf_map_lookup_elem(&sy_backends, &hit->backend_id);
+			be = sy_backend(hit->backend_id);
 			if (be && !(be->flags & SY_BE_TERMINATING)) {
 				*backend_id = hit->backend_id;
 				hit->last_seen = now;

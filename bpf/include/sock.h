@@ -104,7 +104,7 @@ static __always_inline int sy_sock_reverse(struct bpf_sock_addr *ctx, __u8 famil
 	if (!rev_nat_id)
 		return 1;
 	rn = bpf_map_lookup_elem(&sy_revnat, rev_nat_id);
-	if (!rn)
+	if (!rn || !rn->family)
 		return 1;
 	if (family == 4) {
 		ctx->user_ip4 = rn->addr[0];

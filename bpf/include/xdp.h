@@ -26,9 +26,10 @@
 #define SY_FE_EXTERNAL_KINDS (SY_FE_NODE_PORT | SY_FE_LOAD_BALANCER | SY_FE_EXTERNAL_IP)
 
 /* Incremental checksum update over len bytes (a multiple of 4) changing from -> to. */
-static __always_inline void sy_csum_update(__sum16 *sum, void *from, void *to, __u32 len)
+/* XDP frames carry complete checksums (no CHECKSUM_PARTIAL), so every update is arithmetic. */
+static __always_inline void sy_csum_update(__sum16 *sum, __u32 diff)
 {
-	*sum = sy_csum_fold(bpf_csum_diff(from, len, to, len, (~(__u32)*sum) & 0xffff));
+	*sum = sy_csum_apply(*sum, diff);
 }
 
 struct sy_xdp_pkt {
@@ -103,23 +104,19 @@ static __always_inline void sy_xdp_dnat(struct sy_xdp_pkt *p, struct sy_tuple *t
 	__be32 old_port = p->ports[1], new_port = port;
 
 	if (t->family == 4) {
-		__be32 old = t->daddr[0], neu = addr[0];
+		__u32 diff = sy_csum_diff4(t->daddr[0], addr[0]);
 
-		sy_csum_update(&p->ip4->check, &old, &neu, 4);
+		sy_csum_update(&p->ip4->check, diff);
 		if (p->l4sum)
-			sy_csum_update(p->l4sum, &old, &neu, 4);
-		p->ip4->daddr = neu;
+			sy_csum_update(p->l4sum, diff);
+		p->ip4->daddr = addr[0];
 	} else {
-		__be32 old[4], neu[4];
-
-		__builtin_memcpy(old, t->daddr, 16);
-		__builtin_memcpy(neu, addr, 16);
 		if (p->l4sum)
-			sy_csum_update(p->l4sum, old, neu, 16);
-		__builtin_memcpy(&p->ip6->daddr, neu, 16);
+			sy_csum_update(p->l4sum, sy_csum_diff16(t->daddr, addr));
+		__builtin_memcpy(&p->ip6->daddr, addr, 16);
 	}
 	if (p->l4sum)
-		sy_csum_update(p->l4sum, &old_port, &new_port, 4);
+		sy_csum_update(p->l4sum, sy_csum_diff4(old_port, new_port));
 	p->ports[1] = port;
 }
 
@@ -151,12 +148,12 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 		return XDP_PASS; /* SNAT and its redirect live in tc */
 	cfg = bpf_map_lookup_elem(&sy_config, &zero);
 	now = bpf_ktime_get_coarse_ns();
-	sy_ct_key_of(&t, SY_CT_FORWARD, &fk);
+	sy_ct_key_of(&t, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
 	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
 		cv = NULL;
-	if (cv && !(cv->flags & SY_CT_SNAT)) {
-		be = bpf_map_lookup_elem(&sy_backends, &cv->backend_id);
+	if (cv && !(cv->flags & (SY_CT_SNAT | SY_CT_REPLY))) {
+		be = sy_backend(cv->backend_id);
 		if (be) {
 			sy_ct_touch(cv, t.tcp_flags, now);
 			target = *be;
@@ -175,13 +172,13 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	nv.created = now;
 	nv.last_seen = now;
 	rv = nv;
+	rv.flags = SY_CT_REPLY;
 	__builtin_memcpy(rk.saddr, target.addr, 16);
 	__builtin_memcpy(rk.daddr, t.saddr, 16);
 	rk.sport = target.port;
 	rk.dport = t.sport;
 	rk.proto = t.proto;
 	rk.family = t.family;
-	rk.dir = SY_CT_REPLY;
 	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
 		return XDP_PASS;
 translate:

@@ -54,7 +54,7 @@ export const skelCounter = struct<SkelCounter>('sy_skel_counter', [
 // ---- the datapath -------------------------------------------------------------------------
 
 /** SY_LAYOUT_VERSION of layout.h; test/bpf/layout.test.ts checks they agree. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export interface Meta {
   layoutVersion: number;
@@ -79,8 +79,7 @@ export const FE = {
   HAS_INTERNAL: 1 << 8,
 } as const;
 export const BE = { TERMINATING: 1 << 0 } as const;
-export const CT_DIR = { FORWARD: 0, REPLY: 1 } as const;
-export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1 } as const;
+export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2 } as const;
 export const RN = { NODE_ADDRESS: 1 << 0 } as const;
 
 export interface FrontendKey {
@@ -129,7 +128,6 @@ export interface CtKey {
   dport: number;
   proto: number;
   family: number;
-  dir: number;
 }
 
 export interface CtValue {
@@ -240,8 +238,7 @@ export const ctKey = withFamily(
     { name: 'dport', codec: be16 },
     { name: 'proto', codec: u8 },
     { name: 'family', codec: u8 },
-    { name: 'dir', codec: u8 },
-    { name: 'pad', codec: u8 },
+    { name: 'pad', codec: array(u8, 2) },
   ]),
   ['saddr', 'daddr'],
 );

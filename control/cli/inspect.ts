@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { perCpu, u32 } from '../bpf/codec.ts';
 import { native } from '../bpf/native.ts';
 import { BpfMap } from '../bpf/map.ts';
-import { backend, counter, ctKey, ctValue, CT, CT_DIR, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
+import { backend, counter, ctKey, ctValue, CT, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
 import type { CommandIO } from './io.ts';
 import { fetchApiFrontends, joinApiView, PROTOCOL_NAMES as PROTO } from '../inspect/api-view.ts';
 import { hostPort } from '../model/ip.ts';
@@ -45,7 +45,7 @@ export async function inspectCommand(what: 'services' | 'backends' | 'conntrack'
         const id = slots.get({ setId: v.setId, slot: s });
         if (id !== undefined) backends.push(id);
       }
-      const backendAddresses = backends.map((id) => be.get(id)).filter((b) => b !== undefined).map((b) => hostPort(b.addr, b.port));
+      const backendAddresses = backends.map((id) => be.get(id)).filter((b): b is NonNullable<typeof b> => b !== undefined && b.family !== 0).map((b) => hostPort(b.addr, b.port));
       const c = (stats.get(v.serviceId) ?? []).reduce((a, x) => ({ packets: a.packets + x.packets, bytes: a.bytes + x.bytes }), { packets: 0n, bytes: 0n });
       const scope: 'internal' | 'external' = k.scope === 1 ? 'internal' : 'external';
       return { frontend: hostPort(k.addr, k.port), protocol: PROTO[k.proto] ?? String(k.proto), scope, flags: flagNames(v.flags), backends, backendAddresses, affinitySeconds: v.affinityTimeout, algorithm: v.algorithm === 1 ? 'maglev' : 'random', serviceId: v.serviceId, revNatId: v.revNatId, packets: c.packets.toString(), bytes: c.bytes.toString() };
@@ -84,7 +84,7 @@ export async function inspectCommand(what: 'services' | 'backends' | 'conntrack'
   }
   if (what === 'backends') {
     const be = open(dir, 'sy_backends', u32, backend);
-    const rows = be.entries().map(([id, b]) => ({ id, backend: hostPort(b.addr, b.port), protocol: PROTO[b.proto] ?? String(b.proto), terminating: (b.flags & 1) !== 0, serviceId: b.serviceId })).sort((a, b) => a.id - b.id);
+    const rows = be.entries().filter(([, b]) => b.family !== 0).map(([id, b]) => ({ id, backend: hostPort(b.addr, b.port), protocol: PROTO[b.proto] ?? String(b.proto), terminating: (b.flags & 1) !== 0, serviceId: b.serviceId })).sort((a, b) => a.id - b.id);
     be.close();
     io.stdout(json ? `${JSON.stringify(rows, null, 2)}\n` : `${table(['ID', 'BACKEND', 'PROTO', 'STATE', 'SERVICE ID'], rows.map((r) => [String(r.id), r.backend, r.protocol, r.terminating ? 'terminating' : 'active', String(r.serviceId)]))}\n`);
     return 0;
@@ -93,9 +93,10 @@ export async function inspectCommand(what: 'services' | 'backends' | 'conntrack'
   const rn = open(dir, 'sy_revnat', u32, revNat);
   const nowNs = process.hrtime.bigint();
   const rows = ct.entries().map(([k, v]) => {
-    const frontend = rn.get(v.revNatId);
+    const found = rn.get(v.revNatId);
+    const frontend = found?.family === 0 ? undefined : found;
     return {
-      direction: k.dir === CT_DIR.FORWARD ? 'forward' : 'reply',
+      direction: (v.flags & CT.REPLY) !== 0 ? 'reply' : 'forward',
       protocol: PROTO[k.proto] ?? String(k.proto),
       source: hostPort(k.saddr, k.sport),
       destination: hostPort(k.daddr, k.dport),

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { u32 } from '../../control/bpf/codec.ts';
-import { frontendKey, frontendValue, meta, slotKey } from '../../control/bpf/layout.ts';
+import { frontendKey, frontendValue, LAYOUT_VERSION, meta, slotKey } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath, LayoutMismatchError } from '../../control/backends/ebpf/datapath.ts';
 import { BpfMap } from '../../control/bpf/map.ts';
@@ -84,7 +84,7 @@ describe('eBPF backend sync', () => {
     dp.object.map('sy_meta', u32, meta).set(0, { layoutVersion: 999 }); // as an older or newer agent left it
     const count = dp.frontendCount;
     dp.close();
-    assert.throws(() => EbpfDatapath.open({ object: datapathObject, pinDir }), (e: unknown) => e instanceof LayoutMismatchError && /layout version 999, this agent uses version 1/.test(e.message) && /switchyard cleanup/.test(e.message));
+    assert.throws(() => EbpfDatapath.open({ object: datapathObject, pinDir }), (e: unknown) => e instanceof LayoutMismatchError && new RegExp(`layout version 999, this agent uses version ${LAYOUT_VERSION}`).test(e.message) && /switchyard cleanup/.test(e.message));
     const m = BpfMap.fromPin(`${pinDir}/sy_frontends`, frontendKey, frontendValue);
     assert.equal(m.entries().length, count, 'nothing was flushed');
     m.close();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
 import { u32 } from '../../control/bpf/codec.ts';
-import { affinityKey, affinityValue, backend, ctKey, ctValue, CT_DIR } from '../../control/bpf/layout.ts';
+import { affinityKey, affinityValue, backend, ctKey, ctValue, CT } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { nodeFacts } from '../../control/model/node.ts';
@@ -57,8 +57,12 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     assert.ok(['n0p1', 'n1p1'].includes(podOf(p.dst)), p.dst);
     assert.deepEqual([p.dport, p.src, p.sport, p.ipChecksumOk, p.l4ChecksumOk], [8080, CLIENT, 40000, true, true]);
     const ct = dp.object.map('sy_ct', ctKey, ctValue);
-    assert.ok(ct.get({ saddr: CLIENT, daddr: '10.96.0.10', sport: 40000, dport: 80, proto: PROTO.TCP, family: 4, dir: CT_DIR.FORWARD }));
-    assert.ok(ct.get({ saddr: p.dst, daddr: CLIENT, sport: 8080, dport: 40000, proto: PROTO.TCP, family: 4, dir: CT_DIR.REPLY }));
+    // One entry per direction, keyed by the tuple as it arrives; the reply entry says so.
+    const forward = ct.get({ saddr: CLIENT, daddr: '10.96.0.10', sport: 40000, dport: 80, proto: PROTO.TCP, family: 4 });
+    const reply = ct.get({ saddr: p.dst, daddr: CLIENT, sport: 8080, dport: 40000, proto: PROTO.TCP, family: 4 });
+    assert.ok(forward && reply);
+    assert.equal(forward.flags & CT.REPLY, 0);
+    assert.equal(reply.flags & CT.REPLY, CT.REPLY);
   });
 
   it('established flow: every packet goes to the same backend', () => {

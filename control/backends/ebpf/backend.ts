@@ -100,6 +100,9 @@ export class EbpfBackend {
       for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
       this.socketsAttached = true;
     }
+    // Our programs now run wherever the old ones did: a layout migration can drop the old entries.
+    const moved = this.datapath.finishMigration();
+    if (moved > 0) this.o.log({ entries: moved }, `layout migration finished (${moved} conntrack entries moved)`);
   }
 
   /** Attaches to pod devices as they appear. */

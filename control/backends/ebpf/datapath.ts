@@ -35,6 +35,7 @@ import {
 import { parseCidr } from '../../model/ip.ts';
 import { backendFlags, backendKey, frontendKeyText, type CompiledDatapath, type FrontendSpec } from './compile.ts';
 import { IdAllocator } from './ids.ts';
+import { abandonV1, finishV1, migrateV1, prepareV1, v1Pending } from './migrate.ts';
 
 export interface DatapathOptions {
   object: string;
@@ -66,6 +67,10 @@ function rangeKey(revNatId: number, cidr: string): SourceRangeKey {
   return { prefixlen: 32 + c.prefix, revNatId, addr };
 }
 
+/* sy_backends and sy_revnat are arrays: an id is freed by writing family 0. */
+const FREE_BACKEND: Backend = { addr: '0.0.0.0', port: 0, proto: 0, family: 0, flags: 0, serviceId: 0 };
+const FREE_REVNAT: RevNat = { addr: '0.0.0.0', port: 0, family: 0, flags: 0 };
+
 /** The pinned maps were written by another layout version of the datapath. */
 export class LayoutMismatchError extends Error {
   constructor(pinDir: string, found: number | undefined, detail?: string) {
@@ -80,6 +85,7 @@ export class LayoutMismatchError extends Error {
 
 export class EbpfDatapath {
   readonly object: LoadedObject;
+  private readonly pinDir: string;
   private readonly frontends: BpfMap<FrontendKey, FrontendValue>;
   private readonly slots: BpfMap<SlotKey, number>;
   private readonly backends: BpfMap<number, Backend>;
@@ -96,8 +102,9 @@ export class EbpfDatapath {
   private adoptedBackends = new Map<number, Backend>();
   private ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
-  private constructor(object: LoadedObject) {
+  private constructor(object: LoadedObject, pinDir: string) {
     this.object = object;
+    this.pinDir = pinDir;
     const u8 = { size: 1, align: 1, encodeInto: (v: number, b: Buffer, o: number) => void b.writeUInt8(v, o), decodeFrom: (b: Buffer, o: number) => b.readUInt8(o) };
     this.frontends = object.map('sy_frontends', frontendKey, frontendValue);
     this.slots = object.map('sy_slots', slotKey, u32);
@@ -108,10 +115,11 @@ export class EbpfDatapath {
     this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
     this.maglev = object.map('sy_maglev', u32, u32);
     const size = (name: string): number => object.mapDescription(name).maxEntries;
+    // Backends and rev-NAT entries are arrays indexed by id: ids 1..max_entries-1.
     this.ids = {
-      backend: new IdAllocator(size('sy_backends')),
+      backend: new IdAllocator(size('sy_backends') - 1),
       set: new IdAllocator(size('sy_slots')),
-      revnat: new IdAllocator(size('sy_revnat')),
+      revnat: new IdAllocator(size('sy_revnat') - 1),
       service: new IdAllocator(size('sy_stats') - 1),
     };
   }
@@ -122,22 +130,36 @@ export class EbpfDatapath {
    */
   static open(options: DatapathOptions): EbpfDatapath {
     const pinnedMeta = `${options.pinDir}/sy_meta`;
+    let fromV1 = false;
     if (existsSync(pinnedMeta)) {
       const m = BpfMap.fromPin(pinnedMeta, u32, meta);
       const found = m.get(0)?.layoutVersion ?? 0;
       m.close();
-      if (found !== LAYOUT_VERSION) throw new LayoutMismatchError(options.pinDir, found);
+      // Version 1 is migrated in place (migrate.ts); any other version is refused.
+      fromV1 = found === 1 && LAYOUT_VERSION === 2;
+      if (found !== LAYOUT_VERSION && !fromV1) throw new LayoutMismatchError(options.pinDir, found);
+      if (fromV1) prepareV1(options.pinDir);
     }
     let object: LoadedObject;
     try {
       object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
     } catch (e) {
       // A pinned map that libbpf cannot reuse (its size or type differs) is a layout mismatch too.
+      if (fromV1) abandonV1(options.pinDir);
       if (e instanceof BpfError && /reuse pinned map/.test(e.libbpfLog ?? '')) throw new LayoutMismatchError(options.pinDir, undefined, e.libbpfLog);
       throw e;
     }
+    if (fromV1) {
+      try {
+        migrateV1(object, options.pinDir);
+      } catch (e) {
+        object.close();
+        abandonV1(options.pinDir);
+        throw new LayoutMismatchError(options.pinDir, 1, `migration to layout ${LAYOUT_VERSION} failed: ${(e as Error).message}`);
+      }
+    }
     object.map('sy_meta', u32, meta).set(0, { layoutVersion: LAYOUT_VERSION });
-    const dp = new EbpfDatapath(object);
+    const dp = new EbpfDatapath(object, options.pinDir);
     dp.adopt();
     return dp;
   }
@@ -159,6 +181,7 @@ export class EbpfDatapath {
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
   private adopt(): void {
     for (const [id, b] of this.backends.entries()) {
+      if (b.family === 0) continue; // a free id
       this.adoptedBackends.set(id, b);
       this.ids.backend.claim(id);
     }
@@ -179,6 +202,14 @@ export class EbpfDatapath {
       this.ids.service.claim(value.serviceId);
       this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
     }
+  }
+
+  /**
+   * Ends a migration from an older layout once the new programs are attached everywhere (the
+   * old ones used the old entries until then); nothing to do otherwise. Returns the entries moved.
+   */
+  finishMigration(): number {
+    return v1Pending(this.pinDir) ? finishV1(this.object, this.pinDir) : 0;
   }
 
   /** How many frontends are programmed (adopted or written). */
@@ -205,13 +236,18 @@ export class EbpfDatapath {
     return [...this.serviceIds].map(([servicePort, id]) => ({ servicePort, ...this.counters(id) }));
   }
 
-  /** Entries and capacity of every hash-like map (arrays are always full). */
+  /** Entries and capacity of every hash-like map, and the ids in use of the id-indexed arrays. */
   mapStats(): Array<{ name: string; entries: number; maxEntries: number }> {
+    const byId: Record<string, IdAllocator> = { sy_backends: this.ids.backend, sy_revnat: this.ids.revnat };
     return this.object
       .mapNames()
       .map((name) => this.object.mapDescription(name))
-      .filter((m) => m.type !== MAP_TYPE.ARRAY && m.type !== MAP_TYPE.PERCPU_ARRAY)
-      .map((m) => ({ name: m.name, entries: countEntries(m.fd), maxEntries: m.maxEntries }));
+      .flatMap((m) => {
+        const ids = byId[m.name];
+        if (ids !== undefined) return [{ name: m.name, entries: ids.size, maxEntries: ids.limit }];
+        if (m.type === MAP_TYPE.ARRAY || m.type === MAP_TYPE.PERCPU_ARRAY) return []; // always full
+        return [{ name: m.name, entries: countEntries(m.fd), maxEntries: m.maxEntries }];
+      });
   }
 
   conntrackEntries(): number {
@@ -285,14 +321,14 @@ export class EbpfDatapath {
       this.deleteSlots(p.value.setId, p.backendIds.length);
       this.ids.set.release(p.value.setId);
       for (const r of p.sourceRanges) this.ranges.delete(rangeKey(p.value.revNatId, r));
-      this.revnat.delete(p.value.revNatId);
+      this.revnat.set(p.value.revNatId, FREE_REVNAT);
       this.ids.revnat.release(p.value.revNatId);
       this.programmed.delete(text);
       report.frontendsRemoved++;
     }
     for (const [key, id] of [...this.backendIds]) {
       if (compiled.backends.has(key)) continue;
-      this.backends.delete(id);
+      this.backends.set(id, FREE_BACKEND);
       this.backendIds.delete(key);
       this.backendFlagsById.delete(id);
       this.ids.backend.release(id);
@@ -362,7 +398,7 @@ export class EbpfDatapath {
       for (const k of addedRanges) this.ranges.delete(k);
       if (!sameSet) this.ids.set.release(setId);
       if (newRevNat) {
-        this.revnat.delete(revNatId);
+        this.revnat.set(revNatId, FREE_REVNAT);
         this.ids.revnat.release(revNatId);
       }
       throw e;
