@@ -114,6 +114,19 @@ static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy
 	return -1;
 }
 
+/* Sends a client's packet to its backend, with the flow's SNAT source when it has one. */
+static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_backend *be, int snat,
+					const __be32 *nat_addr, __be16 nat_port)
+{
+	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
+		return TC_ACT_SHOT;
+	if (!snat)
+		return TC_ACT_OK;
+	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
+		return TC_ACT_SHOT;
+	return sy_fib_redirect(skb, t);
+}
+
 /*
  * A packet of an established flow (v: its live forward entry) keeps its backend, even a
  * terminating one; no frontend lookup, so a change of the service's source ranges, like
@@ -135,16 +148,7 @@ static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple
 	flags = v->flags;
 	__builtin_memcpy(nat_addr, v->nat_addr, 16);
 	nat_port = v->nat_port;
-	*verdict = TC_ACT_SHOT;
-	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
-		return 1;
-	if (flags & SY_CT_SNAT) {
-		if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
-			return 1;
-		*verdict = sy_fib_redirect(skb, t);
-		return 1;
-	}
-	*verdict = TC_ACT_OK;
+	*verdict = sy_translate(skb, t, be, flags & SY_CT_SNAT, nat_addr, nat_port);
 	return 1;
 }
 
@@ -214,14 +218,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	if (bpf_map_update_elem(&sy_ct, fk, &cv, BPF_ANY) < 0)
 		return TC_ACT_SHOT;
 
-	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
-		return TC_ACT_SHOT;
-	if (snat) {
-		if (sy_rewrite(skb, t, 0, rk.daddr, rk.dport) < 0)
-			return TC_ACT_SHOT;
-		return sy_fib_redirect(skb, t);
-	}
-	return TC_ACT_OK;
+	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
 }
 
 static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int lookup_services)

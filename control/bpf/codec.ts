@@ -210,6 +210,11 @@ export function withFamily<T extends { family: number }>(inner: StructCodec<T>, 
   };
 }
 
+/** size bytes as they are: for maps read without their layout (e.g. an older version's). */
+export function bytes(size: number): Codec<Buffer> {
+  return { size, align: 1, encodeInto: (v, b, o) => void v.copy(b, o, 0, size), decodeFrom: (b, o) => Buffer.from(b.subarray(o, o + size)) };
+}
+
 /** Values of per-CPU maps: one element per possible CPU, each rounded up to 8 bytes. */
 export function perCpu<T>(element: Codec<T>, cpus: number): Codec<T[]> {
   const stride = alignUp(element.size, 8);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
-import { encode, u32, type Codec } from '../../control/bpf/codec.ts';
+import { bytes, encode, u32 } from '../../control/bpf/codec.ts';
 import { backend, CT, ctKey, ctValue, meta, revNat, type CtKey } from '../../control/bpf/layout.ts';
 import { LoadedObject } from '../../control/bpf/object.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
@@ -20,7 +20,6 @@ const CLIENT = '10.244.0.7';
 const VIP = '10.96.0.10';
 const BACKEND = '10.244.1.5';
 
-const raw = (size: number): Codec<Buffer> => ({ size, align: 1, encodeInto: (v, b, o) => void v.copy(b, o), decodeFrom: (b, o) => Buffer.from(b.subarray(o, o + size)) });
 
 /** What a v1 agent left: one established flow (forward and reply entries), its backend and frontend. */
 function pinV1(pinDir: string): void {
@@ -29,7 +28,7 @@ function pinV1(pinDir: string): void {
     v1.map('sy_meta', u32, meta).set(0, { layoutVersion: 1 });
     v1.map('sy_backends', u32, backend).set(5, { addr: BACKEND, port: 8080, proto: PROTO.TCP, family: 4, flags: 0, serviceId: 1 });
     v1.map('sy_revnat', u32, revNat).set(3, { addr: VIP, port: 80, family: 4, flags: 0 });
-    const ct = v1.map('sy_ct', raw(ctKey.size), raw(ctValue.size));
+    const ct = v1.map('sy_ct', bytes(ctKey.size), bytes(ctValue.size));
     const now = process.hrtime.bigint();
     const value = (flags: number): Buffer => encode(ctValue, { natAddr: '0.0.0.0', natPort: 0, flags, backendId: 5, revNatId: 3, serviceId: 1, created: now, lastSeen: now });
     const key = (k: CtKey, dir: number): Buffer => {
@@ -73,7 +72,7 @@ describe('datapath layout migration', () => {
       assertFlowKept(dp);
       assert.equal(dp.finishMigration(), 1, 'the one v1 reply entry is moved');
       assert.ok(!existsSync(`${pinDir}/sy_backends_layout1`) && !existsSync(`${pinDir}/sy_revnat_layout1`));
-      const ct = dp.object.map('sy_ct', raw(ctKey.size), raw(ctValue.size)).entries();
+      const ct = dp.object.map('sy_ct', bytes(ctKey.size), bytes(ctValue.size)).entries();
       assert.equal(ct.length, 2, 'one entry per direction, none left in the old form');
       assert.ok(ct.every(([k]) => k[38] === 0));
       assert.equal(ct.filter(([, v]) => (v.readUInt16LE(18) & CT.REPLY) !== 0).length, 1);

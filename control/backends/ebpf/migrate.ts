@@ -14,7 +14,7 @@
 //     the v1 entries and the *_layout1 pins go.
 // Each step can be repeated: an agent killed half way finishes on its next start.
 import { existsSync, renameSync, unlinkSync } from 'node:fs';
-import { u32, type Codec } from '../../bpf/codec.ts';
+import { bytes, u32, type Codec } from '../../bpf/codec.ts';
 import { backend, CT, ctKey, ctValue, revNat, type Backend, type RevNat } from '../../bpf/layout.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import type { LoadedObject } from '../../bpf/object.ts';
@@ -24,10 +24,6 @@ const V1_DIR_OFFSET = 38;
 const V1_REPLY = 1;
 const CT_FLAGS_OFFSET = 18; // sy_ct_value.flags (u16), unchanged since v1
 const MOVED = ['sy_backends', 'sy_revnat'] as const;
-
-function raw(size: number): Codec<Buffer> {
-  return { size, align: 1, encodeInto: (v, b, o) => void v.copy(b, o, 0, size), decodeFrom: (b, o) => Buffer.from(b.subarray(o, o + size)) };
-}
 
 function v1Pin(pinDir: string, name: string): string {
   return `${pinDir}/${name}_layout1`; // bpffs refuses names with a dot
@@ -63,7 +59,7 @@ function twinReplies(ct: BpfMap<Buffer, Buffer>, deleteOld: boolean): number {
 }
 
 function ctMap(object: LoadedObject): BpfMap<Buffer, Buffer> {
-  return object.map('sy_ct', raw(ctKey.size), raw(ctValue.size));
+  return object.map('sy_ct', bytes(ctKey.size), bytes(ctValue.size));
 }
 
 /**
