@@ -13,6 +13,7 @@ import { u32 } from '../control/bpf/codec.ts';
 import { LoadedObject } from '../control/bpf/object.ts';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
+import { datapathBuild, datapathObjectPath, type DatapathBuild } from '../control/backends/ebpf/object-path.ts';
 import { nodeFacts } from '../control/model/node.ts';
 import { ChangeTracker } from '../control/model/tracker.ts';
 import { DEFAULT_MODEL_CONFIG } from '../control/model/types.ts';
@@ -53,19 +54,26 @@ const benchPacket = {
   },
 };
 
-function setup(n: number): { dp: EbpfDatapath; syncMs: number } {
+const BUILDS: DatapathBuild[] = datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
+
+function open(n: number, build: DatapathBuild): EbpfDatapath {
+  const size = Math.max(1024, n * BACKENDS * 2);
+  return EbpfDatapath.open({
+    object: datapathObjectPath(build, `${buildDir}bench/`, 'datapath-bench'),
+    pinDir: `/sys/fs/bpf/${prefix}-${n}`,
+    maxEntries: { sy_frontends: Math.max(1024, n * 2), sy_slots: size, sy_backends: size, sy_revnat: Math.max(1024, n * 2), sy_stats: Math.max(1024, n * 2), sy_ct: 1 << 21 },
+  });
+}
+
+/** The first build syncs into empty maps; the others adopt its pins (nothing left to write). */
+function setup(n: number, build: DatapathBuild): { dp: EbpfDatapath; syncMs: number } {
   const t = new ChangeTracker({ ...DEFAULT_MODEL_CONFIG, families: [4] }, nodeFacts('n0', undefined));
   for (let i = 0; i < n; i++) {
     t.upsertService(service({ ns: 'bench', name: `s${i}`, clusterIPs: [vip(i)], ports: [{ port: 80 }] }));
     t.upsertSlice(slice({ ns: 'bench', name: `s${i}-x`, service: `s${i}`, ports: [{ port: 8080 }], endpoints: Array.from({ length: BACKENDS }, (_, e) => ({ ip: backendIp(i * BACKENDS + e), node: 'n1' })) }));
   }
   t.flush();
-  const size = Math.max(1024, n * BACKENDS * 2);
-  const dp = EbpfDatapath.open({
-    object: `${buildDir}bench/datapath-bench.o`,
-    pinDir: `/sys/fs/bpf/${prefix}-${n}`,
-    maxEntries: { sy_frontends: Math.max(1024, n * 2), sy_slots: size, sy_backends: size, sy_revnat: Math.max(1024, n * 2), sy_stats: Math.max(1024, n * 2), sy_ct: 1 << 21 },
-  });
+  const dp = open(n, build);
   dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
   const t0 = performance.now();
   const report = dp.sync(compileDatapath(t.state()));
@@ -80,7 +88,7 @@ function measure(fd: number, packet: Buffer, rounds = ROUNDS): number {
   return runs.sort((a, b) => a - b)[runs.length >> 1]!;
 }
 
-const rows: Array<Record<string, number>> = [];
+const rows: Array<Record<string, number | string>> = [];
 const probe = buildPacket({ src: CLIENT, dst: vip(0), proto: 'tcp', sport: 1, dport: 80 });
 // The floor: a tc program that does nothing at all (the cleanup tests' foreign program).
 const empty = LoadedObject.load(`${buildDir}fixtures/foreign.o`);
@@ -88,8 +96,8 @@ const floorNs = measure(empty.programFd('other_tc'), probe);
 empty.close();
 let helperCallNs = 0;
 try {
-  for (const n of [10, 1000, 10_000, 100_000]) {
-    const { dp, syncMs } = setup(n);
+  for (const n of [10, 1000, 10_000, 100_000]) for (const build of BUILDS) {
+    const { dp, syncMs } = setup(n, build);
     const packets = dp.object.map('bench_packets', u32, benchPacket);
     const fd = (name: string): number => dp.programFd(name);
     const established = buildPacket({ src: CLIENT, dst: vip(n >> 1), proto: 'tcp', sport: 12345, dport: 80, tcpFlags: 0x10 });
@@ -111,16 +119,20 @@ try {
     const newFlowNs = measure(fd('sy_bench_new'), probe, 1) - restoreNewNs;
     const establishedNs = measure(fd('sy_bench_established'), probe) - restoreNs;
     const replyNs = measure(fd('sy_bench_reply'), probe) - restoreNs;
-    rows.push({ services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs, establishedNs, replyNs, establishedPlusFloorNs: establishedNs + floorNs, restoreNs });
+    rows.push({ build, services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs, establishedNs, replyNs, establishedPlusFloorNs: establishedNs + floorNs, restoreNs });
     dp.close();
-    teardownNamesSync(`${prefix}-${n}`);
+    if (build === BUILDS[BUILDS.length - 1]) teardownNamesSync(`${prefix}-${n}`);
   }
 } finally {
   teardownNamesSync(prefix);
 }
 console.log(`floor (empty tc program, per test run): ${floorNs} ns; one helper call: ${helperCallNs} ns`);
 console.table(rows);
-const flat = (k: string): number => +(rows[3]![k]! / rows[0]![k]!).toFixed(3);
-const flatness = { newFlow: flat('newFlowNs'), established: flat('establishedNs'), reply: flat('replyNs') };
-console.log(`100k / 10 services: new flow ${flatness.newFlow}x, established ${flatness.established}x, reply ${flatness.reply}x`);
+const flatness: Record<string, Record<string, number>> = {};
+for (const build of BUILDS) {
+  const of = (services: number) => rows.find((r) => r.build === build && r.services === services)!;
+  const flat = (k: string): number => +(Number(of(100_000)[k]) / Number(of(10)[k])).toFixed(3);
+  flatness[build] = { newFlow: flat('newFlowNs'), established: flat('establishedNs'), reply: flat('replyNs') };
+  console.log(`${build}: 100k / 10 services: new flow ${flatness[build]!.newFlow}x, established ${flatness[build]!.established}x, reply ${flatness[build]!.reply}x`);
+}
 console.log(`written ${writeReport('datapath', { floorNs, helperCallNs, rows, flatness100kTo10: flatness, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); ns per packet above a program that only restores the headers' })}`);

@@ -11,6 +11,7 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
+import { datapathObjectPath } from '../control/backends/ebpf/object-path.ts';
 import { IptablesBackend } from '../control/backends/iptables/apply.ts';
 import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
 import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.ts';
@@ -96,7 +97,7 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
 
     t = cluster(n);
     const pinDir = `/sys/fs/bpf/${netns}`;
-    const dp = EbpfDatapath.open({ object: fileURLToPath(new URL('../build/bpf/datapath.o', import.meta.url)), pinDir });
+    const dp = EbpfDatapath.open({ object: datapathObjectPath(), pinDir });
     try {
       const first = await ms(() => dp.sync(compileDatapath(t.state())));
       change(t, n, 1);

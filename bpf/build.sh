@@ -8,8 +8,9 @@ mkdir -p "$out"
 arch_include="/usr/include/$(uname -m)-linux-gnu"
 compile() {
   local src=$1 obj=$2
+  shift 2
   clang -target bpf -O2 -g -Wall -Werror -Wno-unused-function \
-    -I "$root/bpf" -I "$arch_include" -c "$src" -o "$obj.tmp"
+    -I "$root/bpf" -I "$arch_include" "$@" -c "$src" -o "$obj.tmp"
   mv "$obj.tmp" "$obj"
 }
 for src in "$root"/bpf/*.c; do
@@ -20,12 +21,19 @@ for src in "$root"/bpf/*.c; do
     compile "$src" "$obj"
   fi
 done
+# The datapath once more for kernels with bpf_cast_to_kern_ctx (6.2+): it reads skb->ip_summed and
+# updates L4 checksums inline (bpf/include/nat.h). The agent picks the build its kernel can load.
+kctx="$out/datapath-kctx.o"
+if [ ! -f "$kctx" ] || [ "$out/datapath.o" -nt "$kctx" ]; then
+  compile "$root/bpf/datapath.c" "$kctx" -DSY_KERN_CTX
+fi
 # Benchmark entry points around the datapath (bench/bpf/*.c include bpf/datapath.c).
 if [ -d "$root/bench/bpf" ]; then
   mkdir -p "$out/bench"
   for src in "$root"/bench/bpf/*.c; do
     [ -e "$src" ] || continue
     compile "$src" "$out/bench/$(basename "$src" .c).o"
+    compile "$src" "$out/bench/$(basename "$src" .c)-kctx.o" -DSY_KERN_CTX
   done
 fi
 if [ -d "$root/test/bpf/fixtures" ]; then

@@ -13,6 +13,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
+#include "include/clock.h"
 #include "include/ct.h"
 #include "include/lb.h"
 #include "include/maps.h"
@@ -227,8 +228,7 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	struct sy_tuple t = {};
 	struct sy_ct_key k = {};
 	struct sy_ct_value *v;
-	/* Coarse: a clock read per packet costs ~15 ns; CT and affinity need jiffy resolution only. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = sy_now();
 	int verdict;
 
 	if (sy_parse(skb, &t) < 0)

@@ -1,5 +1,6 @@
 // Program-level calls: BPF_PROG_TEST_RUN and program info.
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <napi.h>
 
@@ -97,12 +98,33 @@ Napi::Value ProgFdById(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// kernelFunctionExists(name) -> whether the running kernel's BTF has a function of that name:
+// how the control plane asks for a kfunc before loading an object that calls it.
+Napi::Value KernelFunctionExists(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    ThrowArg(env, "kernelFunctionExists(name)");
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  struct btf* vmlinux = btf__load_vmlinux_btf();
+  int err = libbpf_get_error(vmlinux);
+  if (err != 0) {
+    ThrowErrno(env, "btf__load_vmlinux_btf", err);
+    return env.Undefined();
+  }
+  bool found = btf__find_by_name_kind(vmlinux, name.c_str(), BTF_KIND_FUNC) >= 0;
+  btf__free(vmlinux);
+  return Napi::Boolean::New(env, found);
+}
+
 }  // namespace
 
 void RegisterProg(Napi::Env env, Napi::Object exports) {
   exports.Set("progTestRun", Napi::Function::New(env, ProgTestRun));
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
   exports.Set("progFdById", Napi::Function::New(env, ProgFdById));
+  exports.Set("kernelFunctionExists", Napi::Function::New(env, KernelFunctionExists));
 }
 
 }  // namespace sy

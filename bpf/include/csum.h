@@ -48,4 +48,10 @@ static __always_inline __sum16 sy_csum_apply(__sum16 check, __u32 diff)
 	return (__sum16)sy_csum_fold(sy_csum_fold32((__u64)(__u16)~check + diff));
 }
 
+/* A checksum held as a plain folded sum (CHECKSUM_PARTIAL's pseudo-header seed) after adding `diff`. */
+static __always_inline __sum16 sy_csum_add_seed(__sum16 seed, __u32 diff)
+{
+	return (__sum16)~sy_csum_fold(sy_csum_fold32((__u64)(__u16)seed + diff));
+}
+
 #endif /* SWITCHYARD_CSUM_H */

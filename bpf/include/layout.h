@@ -216,6 +216,16 @@ struct sy_config {
 	__u64 host_netns_cookie; /* socket programs act only in this netns (0: in every one) */
 };
 
+/*
+ * Value of sy_clock[0]: the coarse monotonic clock as last read, and the jiffy it was read in.
+ * Both advance with the tick, so while jiffies (an inlined load) stays the same so does the clock
+ * (a helper call): a cache, not state; the datapath fills it itself.
+ */
+struct sy_clock {
+	__u64 jiffies; /* bpf_jiffies64() when ns was read */
+	__u64 ns;      /* bpf_ktime_get_coarse_ns() then */
+};
+
 /* Socket-level load balancing remembers, per socket, which frontend a backend stands for, so
  * that recvmsg and getpeername report the service address the application asked for. */
 struct sy_sock_key {

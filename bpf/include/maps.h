@@ -101,4 +101,11 @@ struct {
 	__type(value, struct sy_meta);
 } sy_meta SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sy_clock);
+} sy_clock SEC(".maps");
+
 #endif /* SWITCHYARD_MAPS_H */

@@ -19,14 +19,13 @@ static __always_inline void sy_tuple_set(struct sy_tuple *t, int is_dst, const _
 }
 
 /*
- * The TCP/UDP checksum cannot be updated inline: how it must change depends on skb->ip_summed,
- * which programs cannot read (with CHECKSUM_PARTIAL the field holds the pseudo-header sum only,
- * and a port change must not touch it). bpf_l4_csum_replace knows; one call for the address
- * (pseudo-header), one for the port. UDP over IPv4 may carry no checksum; BPF_F_MARK_MANGLED_0
- * keeps it so.
+ * The TCP/UDP checksum through helpers, for when skb->ip_summed is unknown (portable build) or
+ * CHECKSUM_COMPLETE (skb->csum must follow, and programs cannot write it): bpf_l4_csum_replace
+ * knows what to do; one call for the address (pseudo-header), one for the port. UDP over IPv4 may
+ * carry no checksum; BPF_F_MARK_MANGLED_0 keeps it so.
  */
-static __always_inline int sy_l4_csum(struct __sk_buff *skb, const struct sy_tuple *t, int addr_changed, __u32 addr_diff,
-				      __be16 old_port, __be16 port)
+static __always_inline int sy_l4_csum_helpers(struct __sk_buff *skb, const struct sy_tuple *t, int addr_changed,
+					      __u32 addr_diff, __be16 old_port, __be16 port)
 {
 	__u64 mangled = t->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
@@ -38,9 +37,37 @@ static __always_inline int sy_l4_csum(struct __sk_buff *skb, const struct sy_tup
 }
 
 /*
+ * The same update inline, as inet_proto_csum_replace4/2 do it, when ip_summed says what the field
+ * holds: a complete checksum (NONE, UNNECESSARY: address and port changes both go in) or, with
+ * CHECKSUM_PARTIAL, the pseudo-header seed the device or the stack completes later (only the
+ * address goes in, as a plain sum). 1 when the field is not in the linear part (helpers then).
+ */
+static __always_inline int sy_l4_csum_inline(void *data, void *end, const struct sy_tuple *t, __u32 addr_diff,
+					     __be16 old_port, __be16 port)
+{
+	__u32 off = t->csum_off;
+	__sum16 *check;
+
+	if (off > ETH_HLEN + 60 + 16)
+		return 1;
+	check = data + off;
+	if ((void *)(check + 1) > end)
+		return 1;
+	if (t->proto == IPPROTO_UDP && *check == 0)
+		return 0; /* UDP over IPv4 without a checksum stays without */
+	if (t->ip_summed == SY_CHECKSUM_PARTIAL)
+		*check = sy_csum_add_seed(*check, addr_diff);
+	else
+		*check = sy_csum_apply(*check, sy_csum_fold32((__u64)addr_diff + (__u16)~old_port + (__u16)port));
+	if (t->proto == IPPROTO_UDP && *check == 0)
+		*check = 0xffff; /* 0 would mean "no checksum" (CSUM_MANGLED_0) */
+	return 0;
+}
+
+/*
  * Rewrites the source (is_dst = 0) or destination (is_dst = 1) of the packet described by t to
- * addr:port and updates t. Addresses, ports and the IPv4 header checksum are written in place
- * (direct packet access); only the L4 checksum goes through helpers.
+ * addr:port and updates t. Addresses, ports and checksums are written in place (direct packet
+ * access); the L4 checksum goes through helpers only when ip_summed is unknown or COMPLETE.
  */
 static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t, int is_dst, const __be32 *addr,
 				      __be16 port)
@@ -82,9 +109,12 @@ static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t,
 		__builtin_memcpy(field, addr, 16);
 	}
 	ports[is_dst ? 1 : 0] = port;
-	/* The helpers below invalidate packet pointers: nothing reads through them after this. */
-	if (sy_l4_csum(skb, t, changed, diff, old_port, port) < 0)
-		return -1;
+	if (t->ip_summed == SY_CHECKSUM_COMPLETE || t->ip_summed == SY_CHECKSUM_UNKNOWN ||
+	    sy_l4_csum_inline(data, end, t, changed ? diff : 0, old_port, port) != 0) {
+		/* The helpers invalidate packet pointers: nothing reads through them after this. */
+		if (sy_l4_csum_helpers(skb, t, changed, diff, old_port, port) < 0)
+			return -1;
+	}
 	sy_tuple_set(t, is_dst, addr, port);
 	return 0;
 }

@@ -22,10 +22,41 @@ struct sy_tuple {
 	__u8 proto;
 	__u8 family;
 	__u8 tcp_flags;
-	__u8 pad;
+	__u8 ip_summed; /* SY_CHECKSUM_*: what the L4 checksum field holds */
 	__u32 l4_off;   /* offset of the TCP/UDP header */
 	__u32 csum_off; /* offset of its checksum */
 };
+
+/* skb->ip_summed (include/linux/skbuff.h), and what the portable build knows of it. */
+#define SY_CHECKSUM_NONE 0
+#define SY_CHECKSUM_UNNECESSARY 1
+#define SY_CHECKSUM_COMPLETE 2
+#define SY_CHECKSUM_PARTIAL 3
+#define SY_CHECKSUM_UNKNOWN 0xff
+
+#ifdef SY_KERN_CTX
+#include <bpf/bpf_core_read.h>
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* The one field read through the kernel's own sk_buff; CO-RE finds it where this kernel has it. */
+struct sk_buff___sy {
+	__u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
+{
+	struct sk_buff___sy *kskb = bpf_cast_to_kern_ctx(skb);
+
+	return BPF_CORE_READ_BITFIELD(kskb, ip_summed);
+}
+#else
+/* __sk_buff does not show ip_summed, and bpf_cast_to_kern_ctx needs Linux 6.2. */
+static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
+{
+	return SY_CHECKSUM_UNKNOWN;
+}
+#endif
 
 /* Headers the datapath reads and writes in place: Ethernet, IPv4 with options or IPv6, TCP up to its flags. */
 #define SY_HEADROOM (ETH_HLEN + 60 + 14)
@@ -87,6 +118,7 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		return -1;
 	}
 	ports = (__be16 *)l4;
+	t->ip_summed = sy_ip_summed(skb);
 	t->proto = proto;
 	t->sport = ports[0];
 	t->dport = ports[1];

@@ -7,6 +7,7 @@
 #ifndef SWITCHYARD_SOCK_H
 #define SWITCHYARD_SOCK_H
 
+#include "clock.h"
 #include "lb.h"
 #include "maps.h"
 
@@ -60,7 +61,7 @@ static __always_inline int sy_sock_forward(struct bpf_sock_addr *ctx, __u8 famil
 		return 1;
 	}
 	rev_nat_id = fe->rev_nat_id;
-	be = sy_select(fe, &t, bpf_ktime_get_coarse_ns(), &backend_id);
+	be = sy_select(fe, &t, sy_now(), &backend_id);
 	if (!be)
 		return 1;
 	if (family == 4) {

@@ -18,6 +18,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "clock.h"
 #include "csum.h"
 #include "ct.h"
 #include "lb.h"
@@ -147,7 +148,7 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	if (fe->flags & SY_FE_MASQUERADE)
 		return XDP_PASS; /* SNAT and its redirect live in tc */
 	cfg = bpf_map_lookup_elem(&sy_config, &zero);
-	now = bpf_ktime_get_coarse_ns();
+	now = sy_now();
 	sy_ct_key_of(&t, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
 	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))

@@ -173,6 +173,11 @@ export interface DatapathConfig {
   hostNetnsCookie: bigint;
 }
 
+export interface Clock {
+  jiffies: bigint;
+  ns: bigint;
+}
+
 export interface SockKey {
   cookie: bigint;
   addr: string;
@@ -287,6 +292,12 @@ export const datapathConfig = struct<DatapathConfig>('sy_config', [
   { name: 'hostNetnsCookie', codec: u64 },
 ]);
 
+/** sy_clock[0]: the datapath's own cache of the coarse clock (user space only inspects it). */
+export const clock = struct<Clock>('sy_clock', [
+  { name: 'jiffies', codec: u64 },
+  { name: 'ns', codec: u64 },
+]);
+
 export const sockKey = withFamily(
   struct<SockKey>('sy_sock_key', [
     { name: 'cookie', codec: u64 },
@@ -316,6 +327,7 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   sourceRangeKey,
   counter,
   datapathConfig,
+  clock,
   sockKey,
   meta,
 ];

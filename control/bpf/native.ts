@@ -98,6 +98,7 @@ export interface NativeAddon {
   ): { retval: number; data: Buffer; ctx: Buffer | null; durationNs: number };
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
   progFdById(id: number): number;
+  kernelFunctionExists(name: string): boolean;
   cgroupAttach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): void;
   cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
   cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];

@@ -3,7 +3,6 @@
 // override the file; the file overrides the defaults.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
@@ -17,7 +16,6 @@ import { chooseMode, probeKernel } from '../backends/probe.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 
-const DATAPATH_OBJECT = fileURLToPath(new URL('../../build/bpf/datapath.o', import.meta.url));
 
 export const AGENT_OPTIONS = {
   config: { type: 'string' },
@@ -191,7 +189,6 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     source,
     backend: choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
       mode: 'ebpf',
-      object: DATAPATH_OBJECT,
       pinDir: String(sy.bpffsDir),
       maxEntries,
       podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],

@@ -3,12 +3,13 @@
 import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
+import { datapathObjectPath } from '../../control/backends/ebpf/object-path.ts';
 import type { ChangeTracker } from '../../control/model/tracker.ts';
-import { buildDir } from '../bpf/objects.ts';
 import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
 import { semanticTracker } from './semantic-lab.ts';
 
-export const datapathObject = `${buildDir}datapath.o`;
+/** The build this kernel loads, as the agent picks it. */
+export const datapathObject = datapathObjectPath();
 
 export interface ProgrammedNode {
   node: LabNode;
@@ -19,9 +20,9 @@ export interface ProgrammedNode {
 }
 
 /** The semantic cluster, unless `fill` loads another one into the node's model. */
-export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void): ProgrammedNode {
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject): ProgrammedNode {
   const tracker = semanticTracker(n, fill);
-  const datapath = EbpfDatapath.open({ object: datapathObject, pinDir: lab.bpffsDir(`dp-${n.name}`) });
+  const datapath = EbpfDatapath.open({ object, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
     nodeIp4: n.ipv4,
     nodeIp6: n.ipv6,

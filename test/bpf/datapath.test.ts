@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
 import { u32 } from '../../control/bpf/codec.ts';
-import { affinityKey, affinityValue, backend, ctKey, ctValue, CT } from '../../control/bpf/layout.ts';
+import { affinityKey, affinityValue, backend, clock, ctKey, ctValue, CT } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { nodeFacts } from '../../control/model/node.ts';
@@ -12,20 +12,22 @@ import { config, node, podOf, services, slices } from '../cases/semantics.ts';
 import { runPrefix } from '../lab/names.ts';
 import { teardownNamesSync } from '../lab/sweep.ts';
 import { buildPacket, csumAdd, csumFinish, parsePacket, PROTO, TCP_FLAGS } from '../packet.ts';
-import { buildDir } from './objects.ts';
 import { service, slice } from '../cases/objects.ts';
 import { flowHash } from '../../control/backends/ebpf/flow-hash.ts';
 import { MAGLEV_M, maglevTable } from '../../control/backends/ebpf/maglev.ts';
+import { datapathBuild, datapathObjectPath, type DatapathBuild } from '../../control/backends/ebpf/object-path.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
 const prefix = `${runPrefix()}-dp`;
+// Both builds where the kernel loads both: they differ in how L4 checksums are updated.
+const BUILDS: DatapathBuild[] = datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
 const CLIENT = '10.244.0.10';
 const CLIENT_MAC = '02:00:00:00:00:01';
 const NODE_MAC = '02:00:00:00:00:02';
 
-describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
+for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PROG_TEST_RUN)`, () => {
   let dp: EbpfDatapath;
   let tracker: ChangeTracker;
   const run = (prog: string, packet: Buffer): { retval: number; out: Buffer } => {
@@ -40,14 +42,14 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     tracker.upsertService(service({ name: 'mag', clusterIPs: ['10.96.0.70'], ports: [{ port: 80 }], annotations: { 'switchyard.io/lb-algorithm': 'maglev' } }));
     tracker.upsertSlice(slice({ name: 'mag-x', service: 'mag', ports: [{ port: 8080 }], endpoints: ['10.244.0.11', '10.244.0.12', '10.244.1.10', '10.244.1.11'].map((ip) => ({ ip, node: 'n1' })) }));
     tracker.flush();
-    dp = EbpfDatapath.open({ object: `${buildDir}datapath.o`, pinDir: `/sys/fs/bpf/${prefix}` });
+    dp = EbpfDatapath.open({ object: datapathObjectPath(build), pinDir: `/sys/fs/bpf/${prefix}-${build}` });
     dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
     assert.deepEqual(dp.sync(compileDatapath(tracker.state())).failed, []);
   });
 
   after(() => {
     dp?.close();
-    teardownNamesSync(prefix);
+    teardownNamesSync(`${prefix}-${build}`);
   });
 
   it('new flow: DNAT to a backend with valid checksums, tracked both ways', () => {
@@ -69,7 +71,7 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     const first = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40001, dport: 80 })).out).dst;
     for (let i = 0; i < 30; i++) {
       const p = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40001, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
-      assert.equal(p.dst, first);
+      assert.deepEqual([p.dst, p.ipChecksumOk, p.l4ChecksumOk], [first, true, true]);
     }
   });
 
@@ -79,6 +81,32 @@ describe('datapath programs (BPF_PROG_TEST_RUN)', () => {
     const p = parsePacket(out);
     assert.equal(retval, TC_ACT_OK);
     assert.deepEqual([p.src, p.sport, p.dst, p.dport, p.ipChecksumOk, p.l4ChecksumOk], ['10.96.0.10', 53, CLIENT, 40002, true, true]);
+  });
+
+  it('UDP over IPv4 without a checksum keeps none, both ways', () => {
+    const noChecksum = (frame: Buffer): Buffer => {
+      frame.writeUInt16BE(0, 14 + 20 + 6);
+      return frame;
+    };
+    const out = run('sy_from_pod', noChecksum(buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'udp', sport: 40003, dport: 53 }))).out;
+    const p = parsePacket(out);
+    assert.deepEqual([p.dport, p.ipChecksumOk, out.readUInt16BE(14 + 20 + 6)], [8080, true, 0]);
+    const back = run('sy_to_pod', noChecksum(buildPacket({ src: p.dst, dst: CLIENT, proto: 'udp', sport: 8080, dport: 40003 }))).out;
+    assert.deepEqual([parsePacket(back).src, back.readUInt16BE(14 + 20 + 6)], ['10.96.0.10', 0]);
+  });
+
+  it('the clock: read once per jiffy into sy_clock; CT timestamps are CLOCK_MONOTONIC to a tick', () => {
+    const cache = dp.object.map('sy_clock', u32, clock);
+    cache.set(0, { jiffies: 1n, ns: 5n }); // a jiffy long past: the next packet must read the clock
+    const before = process.hrtime.bigint();
+    const out = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.10', proto: 'tcp', sport: 40004, dport: 80 })).out);
+    const after = process.hrtime.bigint();
+    const c = cache.get(0)!;
+    assert.ok(c.jiffies > 1n);
+    const entry = dp.object.map('sy_ct', ctKey, ctValue).get({ saddr: out.dst, daddr: CLIENT, sport: 8080, dport: 40004, proto: PROTO.TCP, family: 4 })!;
+    assert.equal(entry.created, c.ns);
+    // The coarse clock lags the fine one by up to a tick (10 ms at HZ=100).
+    assert.ok(entry.created >= before - 10_000_000n && entry.created <= after, `${entry.created} not in [${before}, ${after}]`);
   });
 
   it('ClientIP affinity: a live entry decides; an expired one does not', () => {

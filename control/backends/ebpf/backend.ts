@@ -6,9 +6,11 @@ import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { EbpfDatapath, type SyncReport } from './datapath.ts';
 import { LinkWatcher, listLinks } from './devices.ts';
+import { datapathBuild, datapathObjectPath } from './object-path.ts';
 
 export interface EbpfBackendOptions {
-  object: string;
+  /** The datapath object; by default the build this kernel loads (object-path.ts). */
+  object?: string;
   pinDir: string;
   maxEntries?: Readonly<Record<string, number>>;
   /** Pod-facing devices: names starting with one of these. */
@@ -38,8 +40,10 @@ export class EbpfBackend {
   }
 
   static open(o: EbpfBackendOptions): EbpfBackend {
-    const dp = EbpfDatapath.open({ object: o.object, pinDir: o.pinDir, maxEntries: o.maxEntries });
-    o.log({ pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+    const build = o.object === undefined ? datapathBuild() : undefined;
+    const object = o.object ?? datapathObjectPath(build);
+    const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: o.maxEntries });
+    o.log({ object, build, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
     return new EbpfBackend(o, dp);
   }
 
