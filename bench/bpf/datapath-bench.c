@@ -22,7 +22,8 @@ enum bench_slot {
 	BENCH_ESTABLISHED = 0, /* pod -> ClusterIP, the flow already open */
 	BENCH_NEW = 1,         /* the template of new flows: source and service drawn at random */
 	BENCH_REPLY = 2,       /* backend -> pod, the answer of BENCH_ESTABLISHED */
-	BENCH_SLOTS = 3,
+	BENCH_EXTERNAL = 3,    /* external client -> an eTP Local external IP, the flow already open */
+	BENCH_SLOTS = 4,
 };
 
 struct {
@@ -81,6 +82,19 @@ static __always_inline int bench_restore(struct __sk_buff *skb, __u32 slot)
 	return bpf_skb_store_bytes(skb, ETH_HLEN, hdr, BENCH_HDR, 0);
 }
 
+/* The same for XDP, whose frames are written directly. */
+static __always_inline int bench_xdp_restore(struct xdp_md *ctx, __u32 slot)
+{
+	struct bench_packet *p = bpf_map_lookup_elem(&bench_packets, &slot);
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	if (!p || data + ETH_HLEN + BENCH_HDR > end)
+		return -1;
+	__builtin_memcpy(data + ETH_HLEN, p->hdr, BENCH_HDR);
+	return 0;
+}
+
 #define BENCH_PROG(name, slot, run)                        \
 	SEC("tc")                                          \
 	int name(struct __sk_buff *skb)                    \
@@ -95,6 +109,22 @@ BENCH_PROG(sy_bench_restore_new, BENCH_NEW, TC_ACT_OK)
 BENCH_PROG(sy_bench_established, BENCH_ESTABLISHED, sy_handle(skb, SY_SCOPE_INTERNAL, 1))
 BENCH_PROG(sy_bench_new, BENCH_NEW, sy_handle(skb, SY_SCOPE_INTERNAL, 1))
 BENCH_PROG(sy_bench_reply, BENCH_REPLY, sy_handle(skb, SY_SCOPE_INTERNAL, 0))
+BENCH_PROG(sy_bench_restore_external, BENCH_EXTERNAL, TC_ACT_OK)
+BENCH_PROG(sy_bench_external, BENCH_EXTERNAL, sy_handle(skb, SY_SCOPE_EXTERNAL, 1))
+
+SEC("xdp")
+int sy_bench_xdp_restore(struct xdp_md *ctx)
+{
+	return bench_xdp_restore(ctx, BENCH_EXTERNAL) < 0 ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int sy_bench_xdp(struct xdp_md *ctx)
+{
+	if (bench_xdp_restore(ctx, BENCH_EXTERNAL) < 0)
+		return XDP_ABORTED;
+	return sy_xdp_handle(ctx);
+}
 
 /* What one helper call costs here (bpf_get_prandom_u32 does almost nothing else): the datapath's
  * figures are mostly counts of such calls. */

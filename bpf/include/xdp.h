@@ -116,8 +116,11 @@ static __always_inline void sy_xdp_dnat(struct sy_xdp_pkt *p, struct sy_tuple *t
 			sy_csum_update(p->l4sum, sy_csum_diff16(t->daddr, addr));
 		__builtin_memcpy(&p->ip6->daddr, addr, 16);
 	}
-	if (p->l4sum)
+	if (p->l4sum) {
 		sy_csum_update(p->l4sum, sy_csum_diff4(old_port, new_port));
+		if (t->proto == IPPROTO_UDP && *p->l4sum == 0)
+			*p->l4sum = 0xffff; /* 0 would mean "no checksum" */
+	}
 	p->ports[1] = port;
 }
 
@@ -136,6 +139,26 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 
 	if (sy_xdp_parse(ctx, &t, &p) < 0)
 		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&sy_config, &zero);
+	now = sy_now();
+	/* Established flows first, as in tc: no frontend lookup, so a change of source ranges does
+	 * not cut flows already open. Answers and SNAT'd flows are tc's. */
+	sy_ct_key_of(&t, &fk);
+	cv = sy_ct_lookup(&fk, cfg, now);
+	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
+		cv = NULL;
+	if (cv && (cv->flags & (SY_CT_SNAT | SY_CT_REPLY)))
+		return XDP_PASS;
+	if (cv) {
+		be = sy_backend(cv->backend_id);
+		if (be) {
+			sy_ct_touch(cv, t.tcp_flags, now);
+			sy_count(cv->service_id, ctx->data_end - ctx->data);
+			sy_xdp_dnat(&p, &t, be->addr, be->port);
+			return XDP_PASS;
+		}
+		/* Its backend is gone: the flow moves to a live one, chosen below. */
+	}
 	fe = sy_frontend(&t, SY_SCOPE_EXTERNAL);
 	if (!fe || !(fe->flags & SY_FE_EXTERNAL_KINDS))
 		return XDP_PASS;
@@ -147,22 +170,6 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 		return (fe->flags & SY_FE_REJECT) ? XDP_PASS : XDP_DROP; /* tc writes the answer */
 	if (fe->flags & SY_FE_MASQUERADE)
 		return XDP_PASS; /* SNAT and its redirect live in tc */
-	cfg = bpf_map_lookup_elem(&sy_config, &zero);
-	now = sy_now();
-	sy_ct_key_of(&t, &fk);
-	cv = sy_ct_lookup(&fk, cfg, now);
-	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
-		cv = NULL;
-	if (cv && !(cv->flags & (SY_CT_SNAT | SY_CT_REPLY))) {
-		be = sy_backend(cv->backend_id);
-		if (be) {
-			sy_ct_touch(cv, t.tcp_flags, now);
-			target = *be;
-			goto translate;
-		}
-	} else if (cv) {
-		return XDP_PASS;
-	}
 	be = sy_select(fe, &t, now, &backend_id);
 	if (!be)
 		return XDP_PASS;
@@ -182,7 +189,6 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	rk.family = t.family;
 	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
 		return XDP_PASS;
-translate:
 	sy_count(fe->service_id, ctx->data_end - ctx->data);
 	sy_xdp_dnat(&p, &t, target.addr, target.port);
 	return XDP_PASS;
