@@ -115,17 +115,24 @@ static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy
 	return -1;
 }
 
-/* Sends a client's packet to its backend, with the flow's SNAT source when it has one. */
+/*
+ * Sends a client's packet to its backend, with the flow's SNAT source when it has one: a node
+ * address (redirected, see sy_fib_redirect), or the client's own address with another port (a
+ * resolved clash, routed as any packet of the client's).
+ */
 static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_backend *be, int snat,
 					const __be32 *nat_addr, __be16 nat_port)
 {
+	int moved;
+
 	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
 		return TC_ACT_SHOT;
 	if (!snat)
 		return TC_ACT_OK;
+	moved = !sy_same_addr(t->saddr, nat_addr);
 	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
 		return TC_ACT_SHOT;
-	return sy_fib_redirect(skb, t);
+	return moved ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 }
 
 /*
@@ -207,6 +214,16 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	} else {
 		__builtin_memcpy(rk.daddr, t->saddr, 16);
 		rk.dport = t->sport;
+		/* The client's port already talks to this backend for another frontend: this flow
+		 * keeps the client's address and gets a port of its own. */
+		if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now)) {
+			if (!cfg || sy_snat_port(&rk, cfg) < 0)
+				return TC_ACT_SHOT;
+			snat = 1;
+			cv.flags |= SY_CT_SNAT;
+			__builtin_memcpy(cv.nat_addr, t->saddr, 16);
+			cv.nat_port = t->sport;
+		}
 	}
 	if (bpf_map_update_elem(&sy_ct, &rk, &cv, BPF_ANY) < 0)
 		return TC_ACT_SHOT;

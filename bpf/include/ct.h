@@ -7,7 +7,12 @@
 #include "maps.h"
 #include "parse.h"
 
-#define SY_CT_CLOSING_TIMEOUT_NS (10ULL * 1000000000ULL)
+/*
+ * A closed flow's entries stay as long as the side that closed first keeps the tuple in TIME_WAIT
+ * (TCP_TIMEWAIT_LEN, 60 s): while they do, a new flow that would reuse the tuple towards the same
+ * backend is seen as a clash and gets a port of its own (sy_forward).
+ */
+#define SY_CT_CLOSING_TIMEOUT_NS (60ULL * 1000000000ULL)
 
 static __always_inline void sy_ct_key_of(const struct sy_tuple *t, struct sy_ct_key *k)
 {
@@ -63,6 +68,20 @@ static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, con
 static __always_inline int sy_ct_reopened(const struct sy_ct_value *v, __u8 proto, __u8 tcp_flags)
 {
 	return proto == IPPROTO_TCP && (v->flags & SY_CT_CLOSING) && (tcp_flags & SY_TCP_SYN) && !(tcp_flags & SY_TCP_RST);
+}
+
+/*
+ * Whether the reply tuple rk of a new flow to frontend rev_nat_id is taken by another live flow:
+ * the same client port reaching the same backend through another frontend (or the answers of
+ * both would go to one). Kernel conntrack resolves such a NAT clash with another source port.
+ */
+static __always_inline int sy_ct_clash(struct sy_ct_key *rk, __u32 rev_nat_id, const struct sy_config *cfg, __u64 now)
+{
+	struct sy_ct_value *v = sy_ct_lookup(rk, cfg, now);
+
+	if (!v)
+		return 0;
+	return !(v->flags & SY_CT_REPLY) || v->rev_nat_id != rev_nat_id;
 }
 
 static __always_inline void sy_ct_touch(struct sy_ct_value *v, __u8 tcp_flags, __u64 now)

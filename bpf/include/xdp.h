@@ -187,6 +187,8 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	rk.dport = t.sport;
 	rk.proto = t.proto;
 	rk.family = t.family;
+	if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now))
+		return XDP_PASS; /* the client port is taken towards this backend: tc gives it another */
 	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
 		return XDP_PASS;
 	sy_count(fe->service_id, ctx->data_end - ctx->data);

@@ -137,4 +137,32 @@ describe('eBPF datapath: flows under change', () => {
     setEndpoints([{ pod: 'n0p1' }, { pod: 'n0p2' }, { pod: 'n1p0' }, { pod: 'n1p1' }]);
     for (let i = 0; i < 5; i++) assert.equal(podOf((await send(50200))[0]!), 'n0p1');
   });
+  it('one client port to one backend through two frontends: both flows work, the second on a port of its own', async () => {
+    for (const [name, ip] of [['clash-a', '10.96.0.63'], ['clash-b', '10.96.0.64']] as const) {
+      n0.tracker.upsertService({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: 'demo' },
+        spec: { clusterIP: ip, ports: [{ name: 'tcp', port: 80, targetPort: 8080 }, { name: 'udp', port: 53, protocol: 'UDP', targetPort: 8080 }] },
+      });
+      n0.tracker.upsertSlice(slice({ name: `${name}-x`, service: name, ports: [{ name: 'tcp', port: 8080 }, { name: 'udp', port: 8080, protocol: 'UDP' }], endpoints: [{ ip: lab.pod('n1p0').ipv4, node: 'n1' }] }));
+    }
+    n0.tracker.flush();
+    assert.deepEqual(n0.datapath.sync(compileDatapath(n0.tracker.state())).failed, []);
+    const ok = (r: ProbeResult): { pod: string; clientPort: number } => {
+      assert.ok(r.ok, r.ok ? '' : `${r.target.proto} ${r.target.host}: ${r.error}`);
+      return { pod: r.reply.pod, clientPort: r.reply.clientPort };
+    };
+    // UDP, interleaved: a, b, then a again; without its own port b's answers would take a's.
+    const udp = (await lab.probe(lab.pod('n0p0').netns, { targets: ['10.96.0.63', '10.96.0.64', '10.96.0.63'].map((host) => ({ proto: 'udp' as const, host, port: 53 })), sourcePort: 50300, timeoutMs: 1000 })).map(ok);
+    assert.deepEqual(udp.map((r) => r.pod), ['n1p0', 'n1p0', 'n1p0']);
+    assert.deepEqual([udp[0]!.clientPort, udp[2]!.clientPort], [50300, 50300]);
+    assert.ok(udp[1]!.clientPort >= 61000, `b's flow seen from port ${udp[1]!.clientPort}`);
+    // TCP: the server closes first, so the tuple of a's connection is in TIME_WAIT at the
+    // backend when b's opens from the same port.
+    const tcp = (await lab.probe(lab.pod('n0p0').netns, { targets: ['10.96.0.63', '10.96.0.64'].map((host) => ({ proto: 'tcp' as const, host, port: 80 })), sourcePort: 50301, timeoutMs: 3000 })).map(ok);
+    assert.deepEqual(tcp.map((r) => r.pod), ['n1p0', 'n1p0']);
+    assert.equal(tcp[0]!.clientPort, 50301);
+    assert.ok(tcp[1]!.clientPort >= 61000, `b's connection seen from port ${tcp[1]!.clientPort}`);
+  });
 });

@@ -41,6 +41,11 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     for (const s of slices) tracker.upsertSlice(s);
     tracker.upsertService(service({ name: 'mag', clusterIPs: ['10.96.0.70'], ports: [{ port: 80 }], annotations: { 'switchyard.io/lb-algorithm': 'maglev' } }));
     tracker.upsertSlice(slice({ name: 'mag-x', service: 'mag', ports: [{ port: 8080 }], endpoints: ['10.244.0.11', '10.244.0.12', '10.244.1.10', '10.244.1.11'].map((ip) => ({ ip, node: 'n1' })) }));
+    // Two frontends with one backend: a client port reaching it through both clashes.
+    for (const [name, ip] of [['clash-a', '10.96.0.80'], ['clash-b', '10.96.0.81']] as const) {
+      tracker.upsertService(service({ name, clusterIPs: [ip], ports: [{ port: 80 }] }));
+      tracker.upsertSlice(slice({ name: `${name}-x`, service: name, ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.1.20', node: 'n1' }] }));
+    }
     tracker.flush();
     dp = EbpfDatapath.open({ object: datapathObjectPath(build), pinDir: `/sys/fs/bpf/${prefix}-${build}` });
     dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
@@ -81,6 +86,24 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     const p = parsePacket(out);
     assert.equal(retval, TC_ACT_OK);
     assert.deepEqual([p.src, p.sport, p.dst, p.dport, p.ipChecksumOk, p.l4ChecksumOk], ['10.96.0.10', 53, CLIENT, 40002, true, true]);
+  });
+
+  it('a clash (one client port to one backend through two frontends): the second flow gets a port of its own', () => {
+    const sport = 40200;
+    const a = run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.80', proto: 'tcp', sport, dport: 80, tcpFlags: TCP_FLAGS.SYN }));
+    const b = run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.81', proto: 'tcp', sport, dport: 80, tcpFlags: TCP_FLAGS.SYN }));
+    const pa = parsePacket(a.out);
+    const pb = parsePacket(b.out);
+    assert.deepEqual([a.retval, pa.src, pa.sport, pa.dst, pa.dport], [TC_ACT_OK, CLIENT, sport, '10.244.1.20', 8080]);
+    assert.deepEqual([b.retval, pb.src, pb.dst, pb.dport, pb.l4ChecksumOk], [TC_ACT_OK, CLIENT, '10.244.1.20', 8080, true], 'the client address is kept, no redirect');
+    assert.ok(pb.sport >= 61000 && pb.sport <= 65535, `port ${pb.sport}`);
+    const again = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.81', proto: 'tcp', sport, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
+    assert.equal(again.sport, pb.sport, 'the flow keeps its port');
+    // Each flow's answers go back to its own frontend and the client's own port.
+    const backA = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: sport, tcpFlags: TCP_FLAGS.ACK })).out);
+    const backB = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: pb.sport, tcpFlags: TCP_FLAGS.ACK })).out);
+    assert.deepEqual([backA.src, backA.sport, backA.dport, backA.l4ChecksumOk], ['10.96.0.80', 80, sport, true]);
+    assert.deepEqual([backB.src, backB.sport, backB.dport, backB.l4ChecksumOk], ['10.96.0.81', 80, sport, true]);
   });
 
   it('UDP over IPv4 without a checksum keeps none, both ways', () => {

@@ -18,9 +18,9 @@ export interface ProbeRequest {
   /** Attempts per target. */
   count?: number;
   timeoutMs?: number;
-  /** UDP only: send every attempt from this one local port (one flow), not a new port each time. */
+  /** Send every attempt from this one local port (UDP: one flow), not a new port each time. */
   sourcePort?: number;
-  /** UDP only: attempt i is sent from sourcePorts[i] (a set of known flows). */
+  /** Attempt i is sent from sourcePorts[i] (a set of known flows). */
   sourcePorts?: number[];
   /** Join this cgroup (v2) first, as a process of that node would be (socket-level programs). */
   cgroup?: string;
@@ -30,9 +30,9 @@ export type ProbeResult =
   | { target: ProbeTarget; ok: true; reply: PodReply }
   | { target: ProbeTarget; ok: false; error: string };
 
-function tcpOnce(t: ProbeTarget, timeoutMs: number): Promise<PodReply> {
+function tcpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promise<PodReply> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: t.host, port: t.port });
+    const socket = connect({ host: t.host, port: t.port, localPort: sourcePort });
     let data = '';
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error('ETIMEDOUT')));
     socket.on('data', (chunk) => (data += chunk.toString()));
@@ -78,7 +78,7 @@ export async function probe(request: ProbeRequest): Promise<ProbeResult[]> {
     for (let i = 0; i < count; i++) {
       try {
         const sourcePort = request.sourcePorts?.[i] ?? request.sourcePort;
-        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs) : await udpOnce(target, timeoutMs, sourcePort);
+        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs, sourcePort) : await udpOnce(target, timeoutMs, sourcePort);
         results.push({ target, ok: true, reply });
       } catch (e) {
         results.push({ target, ok: false, error: (e as Error).message });
