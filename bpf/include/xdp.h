@@ -139,10 +139,15 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 
 	if (sy_xdp_parse(ctx, &t, &p) < 0)
 		return XDP_PASS;
+	/* The frontend first: most packets on an external device (answers, pod-to-pod traffic of
+	 * other nodes) are for none, and leave after this one lookup. */
+	fe = sy_frontend(&t, SY_SCOPE_EXTERNAL);
+	if (!fe || !(fe->flags & SY_FE_EXTERNAL_KINDS))
+		return XDP_PASS;
 	cfg = bpf_map_lookup_elem(&sy_config, &zero);
 	now = sy_now();
-	/* Established flows first, as in tc: no frontend lookup, so a change of source ranges does
-	 * not cut flows already open. Answers and SNAT'd flows are tc's. */
+	/* An established flow keeps its backend before any check, as in tc: a change of source
+	 * ranges does not cut flows already open. SNAT'd flows are tc's. */
 	sy_ct_key_of(&t, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
 	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
@@ -159,9 +164,6 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 		}
 		/* Its backend is gone: the flow moves to a live one, chosen below. */
 	}
-	fe = sy_frontend(&t, SY_SCOPE_EXTERNAL);
-	if (!fe || !(fe->flags & SY_FE_EXTERNAL_KINDS))
-		return XDP_PASS;
 	if (!sy_source_allowed(fe, &t)) {
 		sy_count(fe->service_id, ctx->data_end - ctx->data);
 		return XDP_DROP;
