@@ -191,10 +191,18 @@ export class EbpfDatapath {
       list.push(`${k.addr}/${k.prefixlen - 32}`);
       ranges.set(k.revNatId, list);
     }
+    // One batched read of every slot instead of a lookup per slot (1M slots: seconds of syscalls).
+    const slotsBySet = new Map<number, Map<number, number>>();
+    for (const [k, id] of this.slots.entries()) {
+      let set = slotsBySet.get(k.setId);
+      if (set === undefined) slotsBySet.set(k.setId, (set = new Map()));
+      set.set(k.slot, id);
+    }
     for (const [key, value] of this.frontends.entries()) {
       const backendIds: number[] = [];
+      const set = slotsBySet.get(value.setId);
       for (let slot = 1; slot <= value.count; slot++) {
-        const id = this.slots.get({ setId: value.setId, slot });
+        const id = set?.get(slot);
         if (id !== undefined) backendIds.push(id);
       }
       this.ids.set.claim(value.setId);
@@ -287,23 +295,25 @@ export class EbpfDatapath {
         }
       }
     }
-    // 1. Backends (new ones, and flag changes such as terminating).
+    // 1. Backends (new ones, and flag changes such as terminating), written in batches.
+    const backendWrites: Array<{ key: string; id: number; fresh: boolean; value: Backend }> = [];
     for (const [key, b] of compiled.backends) {
-      let id = this.backendIds.get(key);
+      const known = this.backendIds.get(key);
       const flags = backendFlags(b);
       const serviceId = this.serviceIds.get(b.servicePort);
       if (serviceId === undefined) continue; // its service port got no id: reported above
-      if (id !== undefined && this.backendFlagsById.get(id) === flags) continue;
+      if (known !== undefined && this.backendFlagsById.get(known) === flags) continue;
       try {
-        id ??= this.ids.backend.alloc();
-        this.backends.set(id, { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId });
-        this.backendIds.set(key, id);
-        this.backendFlagsById.set(id, flags);
-        report.backendsWritten++;
+        const id = known ?? this.ids.backend.alloc();
+        backendWrites.push({ key, id, fresh: known === undefined, value: { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId } });
       } catch (e) {
-        if (id !== undefined && !this.backendIds.has(key)) this.ids.backend.release(id);
         report.failed.push({ frontend: `backend ${key}`, error: (e as Error).message });
       }
+    }
+    for (const w of this.writeBackends(backendWrites, report)) {
+      this.backendIds.set(w.key, w.id);
+      this.backendFlagsById.set(w.id, w.value.flags);
+      report.backendsWritten++;
     }
     // 2. Frontends: new set, flip, old set away.
     for (const [text, spec] of compiled.frontends) {
@@ -326,9 +336,9 @@ export class EbpfDatapath {
       this.programmed.delete(text);
       report.frontendsRemoved++;
     }
-    for (const [key, id] of [...this.backendIds]) {
-      if (compiled.backends.has(key)) continue;
-      this.backends.set(id, FREE_BACKEND);
+    const freed = [...this.backendIds].filter(([key]) => !compiled.backends.has(key));
+    if (freed.length > 0) this.backends.setMany(freed.map(([, id]) => [id, FREE_BACKEND] as const));
+    for (const [key, id] of freed) {
       this.backendIds.delete(key);
       this.backendFlagsById.delete(id);
       this.ids.backend.release(id);
@@ -360,11 +370,9 @@ export class EbpfDatapath {
     try {
       if (newRevNat) this.revnat.set(revNatId, { addr: spec.addr, port: spec.port, family: spec.family, flags: spec.flags & FE.NODE_PORT ? RN.NODE_ADDRESS : 0 });
       if (!sameSet) {
-        backendIds.forEach((id, i) => {
-          const k = { setId, slot: i + 1 };
-          this.slots.set(k, id);
-          written.push(k);
-        });
+        const slots = backendIds.map((id, i) => [{ setId, slot: i + 1 }, id] as const);
+        written.push(...slots.map(([k]) => k)); // before the write: a partial batch is undone whole
+        if (slots.length > 0) this.slots.setMany(slots);
       }
       const maglev = spec.algorithm === ALGORITHM.maglev && backendIds.length > 0;
       if (maglev && (!sameSet || current.value.algorithm !== ALGORITHM.maglev)) {
@@ -427,8 +435,38 @@ export class EbpfDatapath {
     }
   }
 
+  /**
+   * Writes backends in batches; a batch the kernel refuses is retried entry by entry, so that
+   * each failure is reported with its backend. Returns the writes that landed.
+   */
+  private writeBackends<W extends { key: string; id: number; fresh: boolean; value: Backend }>(writes: readonly W[], report: SyncReport): W[] {
+    try {
+      if (writes.length > 0) this.backends.setMany(writes.map((w) => [w.id, w.value] as const));
+      return [...writes];
+    } catch {
+      const landed: W[] = [];
+      for (const w of writes) {
+        try {
+          this.backends.set(w.id, w.value);
+          landed.push(w);
+        } catch (e) {
+          if (w.fresh) this.ids.backend.release(w.id);
+          report.failed.push({ frontend: `backend ${w.key}`, error: (e as Error).message });
+        }
+      }
+      return landed;
+    }
+  }
+
+  /** Deletes a set's slots in one batch; one by one when some are missing (a rollback's partial set). */
   private deleteSlots(setId: number, count: number): void {
-    for (let slot = 1; slot <= count; slot++) this.slots.delete({ setId, slot });
+    const keys = Array.from({ length: count }, (_, i) => ({ setId, slot: i + 1 }));
+    if (keys.length === 0) return;
+    try {
+      this.slots.deleteMany(keys);
+    } catch {
+      for (const k of keys) this.slots.delete(k);
+    }
   }
 
   close(): void {
