@@ -1,16 +1,20 @@
 // The eBPF backend as the agent drives it: the datapath (adopted from pins), its configuration
 // from the node facts, full syncs of the compiled desired state, and attachment to devices and
 // the cgroup, kept up to date as pod devices come and go.
+import { BpffsMissingError } from '../../bpf/errors.ts';
 import { cgroupReplace, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
-import { EbpfDatapath, type SyncReport } from './datapath.ts';
+import { EbpfDatapath, LayoutMismatchError, type SyncReport } from './datapath.ts';
 import { LinkWatcher, listLinks } from './devices.ts';
-import { datapathBuild, datapathObjectPath } from './object-path.ts';
+import { datapathCandidates } from './object-path.ts';
 
 export interface EbpfBackendOptions {
-  /** The datapath object; by default the build this kernel loads (object-path.ts). */
-  object?: string;
+  /**
+   * The datapath object, or objects to try in order; by default the builds this kernel may load,
+   * best first (object-path.ts).
+   */
+  object?: string | readonly string[];
   pinDir: string;
   maxEntries?: Readonly<Record<string, number>>;
   /** Pod-facing devices: names starting with one of these. */
@@ -40,11 +44,21 @@ export class EbpfBackend {
   }
 
   static open(o: EbpfBackendOptions): EbpfBackend {
-    const build = o.object === undefined ? datapathBuild() : undefined;
-    const object = o.object ?? datapathObjectPath(build);
-    const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: o.maxEntries });
-    o.log({ object, build, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
-    return new EbpfBackend(o, dp);
+    const candidates = o.object === undefined ? datapathCandidates() : typeof o.object === 'string' ? [o.object] : [...o.object];
+    for (const [i, object] of candidates.entries()) {
+      try {
+        const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: o.maxEntries });
+        o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+        return new EbpfBackend(o, dp);
+      } catch (e) {
+        // A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next;
+        // pins of another layout or a missing bpffs are not a build's fault.
+        const last = i === candidates.length - 1;
+        if (last || e instanceof LayoutMismatchError || e instanceof BpffsMissingError) throw e;
+        o.log({ object, error: (e as Error).message }, `datapath object ${object} did not load; trying ${candidates[i + 1]}`);
+      }
+    }
+    throw new Error('no datapath object to load');
   }
 
   configure(node: NodeFacts): void {

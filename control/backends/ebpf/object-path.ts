@@ -20,3 +20,8 @@ export function datapathBuild(): DatapathBuild {
 export function datapathObjectPath(build: DatapathBuild = datapathBuild(), dir = BUILD_DIR, base = 'datapath'): string {
   return `${dir}${base}${build === 'kern-ctx' ? '-kctx' : ''}.o`;
 }
+
+/** The builds this kernel may load, best first (the agent falls back along this list). */
+export function datapathCandidates(): string[] {
+  return datapathBuild() === 'kern-ctx' ? [datapathObjectPath('kern-ctx'), datapathObjectPath('portable')] : [datapathObjectPath('portable')];
+}
