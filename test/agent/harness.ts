@@ -2,8 +2,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
-import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
+import { rmSync, writeFileSync } from 'node:fs';
+import { writeManifests } from '../cases/manifests.ts';
+import { Lab, netnsPath, type LabNode } from '../lab/lab.ts';
 
 const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
 
@@ -40,4 +41,41 @@ export function startAgent(lab: Lab, node: LabNode, manifests: string, extra: st
   });
   synced.catch(() => undefined);
   return { child, logs, synced };
+}
+
+/** Health and metrics on kube-proxy's ports: each lab node has its own netns, so they never clash. */
+export const SERVING_ARGS = ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249'];
+
+export interface AgentLab {
+  lab: Lab;
+  manifests: string;
+  /** The running agent; a test that restarts it stores the new one here, so stop() kills it. */
+  agent: RunningAgent;
+  /** Kills the agent, tears the lab down and removes the manifests. */
+  stop(): Promise<void>;
+}
+
+/** A 2x3 lab, the semantic cluster's manifests on disk, and the agent on n0 past its first sync. */
+export async function agentLab(extra: string[] = []): Promise<AgentLab> {
+  const lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
+  const manifests = writeManifests();
+  const agent = startAgent(lab, lab.nodes[0]!, manifests, [...SERVING_ARGS, ...extra]);
+  const env: AgentLab = {
+    lab,
+    manifests,
+    agent,
+    // The agent of the moment: a test that restarts it puts the new one here.
+    stop: async () => {
+      env.agent.child.kill('SIGKILL');
+      await lab.teardown();
+      rmSync(manifests, { recursive: true, force: true });
+    },
+  };
+  try {
+    await agent.synced;
+  } catch (e) {
+    await env.stop();
+    throw e;
+  }
+  return env;
 }

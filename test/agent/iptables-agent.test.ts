@@ -1,31 +1,26 @@
 // The agent in iptables mode inside a lab node: it programs kube-proxy's rules from manifests,
 // traffic flows through them, /proxyMode says so, and SIGTERM leaves the rules in place.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { writeManifests } from '../cases/manifests.ts';
-import { Lab } from '../lab/lab.ts';
-import { startAgent, type RunningAgent } from './harness.ts';
+import type { Lab } from '../lab/lab.ts';
+import { agentLab, type AgentLab, type RunningAgent } from './harness.ts';
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
 describe('agent in iptables mode', () => {
   let lab: Lab;
-  let manifests: string;
   let agent: RunningAgent;
 
+  let env: AgentLab | undefined;
+
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
-    manifests = writeManifests();
-    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--proxy-mode', 'iptables', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
-    await agent.synced;
+    env = await agentLab(['--proxy-mode', 'iptables']);
+    ({ lab, agent } = env);
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
-    await lab?.teardown();
-    rmSync(manifests, { recursive: true, force: true });
+    await env?.stop();
   });
 
   it('programs the rules, serves traffic and reports its mode; SIGTERM leaves the rules', async () => {

@@ -2,16 +2,15 @@
 // manifests, traffic flows through it, /proxyMode and the metrics say so, a change goes out as a
 // partial sync, and SIGTERM leaves the table in place.
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { slice } from '../cases/objects.ts';
 import { slices } from '../cases/semantics.ts';
-import { writeManifests } from '../cases/manifests.ts';
-import { Lab } from '../lab/lab.ts';
-import { startAgent, type RunningAgent } from './harness.ts';
+import type { Lab } from '../lab/lab.ts';
+import { agentLab, type AgentLab, type RunningAgent } from './harness.ts';
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
@@ -20,17 +19,15 @@ describe('agent in nftables mode', () => {
   let manifests: string;
   let agent: RunningAgent;
 
+  let env: AgentLab | undefined;
+
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
-    manifests = writeManifests();
-    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--proxy-mode', 'nftables', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
-    await agent.synced;
+    env = await agentLab(['--proxy-mode', 'nftables']);
+    ({ lab, manifests, agent } = env);
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
-    await lab?.teardown();
-    rmSync(manifests, { recursive: true, force: true });
+    await env?.stop();
   });
 
   const get = async (path: string): Promise<string> => (JSON.parse(await lab.exec(lab.nodes[0]!.netns, process.execPath, [GET, `http://127.0.0.1:10249${path}`])) as { body: string }).body;

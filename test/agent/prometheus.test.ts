@@ -7,27 +7,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { writeManifests } from '../cases/manifests.ts';
-import { Lab, netnsPath } from '../lab/lab.ts';
-import { startAgent, type RunningAgent } from './harness.ts';
+import { netnsPath, type Lab } from '../lab/lab.ts';
+import { agentLab, type AgentLab, type RunningAgent } from './harness.ts';
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 const PROMETHEUS = '/usr/bin/prometheus';
 
 describe('Prometheus scrapes the agent', () => {
   let lab: Lab;
-  let manifests: string;
+  let env: AgentLab | undefined;
   let agent: RunningAgent;
   let prometheus: ChildProcess;
   let data: string;
 
   before(async () => {
     assert.ok(existsSync(PROMETHEUS), 'needs Debian\'s prometheus package (.ci/setup installs it)');
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
-    manifests = writeManifests();
+    env = await agentLab();
+    ({ lab, agent } = env);
     const n0 = lab.nodes[0]!;
-    agent = startAgent(lab, n0, manifests, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
-    await agent.synced;
     data = mkdtempSync(join(tmpdir(), 'switchyard-prometheus-'));
     writeFileSync(join(data, 'prometheus.yml'), 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: switchyard\n    static_configs:\n      - targets: ["127.0.0.1:10249"]\n');
     prometheus = spawn('nsenter', [`--net=${netnsPath(n0.netns)}`, '--', PROMETHEUS, `--config.file=${join(data, 'prometheus.yml')}`, `--storage.tsdb.path=${join(data, 'tsdb')}`, '--web.listen-address=127.0.0.1:9090'], { stdio: 'ignore' });
@@ -36,9 +33,7 @@ describe('Prometheus scrapes the agent', () => {
 
   after(async () => {
     prometheus?.kill('SIGKILL');
-    agent?.child.kill('SIGKILL');
-    await lab?.teardown();
-    if (manifests) rmSync(manifests, { recursive: true, force: true });
+    await env?.stop();
     if (data) rmSync(data, { recursive: true, force: true });
   });
 

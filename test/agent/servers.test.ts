@@ -1,16 +1,14 @@
 // The running agent's servers inside a lab node: healthz after the first sync, kube-proxy's
 // metrics, and a per-service packet counter that grows with real traffic.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { writeManifests } from '../cases/manifests.ts';
 import { slices } from '../cases/semantics.ts';
-import { Lab } from '../lab/lab.ts';
-import { startAgent, type RunningAgent } from './harness.ts';
+import type { Lab } from '../lab/lab.ts';
+import { agentLab, SERVING_ARGS, startAgent, type AgentLab, type RunningAgent } from './harness.ts';
 import { main } from '../../control/cli/main.ts';
 import { LAST_CHANGE_TRIGGER_TIME } from '../../control/model/tracker.ts';
 
@@ -30,17 +28,15 @@ describe('agent servers', () => {
   let manifests: string;
   let agent: RunningAgent;
 
+  let env: AgentLab | undefined;
+
   before(async () => {
-    lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
-    manifests = writeManifests();
-    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
-    await agent.synced;
+    env = await agentLab();
+    ({ lab, manifests, agent } = env);
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
-    await lab?.teardown();
-    rmSync(manifests, { recursive: true, force: true });
+    await env?.stop();
   });
 
   const get = async (url: string): Promise<{ status: number; body: string }> =>
@@ -103,7 +99,7 @@ describe('agent servers', () => {
     agent.child.kill('SIGTERM');
     await new Promise((r) => agent.child.once('exit', r));
     await check();
-    agent = startAgent(lab, lab.nodes[0]!, manifests, ['--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
+    agent = env!.agent = startAgent(lab, lab.nodes[0]!, manifests, SERVING_ARGS);
     await agent.synced;
   });
 

@@ -4,37 +4,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { IptablesBackend } from '../../control/backends/iptables/apply.ts';
-import type { ChangeTracker } from '../../control/model/tracker.ts';
 import { slice } from '../cases/objects.ts';
-import { inNetns, type Lab, type LabNode } from '../lab/lab.ts';
+import type { Lab } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
-import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
-import { labCases, semanticLab, semanticTracker } from './semantic-lab.ts';
-
-interface Node {
-  tracker: ChangeTracker;
-  backend: IptablesBackend;
-  cleaner: UdpConntrackCleaner;
-}
+import { labCases } from './semantic-lab.ts';
+import { ruleModeLab, type RuleModeNode } from './rule-mode-lab.ts';
 
 describe('iptables mode: semantic case table with real packets', () => {
   let lab: Lab;
-  let nodes: Node[] = [];
-
-  const program = async (n: LabNode): Promise<Node> => {
-    const tracker = semanticTracker(n);
-    const backend = new IptablesBackend({ families: [4, 6], commandPrefix: inNetns(n.netns) });
-    await backend.sync(tracker.state(), true);
-    const cleaner = new UdpConntrackCleaner(conntrackRunner(inNetns(n.netns)));
-    await cleaner.afterSync(tracker.state());
-    return { tracker, backend, cleaner };
-  };
+  let nodes: Array<RuleModeNode<IptablesBackend>> = [];
 
   before(async () => {
-    lab = await semanticLab();
-    nodes = [];
-    for (const n of lab.nodes) nodes.push(await program(n));
+    ({ lab, nodes } = await ruleModeLab((commandPrefix) => new IptablesBackend({ families: [4, 6], commandPrefix }), (b, t) => b.sync(t.state(), true)));
   });
 
   after(async () => {

@@ -13,40 +13,22 @@ import { IpvsBackend, ipvsRunner } from '../../control/backends/ipvs/apply.ts';
 import { cleanupIpvs } from '../../control/backends/ipvs/cleanup.ts';
 import { cleanupIptables, defaultRunner } from '../../control/backends/iptables/cleanup.ts';
 import { parseIpvsList } from '../../control/backends/ipvs/plan.ts';
-import type { ChangeTracker } from '../../control/model/tracker.ts';
 import { service, slice } from '../cases/objects.ts';
 import { inNetns, type Lab, type LabNode } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
-import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
-import { labCases, semanticLab, semanticTracker } from './semantic-lab.ts';
+import { labCases } from './semantic-lab.ts';
+import { ruleModeLab, type RuleModeNode } from './rule-mode-lab.ts';
 
 const HOLD = fileURLToPath(new URL('../lab/hold-connection.ts', import.meta.url));
 
-interface Node {
-  tracker: ChangeTracker;
-  backend: IpvsBackend;
-  cleaner: UdpConntrackCleaner;
-}
-
 describe('IPVS mode: semantic case table with real packets', () => {
   let lab: Lab;
-  let nodes: Node[] = [];
+  let nodes: Array<RuleModeNode<IpvsBackend>> = [];
   const prefixOf = (n: LabNode): string[] => inNetns(n.netns);
 
-  const program = async (n: LabNode): Promise<Node> => {
-    const tracker = semanticTracker(n);
-    const backend = new IpvsBackend({ families: [4, 6], scheduler: 'rr', commandPrefix: prefixOf(n) });
-    await backend.sync(tracker.state());
-    const cleaner = new UdpConntrackCleaner(conntrackRunner(prefixOf(n)));
-    await cleaner.afterSync(tracker.state());
-    return { tracker, backend, cleaner };
-  };
-
   before(async () => {
-    lab = await semanticLab();
-    nodes = [];
-    for (const n of lab.nodes) nodes.push(await program(n));
+    ({ lab, nodes } = await ruleModeLab((commandPrefix) => new IpvsBackend({ families: [4, 6], scheduler: 'rr', commandPrefix }), (b, t) => b.sync(t.state())));
   });
 
   after(async () => {
