@@ -13,7 +13,7 @@ import { u32 } from '../control/bpf/codec.ts';
 import { LoadedObject } from '../control/bpf/object.ts';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
-import { datapathBuild, datapathObjectPath, type DatapathBuild } from '../control/backends/ebpf/object-path.ts';
+import { datapathObjectPath, loadableBuilds, type DatapathBuild } from '../control/backends/ebpf/object-path.ts';
 import { nodeFacts } from '../control/model/node.ts';
 import { ChangeTracker } from '../control/model/tracker.ts';
 import { DEFAULT_MODEL_CONFIG } from '../control/model/types.ts';
@@ -56,7 +56,7 @@ const benchPacket = {
   },
 };
 
-const BUILDS: DatapathBuild[] = datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
+const BUILDS = loadableBuilds();
 
 function open(n: number, build: DatapathBuild): EbpfDatapath {
   const size = Math.max(1024, n * BACKENDS * 2);

@@ -7,7 +7,7 @@
 // kern-ctx one updates checksums inline by ip_summed, the portable one through helpers.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { datapathBuild, datapathObjectPath, type DatapathBuild } from '../../control/backends/ebpf/object-path.ts';
+import { datapathObjectPath, loadableBuilds } from '../../control/backends/ebpf/object-path.ts';
 import { service, slice } from '../cases/objects.ts';
 import { Lab } from '../lab/lab.ts';
 import type { ProbeResult, ProbeTarget } from '../lab/probe.ts';
@@ -15,7 +15,7 @@ import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
 
 const VIP = '10.96.0.70';
 const NODE_PORT = 30070;
-const BUILDS: DatapathBuild[] = datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
+const BUILDS = loadableBuilds();
 
 for (const build of BUILDS) {
   describe(`eBPF datapath (${build} build): checksums a receiver verifies`, () => {

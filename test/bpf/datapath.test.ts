@@ -15,14 +15,14 @@ import { buildPacket, csumAdd, csumFinish, parsePacket, PROTO, TCP_FLAGS } from 
 import { service, slice } from '../cases/objects.ts';
 import { flowHash } from '../../control/backends/ebpf/flow-hash.ts';
 import { MAGLEV_M, maglevTable } from '../../control/backends/ebpf/maglev.ts';
-import { datapathBuild, datapathObjectPath, type DatapathBuild } from '../../control/backends/ebpf/object-path.ts';
+import { datapathObjectPath, loadableBuilds } from '../../control/backends/ebpf/object-path.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
 const prefix = `${runPrefix()}-dp`;
 // Both builds where the kernel loads both: they differ in how L4 checksums are updated.
-const BUILDS: DatapathBuild[] = datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
+const BUILDS = loadableBuilds();
 const CLIENT = '10.244.0.10';
 const CLIENT_MAC = '02:00:00:00:00:01';
 const NODE_MAC = '02:00:00:00:00:02';

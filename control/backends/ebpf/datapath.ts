@@ -72,6 +72,14 @@ const FREE_BACKEND: Backend = { addr: '0.0.0.0', port: 0, proto: 0, family: 0, f
 const FREE_REVNAT: RevNat = { addr: '0.0.0.0', port: 0, family: 0, flags: 0 };
 
 /** The pinned maps were written by another layout version of the datapath. */
+/** A backend entry to write: its key in the model, its id (fresh: allocated by this sync), its value. */
+interface BackendWrite {
+  key: string;
+  id: number;
+  fresh: boolean;
+  value: Backend;
+}
+
 export class LayoutMismatchError extends Error {
   constructor(pinDir: string, found: number | undefined, detail?: string) {
     super(
@@ -296,7 +304,7 @@ export class EbpfDatapath {
       }
     }
     // 1. Backends (new ones, and flag changes such as terminating), written in batches.
-    const backendWrites: Array<{ key: string; id: number; fresh: boolean; value: Backend }> = [];
+    const backendWrites: BackendWrite[] = [];
     for (const [key, b] of compiled.backends) {
       const known = this.backendIds.get(key);
       const flags = backendFlags(b);
@@ -439,12 +447,12 @@ export class EbpfDatapath {
    * Writes backends in batches; a batch the kernel refuses is retried entry by entry, so that
    * each failure is reported with its backend. Returns the writes that landed.
    */
-  private writeBackends<W extends { key: string; id: number; fresh: boolean; value: Backend }>(writes: readonly W[], report: SyncReport): W[] {
+  private writeBackends(writes: readonly BackendWrite[], report: SyncReport): BackendWrite[] {
     try {
       if (writes.length > 0) this.backends.setMany(writes.map((w) => [w.id, w.value] as const));
       return [...writes];
     } catch {
-      const landed: W[] = [];
+      const landed: BackendWrite[] = [];
       for (const w of writes) {
         try {
           this.backends.set(w.id, w.value);

@@ -12,8 +12,17 @@ export const KERN_CTX_KFUNC = 'bpf_cast_to_kern_ctx';
 
 export type DatapathBuild = 'kern-ctx' | 'portable';
 
+let chosen: DatapathBuild | undefined;
+
+/** The best build this kernel loads (asked of its BTF once per process: the kernel does not change). */
 export function datapathBuild(): DatapathBuild {
-  return kernelFunctionExists(KERN_CTX_KFUNC) ? 'kern-ctx' : 'portable';
+  chosen ??= kernelFunctionExists(KERN_CTX_KFUNC) ? 'kern-ctx' : 'portable';
+  return chosen;
+}
+
+/** Every build this kernel loads, best first: what the agent falls back along, and what tests and benches cover. */
+export function loadableBuilds(): DatapathBuild[] {
+  return datapathBuild() === 'kern-ctx' ? ['kern-ctx', 'portable'] : ['portable'];
 }
 
 /** The object file of a build in `dir` (build/bpf/ by default; benches keep theirs beside it). */
@@ -21,7 +30,7 @@ export function datapathObjectPath(build: DatapathBuild = datapathBuild(), dir =
   return `${dir}${base}${build === 'kern-ctx' ? '-kctx' : ''}.o`;
 }
 
-/** The builds this kernel may load, best first (the agent falls back along this list). */
+/** The object files of loadableBuilds(), in the same order. */
 export function datapathCandidates(): string[] {
-  return datapathBuild() === 'kern-ctx' ? [datapathObjectPath('kern-ctx'), datapathObjectPath('portable')] : [datapathObjectPath('portable')];
+  return loadableBuilds().map((b) => datapathObjectPath(b));
 }
