@@ -3,6 +3,7 @@
 // Mirrors kube-proxy's rule order: ClusterIP, external IPs and LB IPs first, NodePorts last;
 // LB source ranges before endpoints; REJECT without any endpoint, DROP without a local one.
 import { anyContains, canonicalIp, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
+import { decide, type PlanMode, type SourceClass } from '../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, Protocol, ServicePortState } from '../model/types.ts';
 
 export interface TracePacket {
@@ -15,7 +16,7 @@ export interface TracePacket {
 }
 
 /** Where the packet comes from, as kube-proxy tells it: this node, one of its pods, or elsewhere. */
-export type SourceKind = 'node' | 'local-pod' | 'other';
+export type SourceKind = SourceClass;
 
 export interface TraceEndpoint {
   ip: string;
@@ -126,6 +127,10 @@ export interface TraceOptions {
   mode?: string;
 }
 
+function planMode(mode: string | undefined): PlanMode {
+  return mode === 'ipvs' || mode === 'nftables' || mode === 'ebpf' ? mode : 'iptables';
+}
+
 export function trace(state: DesiredState, packet: TracePacket, options: TraceOptions = {}): TraceVerdict {
   const src = canonicalIp(packet.src);
   const dst = canonicalIp(packet.dst);
@@ -153,44 +158,19 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
   }
   const { sp, frontend } = match;
   const base = { servicePort: sp.servicePortName, key: sp.key, frontend, protocol: sp.protocol, source };
-  const forward = (policy: 'Cluster' | 'Local', endpoints: readonly EndpointState[], masquerade: boolean, reason: string): TraceVerdict => ({
-    verdict: 'FORWARD',
-    ...base,
-    policy,
-    endpoints: candidates(endpoints, src, masquerade),
-    affinityTimeoutSeconds: sp.affinityTimeoutSeconds,
-    algorithm: sp.algorithm,
-    reason,
-  });
-
   if (frontend.kind === 'LoadBalancer' && !sourceAllowed(sp, src)) {
     return { verdict: 'DROP', ...base, reason: `source ${src} is outside loadBalancerSourceRanges` };
   }
-  if (!sp.hasAnyEndpoints) return { verdict: 'REJECT', ...base, reason: 'service has no endpoints' };
-
-  const ipvs = options.mode === 'ipvs';
-  if (frontend.kind === 'ClusterIP') {
-    const masquerade = state.config.masqueradeAll || (fs.localDetector.mode !== 'None' && source !== 'local-pod');
-    if (sp.internalPolicyLocal) {
-      if (sp.localEndpoints.length === 0 && ipvs) return { verdict: 'REJECT', ...base, reason: 'internalTrafficPolicy Local and no endpoint on this node: a virtual server without real servers, which IPVS answers with ICMP port unreachable' };
-      if (sp.localEndpoints.length === 0) return { verdict: 'DROP', ...base, reason: 'internalTrafficPolicy Local and no endpoint on this node' };
-      return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
-    }
-    return forward('Cluster', sp.clusterEndpoints, masquerade, 'cluster IP');
-  }
-
-  // NodePort, external IP, load-balancer IP.
-  if (sp.externalPolicyLocal && ipvs) {
-    // One virtual server for every source: no short-circuit for pods or the node, no masquerade.
-    if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local: the local endpoints, for every source (IPVS mode)');
-    if (source === 'other') return { verdict: 'DROP', ...base, reason: 'externalTrafficPolicy Local and no endpoint on this node: IPVS mode forwards to the cluster endpoints without SNAT, so their reply bypasses this node and the client never sees it' };
-    return forward('Cluster', sp.clusterEndpoints, false, 'externalTrafficPolicy Local without a local endpoint: IPVS mode falls back to the cluster endpoints, unmasqueraded');
-  }
-  if (sp.externalPolicyLocal) {
-    if (source === 'local-pod') return forward('Cluster', sp.clusterEndpoints, false, 'pod traffic to an external destination short-circuits to the cluster endpoints');
-    if (source === 'node') return forward('Cluster', sp.clusterEndpoints, true, 'node traffic to an external destination is masqueraded and uses the cluster endpoints');
-    if (sp.localEndpoints.length === 0) return { verdict: 'DROP', ...base, reason: 'externalTrafficPolicy Local and no endpoint on this node' };
-    return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local keeps the client address');
-  }
-  return forward('Cluster', sp.clusterEndpoints, true, 'externalTrafficPolicy Cluster masquerades external traffic');
+  // The decision is the plan's (control/model/plan.ts), the same every compiler reads.
+  const d = decide(sp, fs, state.config, frontend.kind, source, planMode(options.mode));
+  if (d.action !== 'FORWARD') return { verdict: d.action, ...base, reason: d.reason };
+  return {
+    verdict: 'FORWARD',
+    ...base,
+    policy: d.policy,
+    endpoints: candidates(d.endpoints, src, d.masquerade),
+    affinityTimeoutSeconds: sp.affinityTimeoutSeconds,
+    algorithm: sp.algorithm,
+    reason: d.reason,
+  };
 }

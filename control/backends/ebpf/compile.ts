@@ -2,7 +2,8 @@
 // datapath maps must hold. Pure; ids are assigned later, by the adapter, so that they stay
 // stable across syncs and restarts.
 import type { Family } from '../../model/ip.ts';
-import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
+import { planServicePort, type Decision, type FrontendPlan, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
+import type { DesiredState, EndpointState, FamilyState, FrontendKind, ServicePortState } from '../../model/types.ts';
 import { ALGORITHM, BE, FE, IPPROTO, SCOPE } from '../../bpf/layout.ts';
 
 export interface BackendSpec {
@@ -30,6 +31,8 @@ export interface FrontendSpec {
   backends: string[];
   /** CIDRs the source must be in (with SY_FE_SOURCE_RANGES), plus LB IPs allowed as source. */
   sourceRanges: string[];
+  /** The address is the node's own (NodePorts, external IPs that are node addresses): see SY_RN_NODE_ADDRESS. */
+  nodeAddress: boolean;
 }
 
 export interface CompiledDatapath {
@@ -57,69 +60,58 @@ function toBackend(ep: EndpointState, sp: ServicePortState, proto: number): Back
   return { servicePort: sp.key, addr: ep.ip, port: ep.port, proto, family: sp.family, terminating: ep.terminating || !ep.ready };
 }
 
-interface SetChoice {
-  endpoints: readonly EndpointState[];
-  flags: number;
+const KIND_FLAG: Record<FrontendKind, number> = { ClusterIP: FE.CLUSTER_IP, NodePort: FE.NODE_PORT, LoadBalancer: FE.LOAD_BALANCER, ExternalIP: FE.EXTERNAL_IP };
+
+/** The set and flags that carry out one of the plan's decisions: count 0 drops, or rejects with SY_FE_REJECT. */
+function setOf(d: Decision): { endpoints: readonly EndpointState[]; flags: number } {
+  if (d.action !== 'FORWARD') return { endpoints: [], flags: d.action === 'REJECT' ? FE.REJECT : 0 };
+  return { endpoints: d.endpoints, flags: (d.policy === 'Local' ? FE.LOCAL : 0) | (d.masquerade ? FE.MASQUERADE : 0) };
+}
+
+function sameDecision(a: Decision, b: Decision): boolean {
+  if (a.action !== 'FORWARD' || b.action !== 'FORWARD') return a.action === b.action;
+  return a.policy === b.policy && a.masquerade === b.masquerade && a.endpoints.length === b.endpoints.length && a.endpoints.every((ep, i) => ep === b.endpoints[i]);
 }
 
 /**
- * The backend set and flags for one kind of frontend and scope, following trace.ts: REJECT when
- * no endpoint exists anywhere, DROP (count 0, no flag) when the policy's set is empty.
+ * Translates one service port's plan. The external scope carries the decision for sources that are
+ * neither this node's pods nor the node; the internal scope, looked up for packets from this node's
+ * pods (the datapath knows them by device) and for the node's own sockets, carries the local-pod
+ * decision where kube-proxy tells local pods apart at all (else the same as everyone's), and
+ * exists only where it differs.
  */
-function chooseSet(sp: ServicePortState, external: boolean, scope: number, masqueradeClusterIP: boolean): SetChoice {
-  const reject = sp.hasAnyEndpoints ? 0 : FE.REJECT;
-  if (!external) {
-    const endpoints = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
-    return { endpoints: sp.hasAnyEndpoints ? endpoints : [], flags: reject | (sp.internalPolicyLocal ? FE.LOCAL : 0) | (masqueradeClusterIP ? FE.MASQUERADE : 0) };
-  }
-  if (sp.externalPolicyLocal && scope === SCOPE.EXTERNAL) {
-    return { endpoints: sp.hasAnyEndpoints ? sp.localEndpoints : [], flags: reject | FE.LOCAL };
-  }
-  // eTP Cluster masquerades external traffic; pods reaching an eTP Local frontend use the
-  // cluster set without translation (kube-proxy's short-circuit).
-  const masquerade = scope === SCOPE.EXTERNAL ? FE.MASQUERADE : 0;
-  return { endpoints: sp.hasAnyEndpoints ? sp.clusterEndpoints : [], flags: reject | masquerade };
-}
-
-function compileServicePort(sp: ServicePortState, fs: FamilyState, state: DesiredState, out: CompiledDatapath): void {
+function compileServicePort(plan: ServicePortPlan, fs: FamilyState, out: CompiledDatapath): void {
+  const { sp } = plan;
   const proto = PROTO[sp.protocol]!;
   const family = sp.family;
   for (const ep of sp.endpoints) {
     const b = toBackend(ep, sp, proto);
     out.backends.set(backendKey(b), b);
   }
-  // ClusterIP traffic is masqueraded when it does not come from a local pod (if local traffic
-  // is detected at all), or always with --masquerade-all.
-  const masquerade = (scope: number): boolean => state.config.masqueradeAll || (scope === SCOPE.EXTERNAL && fs.localDetector.mode !== 'None');
-  const add = (addr: string, port: number, kindFlag: number, external: boolean, scope: number): void => {
-    const set = chooseSet(sp, external, scope, masquerade(scope));
-    const ranges = kindFlag === FE.LOAD_BALANCER && sp.loadBalancerSourceRanges.length > 0;
-    const sourceRanges = ranges ? [...sp.loadBalancerSourceRanges, ...(sp.sourceRangesAllowLbIp ? sp.loadBalancerIPs.map((ip) => `${ip}/${family === 4 ? 32 : 128}`) : [])] : [];
+  const podSource: SourceClass = fs.localDetector.mode === 'None' ? 'other' : 'local-pod';
+  const add = (fp: FrontendPlan, d: Decision, scope: number): void => {
+    const set = setOf(d);
+    const ranges = fp.sourceRanges.length > 0;
     const spec: FrontendSpec = {
-      addr,
-      port,
+      addr: fp.address,
+      port: fp.port,
       proto,
       family,
       scope,
       servicePort: sp.key,
-      flags: kindFlag | set.flags | (ranges ? FE.SOURCE_RANGES : 0),
+      flags: KIND_FLAG[fp.kind] | set.flags | (ranges ? FE.SOURCE_RANGES : 0),
       algorithm: ALGORITHM[sp.algorithm],
       affinityTimeout: sp.affinityTimeoutSeconds,
       backends: set.endpoints.map((ep) => backendKey(toBackend(ep, sp, proto))),
-      sourceRanges,
+      sourceRanges: [...fp.sourceRanges],
+      nodeAddress: fp.nodeAddress,
     };
     out.frontends.set(frontendKeyText(spec), spec);
   };
-  const external = (addr: string, port: number, kindFlag: number): void => {
-    add(addr, port, kindFlag, true, SCOPE.EXTERNAL);
-    // Pod traffic to an external frontend of an eTP Local service uses another set.
-    if (sp.externalPolicyLocal) add(addr, port, kindFlag, true, SCOPE.INTERNAL);
-  };
-  add(sp.clusterIP, sp.port, FE.CLUSTER_IP, false, SCOPE.EXTERNAL);
-  if (masquerade(SCOPE.EXTERNAL) !== masquerade(SCOPE.INTERNAL)) add(sp.clusterIP, sp.port, FE.CLUSTER_IP, false, SCOPE.INTERNAL);
-  for (const ip of sp.externalIPs) external(ip, sp.port, FE.EXTERNAL_IP);
-  for (const ip of sp.loadBalancerIPs) external(ip, sp.port, FE.LOAD_BALANCER);
-  if (sp.nodePort !== 0) for (const ip of fs.nodePortAddresses.addresses) external(ip, sp.nodePort, FE.NODE_PORT);
+  for (const fp of plan.frontends) {
+    add(fp, fp.bySource.other, SCOPE.EXTERNAL);
+    if (!sameDecision(fp.bySource[podSource], fp.bySource.other)) add(fp, fp.bySource[podSource], SCOPE.INTERNAL);
+  }
 }
 
 /** Marks each external-scope frontend that has an internal-scope twin (the datapath looks for it only then). */
@@ -139,7 +131,7 @@ export function compileDatapath(state: DesiredState): CompiledDatapath {
         out.unsupported.push({ servicePort: sp.key, reason: 'SCTP is not translated by the eBPF datapath (its CRC32c checksum cannot be updated in place)' });
         continue;
       }
-      compileServicePort(sp, fs, state, out);
+      compileServicePort(planServicePort(sp, fs, state.config, 'ebpf'), fs, out);
     }
   }
   markTwins(out);

@@ -376,7 +376,7 @@ export class EbpfDatapath {
     const addedRanges: SourceRangeKey[] = [];
     let tableWritten = false;
     try {
-      if (newRevNat) this.revnat.set(revNatId, { addr: spec.addr, port: spec.port, family: spec.family, flags: spec.flags & FE.NODE_PORT ? RN.NODE_ADDRESS : 0 });
+      if (newRevNat) this.revnat.set(revNatId, { addr: spec.addr, port: spec.port, family: spec.family, flags: spec.nodeAddress ? RN.NODE_ADDRESS : 0 });
       if (!sameSet) {
         const slots = backendIds.map((id, i) => [{ setId, slot: i + 1 }, id] as const);
         written.push(...slots.map(([k]) => k)); // before the write: a partial batch is undone whole

@@ -1,0 +1,123 @@
+// The plan: every decision kube-proxy's rules make for a service port, made once. For each
+// frontend (ClusterIP, external IP, LB IP, NodePort) and each source class (a pod of this node,
+// the node itself, anything else) it says which endpoint set serves the packet, whether the
+// source is masqueraded, or whether the packet is dropped or rejected. trace() and every
+// compiler read these decisions; none of them decides again.
+import type { DesiredState, EndpointState, FamilyState, FrontendKind, ModelConfig, ServicePortState } from './types.ts';
+
+/** Where a packet comes from, as kube-proxy tells it. */
+export type SourceClass = 'local-pod' | 'node' | 'other';
+export const SOURCE_CLASSES: readonly SourceClass[] = ['local-pod', 'node', 'other'];
+
+/**
+ * The proxy mode whose answer to give where kube-proxy's modes differ: IPVS serves eTP Local
+ * traffic from every source with the local endpoints (or the cluster ones, unmasqueraded) and
+ * answers a virtual server without real servers with ICMP unreachable.
+ */
+export type PlanMode = 'ebpf' | 'iptables' | 'nftables' | 'ipvs';
+
+export type Decision =
+  | {
+      action: 'FORWARD';
+      /** Which endpoint set serves the packet. */
+      policy: 'Cluster' | 'Local';
+      endpoints: readonly EndpointState[];
+      /** The backend sees the node's address (hairpin aside: a pod reaching itself always does). */
+      masquerade: boolean;
+      reason: string;
+    }
+  | { action: 'DROP' | 'REJECT'; reason: string };
+
+export interface FrontendPlan {
+  kind: FrontendKind;
+  address: string;
+  port: number;
+  /** The address is one of the node's own: answers leave with a node address as source. */
+  nodeAddress: boolean;
+  /** Sources allowed (loadBalancerSourceRanges plus the LB IPs where a node is in range); empty: all. */
+  sourceRanges: readonly string[];
+  bySource: Readonly<Record<SourceClass, Decision>>;
+}
+
+/** Endpoint sets a mode's rules must hold for a service port (kube-proxy's usesClusterEndpoints / usesLocalEndpoints). */
+export interface EndpointUse {
+  cluster: boolean;
+  local: boolean;
+}
+
+export interface ServicePortPlan {
+  sp: ServicePortState;
+  frontends: readonly FrontendPlan[];
+  use: EndpointUse;
+}
+
+const forward = (policy: 'Cluster' | 'Local', endpoints: readonly EndpointState[], masquerade: boolean, reason: string): Decision => ({ action: 'FORWARD', policy, endpoints, masquerade, reason });
+
+/** The decision for one frontend kind and source class. Pure; the heart of kube-proxy's semantics. */
+export function decide(sp: ServicePortState, fs: FamilyState, config: ModelConfig, kind: FrontendKind, source: SourceClass, mode: PlanMode = 'iptables'): Decision {
+  if (!sp.hasAnyEndpoints) return { action: 'REJECT', reason: 'service has no endpoints' };
+  const ipvs = mode === 'ipvs';
+  if (kind === 'ClusterIP') {
+    // ClusterIP traffic is masqueraded when it does not come from a local pod (if local traffic
+    // is detected at all), or always with --masquerade-all.
+    const masquerade = config.masqueradeAll || (fs.localDetector.mode !== 'None' && source !== 'local-pod');
+    if (sp.internalPolicyLocal) {
+      if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
+      if (ipvs) return { action: 'REJECT', reason: 'internalTrafficPolicy Local and no endpoint on this node: a virtual server without real servers, which IPVS answers with ICMP port unreachable' };
+      return { action: 'DROP', reason: 'internalTrafficPolicy Local and no endpoint on this node' };
+    }
+    return forward('Cluster', sp.clusterEndpoints, masquerade, 'cluster IP');
+  }
+  // NodePort, external IP, load-balancer IP.
+  if (sp.externalPolicyLocal && ipvs) {
+    // One virtual server for every source: no short-circuit for pods or the node, no masquerade.
+    if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local: the local endpoints, for every source (IPVS mode)');
+    if (source === 'other') return { action: 'DROP', reason: 'externalTrafficPolicy Local and no endpoint on this node: IPVS mode forwards to the cluster endpoints without SNAT, so their reply bypasses this node and the client never sees it' };
+    return forward('Cluster', sp.clusterEndpoints, false, 'externalTrafficPolicy Local without a local endpoint: IPVS mode falls back to the cluster endpoints, unmasqueraded');
+  }
+  if (sp.externalPolicyLocal) {
+    if (source === 'local-pod') return forward('Cluster', sp.clusterEndpoints, false, 'pod traffic to an external destination short-circuits to the cluster endpoints');
+    if (source === 'node') return forward('Cluster', sp.clusterEndpoints, true, 'node traffic to an external destination is masqueraded and uses the cluster endpoints');
+    if (sp.localEndpoints.length === 0) return { action: 'DROP', reason: 'externalTrafficPolicy Local and no endpoint on this node' };
+    return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local keeps the client address');
+  }
+  return forward('Cluster', sp.clusterEndpoints, true, 'externalTrafficPolicy Cluster masquerades external traffic');
+}
+
+function sourceRanges(sp: ServicePortState, kind: FrontendKind): string[] {
+  if (kind !== 'LoadBalancer' || sp.loadBalancerSourceRanges.length === 0) return [];
+  const host = sp.family === 4 ? 32 : 128;
+  return [...sp.loadBalancerSourceRanges, ...(sp.sourceRangesAllowLbIp ? sp.loadBalancerIPs.map((ip) => `${ip}/${host}`) : [])];
+}
+
+/** The addresses NodePorts listen on: the listed ones, or every node IP. */
+export function nodePortAddressList(fs: FamilyState): readonly string[] {
+  return fs.nodePortAddresses.all ? fs.nodeIPs : fs.nodePortAddresses.addresses;
+}
+
+/** The plan of one service port: every frontend with its decisions per source class. */
+export function planServicePort(sp: ServicePortState, fs: FamilyState, config: ModelConfig, mode: PlanMode = 'iptables'): ServicePortPlan {
+  const nodeIPs = new Set(fs.nodeIPs);
+  const frontend = (kind: FrontendKind, address: string, port: number): FrontendPlan => {
+    const d = (source: SourceClass): Decision => decide(sp, fs, config, kind, source, mode);
+    return { kind, address, port, nodeAddress: kind === 'NodePort' || nodeIPs.has(address), sourceRanges: sourceRanges(sp, kind), bySource: { 'local-pod': d('local-pod'), node: d('node'), other: d('other') } };
+  };
+  const frontends: FrontendPlan[] = [frontend('ClusterIP', sp.clusterIP, sp.port)];
+  for (const ip of sp.externalIPs) frontends.push(frontend('ExternalIP', ip, sp.port));
+  for (const ip of sp.loadBalancerIPs) frontends.push(frontend('LoadBalancer', ip, sp.port));
+  if (sp.nodePort !== 0) for (const ip of nodePortAddressList(fs)) frontends.push(frontend('NodePort', ip, sp.nodePort));
+  // kube-proxy: externally accessible ports need the cluster endpoints (pods short-circuit to
+  // them); the local ones serve iTP Local and eTP Local external traffic.
+  const use: EndpointUse = {
+    cluster: !sp.internalPolicyLocal || sp.externallyAccessible,
+    local: sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal),
+  };
+  return { sp, frontends, use };
+}
+
+/** Plans for every service port of every family (what a full compile reads). */
+export function planState(state: DesiredState, mode: PlanMode = 'iptables'): Map<string, { fs: FamilyState; plan: ServicePortPlan }> {
+  const out = new Map<string, { fs: FamilyState; plan: ServicePortPlan }>();
+  for (const fs of state.families.values()) for (const sp of fs.servicePorts.values()) out.set(sp.key, { fs, plan: planServicePort(sp, fs, state.config, mode) });
+  return out;
+}
