@@ -68,8 +68,16 @@ static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct s
 	return TC_ACT_OK;
 }
 
+/* Drops a packet and says why (sy_drops). */
+static __always_inline int sy_drop(__u32 reason)
+{
+	sy_drop_count(reason);
+	return TC_ACT_SHOT;
+}
+
 /* Translates an answer of a tracked flow back (v: its live reply entry). */
-static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, struct sy_ct_value *v, __u64 now)
+static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *k,
+				      struct sy_ct_value *v, __u64 now)
 {
 	struct sy_revnat *rn;
 	__be32 client[4];
@@ -78,7 +86,7 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	__u16 flags;
 	__u8 rn_flags;
 
-	sy_ct_touch(v, t->tcp_flags, now);
+	sy_ct_touch(k, v, t->tcp_flags, now);
 	rev_nat_id = v->rev_nat_id;
 	flags = v->flags;
 	__builtin_memcpy(client, v->nat_addr, 16);
@@ -88,9 +96,9 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 		return TC_ACT_OK;
 	rn_flags = rn->flags;
 	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_UNSUPPORTED);
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_UNSUPPORTED);
 	return (rn_flags & SY_RN_NODE_ADDRESS) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 }
 
@@ -99,17 +107,64 @@ static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
-/* Picks a free SNAT port for (backend, node address): one whose reply tuple is not tracked. */
-static __always_inline int sy_snat_port(struct sy_ct_key *reply, const struct sy_config *cfg)
+/* Tries to find a free SNAT port this many times before the flow is dropped (and counted). */
+#define SY_SNAT_TRIES 32
+
+/*
+ * Whether a socket of the node itself already uses the reply tuple rk (the node talking to the same
+ * backend from that port): its answers must not be taken for this flow's.
+ */
+static __always_inline int sy_local_socket(struct __sk_buff *skb, const struct sy_ct_key *rk)
+{
+	struct bpf_sock_tuple st = {};
+	struct bpf_sock *sk;
+	__u32 len;
+
+	if (rk->family == 4) {
+		st.ipv4.saddr = rk->saddr[0];
+		st.ipv4.daddr = rk->daddr[0];
+		st.ipv4.sport = rk->sport;
+		st.ipv4.dport = rk->dport;
+		len = sizeof(st.ipv4);
+	} else {
+		__builtin_memcpy(st.ipv6.saddr, rk->saddr, 16);
+		__builtin_memcpy(st.ipv6.daddr, rk->daddr, 16);
+		st.ipv6.sport = rk->sport;
+		st.ipv6.dport = rk->dport;
+		len = sizeof(st.ipv6);
+	}
+	if (rk->proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+/*
+ * Claims a source port for a translated flow and writes its reply entry rv under it: the client's
+ * own port when its reply tuple is free (as netfilter's NAT keeps it), else random ports of
+ * [snat_port_min, snat_port_max]. A port is claimed atomically (BPF_NOEXIST), so two CPUs never
+ * share one; a tuple whose flow expired or closed is taken over. 0, or -1 when none was found.
+ */
+static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key *rk, const struct sy_ct_value *rv,
+					 const struct sy_config *cfg, __u64 now, __be16 client_port)
 {
 	__u16 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 span = max >= min ? max - min + 1 : 1;
 
-	for (int i = 0; i < 16; i++) {
-		__u16 port = min + bpf_get_prandom_u32() % span;
+	for (int i = 0; i < SY_SNAT_TRIES; i++) {
+		struct sy_ct_value *old;
 
-		reply->dport = bpf_htons(port);
-		if (!bpf_map_lookup_elem(&sy_ct, reply))
+		rk->dport = (i == 0 && client_port) ? client_port : bpf_htons(min + bpf_get_prandom_u32() % span);
+		if (sy_local_socket(skb, rk))
+			continue;
+		if (sy_ct_put(rk, rv, BPF_NOEXIST) == 0)
+			return 0;
+		old = sy_ct_get(rk);
+		if (old && sy_ct_reusable(old, rk->proto, cfg, now) && sy_ct_put(rk, rv, BPF_EXIST) == 0)
 			return 0;
 	}
 	return -1;
@@ -126,12 +181,12 @@ static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *
 	int moved;
 
 	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_UNSUPPORTED);
 	if (!snat)
 		return TC_ACT_OK;
 	moved = !sy_same_addr(t->saddr, nat_addr);
 	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_UNSUPPORTED);
 	return moved ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 }
 
@@ -141,17 +196,19 @@ static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *
  * kube-proxy's rules, does not cut flows already open. 0 when the backend is gone (its endpoint
  * was removed): the flow then moves to a live one.
  */
-static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, struct sy_ct_value *v, __u64 now,
-					  int *verdict)
+static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *k,
+					  struct sy_ct_value *v, __u64 now, int *verdict)
 {
 	struct sy_backend *be = sy_backend(v->backend_id);
 	__be32 nat_addr[4];
 	__be16 nat_port;
 	__u16 flags;
 
-	if (!be)
+	/* The id must still name a backend of the flow's service port: ids are reused (after a
+	 * quarantine), and a flow must never reach another service's pod. */
+	if (!be || be->service_id != v->service_id)
 		return 0;
-	sy_ct_touch(v, t->tcp_flags, now);
+	sy_ct_touch(k, v, t->tcp_flags, now);
 	sy_count(v->service_id, skb->len);
 	flags = v->flags;
 	__builtin_memcpy(nat_addr, v->nat_addr, 16);
@@ -173,21 +230,26 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 
 	fe = sy_frontend(t, scope);
 	if (!fe)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	sy_count(fe->service_id, skb->len);
 	if (!sy_source_allowed(fe, t))
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_SOURCE_RANGE);
 
-	if (fe->count == 0)
-		return (fe->flags & SY_FE_REJECT) ? sy_reject(skb, t) : TC_ACT_SHOT;
+	if (fe->count == 0) {
+		if (fe->flags & SY_FE_REJECT)
+			return sy_reject(skb, t);
+		return sy_drop((fe->flags & SY_FE_LOCAL) ? SY_DROP_LOCAL_NO_ENDPOINT : SY_DROP_NO_BACKEND);
+	}
 	/* A new flow (or a closed flow's tuple reused, or one whose backend is gone): choose. */
 	be = sy_select(fe, t, now, &backend_id);
 	if (!be)
-		return TC_ACT_SHOT;
+		return sy_drop(SY_DROP_NO_BACKEND);
+	if (!cfg)
+		return sy_drop(SY_DROP_CT_FULL);
 	/* Hairpin: a pod reaching itself must see the node as the source, or its answer stays inside. */
 	snat = (fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, be->addr);
 
-	/* The reply entry first (its SNAT port must be free), then the forward one; one value buffer
+	/* The reply entry first (its port must be claimed), then the forward one; one value buffer
 	 * serves both, which keeps the stack within what the verifier allows with a subprogram. */
 	cv.backend_id = backend_id;
 	cv.rev_nat_id = fe->rev_nat_id;
@@ -200,41 +262,44 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	rk.proto = t->proto;
 	rk.family = t->family;
 	if (snat) {
-		if (!cfg)
-			return TC_ACT_SHOT;
 		if (t->family == 4)
 			rk.daddr[0] = cfg->node_ip4;
 		else
 			__builtin_memcpy(rk.daddr, cfg->node_ip6, 16);
-		if (sy_snat_port(&rk, cfg) < 0)
-			return TC_ACT_SHOT;
 		cv.flags |= SY_CT_SNAT;
 		__builtin_memcpy(cv.nat_addr, t->saddr, 16);
 		cv.nat_port = t->sport;
+		if (sy_snat_claim(skb, &rk, &cv, cfg, now, t->sport) < 0)
+			return sy_drop(SY_DROP_SNAT_EXHAUSTED);
 	} else {
 		__builtin_memcpy(rk.daddr, t->saddr, 16);
 		rk.dport = t->sport;
 		/* The client's port already talks to this backend for another frontend: this flow
 		 * keeps the client's address and gets a port of its own. */
 		if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now)) {
-			if (!cfg || sy_snat_port(&rk, cfg) < 0)
-				return TC_ACT_SHOT;
 			snat = 1;
 			cv.flags |= SY_CT_SNAT;
 			__builtin_memcpy(cv.nat_addr, t->saddr, 16);
 			cv.nat_port = t->sport;
+			if (sy_snat_claim(skb, &rk, &cv, cfg, now, 0) < 0)
+				return sy_drop(SY_DROP_SNAT_EXHAUSTED);
+		} else if (sy_ct_put(&rk, &cv, BPF_ANY) < 0) {
+			return sy_drop(SY_DROP_CT_FULL);
 		}
 	}
-	if (bpf_map_update_elem(&sy_ct, &rk, &cv, BPF_ANY) < 0)
-		return TC_ACT_SHOT;
 	/* The forward entry: the SNAT source this flow uses, if any. */
 	cv.flags = snat ? SY_CT_SNAT : 0;
 	if (snat) {
 		__builtin_memcpy(cv.nat_addr, rk.daddr, 16);
 		cv.nat_port = rk.dport;
+	} else {
+		__builtin_memset(cv.nat_addr, 0, 16);
+		cv.nat_port = 0;
 	}
-	if (bpf_map_update_elem(&sy_ct, fk, &cv, BPF_ANY) < 0)
-		return TC_ACT_SHOT;
+	if (sy_ct_put(fk, &cv, BPF_ANY) < 0) {
+		sy_ct_del(&rk);
+		return sy_drop(SY_DROP_CT_FULL);
+	}
 
 	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
 }
@@ -249,7 +314,7 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	int verdict;
 
 	if (sy_parse(skb, &t) < 0)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
 	v = sy_ct_lookup(&k, cfg, now);
@@ -257,14 +322,14 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 		/* A new connection on a closed flow's tuple: the old entry must not capture it (a
 		 * forward entry is overwritten when the new flow is tracked). */
 		if (v->flags & SY_CT_REPLY)
-			bpf_map_delete_elem(&sy_ct, &k);
+			sy_ct_del(&k);
 		v = NULL;
 	}
 	if (v && (v->flags & SY_CT_REPLY))
-		return sy_reverse(skb, &t, v, now);
+		return sy_reverse(skb, &t, &k, v, now);
 	if (!lookup_services)
-		return TC_ACT_OK;
-	if (v && sy_established(skb, &t, v, now, &verdict))
+		return TC_ACT_UNSPEC;
+	if (v && sy_established(skb, &t, &k, v, now, &verdict))
 		return verdict;
 	return sy_forward(skb, &t, &k, cfg, now, scope);
 }

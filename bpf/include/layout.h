@@ -164,10 +164,22 @@ struct sy_ct_key {
 	__u8 pad[2];
 };
 
-/* sy_ct_value.flags */
-#define SY_CT_SNAT    (1U << 0) /* the source was translated to nat_addr:nat_port */
-#define SY_CT_CLOSING (1U << 1) /* a FIN or RST was seen */
-#define SY_CT_REPLY   (1U << 2) /* the entry translates answers back (else: an established forward flow) */
+/*
+ * sy_ct_value.flags. A flow's state is kept in both of its entries, as kernel conntrack keeps it per
+ * flow: the few packets that change it (the first answer, a FIN, a RST) update the other direction's
+ * entry too (sy_ct_partner), so both directions live and die together.
+ */
+#define SY_CT_SNAT        (1U << 0) /* the source was translated to nat_addr:nat_port */
+#define SY_CT_CLOSING     (1U << 1) /* a FIN was seen on the flow (half closed) */
+#define SY_CT_REPLY       (1U << 2) /* the entry translates answers back (else: an established forward flow) */
+#define SY_CT_ESTABLISHED (1U << 3) /* the flow was answered (TCP: past SYN_SENT; UDP: a stream) */
+#define SY_CT_FIN         (1U << 4) /* this entry's direction sent its FIN */
+#define SY_CT_CLOSED      (1U << 5) /* both FINs or a RST: the tuple may be taken by a new flow */
+
+/*
+ * Connection tracking lives in two maps, so that churn of one kind cannot evict flows of the other:
+ * sy_ct holds TCP flows, sy_ct_any every other protocol (UDP: DNS turns its flows over quickly).
+ */
 
 struct sy_ct_value {
 	__be32 nat_addr[4]; /* forward: the SNAT source; reply: the client to restore */
@@ -211,9 +223,29 @@ struct sy_config {
 	__u16 snat_port_min; /* NodePort SNAT source ports come from [min, max] */
 	__u16 snat_port_max;
 	__u32 flags;
-	__u64 ct_timeout_tcp_ns;
-	__u64 ct_timeout_udp_ns;
+	__u64 ct_timeout_tcp_ns; /* established (kube-proxy's conntrack.tcpEstablishedTimeout) */
+	__u64 ct_timeout_udp_ns; /* one way only (conntrack.udpTimeout) */
 	__u64 host_netns_cookie; /* socket programs act only in this netns (0: in every one) */
+	/* The rest of kernel conntrack's per-state timeouts (nf_conntrack_tcp_timeout_*). */
+	__u64 ct_timeout_tcp_syn_ns;    /* SYN sent, not answered */
+	__u64 ct_timeout_tcp_fin_ns;    /* one side closed (conntrack.tcpCloseWaitTimeout) */
+	__u64 ct_timeout_tcp_closed_ns; /* both sides closed, or reset (TIME_WAIT) */
+	__u64 ct_timeout_udp_stream_ns; /* answered (conntrack.udpStreamTimeout) */
+};
+
+/*
+ * Why the datapath dropped a packet: the index of the per-CPU sy_drops array, exported as
+ * switchyard_datapath_drops_total{reason}. control/bpf/layout.ts names them (DROP_REASONS).
+ */
+enum sy_drop_reason {
+	SY_DROP_NO_BACKEND = 0,        /* the frontend's set is empty or inconsistent */
+	SY_DROP_SOURCE_RANGE = 1,      /* outside loadBalancerSourceRanges */
+	SY_DROP_LOCAL_NO_ENDPOINT = 2, /* traffic policy Local without a local endpoint */
+	SY_DROP_SNAT_EXHAUSTED = 3,    /* no free SNAT port towards the backend */
+	SY_DROP_CT_FULL = 4,           /* connection tracking refused the new flow */
+	SY_DROP_NO_ROUTE = 5,          /* no route to send a translated packet on */
+	SY_DROP_UNSUPPORTED = 6,       /* a packet the datapath cannot translate (headers out of reach) */
+	SY_DROP_MAX = 16,
 };
 
 /*

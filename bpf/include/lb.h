@@ -121,7 +121,8 @@ static __always_inline struct sy_backend *sy_select(const struct sy_frontend_val
 		hit = bpf_map_lookup_elem(&sy_affinity, &ak);
 		if (hit && sy_age(now, hit->last_seen) < (__u64)fe->affinity_timeout * 1000000000ULL) {
 			be = sy_backend(hit->backend_id);
-			if (be && !(be->flags & SY_BE_TERMINATING)) {
+			/* Only a backend of this service port: ids are reused once quarantined. */
+			if (be && be->service_id == fe->service_id && !(be->flags & SY_BE_TERMINATING)) {
 				*backend_id = hit->backend_id;
 				hit->last_seen = now;
 				return be;

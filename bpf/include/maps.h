@@ -43,6 +43,22 @@ struct {
 	__type(value, struct sy_ct_value);
 } sy_ct SEC(".maps");
 
+/* Every protocol but TCP (see SY_CT_* in layout.h); sized like sy_ct by the control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct sy_ct_key);
+	__type(value, struct sy_ct_value);
+} sy_ct_any SEC(".maps");
+
+/* Packets dropped, per reason (enum sy_drop_reason) and CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SY_DROP_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sy_drops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

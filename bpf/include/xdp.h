@@ -156,8 +156,8 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (cv) {
 		be = sy_backend(cv->backend_id);
-		if (be) {
-			sy_ct_touch(cv, t.tcp_flags, now);
+		if (be && be->service_id == cv->service_id) {
+			sy_ct_touch(&fk, cv, t.tcp_flags, now);
 			sy_count(cv->service_id, ctx->data_end - ctx->data);
 			sy_xdp_dnat(&p, &t, be->addr, be->port);
 			return XDP_PASS;
@@ -166,10 +166,15 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	}
 	if (!sy_source_allowed(fe, &t)) {
 		sy_count(fe->service_id, ctx->data_end - ctx->data);
+		sy_drop_count(SY_DROP_SOURCE_RANGE);
 		return XDP_DROP;
 	}
-	if (fe->count == 0)
-		return (fe->flags & SY_FE_REJECT) ? XDP_PASS : XDP_DROP; /* tc writes the answer */
+	if (fe->count == 0) {
+		if (fe->flags & SY_FE_REJECT)
+			return XDP_PASS; /* tc writes the answer */
+		sy_drop_count((fe->flags & SY_FE_LOCAL) ? SY_DROP_LOCAL_NO_ENDPOINT : SY_DROP_NO_BACKEND);
+		return XDP_DROP;
+	}
 	if (fe->flags & SY_FE_MASQUERADE)
 		return XDP_PASS; /* SNAT and its redirect live in tc */
 	be = sy_select(fe, &t, now, &backend_id);
@@ -191,7 +196,7 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	rk.family = t.family;
 	if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now))
 		return XDP_PASS; /* the client port is taken towards this backend: tc gives it another */
-	if (bpf_map_update_elem(&sy_ct, &rk, &rv, BPF_ANY) < 0 || bpf_map_update_elem(&sy_ct, &fk, &nv, BPF_ANY) < 0)
+	if (sy_ct_put(&rk, &rv, BPF_ANY) < 0 || sy_ct_put(&fk, &nv, BPF_ANY) < 0)
 		return XDP_PASS;
 	sy_count(fe->service_id, ctx->data_end - ctx->data);
 	sy_xdp_dnat(&p, &t, target.addr, target.port);

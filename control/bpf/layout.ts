@@ -79,7 +79,11 @@ export const FE = {
   HAS_INTERNAL: 1 << 8,
 } as const;
 export const BE = { TERMINATING: 1 << 0 } as const;
-export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2 } as const;
+export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2, ESTABLISHED: 1 << 3, FIN: 1 << 4, CLOSED: 1 << 5 } as const;
+
+/** enum sy_drop_reason: the index of sy_drops, by the label switchyard_datapath_drops_total uses. */
+export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported'] as const;
+export const SY_DROP_MAX = 16;
 export const RN = { NODE_ADDRESS: 1 << 0 } as const;
 
 export interface FrontendKey {
@@ -171,6 +175,10 @@ export interface DatapathConfig {
   ctTimeoutTcpNs: bigint;
   ctTimeoutUdpNs: bigint;
   hostNetnsCookie: bigint;
+  ctTimeoutTcpSynNs: bigint;
+  ctTimeoutTcpFinNs: bigint;
+  ctTimeoutTcpClosedNs: bigint;
+  ctTimeoutUdpStreamNs: bigint;
 }
 
 export interface Clock {
@@ -290,6 +298,10 @@ export const datapathConfig = struct<DatapathConfig>('sy_config', [
   { name: 'ctTimeoutTcpNs', codec: u64 },
   { name: 'ctTimeoutUdpNs', codec: u64 },
   { name: 'hostNetnsCookie', codec: u64 },
+  { name: 'ctTimeoutTcpSynNs', codec: u64 },
+  { name: 'ctTimeoutTcpFinNs', codec: u64 },
+  { name: 'ctTimeoutTcpClosedNs', codec: u64 },
+  { name: 'ctTimeoutUdpStreamNs', codec: u64 },
 ]);
 
 /** sy_clock[0]: the datapath's own cache of the coarse clock (user space only inspects it). */

@@ -71,6 +71,16 @@ export class BpfMap<K, V> {
     return this.info.name;
   }
 
+  /** What the kernel says of a pinned map (type, sizes), without a typed view of it. */
+  static pinnedInfo(path: string): NativeMapInfo {
+    const fd = call(() => native().objGet(path));
+    try {
+      return call(() => native().mapInfo(fd));
+    } finally {
+      native().closeFd(fd);
+    }
+  }
+
   get(key: K): V | undefined {
     const raw = call(() => native().mapLookup(this.fd, encode(this.key, key), this.value.size));
     return raw === null ? undefined : decode(this.value, raw);
@@ -118,6 +128,23 @@ export class BpfMap<K, V> {
       if (v !== undefined) out.push([k, v]);
     }
     return out;
+  }
+
+  /**
+   * The entries a page at a time (batch lookups), for walks of large maps that must let the event
+   * loop run between pages. Entries written or deleted meanwhile may or may not be seen.
+   */
+  async *pages(size = 4096): AsyncGenerator<Array<[K, V]>> {
+    let cursor: Buffer | null = null;
+    for (;;) {
+      const prev: Buffer | null = cursor;
+      const page: { keys: Buffer; values: Buffer; count: number; cursor: Buffer | null } = call(() => native().mapLookupBatch(this.fd, prev, this.key.size, this.value.size, size));
+      const out: Array<[K, V]> = [];
+      for (let i = 0; i < page.count; i++) out.push([this.key.decodeFrom(page.keys, i * this.key.size), this.value.decodeFrom(page.values, i * this.value.size)]);
+      if (out.length > 0) yield out;
+      if (page.cursor === null) return;
+      cursor = page.cursor;
+    }
   }
 
   private lookupBatch(): Array<[K, V]> {

@@ -26,7 +26,12 @@ export type Decision =
       masquerade: boolean;
       reason: string;
     }
-  | { action: 'DROP' | 'REJECT'; reason: string };
+  | {
+      action: 'DROP' | 'REJECT';
+      reason: string;
+      /** Dropped because the traffic policy is Local and no endpoint is on this node. */
+      noLocalEndpoint?: boolean;
+    };
 
 export interface FrontendPlan {
   kind: FrontendKind;
@@ -64,7 +69,7 @@ export function decide(sp: ServicePortState, fs: FamilyState, config: ModelConfi
     if (sp.internalPolicyLocal) {
       if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
       if (ipvs) return { action: 'REJECT', reason: 'internalTrafficPolicy Local and no endpoint on this node: a virtual server without real servers, which IPVS answers with ICMP port unreachable' };
-      return { action: 'DROP', reason: 'internalTrafficPolicy Local and no endpoint on this node' };
+      return { action: 'DROP', reason: 'internalTrafficPolicy Local and no endpoint on this node', noLocalEndpoint: true };
     }
     return forward('Cluster', sp.clusterEndpoints, masquerade, 'cluster IP');
   }
@@ -72,13 +77,13 @@ export function decide(sp: ServicePortState, fs: FamilyState, config: ModelConfi
   if (sp.externalPolicyLocal && ipvs) {
     // One virtual server for every source: no short-circuit for pods or the node, no masquerade.
     if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local: the local endpoints, for every source (IPVS mode)');
-    if (source === 'other') return { action: 'DROP', reason: 'externalTrafficPolicy Local and no endpoint on this node: IPVS mode forwards to the cluster endpoints without SNAT, so their reply bypasses this node and the client never sees it' };
+    if (source === 'other') return { action: 'DROP', noLocalEndpoint: true, reason: 'externalTrafficPolicy Local and no endpoint on this node: IPVS mode forwards to the cluster endpoints without SNAT, so their reply bypasses this node and the client never sees it' };
     return forward('Cluster', sp.clusterEndpoints, false, 'externalTrafficPolicy Local without a local endpoint: IPVS mode falls back to the cluster endpoints, unmasqueraded');
   }
   if (sp.externalPolicyLocal) {
     if (source === 'local-pod') return forward('Cluster', sp.clusterEndpoints, false, 'pod traffic to an external destination short-circuits to the cluster endpoints');
     if (source === 'node') return forward('Cluster', sp.clusterEndpoints, true, 'node traffic to an external destination is masqueraded and uses the cluster endpoints');
-    if (sp.localEndpoints.length === 0) return { action: 'DROP', reason: 'externalTrafficPolicy Local and no endpoint on this node' };
+    if (sp.localEndpoints.length === 0) return { action: 'DROP', reason: 'externalTrafficPolicy Local and no endpoint on this node', noLocalEndpoint: true };
     return forward('Local', sp.localEndpoints, false, 'externalTrafficPolicy Local keeps the client address');
   }
   return forward('Cluster', sp.clusterEndpoints, true, 'externalTrafficPolicy Cluster masquerades external traffic');

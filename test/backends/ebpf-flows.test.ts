@@ -94,8 +94,10 @@ describe('eBPF datapath: flows under change', () => {
     const before = await round();
     magEndpoints(['n0p1', 'n0p2', 'n1p0', 'n1p1']);
     // Forget the flows, so every packet is a new flow chosen by the table alone.
-    const ct = n0.datapath.object.map('sy_ct', ctKey, ctValue);
-    ct.deleteMany(ct.entries().map(([k]) => k));
+    for (const name of ['sy_ct', 'sy_ct_any']) {
+      const ct = n0.datapath.object.map(name, ctKey, ctValue);
+      ct.deleteMany(ct.entries().map(([k]) => k));
+    }
     const after = await round();
     const moved = after.filter((pod, i) => pod !== before[i]);
     assert.ok(moved.every((pod) => pod === 'n1p1'), `flows moved to ${[...new Set(moved)].join(', ')}`);
@@ -117,18 +119,21 @@ describe('eBPF datapath: flows under change', () => {
       (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.62', port: 80 }], count })).map(podOf);
     const first = await connect(12);
     assert.equal(new Set(first).size, 1, `12 connections, one backend: ${first.join(' ')}`);
-    // Point the client's affinity entry at a backend outside this service (n1p2, a backend of
-    // another service): fresh, it must be honoured; stale, it must be ignored.
+    // Point the client's affinity entry at another of this service's backends: fresh, it must be
+    // honoured; stale, it must be ignored. One of another service (n1p2) is never honoured.
     const serviceId = n0.datapath.serviceIdOf('demo/sticky2/TCP/v4')!;
     const aff = n0.datapath.object.map('sy_affinity', affinityKey, affinityValue);
-    const outsider = n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod('n1p2').ipv4 && b.port === 8080 && b.proto === 6)![0];
+    const other = ['n0p1', 'n0p2', 'n1p0', 'n1p1'].find((p) => p !== first[0])!;
+    const idOf = (pod: string, sid: number): number => n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod(pod).ipv4 && b.port === 8080 && b.proto === 6 && b.serviceId === sid)![0];
     const key = { serviceId, client: lab.pod('n0p0').ipv4 };
-    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() });
-    assert.deepEqual(await connect(3), ['n1p2', 'n1p2', 'n1p2'], 'a live affinity entry decides');
-    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() - 2_000_000_000n });
+    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: process.hrtime.bigint() });
+    assert.deepEqual(await connect(3), [other, other, other], 'a live affinity entry decides');
+    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: process.hrtime.bigint() - 2_000_000_000n });
     const afterExpiry = await connect(6);
-    assert.ok(!afterExpiry.includes('n1p2'), `an expired entry is ignored: ${afterExpiry.join(' ')}`);
-    assert.equal(new Set(afterExpiry).size, 1, 'and the fresh choice sticks');
+    assert.equal(new Set(afterExpiry).size, 1, `an expired entry is ignored and the fresh choice sticks: ${afterExpiry.join(' ')}`);
+    const outsider = n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod('n1p2').ipv4 && b.port === 8080 && b.proto === 6 && b.serviceId !== serviceId)![0];
+    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() });
+    assert.ok(!(await connect(3)).includes('n1p2'), 'a backend of another service is never reached through affinity');
   });
 
   it('an established flow keeps its backend when the service gains backends', async () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { LAYOUT_VERSION, LAYOUTS } from '../../control/bpf/layout.ts';
+import { CT, DROP_REASONS, LAYOUT_VERSION, LAYOUTS, SY_DROP_MAX } from '../../control/bpf/layout.ts';
 import { buildDir } from './objects.ts';
 
 interface BtfType {
@@ -57,6 +57,15 @@ describe('map layouts', () => {
   it('the layout version agrees with SY_LAYOUT_VERSION', () => {
     const header = readFileSync(new URL('../../bpf/include/layout.h', import.meta.url), 'utf8');
     assert.equal(Number(/#define SY_LAYOUT_VERSION (\d+)/.exec(header)?.[1]), LAYOUT_VERSION);
+  });
+
+  it('the drop reasons agree with enum sy_drop_reason and the CT flags with SY_CT_*', () => {
+    const header = readFileSync(new URL('../../bpf/include/layout.h', import.meta.url), 'utf8');
+    const reasons = [...header.matchAll(/^\tSY_DROP_(\w+) = (\d+),/gm)].filter((m) => m[1] !== 'MAX').map((m) => [Number(m[2]), m[1]!.toLowerCase().replaceAll('_', '-')]);
+    assert.deepEqual(reasons, DROP_REASONS.map((r, i) => [i, r]));
+    assert.equal(Number(/SY_DROP_MAX = (\d+)/.exec(header)?.[1]), SY_DROP_MAX);
+    const flags = Object.fromEntries([...header.matchAll(/^#define SY_CT_(\w+)\s+\(1U << (\d+)\)/gm)].map((m) => [m[1]!, 1 << Number(m[2])]));
+    assert.deepEqual(flags, CT);
   });
 
   // Internal structs (the parser's tuple, passed to a subprogram) reach the BTF too; the rule is

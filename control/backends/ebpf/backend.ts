@@ -5,7 +5,11 @@ import { BpffsMissingError } from '../../bpf/errors.ts';
 import { cgroupReplace, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
-import { EbpfDatapath, LayoutMismatchError, type SyncReport } from './datapath.ts';
+import { conntrackEntries, conntrackTimeouts, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
+import { EbpfDatapath, LayoutMismatchError, type GcReport, type SyncReport } from './datapath.ts';
+import { native } from '../../bpf/native.ts';
+import { BpfMap } from '../../bpf/map.ts';
+import { existsSync } from 'node:fs';
 import { LinkWatcher, listLinks } from './devices.ts';
 import { datapathCandidates } from './object-path.ts';
 
@@ -25,8 +29,22 @@ export interface EbpfBackendOptions {
   cgroup?: string;
   /** XDP on external devices: a mode, or "off" (tc alone). */
   xdpMode?: XdpMode | 'off';
+  /** kube-proxy's conntrack section: table sizes and timeouts (conntrack.ts). */
+  conntrack?: KubeProxyConntrack;
+  /** Source ports for SNAT (masquerade, hairpin, NAT clashes) when the client's own is taken. */
+  snatPorts?: { min: number; max: number };
+  /** How often expired flows are collected; default: a third of the shortest timeout, at most 10 s. */
+  gcIntervalMs?: number;
   log: (fields: Record<string, unknown>, message: string) => void;
 }
+
+/**
+ * Default SNAT source ports: every unprivileged port, as netfilter's masquerade uses. Closed flows
+ * hold their port for TIME_WAIT, so a busy backend needs tens of thousands; above the node's own
+ * ephemeral range (32768-60999) only 4.5k would be left. The datapath checks the node's own sockets
+ * before it takes a port (sy_local_socket).
+ */
+export const DEFAULT_SNAT_PORTS = { min: 1024, max: 65535 };
 
 const SOCKET_HOOKS: readonly CgroupAttachType[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
 
@@ -37,6 +55,10 @@ export class EbpfBackend {
   private readonly attached = new Map<string, number>();
   private socketsAttached = false;
   private watcher: LinkWatcher | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
+  private gcRunning: Promise<void> | undefined;
+  /** The last garbage collection pass, for metrics and logs. */
+  lastGc: (GcReport & { at: number; ms: number }) | undefined;
 
   private constructor(o: EbpfBackendOptions, datapath: EbpfDatapath) {
     this.o = o;
@@ -47,7 +69,11 @@ export class EbpfBackend {
     const candidates = o.object === undefined ? datapathCandidates() : typeof o.object === 'string' ? [o.object] : [...o.object];
     for (const [i, object] of candidates.entries()) {
       try {
-        const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: o.maxEntries });
+        const cpus = native().numPossibleCpus();
+        const ctSize = conntrackEntries(o.conntrack ?? {}, cpus);
+        // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
+        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, ...o.maxEntries };
+        const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
         return new EbpfBackend(o, dp);
       } catch (e) {
@@ -65,13 +91,35 @@ export class EbpfBackend {
     this.datapath.configure({
       nodeIp4: node.primaryIPs[4] ?? node.addresses[4][0] ?? '0.0.0.0',
       nodeIp6: node.primaryIPs[6] ?? node.addresses[6][0] ?? '::',
-      snatPortMin: 61000,
-      snatPortMax: 65535,
+      snatPortMin: (this.o.snatPorts ?? DEFAULT_SNAT_PORTS).min,
+      snatPortMax: (this.o.snatPorts ?? DEFAULT_SNAT_PORTS).max,
       flags: 0,
-      ctTimeoutTcpNs: 86_400n * 1_000_000_000n,
-      ctTimeoutUdpNs: 120n * 1_000_000_000n,
+      ...timeoutFields(conntrackTimeouts(this.o.conntrack)),
       hostNetnsCookie: netnsCookie(),
     });
+  }
+
+  /** Collects expired flows now and then (one pass at a time; each pass yields to the event loop). */
+  startGc(): void {
+    const t = conntrackTimeouts(this.o.conntrack);
+    const shortest = [t.udpNs, t.tcpSynNs, t.tcpClosedNs, t.udpStreamNs].reduce((a, b) => (a < b ? a : b));
+    const interval = this.o.gcIntervalMs ?? Math.min(10_000, Number(shortest / 3_000_000n));
+    this.gcTimer = setInterval(() => {
+      if (this.gcRunning !== undefined) return;
+      this.gcRunning = this.gcOnce()
+        .then(() => undefined)
+        .catch((e: Error) => this.o.log({ error: e.message }, `conntrack garbage collection failed: ${e.message}`))
+        .finally(() => (this.gcRunning = undefined));
+    }, interval);
+    this.gcTimer.unref?.();
+  }
+
+  async gcOnce(): Promise<GcReport> {
+    const t0 = performance.now();
+    const r = await this.datapath.gc();
+    this.lastGc = { ...r, at: Date.now(), ms: performance.now() - t0 };
+    if (r.deleted > 0 || r.idsReleased > 0) this.o.log({ ...r, ms: +this.lastGc.ms.toFixed(1) }, `conntrack: ${r.deleted} expired entries collected, ${r.entriesAfter} remain`);
+    return r;
   }
 
   sync(state: DesiredState): SyncReport {
@@ -135,7 +183,19 @@ export class EbpfBackend {
 
   /** Stops watching; programs, filters and pinned maps stay: the datapath keeps forwarding. */
   close(): void {
+    clearInterval(this.gcTimer);
     this.watcher?.stop();
     this.datapath.close();
   }
+}
+
+/** The entries of a map pinned under pinDir, if it is. */
+function pinnedSize(pinDir: string, name: string): number | undefined {
+  const path = `${pinDir}/${name}`;
+  if (!existsSync(path)) return undefined;
+  return BpfMap.pinnedInfo(path).maxEntries;
+}
+
+function timeoutFields(t: ConntrackTimeouts): { ctTimeoutTcpNs: bigint; ctTimeoutUdpNs: bigint; ctTimeoutTcpSynNs: bigint; ctTimeoutTcpFinNs: bigint; ctTimeoutTcpClosedNs: bigint; ctTimeoutUdpStreamNs: bigint } {
+  return { ctTimeoutTcpNs: t.tcpEstablishedNs, ctTimeoutUdpNs: t.udpNs, ctTimeoutTcpSynNs: t.tcpSynNs, ctTimeoutTcpFinNs: t.tcpCloseWaitNs, ctTimeoutTcpClosedNs: t.tcpClosedNs, ctTimeoutUdpStreamNs: t.udpStreamNs };
 }

@@ -64,7 +64,7 @@ const KIND_FLAG: Record<FrontendKind, number> = { ClusterIP: FE.CLUSTER_IP, Node
 
 /** The set and flags that carry out one of the plan's decisions: count 0 drops, or rejects with SY_FE_REJECT. */
 function setOf(d: Decision): { endpoints: readonly EndpointState[]; flags: number } {
-  if (d.action !== 'FORWARD') return { endpoints: [], flags: d.action === 'REJECT' ? FE.REJECT : 0 };
+  if (d.action !== 'FORWARD') return { endpoints: [], flags: (d.action === 'REJECT' ? FE.REJECT : 0) | (d.noLocalEndpoint === true ? FE.LOCAL : 0) };
   return { endpoints: d.endpoints, flags: (d.policy === 'Local' ? FE.LOCAL : 0) | (d.masquerade ? FE.MASQUERADE : 0) };
 }
 

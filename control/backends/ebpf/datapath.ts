@@ -2,16 +2,23 @@
 // previous agent left, never flushing them), and applies compiled state make-before-break:
 // backends first, then a new backend set, then the frontend flipped to it in one atomic
 // update, then the old set deleted; removals in the reverse order.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { BpfError, call, MapFullError } from '../../bpf/errors.ts';
-import { perCpu, u32 } from '../../bpf/codec.ts';
+import { bytes, perCpu, u32, u64 } from '../../bpf/codec.ts';
+import { DEFAULT_TIMEOUTS, sweep, type ConntrackTimeouts, type PartnerLookup } from './conntrack.ts';
 import { native } from '../../bpf/native.ts';
 import { LoadedObject } from '../../bpf/object.ts';
 import { BpfMap, countEntries, MAP_TYPE } from '../../bpf/map.ts';
 import { MAGLEV_M, maglevTable } from './maglev.ts';
 import {
+  affinityKey,
+  affinityValue,
   backend as backendCodec,
   counter,
+  ctKey,
+  ctValue,
+  DROP_REASONS,
+  type AffinityKey,
   datapathConfig,
   frontendKey,
   frontendValue,
@@ -48,6 +55,31 @@ interface Programmed {
   value: FrontendValue;
   backendIds: number[];
   sourceRanges: string[];
+}
+
+/** sy_config as callers give it: conntrack timeouts beyond kube-proxy's two are optional. */
+export type DatapathSettings = Omit<DatapathConfig, 'ctTimeoutTcpSynNs' | 'ctTimeoutTcpFinNs' | 'ctTimeoutTcpClosedNs' | 'ctTimeoutUdpStreamNs'> &
+  Partial<Pick<DatapathConfig, 'ctTimeoutTcpSynNs' | 'ctTimeoutTcpFinNs' | 'ctTimeoutTcpClosedNs' | 'ctTimeoutUdpStreamNs'>>;
+
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface GcReport {
+  entriesBefore: number;
+  entriesAfter: number;
+  deleted: number;
+  refreshed: number;
+  affinityDeleted: number;
+  /** Quarantined ids that no flow names any more, now free. */
+  idsReleased: number;
+}
+
+function revNatText(r: { addr: string; port: number; family: number }): string {
+  return `${r.addr}|${r.port}|${r.family}`;
+}
+
+/** CLOCK_MONOTONIC_COARSE as the datapath reads it (bpf_ktime_get_coarse_ns); the fine clock is at most a tick ahead. */
+export function monotonicCoarseNs(): bigint {
+  return process.hrtime.bigint();
 }
 
 export interface SyncReport {
@@ -108,6 +140,9 @@ export class EbpfDatapath {
   private readonly programmed = new Map<string, Programmed>();
   /** Backends found pinned at start, keyed once their service ports are known (first sync). */
   private adoptedBackends = new Map<number, Backend>();
+  private timeouts: ConntrackTimeouts = DEFAULT_TIMEOUTS;
+  /** Rev-NAT ids held after their frontend went, by address|port|family. */
+  private readonly heldRevNat = new Map<string, number>();
   private ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
   private constructor(object: LoadedObject, pinDir: string) {
@@ -127,8 +162,10 @@ export class EbpfDatapath {
     this.ids = {
       backend: new IdAllocator(size('sy_backends') - 1),
       set: new IdAllocator(size('sy_slots')),
-      revnat: new IdAllocator(size('sy_revnat') - 1),
-      service: new IdAllocator(size('sy_stats') - 1),
+      // Flows name service ports and rev-NAT entries by id: those are reused only once no
+      // tracked flow names them (gc()).
+      revnat: new IdAllocator(size('sy_revnat') - 1, { quarantine: true }),
+      service: new IdAllocator(size('sy_stats') - 1, { quarantine: true }),
     };
   }
 
@@ -147,6 +184,12 @@ export class EbpfDatapath {
       fromV1 = found === 1 && LAYOUT_VERSION === 2;
       if (found !== LAYOUT_VERSION && !fromV1) throw new LayoutMismatchError(options.pinDir, found);
       if (fromV1) prepareV1(options.pinDir);
+    }
+    // sy_config holds no state (configure() writes it whole): a pin of an older, shorter layout
+    // is replaced rather than refused; programs still attached keep the map they have.
+    const pinnedConfig = `${options.pinDir}/sy_config`;
+    if (existsSync(pinnedConfig)) {
+      if (BpfMap.pinnedInfo(pinnedConfig).valueSize !== datapathConfig.size) rmSync(pinnedConfig);
     }
     let object: LoadedObject;
     try {
@@ -181,8 +224,9 @@ export class EbpfDatapath {
     this.backendFlagsById.clear();
     this.serviceIds.clear();
     this.programmed.clear();
+    this.heldRevNat.clear();
     this.adoptedBackends = new Map();
-    for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit);
+    for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit, { quarantine: this.ids[name].quarantine });
     this.adopt();
   }
 
@@ -218,6 +262,16 @@ export class EbpfDatapath {
       this.ids.service.claim(value.serviceId);
       this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
     }
+    // Rev-NAT entries of deleted frontends stay while their flows live: held, not free.
+    const inUse = new Set([...this.programmed.values()].map((p) => p.value.revNatId));
+    for (const [id, rn] of this.revnat.entries()) {
+      if (rn.family === 0 || id === 0) continue;
+      if (!inUse.has(id)) {
+        this.ids.revnat.claim(id);
+        this.ids.revnat.release(id);
+        this.heldRevNat.set(revNatText(rn), id);
+      }
+    }
   }
 
   /**
@@ -233,8 +287,16 @@ export class EbpfDatapath {
     return this.programmed.size;
   }
 
-  configure(cfg: DatapathConfig): void {
-    this.config.set(0, cfg);
+  /** Node facts and settings; conntrack timeouts not given are kernel conntrack's (conntrack.ts). */
+  configure(cfg: DatapathSettings): void {
+    const t = DEFAULT_TIMEOUTS;
+    const full: DatapathConfig = { ctTimeoutTcpSynNs: t.tcpSynNs, ctTimeoutTcpFinNs: t.tcpCloseWaitNs, ctTimeoutTcpClosedNs: t.tcpClosedNs, ctTimeoutUdpStreamNs: t.udpStreamNs, ...cfg };
+    this.timeouts = { tcpEstablishedNs: full.ctTimeoutTcpNs, tcpSynNs: full.ctTimeoutTcpSynNs, tcpCloseWaitNs: full.ctTimeoutTcpFinNs, tcpClosedNs: full.ctTimeoutTcpClosedNs, udpNs: full.ctTimeoutUdpNs, udpStreamNs: full.ctTimeoutUdpStreamNs };
+    this.config.set(0, full);
+  }
+
+  get conntrackTimeouts(): ConntrackTimeouts {
+    return this.timeouts;
   }
 
   programFd(name: string): number {
@@ -267,7 +329,61 @@ export class EbpfDatapath {
   }
 
   conntrackEntries(): number {
-    return countEntries(this.object.mapDescription('sy_ct').fd);
+    return countEntries(this.object.mapDescription('sy_ct').fd) + countEntries(this.object.mapDescription('sy_ct_any').fd);
+  }
+
+  /** Packets the datapath dropped, per reason, summed over CPUs. */
+  drops(): Record<DropReason, bigint> {
+    const map = this.object.map('sy_drops', u32, perCpu(u64, native().numPossibleCpus()));
+    return Object.fromEntries(DROP_REASONS.map((reason, i) => [reason, (map.get(i) ?? []).reduce((a, b) => a + b, 0n)])) as Record<DropReason, bigint>;
+  }
+
+  /**
+   * One garbage collection pass over connection tracking and affinity: expired flows go (both
+   * directions), and the service and rev-NAT ids no live entry names leave quarantine.
+   */
+  async gc(now: bigint = monotonicCoarseNs()): Promise<GcReport> {
+    const lookup: PartnerLookup = {
+      backend: (id) => {
+        const b = this.backends.get(id);
+        return b === undefined || b.family === 0 ? undefined : b;
+      },
+      frontend: (id) => {
+        const rn = this.revnat.get(id);
+        return rn === undefined || rn.family === 0 ? undefined : rn;
+      },
+    };
+    const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0 };
+    const serviceIds = new Set<number>();
+    const revNatIds = new Set<number>();
+    for (const name of ['sy_ct', 'sy_ct_any']) {
+      const r = await sweep(this.object.map(name, ctKey, ctValue), this.timeouts, lookup, now);
+      report.entriesBefore += r.before;
+      report.entriesAfter += r.after;
+      report.deleted += r.deleted;
+      report.refreshed += r.refreshed;
+      for (const id of r.serviceIds) serviceIds.add(id);
+      for (const id of r.revNatIds) revNatIds.add(id);
+    }
+    // Affinity: entries of live service ports expire by their timeout; those of deleted ones go.
+    const timeoutOf = new Map<number, number>();
+    for (const p of this.programmed.values()) timeoutOf.set(p.value.serviceId, Math.max(timeoutOf.get(p.value.serviceId) ?? 0, p.value.affinityTimeout));
+    const affinity = this.object.map('sy_affinity', affinityKey, affinityValue);
+    const stale: AffinityKey[] = [];
+    for await (const page of affinity.pages()) {
+      for (const [k, v] of page) {
+        const timeout = timeoutOf.get(k.serviceId);
+        if (timeout === undefined || now - v.lastSeen > BigInt(timeout) * 1_000_000_000n) stale.push(k);
+        else serviceIds.add(k.serviceId);
+      }
+    }
+    for (const k of stale) if (affinity.delete(k)) report.affinityDeleted++;
+    const freedRevNat = new Set(this.ids.revnat.releaseUnreferenced(revNatIds));
+    for (const [text, id] of this.heldRevNat) if (freedRevNat.has(id)) this.heldRevNat.delete(text);
+    if (freedRevNat.size > 0) this.revnat.setMany([...freedRevNat].map((id) => [id, FREE_REVNAT] as const));
+    report.idsReleased += freedRevNat.size;
+    report.idsReleased += this.ids.service.releaseUnreferenced(serviceIds).length;
+    return report;
   }
 
   serviceIdOf(servicePort: string): number | undefined {
@@ -339,8 +455,10 @@ export class EbpfDatapath {
       this.deleteSlots(p.value.setId, p.backendIds.length);
       this.ids.set.release(p.value.setId);
       for (const r of p.sourceRanges) this.ranges.delete(rangeKey(p.value.revNatId, r));
-      this.revnat.set(p.value.revNatId, FREE_REVNAT);
+      // The rev-NAT entry stays until no flow names it (gc()): the answers of connections
+      // still open keep coming from the service address, as with kube-proxy's conntrack NAT.
       this.ids.revnat.release(p.value.revNatId);
+      this.heldRevNat.set(revNatText({ addr: p.key.addr, port: p.key.port, family: p.key.family }), p.value.revNatId);
       this.programmed.delete(text);
       report.frontendsRemoved++;
     }
@@ -369,7 +487,14 @@ export class EbpfDatapath {
     const serviceId = this.serviceIds.get(spec.servicePort);
     if (serviceId === undefined) throw new Error('its service port has no id');
     const newRevNat = current === undefined;
-    const revNatId = current?.value.revNatId ?? this.ids.revnat.alloc();
+    // A held rev-NAT entry of the same address and port (the frontend is back) is taken again:
+    // it names what its flows' answers must carry.
+    const held = newRevNat ? this.heldRevNat.get(revNatText(spec)) : undefined;
+    if (held !== undefined) {
+      this.heldRevNat.delete(revNatText(spec));
+      this.ids.revnat.claim(held);
+    }
+    const revNatId = current?.value.revNatId ?? held ?? this.ids.revnat.alloc();
     const sameSet = current !== undefined && current.backendIds.length === backendIds.length && current.backendIds.every((id, i) => id === backendIds[i]);
     const setId = sameSet ? current.value.setId : this.ids.set.alloc();
     const written: SlotKey[] = [];

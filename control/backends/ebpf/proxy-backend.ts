@@ -18,6 +18,7 @@ export class EbpfProxyBackend implements ProxyBackend {
     // Watch first, then scan: a device appearing during the scan still triggers an attach.
     this.ebpf.watchDevices();
     await this.ebpf.attach();
+    this.ebpf.startGc();
   }
 
   async sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
