@@ -4,6 +4,7 @@
  *   sy_from_pod       tc ingress of every pod-facing device (packets leaving local pods)
  *   sy_to_pod         tc egress of every pod-facing device (answers reaching local pods)
  *   sy_from_external  tc ingress of the node's external devices
+ *   sy_to_external    tc egress of the node's external devices (answers leaving the node)
  *   sy_sock_*         cgroup (v2) socket hooks for processes on the node itself
  *   sy_xdp_external   XDP on external devices: early drops, and DNAT that needs no SNAT
  * Each program first asks connection tracking whether the packet answers a translated flow
@@ -33,10 +34,47 @@ static __always_inline const struct sy_config *sy_cfg(void)
 #define SY_AF_INET 2
 #define SY_AF_INET6 10
 
+/* Drops a packet and says why (sy_drops). */
+static __always_inline int sy_drop(__u32 reason)
+{
+	sy_drop_count(reason);
+	return TC_ACT_SHOT;
+}
+
 /*
- * Sends a translated packet straight to its next hop. Needed when its source is now a node
- * address (SNAT, or an answer restored to come from a NodePort): the kernel's input path would
- * drop such a packet as a martian.
+ * A packet sent on past the host's forwarding path loses a hop as ip_forward would take it; 0, or
+ * -1 when its TTL (hop limit) ran out.
+ */
+static __always_inline int sy_hop(struct __sk_buff *skb, __u8 family)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (family == 4) {
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > end || ip->ttl <= 1)
+			return -1;
+		/* TTL is the high byte of its 16-bit word: the checksum gains 0x0100. */
+		ip->check = sy_csum_apply(ip->check, sy_csum_fold32((__u64)(__u16)~bpf_htons(0x0100)));
+		ip->ttl--;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > end || ip6->hop_limit <= 1)
+			return -1;
+		ip6->hop_limit--;
+	}
+	return 0;
+}
+
+/*
+ * Sends a translated packet straight to its next hop, past the host's stack: its source is now a
+ * node address, which the kernel's input path would drop as a martian, and netfilter then sees
+ * neither direction of the flow (the answers take the same way back), so its conntrack never
+ * calls them INVALID. The route's MTU is left to the device check, which knows GSO packets are
+ * segmented later (tot_len 0: bpf_fib_lookup's own check would compare a whole GSO packet). A
+ * destination on this node itself (a hostNetwork backend) is delivered by the stack.
  */
 static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct sy_tuple *t)
 {
@@ -51,31 +89,30 @@ static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct s
 		p.family = SY_AF_INET;
 		p.ipv4_src = t->saddr[0];
 		p.ipv4_dst = t->daddr[0];
-		p.tot_len = skb->len - ETH_HLEN; /* host order, unlike the addresses */
 	} else {
 		p.family = SY_AF_INET6;
 		__builtin_memcpy(p.ipv6_src, t->saddr, 16);
 		__builtin_memcpy(p.ipv6_dst, t->daddr, 16);
 	}
 	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (bpf_skb_store_bytes(skb, 0, p.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, p.smac, 6, 0) < 0)
-			return TC_ACT_SHOT;
-		return bpf_redirect(p.ifindex, 0);
-	}
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return TC_ACT_OK;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return sy_drop(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? SY_DROP_FRAG_NEEDED : SY_DROP_NO_ROUTE);
+	if (sy_hop(skb, t->family) < 0)
+		return sy_drop(SY_DROP_TTL_EXCEEDED);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(p.ifindex, NULL, 0, 0);
-	return TC_ACT_OK;
+	if (bpf_skb_store_bytes(skb, 0, p.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, p.smac, 6, 0) < 0)
+		return sy_drop(SY_DROP_UNSUPPORTED);
+	return bpf_redirect(p.ifindex, 0);
 }
 
-/* Drops a packet and says why (sy_drops). */
-static __always_inline int sy_drop(__u32 reason)
-{
-	sy_drop_count(reason);
-	return TC_ACT_SHOT;
-}
-
-/* Translates an answer of a tracked flow back (v: its live reply entry). */
+/*
+ * Translates an answer of a tracked flow back (v: its live reply entry). Answers whose flow was
+ * translated to a node address go past the stack as their flow's first direction did; all others
+ * are translated at egress, after netfilter saw them as the backend sent them (sy_handle).
+ */
 static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *k,
 				      struct sy_ct_value *v, __u64 now)
 {
@@ -84,7 +121,6 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	__be16 client_port;
 	__u32 rev_nat_id;
 	__u16 flags;
-	__u8 rn_flags;
 
 	sy_ct_touch(k, v, t->tcp_flags, now);
 	rev_nat_id = v->rev_nat_id;
@@ -94,17 +130,24 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	rn = bpf_map_lookup_elem(&sy_revnat, &rev_nat_id);
 	if (!rn || !rn->family)
 		return TC_ACT_OK;
-	rn_flags = rn->flags;
 	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
-	return (rn_flags & SY_RN_NODE_ADDRESS) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
+	return (flags & SY_CT_NODE_SNAT) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
 }
 
 static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
 {
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* The backend is this node (a hostNetwork endpoint on it). */
+static __always_inline int sy_is_node(const struct sy_config *cfg, const struct sy_backend *be)
+{
+	if (be->family == 4)
+		return be->addr[0] == cfg->node_ip4;
+	return sy_same_addr(be->addr, cfg->node_ip6);
 }
 
 /* Tries to find a free SNAT port this many times before the flow is dropped (and counted). */
@@ -184,7 +227,7 @@ static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	if (!snat)
 		return TC_ACT_OK;
-	moved = !sy_same_addr(t->saddr, nat_addr);
+	moved = !sy_same_addr(t->saddr, nat_addr); /* to a node address, not a resolved clash */
 	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	return moved ? sy_fib_redirect(skb, t) : TC_ACT_OK;
@@ -226,7 +269,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	struct sy_ct_value cv = {};
 	struct sy_backend *be = NULL;
 	__u32 backend_id = 0;
-	int snat = 0;
+	int snat = 0, node_snat = 0;
 
 	fe = sy_frontend(t, scope);
 	if (!fe)
@@ -246,8 +289,11 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		return sy_drop(SY_DROP_NO_BACKEND);
 	if (!cfg)
 		return sy_drop(SY_DROP_CT_FULL);
-	/* Hairpin: a pod reaching itself must see the node as the source, or its answer stays inside. */
-	snat = (fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, be->addr);
+	/* Hairpin: a pod reaching itself must see the node as the source, or its answer stays inside.
+	 * A backend that is the node itself (hostNetwork) is reached by local delivery, which
+	 * kube-proxy's masquerade (POSTROUTING) never sees either: it keeps the client's address. */
+	snat = ((fe->flags & SY_FE_MASQUERADE) || sy_same_addr(t->saddr, be->addr)) && !sy_is_node(cfg, be);
+	node_snat = snat;
 
 	/* The reply entry first (its port must be claimed), then the forward one; one value buffer
 	 * serves both, which keeps the stack within what the verifier allows with a subprogram. */
@@ -266,7 +312,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 			rk.daddr[0] = cfg->node_ip4;
 		else
 			__builtin_memcpy(rk.daddr, cfg->node_ip6, 16);
-		cv.flags |= SY_CT_SNAT;
+		cv.flags |= SY_CT_SNAT | SY_CT_NODE_SNAT;
 		__builtin_memcpy(cv.nat_addr, t->saddr, 16);
 		cv.nat_port = t->sport;
 		if (sy_snat_claim(skb, &rk, &cv, cfg, now, t->sport) < 0)
@@ -288,7 +334,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		}
 	}
 	/* The forward entry: the SNAT source this flow uses, if any. */
-	cv.flags = snat ? SY_CT_SNAT : 0;
+	cv.flags = (snat ? SY_CT_SNAT : 0) | (node_snat ? SY_CT_NODE_SNAT : 0);
 	if (snat) {
 		__builtin_memcpy(cv.nat_addr, rk.daddr, 16);
 		cv.nat_port = rk.dport;
@@ -304,6 +350,13 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
 }
 
+/*
+ * scope: which frontends a new flow sees; lookup_services: whether new flows start here (ingress
+ * programs) or only answers are translated (egress programs). An ingress program leaves answers
+ * that were not translated to a node address to the egress program of the device they leave by:
+ * netfilter then sees them as the backend sent them, the tuple its conntrack saw the flow open
+ * with (after our DNAT), and no stock `--ctstate INVALID -j DROP` rule drops them.
+ */
 static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int lookup_services)
 {
 	const struct sy_config *cfg = sy_cfg();
@@ -325,8 +378,11 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 			sy_ct_del(&k);
 		v = NULL;
 	}
-	if (v && (v->flags & SY_CT_REPLY))
+	if (v && (v->flags & SY_CT_REPLY)) {
+		if (lookup_services && !(v->flags & SY_CT_NODE_SNAT))
+			return TC_ACT_UNSPEC;
 		return sy_reverse(skb, &t, &k, v, now);
+	}
 	if (!lookup_services)
 		return TC_ACT_UNSPEC;
 	if (v && sy_established(skb, &t, &k, v, now, &verdict))
@@ -350,6 +406,12 @@ SEC("tc")
 int sy_from_external(struct __sk_buff *skb)
 {
 	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
+}
+
+SEC("tc")
+int sy_to_external(struct __sk_buff *skb)
+{
+	return sy_handle(skb, SY_SCOPE_EXTERNAL, 0);
 }
 
 SEC("xdp")

@@ -174,7 +174,8 @@ struct sy_ct_key {
 #define SY_CT_REPLY       (1U << 2) /* the entry translates answers back (else: an established forward flow) */
 #define SY_CT_ESTABLISHED (1U << 3) /* the flow was answered (TCP: past SYN_SENT; UDP: a stream) */
 #define SY_CT_FIN         (1U << 4) /* this entry's direction sent its FIN */
-#define SY_CT_CLOSED      (1U << 5) /* both FINs or a RST: the tuple may be taken by a new flow */
+#define SY_CT_CLOSED      (1U << 5) /* both FINs or a RST */
+#define SY_CT_NODE_SNAT   (1U << 6) /* the source became a node address: both directions bypass the host's stack */
 
 /*
  * Connection tracking lives in two maps, so that churn of one kind cannot evict flows of the other:
@@ -245,6 +246,8 @@ enum sy_drop_reason {
 	SY_DROP_CT_FULL = 4,           /* connection tracking refused the new flow */
 	SY_DROP_NO_ROUTE = 5,          /* no route to send a translated packet on */
 	SY_DROP_UNSUPPORTED = 6,       /* a packet the datapath cannot translate (headers out of reach) */
+	SY_DROP_FRAG_NEEDED = 7,       /* a translated packet is larger than its route's MTU */
+	SY_DROP_TTL_EXCEEDED = 8,      /* a translated packet's TTL (hop limit) ran out on this hop */
 	SY_DROP_MAX = 16,
 };
 

@@ -41,6 +41,7 @@ export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker
     tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_pod') });
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
+  tcAttach({ ifname: n.wireIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_external') });
   xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: 'auto' });
   const cgroup = lab.cgroup(n);
   for (const hook of ['connect', 'sendmsg', 'recvmsg', 'getpeername']) {

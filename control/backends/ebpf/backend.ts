@@ -142,6 +142,8 @@ export class EbpfBackend {
           tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_pod') });
         } else {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_external') });
+          // Answers leaving by this device are translated after netfilter saw them (sy_handle).
+          tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_external') });
           const mode = this.o.xdpMode ?? 'auto';
           if (mode !== 'off') {
             try {
