@@ -12,7 +12,7 @@ import type { BackendSyncResult } from '../backend.ts';
 import { compileServicePort, frontendKey, loadBalancerDocument, remoteEndpointDocument, type HnsCompileOptions, type HnsNetworkFacts, type LoadBalancerSpec, type PortCompile } from './compile.ts';
 import { HcnError } from './hcn-api.ts';
 import type { HcnClient } from './hcn-client.ts';
-import { ENDPOINT_FLAGS, type HostComputeEndpoint, type HostComputeLoadBalancer } from './hcn-types.ts';
+import { ENDPOINT_FLAGS, SCHEMA_V2, type HostComputeEndpoint, type HostComputeLoadBalancer } from './hcn-types.ts';
 import type { WinkernelConfig } from './winkernel-config.ts';
 
 /** E_NOTIMPL: HNS versions before Windows Server 2022 cannot modify a load balancer (kube-proxy then deletes and recreates). */
@@ -117,6 +117,7 @@ export class HnsBackend {
       this.network = await this.loadNetwork();
       this.index(await this.o.client.listEndpoints(this.network.id));
       this.byFrontend = new Map((await this.o.client.listLoadBalancers()).filter((lb) => lb.ID !== undefined).map((lb) => [frontendKey(lb), { id: lb.ID!, doc: lb }]));
+      await this.ensureSourceVipEndpoint(state);
     }
     const report = (pc: PortCompile): void => {
       for (const u of pc.unsupported) unsupported.push({ servicePort: pc.servicePort, reason: `${u.frontend} (${u.sources.join(', ')}): ${u.reason}` });
@@ -160,6 +161,27 @@ export class HnsBackend {
         endpointsDeleted: c.endpointsDeleted - before.endpointsDeleted,
       },
     };
+  }
+
+  /** Overlay: kube-proxy's newSourceVIP, a local endpoint holding the source VIP, on the node (its provider address). */
+  private async ensureSourceVipEndpoint(state: DesiredState): Promise<void> {
+    const vip = this.o.winkernel.sourceVip;
+    if (this.network!.facts.type.toLowerCase() !== 'overlay' || this.endpointsByIp.has(vip)) return;
+    const family = vip.includes(':') ? 6 : 4;
+    const nodeIP = state.node.primaryIPs[family];
+    const doc: HostComputeEndpoint = {
+      HostComputeNetwork: this.network!.id,
+      IpConfigurations: [{ IpAddress: vip }],
+      MacAddress: this.o.hostMac,
+      Flags: ENDPOINT_FLAGS.None,
+      ...(nodeIP !== undefined ? { Policies: [{ Type: 'ProviderAddress', Settings: { ProviderAddress: nodeIP } }] } : {}),
+      SchemaVersion: SCHEMA_V2,
+    };
+    try {
+      this.endpointsByIp.set(vip, await this.o.client.createEndpoint(this.network!.id, doc));
+    } catch (e) {
+      this.fail(`source VIP endpoint ${vip}`, e);
+    }
   }
 
   private fail(what: string, e: unknown): void {

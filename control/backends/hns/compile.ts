@@ -174,7 +174,8 @@ export function compileServicePort(plan: ServicePortPlan, fs: FamilyState, o: Hn
   const overlay = isOverlay(o.network);
   // kube-proxy: on overlay networks an endpoint outside the cluster (no remote subnet) or a node
   // address makes the SourceVIP the node IP; otherwise the configured source VIP.
-  let sourceVip = o.winkernel.sourceVip !== '' ? o.winkernel.sourceVip : nodeIP;
+  // The configured source VIP serves its own family; the other family uses its node IP.
+  let sourceVip = o.winkernel.sourceVip !== '' && familyOf(o.winkernel.sourceVip) === sp.family ? o.winkernel.sourceVip : nodeIP;
   if (overlay) {
     for (const ep of sp.endpoints) {
       if (ep.local) continue;
@@ -235,7 +236,7 @@ export function compileHns(state: DesiredState, o: HnsCompileOptions): Map<strin
 export function loadBalancerDocument(spec: LoadBalancerSpec, endpointIds: readonly string[]): HostComputeLoadBalancer {
   return {
     HostComputeEndpoints: [...endpointIds],
-    SourceVIP: spec.sourceVip,
+    ...(spec.sourceVip !== '' ? { SourceVIP: spec.sourceVip } : {}),
     FrontendVIPs: spec.vip === '' ? [] : [spec.vip],
     PortMappings: [{ Protocol: spec.protocol, InternalPort: spec.internalPort, ExternalPort: spec.externalPort, DistributionType: spec.distribution, Flags: spec.portFlags }],
     SchemaVersion: SCHEMA_V2,

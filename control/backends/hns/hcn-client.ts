@@ -19,9 +19,12 @@ export class HcnClient {
   readonly counts: HcnCallCounts = { loadBalancersCreated: 0, loadBalancersModified: 0, loadBalancersDeleted: 0, endpointsCreated: 0, endpointsDeleted: 0 };
 
   private readonly api: HcnApi;
+  /** Ids for new objects (random GUIDs; a test passes a counter for stable golden documents). */
+  private readonly newId: () => string;
 
-  constructor(api: HcnApi) {
+  constructor(api: HcnApi, newId: () => string = randomUUID) {
     this.api = api;
+    this.newId = newId;
   }
 
   private async withHandle<T>(open: () => Promise<HcnHandle>, use: (h: HcnHandle) => Promise<T>, close: (h: HcnHandle) => Promise<void>): Promise<T> {
@@ -56,7 +59,7 @@ export class HcnClient {
 
   /** Creates an endpoint on a network (a remote one when its Flags say so); returns it as the service stored it. */
   async createEndpoint(networkId: string, doc: HostComputeEndpoint): Promise<HostComputeEndpoint> {
-    const id = randomUUID();
+    const id = this.newId();
     const text = await this.withHandle(
       () => this.api.openNetwork(networkId),
       (net) => this.withHandle(() => this.api.createEndpoint(net, id, JSON.stringify(doc)), (ep) => this.api.queryEndpointProperties(ep, DEFAULT_QUERY), (ep) => this.api.closeEndpoint(ep)),
@@ -81,7 +84,7 @@ export class HcnClient {
 
   /** Creates a load balancer; returns its id. */
   async createLoadBalancer(doc: HostComputeLoadBalancer): Promise<string> {
-    const id = randomUUID();
+    const id = this.newId();
     await this.api.closeLoadBalancer(await this.api.createLoadBalancer(id, JSON.stringify(doc)));
     this.counts.loadBalancersCreated++;
     return id;
