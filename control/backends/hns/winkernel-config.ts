@@ -30,3 +30,9 @@ export function winkernelConfig(kubeProxy: Record<string, unknown>, env: NodeJS.
   if (config.sourceVip !== '' && isIP(config.sourceVip) === 0) throw new Error(`winkernel.sourceVip: not an IP address: ${JSON.stringify(config.sourceVip)}`);
   return config;
 }
+
+/** The port of healthzBindAddress (kube-proxy's healthzPort, 10256 by default): winkernel's health-check VIP target. */
+export function healthzPort(kubeProxy: Record<string, unknown>): number {
+  const m = /:(\d+)$/.exec(typeof kubeProxy.healthzBindAddress === 'string' ? kubeProxy.healthzBindAddress : '');
+  return m !== null ? Number(m[1]) : 10256;
+}
