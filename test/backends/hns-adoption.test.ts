@@ -5,7 +5,9 @@
 // support gets delete + create. The fake itself refuses what HCN refuses.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createHash } from 'node:crypto';
 import { cleanupHns } from '../../control/backends/hns/apply.ts';
+import { hashEndpoints, loadBalancerIdentifier } from '../../control/backends/hns/compile.ts';
 import { HcnClient } from '../../control/backends/hns/hcn-client.ts';
 import { HcnError, HRESULT, type HcnHandle } from '../../control/backends/hns/hcn-api.ts';
 import { SCHEMA_V2 } from '../../control/backends/hns/hcn-types.ts';
@@ -126,6 +128,22 @@ describe('HNS adapter: adoption, incremental changes, cleanup', () => {
     const r = await hnsBackend(hcn).sync(cluster(['10.180.0.1']).state(), emptyChanges(), true);
     assert.deepEqual(r.failed, []);
     assert.deepEqual(mutations(hcn, mark).sort(), ['HcnCreateLoadBalancer', 'HcnDeleteEndpoint', 'HcnDeleteLoadBalancer']);
+  });
+});
+
+describe('kube-proxy\'s load balancer identifier', () => {
+  it('XOR of SHA-1 over upper-cased endpoint ids: order and case do not matter, membership does', async () => {
+    assert.equal(hashEndpoints(['ab-cd']), createHash('sha1').update('AB-CD').digest('hex'));
+    assert.equal(hashEndpoints([guid(1), guid(2)]), hashEndpoints([guid(2).toUpperCase(), guid(1)]));
+    assert.notEqual(hashEndpoints([guid(1), guid(2)]), hashEndpoints([guid(1), guid(3)]));
+    // What kube-proxy would compute from our stored load balancers finds them again (switching back to kube-proxy adopts them).
+    const hcn = fakeHcn(localPods);
+    await hnsBackend(hcn).sync(cluster().state(), emptyChanges(), true);
+    for (const lb of hcn.loadBalancers.values()) {
+      const reordered = { ...lb, HostComputeEndpoints: [...lb.HostComputeEndpoints].reverse().map((id) => id.toUpperCase()) };
+      assert.equal(loadBalancerIdentifier(reordered), loadBalancerIdentifier(lb));
+      assert.match(loadBalancerIdentifier(lb), /^6\/80\/(80|3001)\/(172\.30\.0\.4[12])?\/[0-9a-f]{40}$/);
+    }
   });
 });
 

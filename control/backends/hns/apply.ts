@@ -62,6 +62,8 @@ export class HnsBackend {
   private byFrontend = new Map<string, Written>();
   private readonly ports = new Map<string, PortState>();
   private modifyWorks = true;
+  /** Remote endpoint IPs some port wanted at the previous sync: a partial sync deletes only those. */
+  private madeOrSeen = new Set<string>();
   private failed: BackendSyncResult['failed'] = [];
 
   constructor(o: HnsBackendOptions) {
@@ -109,7 +111,9 @@ export class HnsBackend {
   }
 
   /** Applies the desired state: everything (full) or the service ports in `changes`. */
-  async sync(state: DesiredState, changes: ChangeSet, full: boolean): Promise<BackendSyncResult> {
+  async sync(state: DesiredState, changes: ChangeSet, fullRequested: boolean): Promise<BackendSyncResult> {
+    // Node facts feed every port (source VIP, NodePort addresses): a change to them recompiles all.
+    const full = fullRequested || changes.nodeChanged;
     this.failed = [];
     const unsupported: BackendSyncResult['unsupported'] = [];
     const before = { ...this.o.client.counts };
@@ -234,7 +238,8 @@ export class HnsBackend {
         this.fail(`${pc.servicePort} ${spec.slot}`, e);
       }
     }
-    for (const pcOverlayVip of pc.remoteEndpoints) if (!next.remote.has(pcOverlayVip.ip) && next.lbs.size > 0) next.remote.add(pcOverlayVip.ip);
+    // The overlay service-VIP endpoint belongs to the port while it has any load balancer.
+    if (next.lbs.size > 0) for (const spec of pc.remoteEndpoints) next.remote.add(spec.ip);
     for (const [slot, w] of prev.lbs) if (!next.lbs.has(slot) && [...next.lbs.values()].every((n) => n.id !== w.id)) await this.deleteLoadBalancer(pc.servicePort, w);
   }
 
@@ -300,9 +305,6 @@ export class HnsBackend {
     }
     this.madeOrSeen = wanted;
   }
-
-  /** Remote endpoint IPs some port wanted at the previous sync: a partial sync deletes only those. */
-  private madeOrSeen = new Set<string>();
 }
 
 /** Removes every load balancer pointing at the network's endpoints and every remote endpoint on it (the cleanup subcommand). */
