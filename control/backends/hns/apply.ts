@@ -62,8 +62,11 @@ export class HnsBackend {
   private byFrontend = new Map<string, Written>();
   private readonly ports = new Map<string, PortState>();
   private modifyWorks = true;
-  /** Remote endpoint IPs some port wanted at the previous sync: a partial sync deletes only those. */
-  private madeOrSeen = new Set<string>();
+  /** How many service ports point at each remote endpoint IP. */
+  private readonly refs = new Map<string, number>();
+  /** Remote endpoint IPs that lost their last reference in this sync: what a partial sync may delete. */
+  private released = new Set<string>();
+  private loadBalancerCount = 0;
   private failed: BackendSyncResult['failed'] = [];
 
   constructor(o: HnsBackendOptions) {
@@ -157,7 +160,7 @@ export class HnsBackend {
       unsupported,
       details: {
         full,
-        loadBalancers: [...this.ports.values()].reduce((n, p) => n + p.lbs.size, 0),
+        loadBalancers: this.loadBalancerCount,
         created: c.loadBalancersCreated - before.loadBalancersCreated,
         modified: c.loadBalancersModified - before.loadBalancersModified,
         deleted: c.loadBalancersDeleted - before.loadBalancersDeleted,
@@ -241,6 +244,8 @@ export class HnsBackend {
     // The overlay service-VIP endpoint belongs to the port while it has any load balancer.
     if (next.lbs.size > 0) for (const spec of pc.remoteEndpoints) next.remote.add(spec.ip);
     for (const [slot, w] of prev.lbs) if (!next.lbs.has(slot) && [...next.lbs.values()].every((n) => n.id !== w.id)) await this.deleteLoadBalancer(pc.servicePort, w);
+    this.rereference(prev.remote, next.remote);
+    this.loadBalancerCount += next.lbs.size - prev.lbs.size;
   }
 
   private async create(doc: HostComputeLoadBalancer): Promise<Written> {
@@ -277,6 +282,8 @@ export class HnsBackend {
     if (p === undefined) return;
     this.ports.delete(key);
     for (const w of p.lbs.values()) await this.deleteLoadBalancer(key, w);
+    this.rereference(p.remote, new Set());
+    this.loadBalancerCount -= p.lbs.size;
   }
 
   /** Load balancers on the host that no service port claims, pointing only at endpoints of our network (or at none). */
@@ -289,13 +296,32 @@ export class HnsBackend {
     }
   }
 
-  /** Remote endpoints no load balancer points at any more (after a full sync: every one on the network, whoever made it). */
+  /** Moves a port's references from `prev` to `next` remote endpoint IPs. */
+  private rereference(prev: ReadonlySet<string>, next: ReadonlySet<string>): void {
+    for (const ip of next) if (!prev.has(ip)) this.refs.set(ip, (this.refs.get(ip) ?? 0) + 1);
+    for (const ip of prev) {
+      if (next.has(ip)) continue;
+      const n = (this.refs.get(ip) ?? 1) - 1;
+      if (n > 0) this.refs.set(ip, n);
+      else {
+        this.refs.delete(ip);
+        this.released.add(ip);
+      }
+    }
+  }
+
+  /**
+   * Remote endpoints no service port points at any more: those released in this sync (work in
+   * proportion to the change), or after a full sync every remote endpoint on the network that
+   * nothing references, whoever made it.
+   */
   private async deleteUnreferencedRemoteEndpoints(full: boolean): Promise<void> {
-    const wanted = new Set([...this.ports.values()].flatMap((p) => [...p.remote]));
-    const referenced = new Set([...this.byFrontend.values()].flatMap((w) => upper(w.doc.HostComputeEndpoints)));
-    for (const [ip, ep] of [...this.endpointsByIp]) {
-      if (!isRemote(ep) || wanted.has(ip) || ep.ID === undefined || referenced.has(ep.ID.toUpperCase())) continue;
-      if (!full && !this.madeOrSeen.has(ip)) continue;
+    const referenced = full ? new Set([...this.byFrontend.values()].flatMap((w) => upper(w.doc.HostComputeEndpoints))) : new Set<string>();
+    const candidates = full ? [...this.endpointsByIp.keys()] : [...this.released];
+    this.released = new Set();
+    for (const ip of candidates) {
+      const ep = this.endpointsByIp.get(ip);
+      if (ep?.ID === undefined || !isRemote(ep) || this.refs.has(ip) || referenced.has(ep.ID.toUpperCase())) continue;
       try {
         await this.o.client.deleteEndpoint(ep.ID);
         this.endpointsByIp.delete(ip);
@@ -303,7 +329,6 @@ export class HnsBackend {
         this.fail(`remote endpoint ${ip}`, e);
       }
     }
-    this.madeOrSeen = wanted;
   }
 }
 
