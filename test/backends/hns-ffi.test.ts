@@ -6,7 +6,20 @@
 // binding's type definitions (koffi.proto only parses: no library is loaded on Linux).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
 import { CO_TASK_MEM_FREE, guidStruct, HCN_DECLARATIONS } from '../../control/backends/hns/ffi-declarations.ts';
+import { callWithOuts, defineHcnTypes, takeWideString, type Koffi } from '../../control/backends/hns/hcn-ffi.ts';
+
+/** koffi, an optional dependency (npm ci installs it on Linux x64 too): missing is a failure in CI, a skip elsewhere. */
+async function loadKoffi(t: TestContext): Promise<Koffi | undefined> {
+  try {
+    return ((await import('koffi')) as unknown as { default: Koffi }).default;
+  } catch (e) {
+    if (process.env.CI === 'true') throw e;
+    t.skip(`koffi is not installed (optional dependency): ${(e as Error).message}`);
+    return undefined;
+  }
+}
 
 const HEADER = `
 HRESULT WINAPI HcnEnumerateNetworks(_In_ PCWSTR Query, _Outptr_ PWSTR* Networks, _Outptr_opt_ PWSTR* ErrorRecord);
@@ -79,19 +92,36 @@ describe('computenetwork.dll declarations', () => {
   });
 
   it('koffi parses every declaration with the binding\'s types', async (t) => {
-    let koffi: { proto(decl: string): unknown; alias(n: string, t: string): unknown; struct(n: string, f: Record<string, unknown>): unknown; array(t: string, n: number): unknown; pointer(n: string, t: unknown): unknown; opaque(): unknown };
-    try {
-      koffi = ((await import('koffi')) as unknown as { default: typeof koffi }).default;
-    } catch (e) {
-      // koffi is an optional dependency; npm ci installs it on Linux x64 too. Missing in CI is a failure.
-      if (process.env.CI === 'true') throw e;
-      t.skip(`koffi is not installed (optional dependency): ${(e as Error).message}`);
-      return;
-    }
-    koffi.alias('HRESULT', 'int32_t');
-    koffi.struct('GUID', { Data1: 'uint32_t', Data2: 'uint16_t', Data3: 'uint16_t', Data4: koffi.array('uint8_t', 8) });
-    for (const h of ['HCN_NETWORK', 'HCN_ENDPOINT', 'HCN_LOADBALANCER']) koffi.pointer(h, koffi.opaque());
+    const koffi = await loadKoffi(t);
+    if (koffi === undefined) return;
+    defineHcnTypes(koffi);
     for (const decl of [...Object.values(HCN_DECLARATIONS), CO_TASK_MEM_FREE]) assert.doesNotThrow(() => koffi.proto(decl), decl);
+  });
+
+  it('the calling pattern works through koffi (libc here): async call, _Out_ void ** filled, GUID layout, returned strings read and freed', async (t) => {
+    const koffi = await loadKoffi(t);
+    if (koffi === undefined) return;
+    const libc = koffi.load('libc.so.6');
+    // getaddrinfo fills a trailing void ** as the Hcn* functions fill theirs (a numeric host: no lookup).
+    const getaddrinfo = libc.func('int getaddrinfo(const char *node, const char *service, void *hints, _Out_ void **res)');
+    const freeaddrinfo = libc.func('void freeaddrinfo(void *res)');
+    const { result, values } = await callWithOuts(getaddrinfo, ['127.0.0.1', '80', null], 1);
+    assert.equal(result, 0);
+    assert.ok(values[0] !== null && values[0] !== undefined, 'the out-parameter holds a pointer');
+    freeaddrinfo(values[0]);
+    // REFGUID: the GUID struct koffi lays out is the 16 bytes Windows reads (Data1-3 little-endian, Data4 as is).
+    defineHcnTypes(koffi);
+    const memcmp = libc.func('int memcmp(const GUID *a, const uint8_t *b, size_t n)');
+    const wire = Buffer.from('10b8a76bad9dd11180b400c04fd430c8', 'hex');
+    assert.equal(memcmp(guidStruct('6ba7b810-9dad-11d1-80b4-00c04fd430c8'), wire, 16), 0);
+    assert.notEqual(memcmp(guidStruct('6ba7b810-9dad-11d1-80b4-00c04fd430c9'), wire, 16), 0);
+    // UTF-16 as HCN returns JSON: read up to the NUL, then released exactly once.
+    const freed: unknown[] = [];
+    const wide = Buffer.from('{"ID":"é"}\0trailing', 'utf16le');
+    assert.equal(takeWideString(koffi, wide, (p) => freed.push(p)), '{"ID":"é"}');
+    assert.deepEqual(freed, [wide] as unknown[]);
+    assert.equal(takeWideString(koffi, null, (p) => freed.push(p)), '', 'NULL: nothing to read or free');
+    assert.equal(freed.length, 1);
   });
 
   it('GUIDs become the GUID struct in Windows\' field order', () => {

@@ -7,10 +7,11 @@ import { HcnError, type HcnApi, type HcnHandle } from './hcn-api.ts';
 
 // koffi's own types are not needed by the code around this file; its functions are called with
 // arrays for out-parameters and yield unknown values.
-type NativeFn = ((...args: unknown[]) => number) & { async: (...args: unknown[]) => void };
+export type NativeFn = ((...args: unknown[]) => number) & { async: (...args: unknown[]) => void };
 
-interface Koffi {
+export interface Koffi {
   load(path: string): { func(decl: string): NativeFn };
+  proto(decl: string): unknown;
   alias(name: string, type: string): unknown;
   struct(name: string, fields: Record<string, unknown>): unknown;
   array(type: string, n: number): unknown;
@@ -19,38 +20,56 @@ interface Koffi {
   decode(ptr: unknown, type: string, len: number): string;
 }
 
-export async function loadHcnFfi(): Promise<HcnApi> {
-  if (process.platform !== 'win32') throw new Error('kernelspace mode needs Windows: HCN (computenetwork.dll) exists only there');
-  const koffi = ((await import('koffi')) as unknown as { default: Koffi }).default;
+/**
+ * Calls a koffi function on a worker thread with `inputs` followed by `outs` out-parameters
+ * (each a one-element array koffi fills); resolves with the return value and what the outs hold.
+ */
+export function callWithOuts(fn: NativeFn, inputs: readonly unknown[], outs: number): Promise<{ result: number; values: unknown[] }> {
+  return new Promise((resolve, reject) => {
+    const boxes = Array.from({ length: outs }, () => [null] as unknown[]);
+    fn.async(...inputs, ...boxes, (err: Error | null, result: number) => (err !== null ? reject(err) : resolve({ result, values: boxes.map((b) => b[0]) })));
+  });
+}
+
+/** Reads the NUL-terminated UTF-16 string at ptr ("" for NULL), then releases it with `free`. */
+export function takeWideString(koffi: Pick<Koffi, 'decode'>, ptr: unknown, free: (p: unknown) => void): string {
+  if (ptr === null || ptr === undefined) return '';
+  try {
+    return koffi.decode(ptr, 'char16_t', -1);
+  } finally {
+    free(ptr);
+  }
+}
+
+const defined = new WeakSet<object>();
+
+/** The types HCN_DECLARATIONS use (FFI_TYPES), defined once per koffi instance. */
+export function defineHcnTypes(koffi: Koffi): void {
+  if (defined.has(koffi)) return;
+  defined.add(koffi);
   koffi.alias('HRESULT', 'int32_t');
   koffi.struct('GUID', { Data1: 'uint32_t', Data2: 'uint16_t', Data3: 'uint16_t', Data4: koffi.array('uint8_t', 8) });
   for (const h of ['HCN_NETWORK', 'HCN_ENDPOINT', 'HCN_LOADBALANCER']) koffi.pointer(h, koffi.opaque());
+}
+
+export async function loadHcnFfi(): Promise<HcnApi> {
+  if (process.platform !== 'win32') throw new Error('kernelspace mode needs Windows: HCN (computenetwork.dll) exists only there');
+  const koffi = ((await import('koffi')) as unknown as { default: Koffi }).default;
+  defineHcnTypes(koffi);
   const dll = koffi.load('computenetwork.dll');
   const free = koffi.load('ole32.dll').func(CO_TASK_MEM_FREE);
   const fns = Object.fromEntries(Object.entries(HCN_DECLARATIONS).map(([name, decl]) => [name, dll.func(decl)])) as Record<HcnFunctionName, NativeFn>;
 
-  const take = (ptr: unknown): string => {
-    if (ptr === null || ptr === undefined) return '';
-    try {
-      return koffi.decode(ptr, 'char16_t', -1);
-    } finally {
-      free(ptr);
-    }
-  };
+  const take = (ptr: unknown): string => takeWideString(koffi, ptr, free);
 
-  /** Calls fn on a worker thread with the inputs and `outs` out-parameters (the last one the error record); returns the other outs. */
-  const call = (name: HcnFunctionName, inputs: unknown[], outs: number): Promise<unknown[]> =>
-    new Promise((resolve, reject) => {
-      const boxes = Array.from({ length: outs }, () => [null] as unknown[]);
-      fns[name].async(...inputs, ...boxes, (err: Error | null, hr: number) => {
-        if (err !== null) return reject(err);
-        const values = boxes.map((b) => b[0]);
-        const record = outs > 0 ? take(values[outs - 1]) : '';
-        // On failure HCN returns no other buffer or handle; only the error record is ours to free.
-        if (hr < 0) return reject(new HcnError(name, hr >>> 0, record));
-        resolve(values.slice(0, Math.max(0, outs - 1)));
-      });
-    });
+  /** Calls an Hcn function whose last out-parameter is the error record; resolves with the other outs, rejects with HcnError. */
+  const call = async (name: HcnFunctionName, inputs: unknown[], outs: number): Promise<unknown[]> => {
+    const { result: hr, values } = await callWithOuts(fns[name], inputs, outs);
+    const record = outs > 0 ? take(values[outs - 1]) : '';
+    // On failure HCN returns no other buffer or handle; only the error record is ours to free.
+    if (hr < 0) throw new HcnError(name, hr >>> 0, record);
+    return values.slice(0, Math.max(0, outs - 1));
+  };
   const text = async (name: HcnFunctionName, inputs: unknown[]): Promise<string> => take((await call(name, inputs, 2))[0]);
   const handle = async (name: HcnFunctionName, inputs: unknown[]): Promise<HcnHandle> => ({ hcnHandle: (await call(name, inputs, 2))[0] });
   const none = async (name: HcnFunctionName, inputs: unknown[], outs = 1): Promise<void> => void (await call(name, inputs, outs));
