@@ -30,7 +30,14 @@ export const UNSUPPORTED: Readonly<Record<string, string>> = {
   'no endpoints: REJECT (UDP)': 'no endpoints: HCN cannot send ICMP port unreachable',
 };
 
-async function setUp() {
+/** Without winkernel.enableDSR, VFP source-NATs external traffic: these eTP Local cases lose the client address too. */
+export const UNSUPPORTED_WITHOUT_DSR: Readonly<Record<string, string>> = {
+  'external -> LB IP in source ranges, eTP Local: local endpoint, client IP kept': 'the client address is kept only by a DSR load balancer',
+  'LB IP as source is allowed when a node IP is in the ranges': 'the client address is kept only by a DSR load balancer',
+  'external -> NodePort, eTP Local: terminating local endpoint still serves': 'the client address is kept only by a DSR load balancer',
+};
+
+async function setUp(enableDSR = true) {
   const tracker = new ChangeTracker(config, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
   for (const s of services) tracker.upsertService(s);
   for (const s of slices) tracker.upsertSlice(s);
@@ -39,7 +46,7 @@ async function setUp() {
   // Local endpoints of n0's pods, as the CNI made them (both families on one endpoint).
   const pods = [0, 1, 2].map((p) => ({ id: guid(0x100 + p), ips: [`10.244.0.${10 + p}`, `fd00:10:244::${(10 + p).toString(16)}`] }));
   const hcn = fakeHcn(pods);
-  const backend = hnsBackend(hcn);
+  const backend = hnsBackend(hcn, { enableDSR });
   const result = await backend.sync(state, emptyChanges(), true);
   return { state, hcn, backend, result };
 }
@@ -92,6 +99,19 @@ describe('HNS backend against the semantic case table', () => {
       const where = [`${hostPort(c.dst, c.port)} `, `*:${c.port} NodePort`];
       const reported = result.unsupported.some((u) => where.some((w) => u.reason.startsWith(w)) && u.reason.includes(source));
       assert.ok(reported, `${name}: reported as unsupported (${source}); got ${JSON.stringify(result.unsupported.filter((u) => where.some((w) => u.reason.startsWith(w))))}`);
+    }
+  });
+
+  it('without enableDSR, eTP Local frontends keep their local endpoints but not the client address, and say so', async () => {
+    const { state, hcn, result } = await setUp(false);
+    assert.deepEqual(result.failed, []);
+    const expected = { ...UNSUPPORTED, ...UNSUPPORTED_WITHOUT_DSR };
+    const differing = cases.filter((c) => disagreement(c, state, hcn) !== undefined).map((c) => c.name);
+    assert.deepEqual(differing.sort(), Object.keys(expected).sort());
+    for (const name of Object.keys(UNSUPPORTED_WITHOUT_DSR)) {
+      const c = cases.find((x) => x.name === name)!;
+      assert.match(disagreement(c, state, hcn)!, /sees the SourceVIP/, name);
+      assert.ok(result.unsupported.some((u) => u.reason.startsWith(`${hostPort(c.dst, c.port)} `) || u.reason.startsWith(`*:${c.port} NodePort`) ? /enableDSR/.test(u.reason) : false), `${name}: reported with the enableDSR reason`);
     }
   });
 
