@@ -24,6 +24,8 @@ export class FakeHcn implements HcnApi {
   readonly endpoints = new Map<string, HostComputeEndpoint>();
   readonly loadBalancers = new Map<string, HostComputeLoadBalancer>();
   private readonly handles = new Set<Handle>();
+  /** Which load balancer listens on each frontend (protocol/port/VIP). */
+  private readonly frontends = new Map<string, string>();
   /** Every call by name, in order (tests count the ones that change the host). */
   readonly calls: string[] = [];
 
@@ -84,10 +86,20 @@ export class FakeHcn implements HcnApi {
     for (const id of doc.HostComputeEndpoints ?? []) {
       if (!this.endpoints.has(norm(id))) throw new HcnError(call, HRESULT.HCN_E_ENDPOINT_NOT_FOUND, JSON.stringify({ Error: `endpoint ${id} not found`, Success: false }));
     }
-    const key = this.frontendOf(doc);
-    for (const [id, lb] of this.loadBalancers) {
-      if (id !== self && this.frontendOf(lb) === key) throw new HcnError(call, HRESULT.HCN_E_PORT_ALREADY_EXISTS, JSON.stringify({ Error: 'The specified port already exists.', Success: false }));
+    const holder = this.frontends.get(this.frontendOf(doc));
+    if (holder !== undefined && holder !== self) throw new HcnError(call, HRESULT.HCN_E_PORT_ALREADY_EXISTS, JSON.stringify({ Error: 'The specified port already exists.', Success: false }));
+  }
+
+  /** Stores a load balancer, keeping the frontend index in step. */
+  private storeLoadBalancer(id: string, doc: HostComputeLoadBalancer | undefined): void {
+    const old = this.loadBalancers.get(id);
+    if (old !== undefined) this.frontends.delete(this.frontendOf(old));
+    if (doc === undefined) {
+      this.loadBalancers.delete(id);
+      return;
     }
+    this.loadBalancers.set(id, doc);
+    this.frontends.set(this.frontendOf(doc), id);
   }
 
   private handle(kind: Kind, id: string): Handle {
@@ -184,7 +196,7 @@ export class FakeHcn implements HcnApi {
     const doc = this.parse('HcnCreateLoadBalancer', settings) as HostComputeLoadBalancer;
     this.checkLoadBalancer('HcnCreateLoadBalancer', doc, undefined);
     if (this.loadBalancers.has(g)) throw new HcnError('HcnCreateLoadBalancer', 0x800700b7, '');
-    this.loadBalancers.set(g, { ...doc, ID: g });
+    this.storeLoadBalancer(g, { ...doc, ID: g });
     return this.handle('loadBalancer', g);
   }
 
@@ -199,7 +211,7 @@ export class FakeHcn implements HcnApi {
     const h = this.use('HcnModifyLoadBalancer', loadBalancer, 'loadBalancer');
     const doc = this.parse('HcnModifyLoadBalancer', settings) as HostComputeLoadBalancer;
     this.checkLoadBalancer('HcnModifyLoadBalancer', doc, h.id);
-    this.loadBalancers.set(h.id, { ...doc, ID: h.id });
+    this.storeLoadBalancer(h.id, { ...doc, ID: h.id });
   }
 
   async queryLoadBalancerProperties(loadBalancer: HcnHandle, query: string): Promise<string> {
@@ -210,7 +222,8 @@ export class FakeHcn implements HcnApi {
   async deleteLoadBalancer(id: string): Promise<void> {
     this.calls.push('HcnDeleteLoadBalancer');
     const g = this.guid('HcnDeleteLoadBalancer', id);
-    if (!this.loadBalancers.delete(g)) throw new HcnError('HcnDeleteLoadBalancer', HRESULT.ERROR_NOT_FOUND, '');
+    if (!this.loadBalancers.has(g)) throw new HcnError('HcnDeleteLoadBalancer', HRESULT.ERROR_NOT_FOUND, '');
+    this.storeLoadBalancer(g, undefined);
   }
 
   async closeLoadBalancer(loadBalancer: HcnHandle): Promise<void> {
