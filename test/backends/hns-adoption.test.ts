@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHash } from 'node:crypto';
-import { cleanupHns } from '../../control/backends/hns/apply.ts';
+import { cleanupHns } from '../../control/backends/hns/cleanup.ts';
 import { hashEndpoints, loadBalancerIdentifier } from '../../control/backends/hns/compile.ts';
 import { HcnClient } from '../../control/backends/hns/hcn-client.ts';
 import { HcnError, HRESULT, type HcnHandle } from '../../control/backends/hns/hcn-api.ts';

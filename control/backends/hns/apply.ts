@@ -331,26 +331,3 @@ export class HnsBackend {
     }
   }
 }
-
-/** Removes every load balancer pointing at the network's endpoints and every remote endpoint on it (the cleanup subcommand). */
-export async function cleanupHns(client: HcnClient, networkName: string): Promise<{ loadBalancers: number; endpoints: number }> {
-  const net = (await client.listNetworks()).find((n) => n.Name === networkName);
-  if (net?.ID === undefined) return { loadBalancers: 0, endpoints: 0 };
-  const endpoints = await client.listEndpoints(net.ID);
-  const ours = new Set(endpoints.map((e) => e.ID?.toUpperCase()));
-  let loadBalancers = 0;
-  for (const lb of await client.listLoadBalancers()) {
-    if (lb.ID !== undefined && (lb.HostComputeEndpoints ?? []).every((id) => ours.has(id.toUpperCase()))) {
-      await client.deleteLoadBalancer(lb.ID);
-      loadBalancers++;
-    }
-  }
-  let removed = 0;
-  for (const ep of endpoints) {
-    if (ep.ID !== undefined && isRemote(ep)) {
-      await client.deleteEndpoint(ep.ID);
-      removed++;
-    }
-  }
-  return { loadBalancers, endpoints: removed };
-}
