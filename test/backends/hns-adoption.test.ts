@@ -40,10 +40,15 @@ const localPods = [{ id: guid(0x109), ips: ['10.180.0.9'] }];
 describe('HNS adapter: adoption, incremental changes, cleanup', () => {
   it('a restarted agent finds its own load balancers and endpoints and changes nothing', async () => {
     const hcn = fakeHcn(localPods);
-    const first = await hnsBackend(hcn).sync(cluster().state(), emptyChanges(), true);
-    assert.deepEqual(first.failed, []);
-    assert.equal(first.details.created, 3, 'ClusterIP svc1, ClusterIP np, NodePort np');
+    const backend = hnsBackend(hcn);
+    const first = { backend, result: await backend.sync(cluster().state(), emptyChanges(), true) };
+    assert.deepEqual(first.result.failed, []);
+    assert.equal(first.result.details.created, 3, 'ClusterIP svc1, ClusterIP np, NodePort np');
     const lbsBefore = structuredClone([...hcn.loadBalancers]);
+    // The same agent's periodic full sync (it re-lists HCN) changes nothing either.
+    const periodic = hcn.calls.length;
+    await first.backend.sync(cluster().state(), emptyChanges(), true);
+    assert.deepEqual(mutations(hcn, periodic), [], 'a full sync of an unchanged state');
     const mark = hcn.calls.length;
     const again = await hnsBackend(hcn).sync(cluster().state(), emptyChanges(), true);
     assert.deepEqual(again.failed, []);
@@ -109,6 +114,43 @@ describe('HNS adapter: adoption, incremental changes, cleanup', () => {
     assert.deepEqual(report, { loadBalancers: 1, endpoints: 2 });
     assert.equal(hcn.loadBalancers.size, 0);
     assert.deepEqual([...hcn.endpoints.keys()].sort(), [guid(0x109), guid(0xfff)], 'the local pod and the root endpoint stay');
+  });
+
+  it('a full sync repairs drift; after a failed sync the next one is full and repairs too', async () => {
+    class Flaky extends FakeHcn {
+      failCreates = 0;
+      override async createLoadBalancer(id: string, settings: string): Promise<HcnHandle> {
+        if (this.failCreates > 0) {
+          this.failCreates--;
+          throw new HcnError('HcnCreateLoadBalancer', 0x80070005, ''); // E_ACCESSDENIED, say
+        }
+        return super.createLoadBalancer(id, settings);
+      }
+    }
+    const hcn = new Flaky();
+    const seed = fakeHcn(localPods);
+    for (const n of seed.networks.values()) hcn.addNetwork({ ...n, ID: n.ID! });
+    for (const e of seed.endpoints.values()) hcn.addLocalEndpoint({ ...e, ID: e.ID! });
+    const tracker = cluster();
+    const backend = hnsBackend(hcn);
+    await backend.sync(tracker.state(), emptyChanges(), true);
+    // Someone deletes a load balancer behind the agent's back: the next full sync puts it back.
+    const victim = [...hcn.loadBalancers.keys()][0]!;
+    await hcn.deleteLoadBalancer(victim);
+    const repaired = await backend.sync(tracker.state(), emptyChanges(), true);
+    assert.equal(repaired.details.created, 1);
+    assert.equal(hcn.loadBalancers.size, 3);
+    // A change whose create fails is reported; the next (partial) sync runs full and creates it.
+    tracker.upsertService(service({ ns: 'ns3', name: 'new', clusterIPs: ['172.30.0.43'], ports: [{ name: 'p80', port: 80 }] }));
+    tracker.upsertSlice(slice({ ns: 'ns3', name: 'new-x', service: 'new', ports: [{ name: 'p80', port: 80 }], endpoints: [{ ip: '10.180.0.9', node: 'test-node' }] }));
+    hcn.failCreates = 1;
+    const failed = await backend.sync(tracker.state(), tracker.flush(), false);
+    assert.equal(failed.failed.length, 1);
+    assert.match(failed.failed[0]!.error, /0x80070005/);
+    const next = await backend.sync(tracker.state(), emptyChanges(), false);
+    assert.equal(next.details.full, true, 'the sync after a failure is full');
+    assert.deepEqual(next.failed, []);
+    assert.equal(hcn.loadBalancers.size, 4);
   });
 
   it('HNS without load balancer modify (E_NOTIMPL) gets delete and create, as kube-proxy falls back', async () => {

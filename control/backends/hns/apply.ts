@@ -67,6 +67,8 @@ export class HnsBackend {
   /** Remote endpoint IPs that lost their last reference in this sync: what a partial sync may delete. */
   private released = new Set<string>();
   private loadBalancerCount = 0;
+  /** The last sync failed somewhere: the next one is full. */
+  private repair = false;
   private failed: BackendSyncResult['failed'] = [];
 
   constructor(o: HnsBackendOptions) {
@@ -115,8 +117,9 @@ export class HnsBackend {
 
   /** Applies the desired state: everything (full) or the service ports in `changes`. */
   async sync(state: DesiredState, changes: ChangeSet, fullRequested: boolean): Promise<BackendSyncResult> {
-    // Node facts feed every port (source VIP, NodePort addresses): a change to them recompiles all.
-    const full = fullRequested || changes.nodeChanged;
+    // Node facts feed every port (source VIP, NodePort addresses): a change to them recompiles all;
+    // after a sync with failures the next one re-reads HCN and repairs, as kube-proxy re-lists.
+    const full = fullRequested || changes.nodeChanged || this.repair;
     this.failed = [];
     const unsupported: BackendSyncResult['unsupported'] = [];
     const before = { ...this.o.client.counts };
@@ -154,6 +157,7 @@ export class HnsBackend {
       }
     }
     await this.deleteUnreferencedRemoteEndpoints(full);
+    this.repair = this.failed.length > 0;
     const c = this.o.client.counts;
     return {
       failed: this.failed,
@@ -230,9 +234,10 @@ export class HnsBackend {
       const doc = loadBalancerDocument(spec, ids);
       const fk = frontendKey(doc);
       const mine = prev.lbs.get(spec.slot);
-      // The load balancer now on that frontend: ours from last time, or one we adopt.
-      const there = mine !== undefined && frontendKey(mine.doc) === fk ? mine : this.byFrontend.get(fk);
-      if (mine !== undefined && mine !== there) await this.deleteLoadBalancer(pc.servicePort, mine);
+      // The load balancer on that frontend as HCN last listed it (a full sync re-lists, so one
+      // deleted behind our back is gone from here): ours from last time, or one we adopt.
+      const there = this.byFrontend.get(fk);
+      if (mine !== undefined && mine.id !== there?.id) await this.deleteLoadBalancer(pc.servicePort, mine);
       try {
         const written = there === undefined ? await this.create(doc) : sameLoadBalancer(there.doc, doc) ? there : await this.modify(there, doc);
         next.lbs.set(spec.slot, written);
