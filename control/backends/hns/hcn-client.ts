@@ -90,9 +90,11 @@ export class HcnClient {
     return id;
   }
 
-  /** Replaces a load balancer's settings in place (kube-proxy's updateLoadBalancer: the whole document). */
+  /** Replaces a load balancer's settings in place (kube-proxy's updateLoadBalancer: the whole document, its id only in the handle). */
   async modifyLoadBalancer(id: string, doc: HostComputeLoadBalancer): Promise<void> {
-    await this.withHandle(() => this.api.openLoadBalancer(id), (h) => this.api.modifyLoadBalancer(h, JSON.stringify({ ...doc, ID: id })), (h) => this.api.closeLoadBalancer(h));
+    const { ID: _ignored, ...settings } = doc;
+    void _ignored;
+    await this.withHandle(() => this.api.openLoadBalancer(id), (h) => this.api.modifyLoadBalancer(h, JSON.stringify(settings)), (h) => this.api.closeLoadBalancer(h));
     this.counts.loadBalancersModified++;
   }
 
