@@ -82,12 +82,12 @@ export class HcnClient {
     return out;
   }
 
-  /** Creates a load balancer; returns its id. */
+  /** Creates a load balancer; returns its id as the service reports it (hcsshim queries it back the same way). */
   async createLoadBalancer(doc: HostComputeLoadBalancer): Promise<string> {
     const id = this.newId();
-    await this.api.closeLoadBalancer(await this.api.createLoadBalancer(id, JSON.stringify(doc)));
+    const text = await this.withHandle(() => this.api.createLoadBalancer(id, JSON.stringify(doc)), (h) => this.api.queryLoadBalancerProperties(h, DEFAULT_QUERY), (h) => this.api.closeLoadBalancer(h));
     this.counts.loadBalancersCreated++;
-    return id;
+    return (JSON.parse(text) as HostComputeLoadBalancer).ID ?? id;
   }
 
   /** Replaces a load balancer's settings in place (kube-proxy's updateLoadBalancer: the whole document, its id only in the handle). */
