@@ -120,7 +120,9 @@ function compileFrontend(plan: ServicePortPlan, f: FrontendPlan, o: HnsCompileOp
     unsupported.push({ servicePort: sp.servicePortName, frontend: f.kind === 'NodePort' ? `*:${f.port} NodePort` : describe(f), sources, reason });
   };
   const primary = f.bySource[PRIMARY[f.kind]];
-  const dsr = o.winkernel.enableDSR && sp.externalPolicyLocal && f.kind !== 'ClusterIP';
+  // kube-proxy's localTrafficDSR: with enableDSR, an external frontend whose outside clients the
+  // plan does not masquerade (eTP Local) keeps their address by Direct Server Return.
+  const dsr = o.winkernel.enableDSR && f.kind !== 'ClusterIP' && primary.action === 'FORWARD' && !primary.masquerade;
   let lb: LoadBalancerSpec | undefined;
   if (primary.action === 'FORWARD' && primary.endpoints.length > 0) {
     const ports = new Set(primary.endpoints.map((e) => e.port));
