@@ -10,6 +10,8 @@ import { apiFrontends } from '../inspect/api-view.ts';
 import { IptablesProxyBackend } from '../backends/iptables/proxy-backend.ts';
 import { IpvsProxyBackend } from '../backends/ipvs/proxy-backend.ts';
 import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
+import { KernelspaceProxyBackend } from '../backends/hns/proxy-backend.ts';
+import type { WinkernelConfig } from '../backends/hns/winkernel-config.ts';
 import { listAddresses } from '../backends/ebpf/devices.ts';
 import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
@@ -38,7 +40,8 @@ export interface AgentOptions {
   backend:
     | ({ mode: 'ebpf' } & Omit<EbpfBackendOptions, 'log'>)
     | { mode: 'iptables' | 'nftables'; minSyncPeriodMs: number }
-    | { mode: 'ipvs'; minSyncPeriodMs: number; scheduler: string; timeouts: { tcp: number; tcpFin: number; udp: number } };
+    | { mode: 'ipvs'; minSyncPeriodMs: number; scheduler: string; timeouts: { tcp: number; tcpFin: number; udp: number } }
+    | { mode: 'kernelspace'; minSyncPeriodMs: number; winkernel: WinkernelConfig; healthzPort: number };
   logger: Logger;
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
@@ -128,6 +131,8 @@ export class Agent {
     let backend: ProxyBackend;
     if (b.mode === 'ebpf') {
       backend = new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0);
+    } else if (b.mode === 'kernelspace') {
+      backend = new KernelspaceProxyBackend({ winkernel: b.winkernel, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs, healthzPort: b.healthzPort });
     } else {
       const rules = { families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs };
       backend =

@@ -10,7 +10,7 @@ export interface BackendSyncResult {
 }
 
 export interface ProxyBackend {
-  readonly mode: 'ebpf' | 'iptables' | 'nftables' | 'ipvs';
+  readonly mode: 'ebpf' | 'iptables' | 'nftables' | 'ipvs' | 'kernelspace';
   /** kube-proxy's minSyncPeriod: 0 applies every change at once. */
   readonly minSyncPeriodMs: number;
   /** A full sync this often (0: never). */

@@ -13,6 +13,7 @@ import { cleanupNftables } from '../backends/nftables/cleanup.ts';
 import { SCHEDULERS } from '../backends/ipvs/compile.ts';
 import { cleanupIpvs } from '../backends/ipvs/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
+import { healthzPort, winkernelConfig } from '../backends/hns/winkernel-config.ts';
 import type { CommandIO } from './io.ts';
 import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 
@@ -147,7 +148,11 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   }
   // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
   const requested = str(kp.mode) ?? 'ebpf';
-  const choice = chooseMode(requested, await probeKernel());
+  if (requested === 'kernelspace' && process.platform !== 'win32') {
+    io.stderr(`--proxy-mode kernelspace needs Windows: it programs HNS/HCN load balancers through computenetwork.dll, which exists only there (this is ${process.platform}; use ebpf, nftables, iptables or ipvs)\n`);
+    return 1;
+  }
+  const choice = requested === 'kernelspace' ? { mode: 'kernelspace' as const, why: 'kernelspace requested: HNS load balancers (Windows)' } : chooseMode(requested, await probeKernel());
   if (choice instanceof Error) {
     io.stderr(`${choice.message}\n`);
     return 1;
@@ -187,7 +192,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
     model: { ...model, defaultAlgorithm: algorithm },
     source,
-    backend: choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
+    backend: choice.mode === 'kernelspace' ? { mode: 'kernelspace', minSyncPeriodMs: periods.minSyncPeriodMs, winkernel: winkernelConfig(kp), healthzPort: healthzPort(kp) } : choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
       mode: 'ebpf',
       pinDir: String(sy.bpffsDir),
       maxEntries,
