@@ -1,10 +1,12 @@
 // Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
 import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
+import { DEFAULT_SNAT_PORTS } from '../../control/backends/ebpf/backend.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { datapathObjectPath } from '../../control/backends/ebpf/object-path.ts';
 import type { ChangeTracker } from '../../control/model/tracker.ts';
+import type { ModelConfig } from '../../control/model/types.ts';
 import { netnsPath, type Lab, type LabNode } from '../lab/lab.ts';
 import { semanticTracker } from './semantic-lab.ts';
 
@@ -20,14 +22,14 @@ export interface ProgrammedNode {
 }
 
 /** The semantic cluster, unless `fill` loads another one into the node's model. */
-export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject): ProgrammedNode {
-  const tracker = semanticTracker(n, fill);
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, model?: ModelConfig): ProgrammedNode {
+  const tracker = semanticTracker(n, fill, model);
   const datapath = EbpfDatapath.open({ object, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
     nodeIp4: n.ipv4,
     nodeIp6: n.ipv6,
-    snatPortMin: 61000,
-    snatPortMax: 65535,
+    snatPortMin: DEFAULT_SNAT_PORTS.min,
+    snatPortMax: DEFAULT_SNAT_PORTS.max,
     flags: 0,
     ctTimeoutTcpNs: 86_400n * 1_000_000_000n,
     ctTimeoutUdpNs: 60n * 1_000_000_000n,

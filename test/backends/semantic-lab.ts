@@ -3,6 +3,7 @@
 import type { V1Node } from '@kubernetes/client-node';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
+import type { ModelConfig } from '../../control/model/types.ts';
 import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, node as node0, services, slices } from '../cases/semantics.ts';
 import { Lab, type LabNode } from '../lab/lab.ts';
 import { routeServiceIpsViaNode0 } from './case-check.ts';
@@ -17,8 +18,8 @@ export function nodeObject(n: LabNode): V1Node {
 }
 
 /** Node n's model: the semantic cluster, unless `fill` loads another one. Flushed. */
-export function semanticTracker(n: LabNode, fill?: (tracker: ChangeTracker) => void): ChangeTracker {
-  const tracker = new ChangeTracker(config, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
+export function semanticTracker(n: LabNode, fill?: (tracker: ChangeTracker) => void, model: ModelConfig = config): ChangeTracker {
+  const tracker = new ChangeTracker(model, nodeFacts(n.name, nodeObject(n), [`10.244.${n.index}.1`]));
   if (fill !== undefined) fill(tracker);
   else {
     for (const s of services) tracker.upsertService(s);

@@ -1,6 +1,6 @@
 // Load from inside a netns for benchmarks: sequential connections (connect, read the reply,
 // close) for a while, or one bulk download; prints one JSON line.
-//   node load.ts '{"mode":"connections","host":"10.96.0.10","port":80,"seconds":3}'
+//   node load.ts '{"mode":"connections","host":"10.96.0.10","port":80,"seconds":3}'   (or "count":30000)
 //   node load.ts '{"mode":"bulk","host":"10.96.0.10","port":5001,"bytes":1073741824}'
 import { connect } from 'node:net';
 
@@ -9,6 +9,8 @@ interface LoadRequest {
   host: string;
   port: number;
   seconds?: number;
+  /** connections: stop after this many instead of after `seconds`. */
+  count?: number;
   bytes?: number;
 }
 
@@ -42,7 +44,7 @@ if (req.mode === 'connections') {
   let failures = 0;
   const errors: string[] = [];
   const start = process.hrtime.bigint();
-  while (Date.now() < until) {
+  while (req.count !== undefined ? n + failures < req.count : Date.now() < until) {
     try {
       await once(req.host, req.port);
       n++;
