@@ -20,6 +20,7 @@ import { command, commandHelp, VERSION } from './commands.ts';
 import { FlagError, parseFlags, type FlagValue } from './flags.ts';
 import { createLogger } from './logger.ts';
 import { resolveSource } from './preflight.ts';
+import { explain } from './explain.ts';
 
 
 type Dict = Record<string, unknown>;
@@ -236,7 +237,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     // pinned and attached removed (a datapath adopted from an earlier run stays, still forwarding).
     await agent.stop().catch(() => undefined);
     if (choice.mode === 'ebpf' && !pinnedBefore) await cleanupEbpf({ pinDir, cgroup }).catch(() => undefined);
-    io.stderr(`switchyard: ${(e as Error).message}\n`);
+    io.stderr(`switchyard: ${explain(e)}\n`);
     return 1;
   }
   const signal = await stopped;

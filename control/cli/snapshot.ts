@@ -1,5 +1,6 @@
 // One-shot desired state for the inspect commands: read the sources once (manifests or the API
 // server), feed the model, flush, stop.
+import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
 import type { DesiredState, ModelConfig } from '../model/types.ts';
 import { FilesSource } from '../sources/files/source.ts';
@@ -66,6 +67,8 @@ class FactSink implements ObjectSink {
 
 export async function snapshot(o: SnapshotOptions): Promise<{ state: DesiredState; rejections: RejectionLog; facts: SnapshotFacts }> {
   const tracker = new ChangeTracker(o.config);
+  // The host's addresses count even when no Node object names this node (as the agent does).
+  tracker.setNode(nodeFacts(o.nodeName, undefined, o.hostAddresses));
   const rejections = new RejectionLog(o.logger);
   const facts = new FactSink(new ModelFeed({ tracker, rejections, nodeName: o.nodeName, hostAddresses: o.hostAddresses }));
   const feed = facts;

@@ -75,8 +75,8 @@ export async function traceCommand(argv: string[], io: CommandIO): Promise<numbe
   const src = text('src') === undefined ? undefined : canonicalIp(text('src')!);
   const dst = text('dst') === undefined ? undefined : parseHostPort(text('dst')!);
   if (text('src') === undefined || text('dst') === undefined) throw new FlagError('--src and --dst are required');
-  if (src === undefined) throw new FlagError(`--src: "${text('src')}" is not an IP address`);
-  if (dst === undefined) throw new FlagError(`--dst: "${text('dst')}" is not IP:PORT (or [IPv6]:PORT)`);
+  const bad = [src === undefined ? `--src: "${text('src')}" is not an IP address` : '', dst === undefined ? `--dst: "${text('dst')}" is not IP:PORT (or [IPv6]:PORT)` : ''].filter((m) => m !== '');
+  if (bad.length > 0 || src === undefined || dst === undefined) throw new FlagError(bad.join('; '));
   const protocol = (text('proto') ?? 'tcp').toUpperCase() as Protocol;
   const output = text('output') ?? 'table';
   const config = modelConfigFromFlags({
