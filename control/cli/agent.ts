@@ -19,7 +19,7 @@ import { AGENT_FLAGS, applyAgentFlags, unusedFlagsGiven, type AgentFlagValues } 
 import { command, commandHelp, VERSION } from './commands.ts';
 import { FlagError, parseFlags, type FlagValue } from './flags.ts';
 import { createLogger } from './logger.ts';
-import { resolveSource } from './preflight.ts';
+import { bindProblem, resolveSource } from './preflight.ts';
 import { explain } from './explain.ts';
 
 
@@ -187,7 +187,17 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     logger.info('configuration and sources checked (--init-only); Switchyard has no separate privileged initialisation');
     return 0;
   }
-  // Everything above only read files; from here on the kernel is probed and programmed.
+  // A busy port is fatal (another proxy still runs); other bind problems are so with
+  // --bind-address-hard-fail. Checked here, before the kernel is probed; bound for real below.
+  for (const [what, address] of [['health checks', str(kp.healthzBindAddress)], ['metrics', str(kp.metricsBindAddress)]] as const) {
+    if (address === undefined) continue;
+    const code = await bindProblem(address);
+    if (code === 'EADDRINUSE' || (code !== undefined && kp.bindAddressHardFail === true)) {
+      io.stderr(`switchyard: serving ${what} on ${address}: ${code === 'EADDRINUSE' ? 'address already in use (is kube-proxy or another agent still running?)' : code}\n`);
+      return 1;
+    }
+  }
+  // Everything above only read files and tried ports; from here on the kernel is probed and programmed.
   applyOomScoreAdj(kp.oomScoreAdj, logger);
   // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
   const requested = str(kp.mode) ?? 'ebpf';

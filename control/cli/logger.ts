@@ -25,14 +25,14 @@ function levelFor(verbosity: number): 'trace' | 'debug' | 'info' {
   return verbosity >= 6 ? 'trace' : verbosity >= 4 ? 'debug' : 'info';
 }
 
-/** The first frame outside pino and this file: "dir/file.ts:line", as klog's caller. */
+/** The first frame outside pino and this file (a library's, for its own lines): "dir/file.ts:line", as klog's caller. */
 function caller(): string {
   const stack = new Error().stack?.split('\n') ?? [];
   for (const frame of stack.slice(1)) {
     const m = /\(?(?:file:\/\/)?([^()\s]+):(\d+):\d+\)?$/.exec(frame.trim());
     if (m === null) continue;
     const file = m[1]!;
-    if (file.includes('/node_modules/') || file.endsWith('/cli/logger.ts') || file.startsWith('node:')) continue;
+    if (file.includes('/node_modules/pino') || file.endsWith('/cli/logger.ts') || file.startsWith('node:')) continue;
     return `${basename(dirname(file))}/${basename(file)}:${m[2]}`;
   }
   return '???:1';

@@ -2,6 +2,8 @@
 // source is well-formed (the manifests directory exists, the kubeconfig reads and names a
 // server). Reaching the API server is left to the reflector, which retries with backoff.
 import { statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { splitAddress } from '../server/servers.ts';
 import type { SourceOptions } from '../agent/agent.ts';
 import { loadKubeConfig } from '../sources/kube/transport.ts';
 
@@ -52,4 +54,18 @@ export function resolveSource(f: SourceFlags, env: NodeJS.ProcessEnv = process.e
   if (server === undefined || server === '') throw new Error(`--kubeconfig ${kubeconfig ?? '(in-cluster)'}: its current context names no cluster with a server`);
   if (!/^https?:\/\//.test(server)) throw new Error(`the API server "${server}" is not an http:// or https:// URL`);
   return { kind: 'kube', kubeconfig, master, contentType: f.contentType, qps: f.qps, burst: f.burst };
+}
+
+/**
+ * Whether a server address can be bound, tried (and let go) before the kernel is probed; the
+ * agent binds it for real before it programs anything. Resolves to the error's code, or undefined.
+ */
+export function bindProblem(address: string): Promise<string | undefined> {
+  const { host, port } = splitAddress(address);
+  if (port === 0) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(undefined)));
+  });
 }
