@@ -2,6 +2,7 @@
 // argument lists, --help of every command against the flag table, docs/flags.md current,
 // --version, and errors that name the flag (never the first argument).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -244,5 +245,22 @@ describe('help, version and errors', () => {
     const r = await run(['--config', file, '--write-config-to', out]);
     assert.equal(r.code, 1);
     assert.match(r.err, /^switchyard: invalid configuration: mode: "ebfp" is not one of ebpf, nftables, iptables, ipvs, auto\n$/);
+  });
+});
+
+describe('npm run demo', () => {
+  const DEMO = new URL('../lab/demo.ts', import.meta.url).pathname;
+  const demo = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => execFile(process.execPath, [DEMO, ...args], (e, stdout, stderr) => resolve({ code: e === null ? 0 : (e.code as number), stdout, stderr })));
+
+  it('--help prints the usage; --duration abc is refused before any lab is built', async () => {
+    const help = await demo(['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^usage: npm run demo -- \[--duration SECONDS\]/);
+    assert.match(help.stdout, /--duration seconds/);
+    const bad = await demo(['--duration', 'abc']);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'demo: invalid argument "abc" for "--duration" flag: want a number\nusage: npm run demo -- [--duration SECONDS] [--connections N]\n');
+    assert.equal((await demo(['--duration=0'])).code, 2);
   });
 });
