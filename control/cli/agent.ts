@@ -203,7 +203,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const requested = str(kp.mode) ?? 'ebpf';
   const choice = chooseMode(requested, await probeKernel());
   if (choice instanceof Error) {
-    io.stderr(`switchyard: ${choice.message}\n`);
+    io.stderr(`switchyard: ${explain(choice)}\n`);
     return 1;
   }
   const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
