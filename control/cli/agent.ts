@@ -246,7 +246,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     // One line, then nothing left behind: servers closed, children killed, and what this start
     // pinned and attached removed (a datapath adopted from an earlier run stays, still forwarding).
     await agent.stop().catch(() => undefined);
-    if (choice.mode === 'ebpf' && !pinnedBefore) await cleanupEbpf({ pinDir, cgroup }).catch(() => undefined);
+    // A cgroup that cannot be queried (the cause of the failure, maybe) must not keep the pins.
+    if (choice.mode === 'ebpf' && !pinnedBefore) await cleanupEbpf({ pinDir, cgroup }).catch(() => cleanupEbpf({ pinDir })).catch(() => undefined);
     io.stderr(`switchyard: ${explain(e)}\n`);
     return 1;
   }

@@ -175,6 +175,29 @@ describe('agent start and stop', () => {
     await until('the children to end', () => kids.every((k) => !alive(k)));
   });
 
+  it('a start that fails after the datapath was pinned removes what it made, and its children', async () => {
+    // A plain directory as the cgroup root: the socket hooks' attach fails after the maps were
+    // pinned and the link watcher started.
+    const dir = pins('late');
+    const notCgroup = mkdtempSync(join(tmpdir(), 'switchyard-not-cgroup-'));
+    try {
+      const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cgroup-root', notCgroup], ['unshare', '-n', '--']);
+      children.push(a.child);
+      const seen = new Set<number>();
+      const watch = setInterval(() => {
+        if (a.child.pid !== undefined) for (const k of childrenOf(a.child.pid)) seen.add(k);
+      }, 5);
+      const r = await a.done;
+      clearInterval(watch);
+      assert.equal(r.code, 1, r.stderr);
+      assert.deepEqual(r.stderr.trimEnd().split('\n').filter((l) => !KLOG.test(l)), [`switchyard: bpf_prog_attach: Bad file descriptor (${notCgroup})`]);
+      assert.equal(existsSync(dir), false, 'the pins this start made are gone');
+      await until('its children to end', () => [...seen].every((k) => !alive(k)));
+    } finally {
+      rmSync(notCgroup, { recursive: true, force: true });
+    }
+  });
+
   it('--logging-format=json writes one JSON object per line', async () => {
     const dir = pins('json');
     const a = start(['--manifests', manifests, '--healthz-bind-address', `127.0.0.1:${busyPort}`, '--bpffs-dir', dir, '--logging-format=json', '--profiling']);
