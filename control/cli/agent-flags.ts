@@ -164,7 +164,9 @@ export function applyAgentFlags(values: AgentFlagValues, kubeProxy: Dict, switch
   for (const [name, value] of values) {
     const paths = KUBE_PROXY_PATHS[name];
     if (paths !== undefined) {
-      for (const p of typeof paths === 'string' ? [paths] : paths) set(kubeProxy, p, name === 'hostname-override' ? String(value).trim().toLowerCase() : value);
+      // As kube-proxy: the node name trimmed and lower-cased; one of only spaces is left for validation to refuse.
+      const v = name === 'hostname-override' && String(value).trim() !== '' ? String(value).trim().toLowerCase() : value;
+      for (const p of typeof paths === 'string' ? [paths] : paths) set(kubeProxy, p, v);
     }
     const syPath = SWITCHYARD_PATHS[name];
     if (syPath !== undefined) set(switchyard, syPath, value);
