@@ -24,6 +24,7 @@ import { SyncRunner } from './sync-runner.ts';
 import type { HealthSnapshot } from '../server/health.ts';
 import { ProxyMetrics, type DatapathStats } from '../server/metrics.ts';
 import { ProxyServers } from '../server/servers.ts';
+import { countRequests } from '../server/request-metrics.ts';
 import { isHealthy } from '../server/health.ts';
 import { ServiceHealthServers } from '../server/service-health.ts';
 
@@ -140,7 +141,7 @@ export class Agent {
         logger: log,
       });
       this.addresses = await this.servers.listen();
-      log.info(this.addresses, `serving health on ${this.addresses.healthz || '(off)'} and metrics on ${this.addresses.metrics || '(off)'}`);
+      log.info(this.addresses, `serving health on ${this.addresses.healthz || (this.o.healthzBindAddress ? '(not bound yet)' : '(off)')} and metrics on ${this.addresses.metrics || (this.o.metricsBindAddress ? '(not bound yet)' : '(off)')}`);
     }
     const b = this.o.backend;
     let backend: ProxyBackend;
@@ -236,7 +237,7 @@ export class Agent {
       await this.files.start();
     } else {
       const limit = this.o.source.qps !== undefined ? { qps: this.o.source.qps, burst: this.o.source.burst ?? 10 } : undefined;
-      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit);
+      const transport = countRequests(new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit), this.metrics.restClientRequests);
       this.kube = new KubeSource({
         transport,
         nodeName: this.o.nodeName,

@@ -29,6 +29,7 @@ export class ProxyMetrics {
   readonly rejected: Counter;
   readonly watchEvents: Counter;
   readonly apiserverUp: Gauge;
+  readonly restClientRequests: Counter<'code' | 'host' | 'method'>;
   readonly lastSourceSync: Gauge;
   readonly notProgrammed: Gauge;
 
@@ -120,6 +121,7 @@ export class ProxyMetrics {
     this.partialSyncDuration = new Histogram({ name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds for partial resyncs', buckets: exponential(0.001, 2, 15), registers });
     this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists, failed requests (error) and decode errors by kind', labelNames: ['kind', 'event'], registers });
     this.apiserverUp = new Gauge({ name: 'switchyard_apiserver_up', help: '1 when the last list or watch request to the API server succeeded, 0 when it failed (absent with a manifests source)', registers });
+    this.restClientRequests = new Counter({ name: 'rest_client_requests_total', help: 'Number of HTTP requests, partitioned by status code, method, and host.', labelNames: ['code', 'host', 'method'], registers });
     this.lastSourceSync = new Gauge({ name: 'switchyard_source_last_sync_timestamp_seconds', help: 'When each kind was last listed completely from its source', labelNames: ['kind'], registers });
     new Counter({
       name: 'switchyard_service_packets_total',

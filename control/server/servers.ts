@@ -76,7 +76,11 @@ export class ProxyServers {
   private async bind(server: FastifyInstance, what: string, address: string): Promise<string> {
     const { host, port } = splitAddress(address);
     try {
-      return await server.listen({ host, port });
+      await server.listen({ host, port });
+      // Where it listens, from the socket (fastify names interface addresses, none when only lo is down).
+      const bound = server.server.address();
+      const at = typeof bound === 'object' && bound !== null ? bound : { address: host, port };
+      return `http://${at.address.includes(':') ? `[${at.address}]` : at.address}:${at.port}`;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const reason = err.code === 'EADDRINUSE' ? 'address already in use (is kube-proxy or another agent still running?)' : err.code === 'EADDRNOTAVAIL' ? 'no such local address' : err.code === 'EACCES' ? 'permission denied' : err.message;

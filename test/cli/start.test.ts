@@ -3,7 +3,7 @@
 // usage error (exit 2); a bad kubeconfig or manifests directory is named before the kernel is
 // touched; logs are klog text by default and JSON on request; SIGTERM leaves no child behind.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { writeManifests } from '../cases/manifests.ts';
 import { runPrefix } from '../lab/names.ts';
 
 const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
+const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 const KLOG = /^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ [\w.-]+:\d+\] "/;
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -196,6 +197,32 @@ describe('agent start and stop', () => {
     } finally {
       rmSync(notCgroup, { recursive: true, force: true });
     }
+  });
+
+  it('an unreachable API server shows in the metrics: apiserver_up 0, failed requests and watches counted', async () => {
+    const dir = pins('noapi');
+    // Port 1 on the loopback of a fresh netns (lo brought up): refused at once, the reflectors retry with backoff.
+    const a = start(['--master', 'http://127.0.0.1:1', '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--bpffs-dir', dir], ['unshare', '-n', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh']);
+    children.push(a.child);
+    await until('a failed watch', () => /watch \w+ failed; retrying/.test(a.out.stderr) || a.child.exitCode !== null);
+    assert.equal(a.child.exitCode, null, a.out.stderr);
+    const metrics = async (): Promise<string> => {
+      const out = await new Promise<string>((resolve) =>
+        execFile('nsenter', [`--net=/proc/${a.child.pid}/ns/net`, '--', process.execPath, GET, 'http://127.0.0.1:10249/metrics'], (_e, stdout) => resolve(stdout)),
+      );
+      return out === '' ? '' : (JSON.parse(out) as { body: string }).body;
+    };
+    let text = '';
+    const deadline = Date.now() + 60_000;
+    while (!/^rest_client_requests_total\{code="<error>"/m.test(text) && Date.now() < deadline) {
+      text = await metrics();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(text, /^switchyard_apiserver_up 0$/m);
+    assert.match(text, /^switchyard_watch_events_total\{kind="\w+",event="error"\} [1-9]/m);
+    assert.match(text, /^rest_client_requests_total\{code="<error>",host="127\.0\.0\.1:1",method="GET"\} [1-9]/m);
+    a.child.kill('SIGTERM');
+    assert.equal((await a.done).code, 0);
   });
 
   it('--logging-format=json writes one JSON object per line', async () => {

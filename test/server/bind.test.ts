@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { ProxyMetrics } from '../../control/server/metrics.ts';
 import { ProxyServers, type ServerOptions } from '../../control/server/servers.ts';
+import { countRequests } from '../../control/server/request-metrics.ts';
+import type { ApiResponse } from '../../control/sources/kube/transport.ts';
 
 function servers(o: Partial<ServerOptions>, errors: string[] = []): ProxyServers {
   const logger = pino({ level: 'error' }, { write: (line: string) => void errors.push((JSON.parse(line) as { msg: string }).msg) });
@@ -90,5 +92,29 @@ describe('server binding', () => {
     counts.set('invalid-ip', 5);
     text = await m.registry.metrics();
     assert.match(text, /^switchyard_rejected_objects_total\{reason="invalid-ip"\} 5$/m);
+  });
+
+  it('rest_client_requests_total counts every API request by code, and "<error>" when none came back', async () => {
+    const m = new ProxyMetrics(() => new Map(), () => undefined);
+    let fail = false;
+    const transport = countRequests(
+      {
+        server: 'https://10.0.0.1:6443',
+        get: async () => {
+          if (fail) throw new Error('connect ECONNREFUSED');
+          return { status: 200, headers: {}, body: undefined } as unknown as ApiResponse;
+        },
+      },
+      m.restClientRequests,
+    );
+    const signal = new AbortController().signal;
+    await transport.get('/api/v1/services', new URLSearchParams(), 'application/json', signal);
+    await transport.get('/api/v1/services', new URLSearchParams(), 'application/json', signal);
+    fail = true;
+    await assert.rejects(transport.get('/api/v1/services', new URLSearchParams(), 'application/json', signal), /ECONNREFUSED/);
+    const text = await m.registry.metrics();
+    assert.match(text, /^# TYPE rest_client_requests_total counter$/m);
+    assert.match(text, /^rest_client_requests_total\{code="200",host="10\.0\.0\.1:6443",method="GET"\} 2$/m);
+    assert.match(text, /^rest_client_requests_total\{code="<error>",host="10\.0\.0\.1:6443",method="GET"\} 1$/m);
   });
 });
