@@ -14,18 +14,20 @@ import { traceCommand } from './trace.ts';
 
 async function probeCommand(argv: string[], io: CommandIO): Promise<number> {
   const spec = command('probe');
-  const { values } = parseFlags(argv, spec.flags);
+  const { values, args } = parseFlags(argv, spec.flags);
   if (values.get('help') === true) {
     io.stdout(commandHelp(spec));
     return 0;
   }
+  if (args.length > 0) throw new FlagError(`unexpected argument "${args[0]}" (-o json for JSON)`);
   const probes = await probeKernel();
   io.stdout(values.get('output') === 'json' ? `${JSON.stringify(probes, null, 2)}\n` : `${table(['MODE', 'USABLE', 'BUILT', 'WHY'], probes.map((p) => [p.mode, p.usable ? 'yes' : 'no', p.built ? 'yes' : 'no', p.reason]))}\n`);
   return 0;
 }
 
 function versionCommand(argv: string[], io: CommandIO): number {
-  const { values } = parseFlags(argv, command('version').flags);
+  const { values, args } = parseFlags(argv, command('version').flags);
+  if (args.length > 0) throw new FlagError(`unexpected argument "${args[0]}"`);
   io.stdout(values.get('help') === true ? commandHelp(command('version')) : `switchyard ${VERSION}\n`);
   return 0;
 }
