@@ -26,6 +26,7 @@ import { SyncRunner } from './sync-runner.ts';
 import type { HealthSnapshot } from '../server/health.ts';
 import { ProxyMetrics, type DatapathStats } from '../server/metrics.ts';
 import { ProxyServers } from '../server/servers.ts';
+import { countRequests } from '../server/request-metrics.ts';
 import { isHealthy } from '../server/health.ts';
 import { ServiceHealthServers } from '../server/service-health.ts';
 
@@ -46,6 +47,8 @@ export interface AgentOptions {
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
   metricsBindAddress?: string;
+  /** kube-proxy's --bind-address-hard-fail. */
+  bindAddressHardFail?: boolean;
   /** kube-proxy's syncPeriod: health fails when a change waits longer than twice this. */
   syncPeriodMs: number;
   /** What /configz shows. */
@@ -127,6 +130,22 @@ export class Agent {
     // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
     if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
+    // Bound first, before anything touches the kernel: a busy port stops the start here.
+    if (this.o.healthzBindAddress !== undefined || this.o.metricsBindAddress !== undefined) {
+      this.servers = new ProxyServers({
+        healthzBindAddress: this.o.healthzBindAddress,
+        metricsBindAddress: this.o.metricsBindAddress,
+        bindAddressHardFail: this.o.bindAddressHardFail,
+        snapshot: () => this.healthSnapshot(),
+        metrics: this.metrics,
+        proxyMode: this.o.backend.mode,
+        configz: () => this.o.configz ?? {},
+        ...(this.o.backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
+        logger: log,
+      });
+      this.addresses = await this.servers.listen();
+      log.info(this.addresses, `serving health on ${this.addresses.healthz || (this.o.healthzBindAddress ? '(not bound yet)' : '(off)')} and metrics on ${this.addresses.metrics || (this.o.metricsBindAddress ? '(not bound yet)' : '(off)')}`);
+    }
     const b = this.o.backend;
     let backend: ProxyBackend;
     if (b.mode === 'ebpf') {
@@ -209,6 +228,7 @@ export class Agent {
       },
       onSynced: (kind) => {
         this.synced.add(kind);
+        this.metrics.lastSourceSync.set({ kind }, Date.now() / 1000);
         if (this.synced.size === 3) {
           log.info({ kinds: [...this.synced] }, 'sources synced');
           for (const r of this.tracker.orphanSlices()) this.rejections.record(r.object, [r]);
@@ -222,39 +242,34 @@ export class Agent {
       await this.files.start();
     } else {
       const limit = this.o.source.qps !== undefined ? { qps: this.o.source.qps, burst: this.o.source.burst ?? 10 } : undefined;
-      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit);
+      const transport = countRequests(new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit), this.metrics.restClientRequests);
       this.kube = new KubeSource({
         transport,
         nodeName: this.o.nodeName,
         sink: feed,
         contentType: this.o.source.contentType,
         events: {
-          error: (kind, e, delayMs) => log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`),
+          error: (kind, e, delayMs) => {
+            this.metrics.watchEvents.inc({ kind, event: 'error' });
+            this.metrics.apiserverUp.set(0);
+            log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`);
+          },
           relist: (kind, reason) => {
             this.metrics.watchEvents.inc({ kind, event: 'relist' });
+            this.metrics.apiserverUp.set(1);
+            this.metrics.lastSourceSync.set({ kind }, Date.now() / 1000);
             log.info({ kind, reason }, `relisted ${kind}`);
           },
-          reconnect: (kind) => this.metrics.watchEvents.inc({ kind, event: 'reconnect' }),
+          reconnect: (kind) => {
+            this.metrics.watchEvents.inc({ kind, event: 'reconnect' });
+            this.metrics.apiserverUp.set(1);
+          },
           decodeError: (kind) => this.metrics.watchEvents.inc({ kind, event: 'decode-error' }),
         },
       });
       this.kube.start();
     }
     await backend.start();
-    if (this.o.healthzBindAddress !== undefined && this.o.metricsBindAddress !== undefined) {
-      this.servers = new ProxyServers({
-        healthzBindAddress: this.o.healthzBindAddress,
-        metricsBindAddress: this.o.metricsBindAddress,
-        snapshot: () => this.healthSnapshot(),
-        metrics: this.metrics,
-        proxyMode: backend.mode,
-        configz: () => this.o.configz ?? {},
-        ...(backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
-        logger: log,
-      });
-      this.addresses = await this.servers.listen();
-      log.info(this.addresses, `serving health on ${this.addresses.healthz} and metrics on ${this.addresses.metrics}`);
-    }
   }
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
