@@ -240,6 +240,7 @@ export class TestApiServer {
           fieldsV1: { 'f:metadata': { 'f:labels': {} } },
         },
       ];
+      fillStatusFields(kind, obj);
       const service = obj.metadata?.labels?.['kubernetes.io/service-name'];
       if (kind === 'EndpointSlice' && service !== undefined) {
         // The EndpointSlice controller owns the slices it makes.
@@ -638,6 +639,29 @@ export class TestApiServer {
       const obj: Obj = { apiVersion: KINDS[w.kind].apiVersion, kind: w.kind, metadata: { resourceVersion: String(this.rv) } };
       this.send(w, 'BOOKMARK', obj);
     }
+  }
+}
+
+/**
+ * What the controllers and the kubelet fill in and a proxy never reads: endpoints' targetRef,
+ * the node's status (conditions, capacity, daemon endpoints, node info, images).
+ */
+function fillStatusFields(kind: KindName, obj: Obj): void {
+  if (kind === 'EndpointSlice' && Array.isArray(obj.endpoints)) {
+    for (const e of obj.endpoints as Array<{ addresses?: string[]; targetRef?: unknown }>) {
+      const address = e.addresses?.[0] ?? 'x';
+      e.targetRef ??= { kind: 'Pod', namespace: obj.metadata?.namespace, name: `pod-${address.replace(/[.:]/g, '-')}`, uid: `00000000-0000-4000-9000-${address.replace(/[^0-9a-f]/g, '').padStart(12, '0').slice(-12)}` };
+    }
+  }
+  if (kind === 'Node') {
+    const status = ((obj.status as Record<string, unknown> | undefined) ??= {}) as Record<string, unknown>;
+    status.capacity ??= { cpu: '2', memory: '4012412Ki', pods: '110' };
+    status.allocatable ??= { cpu: '2', memory: '3910012Ki', pods: '110' };
+    status.phase ??= 'Running';
+    status.conditions ??= [{ type: 'Ready', status: 'True', lastHeartbeatTime: '2026-01-01T00:00:00Z', lastTransitionTime: '2026-01-01T00:00:00Z', reason: 'KubeletReady', message: 'kubelet is posting ready status' }];
+    status.daemonEndpoints ??= { kubeletEndpoint: { Port: 10250 } };
+    status.nodeInfo ??= { machineID: 'm', systemUUID: 's', bootID: 'b', kernelVersion: '6.18.0', osImage: 'Debian GNU/Linux 12 (bookworm)', containerRuntimeVersion: 'containerd://1.7.0', kubeletVersion: 'v1.32.0', kubeProxyVersion: '', operatingSystem: 'linux', architecture: 'amd64' };
+    status.images ??= [{ names: ['registry.k8s.io/pause:3.10'], sizeBytes: 320368 }];
   }
 }
 
