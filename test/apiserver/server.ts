@@ -99,6 +99,7 @@ export interface RequestRecord {
   path: string;
   query: Record<string, string>;
   accept: string;
+  userAgent: string;
 }
 
 /** A request's answer when it is not a stream: status code and a Status. */
@@ -348,6 +349,8 @@ export class TestApiServer {
       res.end(JSON.stringify(doc));
       return;
     }
+    const ns = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname);
+    if (ns !== null && req.method === 'GET') return this.handleNamespace(decodeURIComponent(ns[1]!), protobuf, res);
     const where = route(url.pathname);
     if (where === undefined || req.method !== 'GET') {
       return this.sendStatus(res, protobuf, { code: 404, reason: 'NotFound', message: 'the server could not find the requested resource' });
@@ -357,7 +360,7 @@ export class TestApiServer {
     try {
       const watch = parseBool('watch', q.watch);
       const verb = where.name !== undefined && !watch ? 'get' : watch ? 'watch' : 'list';
-      this.requests.push({ kind, verb, path: url.pathname, query: q, accept });
+      this.requests.push({ kind, verb, path: url.pathname, query: q, accept, userAgent: String(req.headers['user-agent'] ?? '') });
       if (verb === 'get') return this.handleGet(where, protobuf, res);
       const fault = this.takeFault(kind, verb);
       if (fault?.type === 'status') return this.sendFaultStatus(res, protobuf, fault);
@@ -405,6 +408,14 @@ export class TestApiServer {
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify(obj));
     }
+  }
+
+  /** A namespace exists while something lives in it (kubectl asks after a NotFound). */
+  private handleNamespace(name: string, protobuf: boolean, res: http.ServerResponse): void {
+    const exists = [...this.objects.values()].some((m) => [...m.values()].some((o) => o.metadata?.namespace === name));
+    if (!exists) return this.sendStatus(res, protobuf, { code: 404, reason: 'NotFound', message: `namespaces "${name}" not found`, details: { name, kind: 'namespaces' } });
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({ kind: 'Namespace', apiVersion: 'v1', metadata: { name }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }));
   }
 
   private sendFaultStatus(res: http.ServerResponse, protobuf: boolean, fault: { code: number; retryAfterSeconds?: number }): void {
