@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { service, slice } from '../cases/objects.ts';
+import { environmentMissing } from '../ci.ts';
 import { waitFor } from './harness.ts';
 import { TestApiServer } from './server.ts';
 
@@ -24,9 +25,7 @@ const TIMEOUT_MS = 60_000;
 
 /** Missing here: the test fails in CI (where .ci/setup must have installed it), else it skips. */
 function missing(t: TestContext, what: string): void {
-  const message = `${what} (.ci/setup installs it)`;
-  if (process.env.CI === 'true') assert.fail(`not installed: ${message}`);
-  t.skip(message);
+  environmentMissing(t, `${what} is not installed (.ci/setup installs it)`);
 }
 
 async function kubectlVersion(bin: string): Promise<string | undefined> {
