@@ -25,7 +25,7 @@ type Obj = { metadata?: { name?: string; namespace?: string; resourceVersion?: s
 export type Fault =
   /** An error status; a 429 comes as priority and fairness sends it: Retry-After header, plain-text body. */
   | { type: 'status'; code: number; retryAfterSeconds?: number }
-  /** list: 504 "Too large resource version", as a lagging watch cache answers. */
+  /** 504 "Too large resource version", as a lagging watch cache answers. */
   | { type: 'too-large' }
   /** HTTP 410 Gone (an expired list continuation or watch resourceVersion). */
   | { type: 'gone' }
@@ -365,7 +365,7 @@ export class TestApiServer {
       const fault = this.takeFault(kind, verb);
       if (fault?.type === 'status') return this.sendFaultStatus(res, protobuf, fault);
       if (fault?.type === 'gone') return this.sendStatus(res, protobuf, { code: 410, reason: 'Expired', message: 'injected: resource version too old' });
-      if (fault?.type === 'too-large' && verb === 'list') throw tooLarge(this.rv + 1, this.rv);
+      if (fault?.type === 'too-large') throw tooLarge(this.rv + 1, this.rv);
       if (fault?.type === 'hang' && verb === 'list') return; // never answered
       const matches = this.selection(where, q);
       if (verb === 'list') return this.handleList(kind, q, matches, protobuf, res, fault);

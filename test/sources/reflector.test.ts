@@ -154,6 +154,19 @@ for (const contentType of ['protobuf', 'json'] as const) {
       await converged();
     });
 
+    it('"Too large resource version" on a watch: after its Retry-After, a list with no resourceVersion', async () => {
+      const clock = new FakeClock();
+      server.inject({ type: 'too-large' }, { kind: 'Service', verb: 'watch' });
+      await startReflector('Service', { clock });
+      await waitFor('the wait', () => clock.pending.length === 1);
+      assert.deepEqual(clock.pending, [1000], 'the Retry-After of the 504');
+      clock.advance(1000);
+      await waitFor('the relist', () => lists().length >= 2);
+      assert.deepEqual(lists()[1], { limit: '2' }, 'a consistent read: no resourceVersion');
+      server.put('Service', svc(9));
+      await converged();
+    });
+
     it('waits exactly the Retry-After of a 429 (2 s on the fake clock) before asking again', async () => {
       const clock = new FakeClock();
       server.inject({ type: 'status', code: 429, retryAfterSeconds: 2 }, { kind: 'Service', verb: 'watch' });

@@ -221,6 +221,18 @@ export class Reflector {
           listReason = 'watch resourceVersion expired (410)';
           continue;
         }
+        if (error instanceof StatusError && isTooLargeResourceVersion(error.status)) {
+          // The server has not reached the resourceVersion the watch asked for (a restored etcd,
+          // a lagging cache): waiting on it may never end, so list again as a consistent read.
+          this.resourceVersionUnavailable = true;
+          needList = true;
+          listReason = 'watch resourceVersion too large';
+          this.stats.errors++;
+          const delay = retryAfterMs(error) ?? this.backoff.next();
+          this.events.error?.(this.kind, error, delay);
+          await this.sleep(delay);
+          continue;
+        }
         if (error instanceof InactivityError && this.hasSynced && !needList) {
           // A silent (half-open) stream: reopen from the last resourceVersion at once.
           this.stats.reconnects++;
