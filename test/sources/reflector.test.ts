@@ -86,6 +86,8 @@ for (const contentType of ['protobuf', 'json'] as const) {
       await startReflector();
       assert.deepEqual(lists(), [{ limit: '2', resourceVersion: '0' }], 'one request: the cache ignores the limit at resourceVersion 0');
       assert.equal(mirror.of('Service').size, 7);
+      // The server strips apiVersion/kind from list items; the reflector hands over typed objects.
+      assert.ok([...mirror.of('Service').values()].every((o) => o.kind === 'Service' && o.apiVersion === 'v1'));
       await converged();
       server.put('Service', svc(8));
       server.put('Service', { ...svc(3), spec: { ...svc(3).spec, ports: [{ port: 81 }] } });

@@ -243,7 +243,11 @@ export function decodeJsonList(kind: KindName, body: string): DecodedList {
     continue: parsed.metadata?.continue ?? '',
     items: parsed.items.map((item) => {
       try {
-        return normalizeJsonObject(kind, item);
+        // The server strips apiVersion/kind from list items; the protobuf path sets them, so does this one.
+        const obj = normalizeJsonObject(kind, item);
+        obj.apiVersion ??= KINDS[kind].apiVersion;
+        obj.kind ??= kind;
+        return obj;
       } catch {
         return item; // left for validation to reject with the object's name
       }
