@@ -87,7 +87,8 @@ export class Agent {
     );
     this.serviceHealth = new ServiceHealthServers({
       proxyHealthy: () => isHealthy(this.healthSnapshot()),
-      onError: (port, e) => o.logger.error({ port, error: e.message }, `healthCheckNodePort ${port}: ${e.message}`),
+      onError: (f) => o.logger.error({ family: f.family, port: f.port, error: f.error.message, attempts: f.attempts, retryInMs: f.retryInMs }, `healthCheckNodePort ${f.port} (IPv${f.family}): ${f.error.message}; retrying in ${f.retryInMs} ms`),
+      onRecovered: (family, port) => o.logger.info({ family, port }, `healthCheckNodePort ${port} (IPv${family}) listening`),
     });
   }
 
