@@ -177,6 +177,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
           contentType: contentType.includes('json') ? 'json' : 'protobuf',
           qps: Number(at(kp, 'clientConnection.qps') ?? 5),
           burst: Number(at(kp, 'clientConnection.burst') ?? 10),
+          viaClusterIP: sy.apiServerViaClusterIP === true,
         };
   const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
   const maxEntries = Object.fromEntries(

@@ -9,13 +9,13 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { writeManifests } from '../cases/manifests.ts';
 import { podOf, slices } from '../cases/semantics.ts';
 import { Lab, netnsPath } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
 import { ensureImage, runPod, unpack, type Bundle, type Container } from './image.ts';
-import { configMapConfig, type PodStandIns } from './pod-spec.ts';
+import { labConfig, type PodStandIns } from './pod-spec.ts';
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
@@ -54,14 +54,6 @@ try { fs.writeFileSync('/proc/sys/net/ipv4/ip_forward', '1'); } catch (e) { proc
 const capEff = /CapEff:\\s*(\\w+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1];
 console.log(JSON.stringify({ binaries: out, procSys, capEff }));
 `;
-
-/** The shipped ConfigMap's config.conf, pointed at the lab: its mode, CIDRs, pins. */
-function labConfig(mode: string, bpffsDir: string): string {
-  const [kp, sy] = parseAllDocuments(configMapConfig()).map((d) => d.toJS() as Record<string, unknown>);
-  Object.assign(kp!, { mode, clusterCIDR: '10.244.0.0/16,fd00:10:244::/48', nodePortAddresses: ['10.254.0.0/24', 'fd00:254::/64'] });
-  Object.assign(sy!, { bpffsDir, externalDevices: ['eth0'] });
-  return `${stringify(kp)}---\n${stringify(sy)}`;
-}
 
 let bundle: Bundle | undefined;
 const prefix = runPrefix();
@@ -106,6 +98,8 @@ async function podLab(mode: 'ebpf' | 'iptables'): Promise<{ lab: Lab; container:
     };
     container = runPod(bundle!, `${lab.prefix}-agent`, standIns);
     await container.waitFor((l) => l.msg === 'synced', 'its first sync');
+    // The first sync can land before the servers listen: wait for them to say they do.
+    await container.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('serving health on'), 'its servers listening');
     return { lab, container, configDir, stop };
   } catch (e) {
     await stop();

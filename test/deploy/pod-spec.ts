@@ -7,7 +7,7 @@
 // is Kubernetes' default (the kubelet's seccompDefault is off unless set). Pure.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are free-form YAML
 
@@ -15,10 +15,20 @@ export function daemonSet(): Obj {
   return parse(readFileSync(fileURLToPath(new URL('../../deploy/daemonset.yaml', import.meta.url)), 'utf8')) as Obj;
 }
 
-export function configMapConfig(): string {
+/** A file of deploy/configmap.yaml's data, as the pod sees it in its config volume. */
+export function configMapFile(name: 'config.conf' | 'kubeconfig.conf'): string {
   const cm = parse(readFileSync(fileURLToPath(new URL('../../deploy/configmap.yaml', import.meta.url)), 'utf8')) as Obj;
-  return String(cm.data['config.conf']);
+  return String(cm.data[name]);
 }
+
+/** The shipped ConfigMap's config.conf, pointed at the lab: its mode, CIDRs, pins. */
+export function labConfig(mode: string, bpffsDir: string, kubeProxy: Record<string, unknown> = {}): string {
+  const [kp, sy] = parseAllDocuments(configMapFile('config.conf')).map((d) => d.toJS() as Record<string, unknown>);
+  Object.assign(kp!, { mode, clusterCIDR: '10.244.0.0/16,fd00:10:244::/48', nodePortAddresses: ['10.254.0.0/24', 'fd00:254::/64'], ...kubeProxy });
+  Object.assign(sy!, { bpffsDir, externalDevices: ['eth0'] });
+  return `${stringify(kp)}---\n${stringify(sy)}`;
+}
+
 
 export interface PodStandIns {
   /** The lab node's network namespace (hostNetwork: true). */
@@ -31,6 +41,10 @@ export interface PodStandIns {
   configMaps: Record<string, string>;
   /** The container's cgroup, relative to the cgroup roots (named so the lab's sweep finds it). */
   cgroupsPath: string;
+  /** What the kubelet adds to every pod's env (KUBERNETES_SERVICE_HOST/PORT). */
+  kubeletEnv?: Record<string, string>;
+  /** The service account's files (ca.crt, token, namespace), mounted where the kubelet mounts them. */
+  serviceAccount?: string;
   /** Appended to the DaemonSet's args. */
   extraArgs?: string[];
   /** Replaces the whole command line (entrypoint and args), e.g. to look inside the image. */
@@ -92,7 +106,7 @@ export function podRuntimeConfig(ds: Obj, image: { args: string[]; env: string[]
       terminal: false,
       user: { uid: sc.runAsUser ?? 0, gid: 0 },
       args,
-      env: [...image.env, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)],
+      env: [...image.env, ...Object.entries({ ...s.kubeletEnv, ...env }).map(([k, v]) => `${k}=${v}`)],
       cwd: image.cwd || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       noNewPrivileges: sc.allowPrivilegeEscalation === false,
@@ -108,6 +122,7 @@ export function podRuntimeConfig(ds: Obj, image: { args: string[]; env: string[]
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
       ...volumeMounts,
+      ...(s.serviceAccount === undefined ? [] : [{ destination: '/var/run/secrets/kubernetes.io/serviceaccount', type: 'bind', source: s.serviceAccount, options: ['rbind', 'rprivate', 'ro'] }]),
     ],
     linux: {
       cgroupsPath: s.cgroupsPath,
