@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { decodeConfiguration } from '../../control/config/kube-proxy-config.ts';
+import { PLACEHOLDER_HOST } from '../../control/sources/kube/bootstrap.ts';
 
 const deploy = fileURLToPath(new URL('../../deploy/', import.meta.url));
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are free-form YAML
@@ -31,6 +32,7 @@ describe('deploy manifests', () => {
     assert.equal(spec.hostNetwork, true);
     assert.equal(spec.priorityClassName, 'system-node-critical');
     assert.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
+    assert.equal(spec.dnsPolicy, 'Default', 'no cluster DNS: it is a ClusterIP the agent has yet to program');
     assert.equal(spec.serviceAccountName, 'switchyard');
     const c = spec.containers[0];
     assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ['/livez', 10256]);
@@ -61,5 +63,17 @@ describe('deploy manifests', () => {
     const ds = docs('daemonset.yaml')[0]!.spec.template.spec;
     const cgroupMount = (ds.containers[0].volumeMounts as Obj[]).find((m) => m.name === 'cgroup');
     assert.equal(cgroupMount?.mountPath, c.switchyard.cgroupRoot, 'the cgroup is mounted where the config says');
+  });
+
+  it('ConfigMap: a kubeconfig with the API server\'s real address (a placeholder to replace) and the service account\'s files', () => {
+    const cm = docs('configmap.yaml')[0]!;
+    const c = decodeConfiguration(cm.data['config.conf']);
+    const ds = docs('daemonset.yaml')[0]!.spec.template.spec;
+    const configMount = (ds.containers[0].volumeMounts as Obj[]).find((m) => m.name === 'config')!;
+    assert.equal((c.kubeProxy.clientConnection as Obj).kubeconfig, `${configMount.mountPath}/kubeconfig.conf`, 'config.conf names the kubeconfig.conf beside it');
+    const kc = parseAllDocuments(cm.data['kubeconfig.conf'])[0]!.toJS() as Obj;
+    assert.equal(kc.clusters[0].cluster.server, `https://${PLACEHOLDER_HOST}:6443`);
+    assert.equal(kc.clusters[0].cluster['certificate-authority'], '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt');
+    assert.equal(kc.users[0].user.tokenFile, '/var/run/secrets/kubernetes.io/serviceaccount/token');
   });
 });
