@@ -23,8 +23,11 @@ for f in build/Release/switchyard.node build/bpf/datapath.o build/bpf/datapath-k
   [ -e "$f" ] || { echo "missing $f: run npm ci && npm run build:bpf first" >&2; exit 1; }
 done
 
-t0=$(date +%s)
 mkdir -p "$out/cache"
+# One build at a time (two test files may ask for the image at once); the second reuses the cache.
+exec 9>"$out/.lock"
+flock 9
+t0=$(date +%s)
 packages=$(grep -v '^#' deploy/image/packages.txt | grep -v '^$' | sort | paste -sd, -)
 # Everything that decides the rootfs's content goes into its cache key.
 key=$(printf '%s\n' "$suite" "$mirror" "$packages" "$(sed -n '/^mmdebstrap_args=/,/^)/p' "$0")" | sha256sum | cut -c1-16)
