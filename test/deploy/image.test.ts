@@ -15,7 +15,7 @@ import { podOf, slices } from '../cases/semantics.ts';
 import { Lab, netnsPath } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
 import { ensureImage, runPod, unpack, type Bundle, type Container } from './image.ts';
-import { labConfig, type PodStandIns } from './pod-spec.ts';
+import { daemonSet, labConfig, type PodStandIns } from './pod-spec.ts';
 
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
 
@@ -140,8 +140,11 @@ describe('the image', () => {
         assert.ok(b.ran === 'ok' || b.ran === 'not run', `${name} runs: ${b.ran}`);
       }
       assert.equal(seen.procSys, 'EROFS', '/proc/sys is read-only, as in a pod');
-      // CAP_NET_ADMIN (12), CAP_SYS_ADMIN (21), CAP_PERFMON (38), CAP_BPF (39): nothing else.
-      assert.equal(BigInt(`0x${seen.capEff}`), (1n << 12n) | (1n << 21n) | (1n << 38n) | (1n << 39n));
+      // Exactly the DaemonSet's capabilities (bit numbers from linux/capability.h).
+      const bits: Record<string, bigint> = { NET_ADMIN: 12n, NET_RAW: 13n, SYS_MODULE: 16n, SYS_ADMIN: 21n, SYS_RESOURCE: 24n, PERFMON: 38n, BPF: 39n };
+      const added = daemonSet().spec.template.spec.containers[0].securityContext.capabilities.add as string[];
+      assert.deepEqual(added.filter((c) => bits[c] === undefined), [], 'a capability the test knows the bit of');
+      assert.equal(BigInt(`0x${seen.capEff}`), added.reduce((m, c) => m | (1n << bits[c]!), 0n), `CapEff ${seen.capEff} for ${added.join(', ')}`);
     } finally {
       await container?.remove();
       await lab.teardown();
