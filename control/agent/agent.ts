@@ -19,7 +19,8 @@ import type { ModelConfig } from '../model/types.ts';
 import { FilesSource } from '../sources/files/source.ts';
 import type { KindName } from '../sources/kube/kinds.ts';
 import { KubeSource } from '../sources/kube/source.ts';
-import { KubeConfigTransport, loadKubeConfig } from '../sources/kube/transport.ts';
+import { agentKubeConfig } from '../sources/kube/bootstrap.ts';
+import { KubeConfigTransport } from '../sources/kube/transport.ts';
 import { ModelFeed } from '../sources/model-feed.ts';
 import { RejectionLog } from '../sources/rejection-log.ts';
 import { SyncRunner } from './sync-runner.ts';
@@ -32,7 +33,7 @@ import { ServiceHealthServers } from '../server/service-health.ts';
 
 export type SourceOptions =
   | { kind: 'files'; dir: string }
-  | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number };
+  | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number; viaClusterIP?: boolean; serviceCIDRs?: string[] };
 
 export interface AgentOptions {
   nodeName: string;
@@ -93,7 +94,8 @@ export class Agent {
     );
     this.serviceHealth = new ServiceHealthServers({
       proxyHealthy: () => isHealthy(this.healthSnapshot()),
-      onError: (port, e) => o.logger.error({ port, error: e.message }, `healthCheckNodePort ${port}: ${e.message}`),
+      onError: (f) => o.logger.error({ family: f.family, port: f.port, error: f.error.message, attempts: f.attempts, retryInMs: f.retryInMs }, `healthCheckNodePort ${f.port} (IPv${f.family}): ${f.error.message}; retrying in ${f.retryInMs} ms`),
+      onRecovered: (family, port) => o.logger.info({ family, port }, `healthCheckNodePort ${port} (IPv${family}) listening`),
     });
   }
 
@@ -126,6 +128,8 @@ export class Agent {
 
   async start(): Promise<void> {
     const log = this.o.logger;
+    // Before anything is programmed: an API server this node cannot reach yet stops the agent here.
+    const kubeConfig = this.o.source.kind === 'kube' ? agentKubeConfig(this.o.source) : undefined;
     const hostAddresses = (await listAddresses()).map((a) => a.address);
     // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
     if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
@@ -242,7 +246,7 @@ export class Agent {
       await this.files.start();
     } else {
       const limit = this.o.source.qps !== undefined ? { qps: this.o.source.qps, burst: this.o.source.burst ?? 10 } : undefined;
-      const transport = countRequests(new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit), this.metrics.restClientRequests);
+      const transport = countRequests(new KubeConfigTransport(kubeConfig!, limit), this.metrics.restClientRequests);
       this.kube = new KubeSource({
         transport,
         nodeName: this.o.nodeName,

@@ -165,7 +165,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const unused = unusedFlagsGiven(values);
   if (unused.length > 0) logger.warn({ flags: unused.map((f) => `--${f.name}`) }, `flags accepted but not used by Switchyard: ${unused.map((f) => `--${f.name} (${f.unused})`).join('; ')}`);
   const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
-  const source = resolveSource({
+  const resolved = resolveSource({
     manifests: values.get('manifests') as string | undefined,
     kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
     master: values.get('master') as string | undefined,
@@ -173,6 +173,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     qps: Number(at(kp, 'clientConnection.qps') || 5),
     burst: Number(at(kp, 'clientConnection.burst') || 10),
   });
+  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true } : resolved;
   const modelFlags: ModelFlagValues = {
     'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
     'detect-local-mode': str(kp.detectLocalMode),
