@@ -3,7 +3,7 @@
 // it onto the configuration) or carries `unused` and is named in the agent's one start-up warning.
 import type { FlagSpec, FlagValue } from './flags.ts';
 
-export const PROXY_MODES = ['ebpf', 'nftables', 'iptables', 'ipvs', 'auto'] as const;
+export const PROXY_MODES = ['ebpf', 'nftables', 'iptables', 'ipvs', 'auto', 'kernelspace'] as const;
 export const DETECT_LOCAL_MODES = ['ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix', 'None'] as const;
 export const LOGGING_FORMATS = ['text', 'json'] as const;
 

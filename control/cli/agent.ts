@@ -161,6 +161,12 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const kp = effective.kubeProxy;
   const sy = effective.switchyard;
   if (values.get('cleanup') === true) return cleanupAll(sy, io);
+  // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
+  const requested = str(kp.mode) ?? 'ebpf';
+  if (requested === 'kernelspace' && process.platform !== 'win32') {
+    io.stderr(`switchyard: --proxy-mode kernelspace needs Windows: it programs HNS/HCN load balancers through computenetwork.dll, which exists only there (this is ${process.platform}; use ebpf, nftables, iptables or ipvs)\n`);
+    return 1;
+  }
   const logger = createLogger({ format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) });
   const unused = unusedFlagsGiven(values);
   if (unused.length > 0) logger.warn({ flags: unused.map((f) => `--${f.name}`) }, `flags accepted but not used by Switchyard: ${unused.map((f) => `--${f.name} (${f.unused})`).join('; ')}`);
@@ -201,12 +207,6 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   }
   // Everything above only read files and tried ports; from here on the kernel is probed and programmed.
   applyOomScoreAdj(kp.oomScoreAdj, logger);
-  // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
-  const requested = str(kp.mode) ?? 'ebpf';
-  if (requested === 'kernelspace' && process.platform !== 'win32') {
-    io.stderr(`switchyard: --proxy-mode kernelspace needs Windows: it programs HNS/HCN load balancers through computenetwork.dll, which exists only there (this is ${process.platform}; use ebpf, nftables, iptables or ipvs)\n`);
-    return 1;
-  }
   const choice = requested === 'kernelspace' ? { mode: 'kernelspace' as const, why: 'kernelspace requested: HNS load balancers (Windows)' } : chooseMode(requested, await probeKernel());
   if (choice instanceof Error) {
     io.stderr(`switchyard: ${explain(choice)}\n`);

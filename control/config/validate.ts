@@ -35,8 +35,8 @@ export function configurationProblems(c: LoadedConfiguration): string[] {
   const sy = c.switchyard;
   const p: string[] = [];
   const mode = at(kp, 'mode');
-  if (mode === 'kernelspace') p.push('mode: "kernelspace" is the Windows mode; this is the Linux agent (ebpf, nftables, iptables, ipvs or auto)');
-  else oneOf(p, 'mode', mode, CONFIG_PROXY_MODES);
+  // kernelspace is valid; the start says it needs Windows when it runs elsewhere.
+  if (mode !== 'kernelspace') oneOf(p, 'mode', mode, CONFIG_PROXY_MODES);
   oneOf(p, 'detectLocalMode', at(kp, 'detectLocalMode'), CONFIG_DETECT_LOCAL_MODES);
   oneOf(p, 'ipvs.scheduler', at(kp, 'ipvs.scheduler'), IPVS_SCHEDULERS);
   oneOf(p, 'logging.format', at(kp, 'logging.format'), ['', 'text', 'json']);

@@ -44,7 +44,7 @@ describe('cleanup', () => {
     const report = JSON.parse(out) as { tcFilters: string[]; xdp: string[]; cgroupPrograms: number; pinsRemoved: boolean };
     assert.deepEqual(report.xdp, ['eth0'], 'the XDP program on the external device');
     assert.equal(xdpQuery({ ifname: 'eth0', netns: netnsPath(n0.netns) }).progId, 0);
-    assert.deepEqual(report.tcFilters.sort(), ['eth0/ingress', 'veth0/egress', 'veth0/ingress', 'veth1/egress', 'veth1/ingress', 'veth2/egress', 'veth2/ingress']);
+    assert.deepEqual(report.tcFilters.sort(), ['eth0/egress', 'eth0/ingress', 'veth0/egress', 'veth0/ingress', 'veth1/egress', 'veth1/ingress', 'veth2/egress', 'veth2/ingress']);
     assert.equal(report.cgroupPrograms, 8);
     assert.equal(report.pinsRemoved, true);
 

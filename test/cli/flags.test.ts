@@ -58,7 +58,7 @@ describe('pflag semantics', () => {
   });
 
   it('enums list their valid values; durations and numbers are checked', () => {
-    assert.throws(() => parse('--proxy-mode', 'ebfp'), { message: 'invalid argument "ebfp" for "--proxy-mode" flag: valid values are ebpf, nftables, iptables, ipvs, auto' });
+    assert.throws(() => parse('--proxy-mode', 'ebfp'), { message: 'invalid argument "ebfp" for "--proxy-mode" flag: valid values are ebpf, nftables, iptables, ipvs, auto, kernelspace' });
     assert.throws(() => parse('--logging-format=yaml'), /valid values are text, json/);
     assert.throws(() => parse('--detect-local-mode=cluster'), /valid values are ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix, None/);
     assert.throws(() => parse('--iptables-sync-period=30'), /want a duration/);

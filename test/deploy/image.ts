@@ -60,7 +60,7 @@ export async function unpack(dir: string): Promise<Bundle> {
 export interface Container {
   id: string;
   child: ChildProcess;
-  /** Every stdout line, JSON-parsed where it is JSON (the agent's pino lines). */
+  /** Every output line, JSON-parsed where it is JSON (the agent's log lines). */
   logs: Array<Record<string, unknown>>;
   stderr: string[];
   exited: Promise<number | null>;
@@ -75,14 +75,16 @@ export function runPod(bundle: Bundle, id: string, standIns: PodStandIns): Conta
   // One bundle per container (its config.json), all sharing the unpacked rootfs.
   const dir = `${bundle.dir}/${id}`;
   mkdirSync(dir, { recursive: true });
-  const config = podRuntimeConfig(daemonSet(), bundle.image, standIns);
+  // The agent logs klog text on stderr by default; the test reads its JSON lines.
+  const args = standIns.command !== undefined ? standIns : { ...standIns, extraArgs: ['--logging-format=json', ...(standIns.extraArgs ?? [])] };
+  const config = podRuntimeConfig(daemonSet(), bundle.image, args);
   config.root.path = `${bundle.dir}/rootfs`;
   writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 2));
   const child = spawn('runc', ['run', '--bundle', dir, id], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
   const waiters = new Set<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }>();
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  const record = (line: string): void => {
     let entry: Record<string, unknown>;
     try {
       entry = JSON.parse(line) as Record<string, unknown>;
@@ -91,8 +93,13 @@ export function runPod(bundle: Bundle, id: string, standIns: PodStandIns): Conta
     }
     logs.push(entry);
     for (const w of waiters) if (w.match(entry)) (waiters.delete(w), w.resolve(entry));
+  };
+  createInterface({ input: child.stdout! }).on('line', record);
+  // The agent's log lines (JSON with --logging-format=json) are on stderr.
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    if (line.startsWith('{')) record(line);
   });
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     id,
