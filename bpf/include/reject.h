@@ -207,7 +207,8 @@ static __always_inline int sy_reject_icmp(struct __sk_buff *skb, struct sy_tuple
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int sy_reject(struct __sk_buff *skb, struct sy_tuple *t)
+/* Cold (services without endpoints): out of line, so its buffers do not count against the hot path's stack. */
+static __attribute__((noinline)) int sy_reject(struct __sk_buff *skb, struct sy_tuple *t)
 {
 	return t->proto == IPPROTO_TCP ? sy_reject_tcp(skb, t) : sy_reject_icmp(skb, t);
 }

@@ -31,7 +31,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     return { retval: r.retval, out: r.data };
   };
   const tcp = (src: string, dst: string, sport: number, dport: number, tcpFlags: number): Buffer => buildPacket({ src, dst, proto: 'tcp', sport, dport, tcpFlags });
-  const ct = (k: CtKey) => dp.object.map(k.proto === PROTO.TCP ? 'sy_ct' : 'sy_ct_any', ctKey, ctValue).get(k);
+  const ct = (k: CtKey) => dp.conntrackEntry(k)?.value;
   const sync = (): void => {
     tracker.flush();
     assert.deepEqual(dp.sync(compileDatapath(tracker.state())).failed, []);
