@@ -19,19 +19,21 @@ import type { ModelConfig } from '../model/types.ts';
 import { FilesSource } from '../sources/files/source.ts';
 import type { KindName } from '../sources/kube/kinds.ts';
 import { KubeSource } from '../sources/kube/source.ts';
-import { KubeConfigTransport, loadKubeConfig } from '../sources/kube/transport.ts';
+import { agentKubeConfig } from '../sources/kube/bootstrap.ts';
+import { KubeConfigTransport } from '../sources/kube/transport.ts';
 import { ModelFeed } from '../sources/model-feed.ts';
 import { RejectionLog } from '../sources/rejection-log.ts';
 import { SyncRunner } from './sync-runner.ts';
 import type { HealthSnapshot } from '../server/health.ts';
 import { ProxyMetrics, type DatapathStats } from '../server/metrics.ts';
 import { ProxyServers } from '../server/servers.ts';
+import { countRequests } from '../server/request-metrics.ts';
 import { isHealthy } from '../server/health.ts';
 import { ServiceHealthServers } from '../server/service-health.ts';
 
 export type SourceOptions =
   | { kind: 'files'; dir: string }
-  | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number };
+  | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number; viaClusterIP?: boolean; serviceCIDRs?: string[] };
 
 export interface AgentOptions {
   nodeName: string;
@@ -46,6 +48,8 @@ export interface AgentOptions {
   /** kube-proxy's --healthz-bind-address / --metrics-bind-address; undefined: no server. */
   healthzBindAddress?: string;
   metricsBindAddress?: string;
+  /** kube-proxy's --bind-address-hard-fail. */
+  bindAddressHardFail?: boolean;
   /** kube-proxy's syncPeriod: health fails when a change waits longer than twice this. */
   syncPeriodMs: number;
   /** What /configz shows. */
@@ -90,7 +94,8 @@ export class Agent {
     );
     this.serviceHealth = new ServiceHealthServers({
       proxyHealthy: () => isHealthy(this.healthSnapshot()),
-      onError: (port, e) => o.logger.error({ port, error: e.message }, `healthCheckNodePort ${port}: ${e.message}`),
+      onError: (f) => o.logger.error({ family: f.family, port: f.port, error: f.error.message, attempts: f.attempts, retryInMs: f.retryInMs }, `healthCheckNodePort ${f.port} (IPv${f.family}): ${f.error.message}; retrying in ${f.retryInMs} ms`),
+      onRecovered: (family, port) => o.logger.info({ family, port }, `healthCheckNodePort ${port} (IPv${family}) listening`),
     });
   }
 
@@ -123,10 +128,28 @@ export class Agent {
 
   async start(): Promise<void> {
     const log = this.o.logger;
+    // Before anything is programmed: an API server this node cannot reach yet stops the agent here.
+    const kubeConfig = this.o.source.kind === 'kube' ? agentKubeConfig(this.o.source) : undefined;
     const hostAddresses = (await listAddresses()).map((a) => a.address);
     // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
     if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
+    // Bound first, before anything touches the kernel: a busy port stops the start here.
+    if (this.o.healthzBindAddress !== undefined || this.o.metricsBindAddress !== undefined) {
+      this.servers = new ProxyServers({
+        healthzBindAddress: this.o.healthzBindAddress,
+        metricsBindAddress: this.o.metricsBindAddress,
+        bindAddressHardFail: this.o.bindAddressHardFail,
+        snapshot: () => this.healthSnapshot(),
+        metrics: this.metrics,
+        proxyMode: this.o.backend.mode,
+        configz: () => this.o.configz ?? {},
+        ...(this.o.backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
+        logger: log,
+      });
+      this.addresses = await this.servers.listen();
+      log.info(this.addresses, `serving health on ${this.addresses.healthz || (this.o.healthzBindAddress ? '(not bound yet)' : '(off)')} and metrics on ${this.addresses.metrics || (this.o.metricsBindAddress ? '(not bound yet)' : '(off)')}`);
+    }
     const b = this.o.backend;
     let backend: ProxyBackend;
     if (b.mode === 'ebpf') {
@@ -209,6 +232,7 @@ export class Agent {
       },
       onSynced: (kind) => {
         this.synced.add(kind);
+        this.metrics.lastSourceSync.set({ kind }, Date.now() / 1000);
         if (this.synced.size === 3) {
           log.info({ kinds: [...this.synced] }, 'sources synced');
           for (const r of this.tracker.orphanSlices()) this.rejections.record(r.object, [r]);
@@ -222,39 +246,34 @@ export class Agent {
       await this.files.start();
     } else {
       const limit = this.o.source.qps !== undefined ? { qps: this.o.source.qps, burst: this.o.source.burst ?? 10 } : undefined;
-      const transport = new KubeConfigTransport(loadKubeConfig({ kubeconfig: this.o.source.kubeconfig, master: this.o.source.master }), limit);
+      const transport = countRequests(new KubeConfigTransport(kubeConfig!, limit), this.metrics.restClientRequests);
       this.kube = new KubeSource({
         transport,
         nodeName: this.o.nodeName,
         sink: feed,
         contentType: this.o.source.contentType,
         events: {
-          error: (kind, e, delayMs) => log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`),
+          error: (kind, e, delayMs) => {
+            this.metrics.watchEvents.inc({ kind, event: 'error' });
+            this.metrics.apiserverUp.set(0);
+            log.warn({ kind, error: e.message, delayMs }, `watch ${kind} failed; retrying`);
+          },
           relist: (kind, reason) => {
             this.metrics.watchEvents.inc({ kind, event: 'relist' });
+            this.metrics.apiserverUp.set(1);
+            this.metrics.lastSourceSync.set({ kind }, Date.now() / 1000);
             log.info({ kind, reason }, `relisted ${kind}`);
           },
-          reconnect: (kind) => this.metrics.watchEvents.inc({ kind, event: 'reconnect' }),
+          reconnect: (kind) => {
+            this.metrics.watchEvents.inc({ kind, event: 'reconnect' });
+            this.metrics.apiserverUp.set(1);
+          },
           decodeError: (kind) => this.metrics.watchEvents.inc({ kind, event: 'decode-error' }),
         },
       });
       this.kube.start();
     }
     await backend.start();
-    if (this.o.healthzBindAddress !== undefined && this.o.metricsBindAddress !== undefined) {
-      this.servers = new ProxyServers({
-        healthzBindAddress: this.o.healthzBindAddress,
-        metricsBindAddress: this.o.metricsBindAddress,
-        snapshot: () => this.healthSnapshot(),
-        metrics: this.metrics,
-        proxyMode: backend.mode,
-        configz: () => this.o.configz ?? {},
-        ...(backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
-        logger: log,
-      });
-      this.addresses = await this.servers.listen();
-      log.info(this.addresses, `serving health on ${this.addresses.healthz} and metrics on ${this.addresses.metrics}`);
-    }
   }
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */

@@ -1,12 +1,11 @@
 // switchyard (the agent): kube-proxy's flags where they apply, kube-proxy's configuration file
 // (--config, --write-config-to), plus Switchyard's own settings. Flags given on the command line
 // override the file; the file overrides the defaults.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
-import pino from 'pino';
+import type { Logger } from 'pino';
 import { Agent, type SourceOptions } from '../agent/agent.ts';
-import { decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
+import { ConfigError, decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
 import { cleanupIptables } from '../backends/iptables/cleanup.ts';
 import { cleanupNftables } from '../backends/nftables/cleanup.ts';
@@ -15,34 +14,15 @@ import { cleanupIpvs } from '../backends/ipvs/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
 import { healthzPort, winkernelConfig } from '../backends/hns/winkernel-config.ts';
 import type { CommandIO } from './io.ts';
-import { MODEL_FLAG_OPTIONS, modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
+import { modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
+import { validateConfiguration } from '../config/validate.ts';
+import { AGENT_FLAGS, applyAgentFlags, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
+import { command, commandHelp, VERSION } from './commands.ts';
+import { FlagError, parseFlags, type FlagValue } from './flags.ts';
+import { createLogger } from './logger.ts';
+import { bindProblem, resolveSource } from './preflight.ts';
+import { explain } from './explain.ts';
 
-
-export const AGENT_OPTIONS = {
-  config: { type: 'string' },
-  'write-config-to': { type: 'string' },
-  cleanup: { type: 'boolean' },
-  'proxy-mode': { type: 'string' },
-  'hostname-override': { type: 'string' },
-  kubeconfig: { type: 'string' },
-  master: { type: 'string' },
-  'kube-api-content-type': { type: 'string' },
-  manifests: { type: 'string' },
-  'bpffs-dir': { type: 'string' },
-  'pod-device-prefixes': { type: 'string' },
-  'external-devices': { type: 'string' },
-  'cgroup-root': { type: 'string' },
-  'healthz-bind-address': { type: 'string' },
-  'metrics-bind-address': { type: 'string' },
-  'iptables-sync-period': { type: 'string' },
-  'bind-address': { type: 'string' },
-  'kube-api-qps': { type: 'string' },
-  'kube-api-burst': { type: 'string' },
-  'config-sync-period': { type: 'string' },
-  'ipvs-scheduler': { type: 'string' },
-  v: { type: 'string', short: 'v' },
-  ...MODEL_FLAG_OPTIONS,
-} as const;
 
 type Dict = Record<string, unknown>;
 const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Dict)[k] : undefined), o);
@@ -90,73 +70,110 @@ export function syncPeriods(kp: Dict, mode: string): { syncPeriodMs: number; min
   };
 }
 
-/** The configuration in effect: the file (or kube-proxy's defaults) with explicit flags on top. */
-export function effectiveConfiguration(values: Partial<Record<keyof typeof AGENT_OPTIONS, string | boolean>>): LoadedConfiguration {
-  const loaded = values.config === undefined ? { kubeProxy: defaultKubeProxyConfiguration(), switchyard: defaultSwitchyardConfiguration() } : decodeConfiguration(readFileSync(String(values.config), 'utf8'));
+/**
+ * The configuration in effect: the file (or kube-proxy's defaults) with the flags given on top.
+ * Takes the parser's values, or a plain record of them (strings for list flags are split).
+ */
+export function effectiveConfiguration(given: AgentFlagValues | Readonly<Record<string, FlagValue | undefined>>): LoadedConfiguration {
+  const values = new Map<string, FlagValue>();
+  for (const [k, v] of given instanceof Map ? given : Object.entries(given)) {
+    if (v === undefined) continue;
+    const spec = AGENT_FLAGS.find((s) => s.name === k);
+    values.set(k, spec?.type === 'strings' && typeof v === 'string' ? list(v) : v);
+  }
+  const file = values.get('config') as string | undefined;
+  const loaded = file === undefined ? { kubeProxy: defaultKubeProxyConfiguration(), switchyard: defaultSwitchyardConfiguration() } : decodeConfiguration(readConfigFile(file));
   const kp = structuredClone(loaded.kubeProxy);
   const sy = structuredClone(loaded.switchyard);
-  const set = (o: Dict, path: string, v: unknown): void => {
-    if (v === undefined) return;
-    const keys = path.split('.');
-    let cur = o;
-    for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Dict;
-    cur[keys.at(-1)!] = v;
-  };
-  set(kp, 'mode', values['proxy-mode']);
-  set(kp, 'hostnameOverride', values['hostname-override']);
-  set(kp, 'clientConnection.kubeconfig', values.kubeconfig);
-  set(kp, 'clientConnection.contentType', values['kube-api-content-type']);
-  set(kp, 'healthzBindAddress', values['healthz-bind-address']);
-  set(kp, 'metricsBindAddress', values['metrics-bind-address']);
-  set(kp, 'iptables.syncPeriod', values['iptables-sync-period']);
-  set(kp, 'bindAddress', values['bind-address']);
-  if (values['kube-api-qps'] !== undefined) set(kp, 'clientConnection.qps', Number(values['kube-api-qps']));
-  if (values['kube-api-burst'] !== undefined) set(kp, 'clientConnection.burst', Number(values['kube-api-burst']));
-  set(kp, 'configSyncPeriod', values['config-sync-period']);
-  set(kp, 'ipvs.scheduler', values['ipvs-scheduler']);
-  set(kp, 'iptables.masqueradeAll', values['masquerade-all']);
-  set(kp, 'clusterCIDR', values['cluster-cidr']);
-  set(kp, 'detectLocalMode', values['detect-local-mode']);
-  set(kp, 'detectLocal.bridgeInterface', values['pod-bridge-interface']);
-  set(kp, 'detectLocal.interfaceNamePrefix', values['pod-interface-name-prefix']);
-  if (values['nodeport-addresses'] !== undefined) set(kp, 'nodePortAddresses', list(String(values['nodeport-addresses'])));
-  set(sy, 'bpffsDir', values['bpffs-dir']);
-  if (values['pod-device-prefixes'] !== undefined) set(sy, 'podDevicePrefixes', list(String(values['pod-device-prefixes'])));
-  if (values['external-devices'] !== undefined) set(sy, 'externalDevices', list(String(values['external-devices'])));
-  set(sy, 'cgroupRoot', values['cgroup-root']);
+  applyAgentFlags(values, kp, sy, file !== undefined);
   return { kubeProxy: kp, switchyard: sy };
 }
 
+function readConfigFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`--config ${path}: ${(e as Error).message}`);
+  }
+}
+
+async function cleanupAll(sy: Dict, io: CommandIO): Promise<number> {
+  // Like kube-proxy's --cleanup: whatever any mode left, gone.
+  const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
+  const iptables = await cleanupIptables();
+  const nftables = await cleanupNftables();
+  const ipvs = await cleanupIpvs(); // after iptables: its ipsets are free once no rule names them
+  io.stdout(`${JSON.stringify({ ...report, iptables, nftables, ipvs })}\n`);
+  return 0;
+}
+
+/** `switchyard cleanup`: its own few flags, then the agent's cleanup. */
+export async function cleanupCommand(argv: string[], io: CommandIO): Promise<number> {
+  const spec = command('cleanup');
+  const { values, args } = parseFlags(argv, spec.flags);
+  if (args.length > 0) throw new FlagError(`cleanup takes no arguments, got "${args[0]}"`);
+  if (values.get('help') === true) {
+    io.stdout(commandHelp(spec));
+    return 0;
+  }
+  return cleanupAll(effectiveConfiguration(values).switchyard, io);
+}
+
+function pinsPresent(dir: string): boolean {
+  try {
+    return readdirSync(dir).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Sets the process's oom_score_adj as kube-proxy does; a refusal is logged, not fatal. */
+function applyOomScoreAdj(value: unknown, log: Logger): void {
+  if (typeof value !== 'number') return;
+  try {
+    writeFileSync('/proc/self/oom_score_adj', String(value));
+  } catch (e) {
+    log.warn({ value, err: e as Error }, 'could not set oom_score_adj');
+  }
+}
+
 export async function agentCommand(argv: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: AGENT_OPTIONS, strict: true });
+  const spec = command('agent');
+  const { values, args, warnings } = parseFlags(argv, spec.flags);
+  if (args.length > 0) throw new FlagError(`the agent takes no arguments, got "${args[0]}"`);
+  if (values.get('help') === true) {
+    io.stdout(commandHelp(spec));
+    return 0;
+  }
+  if (values.get('version') === true) {
+    io.stdout(`switchyard ${VERSION}\n`);
+    return 0;
+  }
+  for (const w of warnings) io.stderr(`${w}\n`);
   const effective = effectiveConfiguration(values);
-  if (values['write-config-to'] !== undefined) {
-    writeFileSync(values['write-config-to'], encodeConfiguration(effective));
-    io.stdout(`wrote the configuration to ${values['write-config-to']}\n`);
+  validateConfiguration(effective);
+  const writeTo = values.get('write-config-to') as string | undefined;
+  if (writeTo !== undefined) {
+    writeFileSync(writeTo, encodeConfiguration(effective));
+    io.stdout(`wrote the configuration to ${writeTo}\n`);
     return 0;
   }
   const kp = effective.kubeProxy;
   const sy = effective.switchyard;
-  if (values.cleanup === true) {
-    // Like kube-proxy's --cleanup: whatever any mode left, gone.
-    const report = await cleanupEbpf({ pinDir: String(sy.bpffsDir), cgroup: str(sy.cgroupRoot) });
-    const iptables = await cleanupIptables();
-    const nftables = await cleanupNftables();
-    const ipvs = await cleanupIpvs(); // after iptables: its ipsets are free once no rule names them
-    io.stdout(`${JSON.stringify({ ...report, iptables, nftables, ipvs })}\n`);
-    return 0;
-  }
-  // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
-  const requested = str(kp.mode) ?? 'ebpf';
-  if (requested === 'kernelspace' && process.platform !== 'win32') {
-    io.stderr(`--proxy-mode kernelspace needs Windows: it programs HNS/HCN load balancers through computenetwork.dll, which exists only there (this is ${process.platform}; use ebpf, nftables, iptables or ipvs)\n`);
-    return 1;
-  }
-  const choice = requested === 'kernelspace' ? { mode: 'kernelspace' as const, why: 'kernelspace requested: HNS load balancers (Windows)' } : chooseMode(requested, await probeKernel());
-  if (choice instanceof Error) {
-    io.stderr(`${choice.message}\n`);
-    return 1;
-  }
+  if (values.get('cleanup') === true) return cleanupAll(sy, io);
+  const logger = createLogger({ format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) });
+  const unused = unusedFlagsGiven(values);
+  if (unused.length > 0) logger.warn({ flags: unused.map((f) => `--${f.name}`) }, `flags accepted but not used by Switchyard: ${unused.map((f) => `--${f.name} (${f.unused})`).join('; ')}`);
+  const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
+  const resolved = resolveSource({
+    manifests: values.get('manifests') as string | undefined,
+    kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
+    master: values.get('master') as string | undefined,
+    contentType: contentType.includes('json') ? 'json' : 'protobuf',
+    qps: Number(at(kp, 'clientConnection.qps') || 5),
+    burst: Number(at(kp, 'clientConnection.burst') || 10),
+  });
+  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true } : resolved;
   const modelFlags: ModelFlagValues = {
     'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
     'detect-local-mode': str(kp.detectLocalMode),
@@ -164,57 +181,84 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     'pod-interface-name-prefix': str(at(kp, 'detectLocal.interfaceNamePrefix')),
     'nodeport-addresses': ((kp.nodePortAddresses as string[] | null) ?? []).join(','),
     'masquerade-all': Boolean(at(kp, 'iptables.masqueradeAll')) || Boolean(at(kp, 'nftables.masqueradeAll')),
-    'ip-families': values['ip-families'],
+    'ip-families': (values.get('ip-families') as string[] | undefined)?.join(','),
   };
   const model = modelConfigFromFlags(modelFlags);
-  const algorithm = at(sy, 'loadBalancing.algorithm');
-  if (algorithm !== 'random' && algorithm !== 'maglev') throw new Error(`loadBalancing.algorithm: random or maglev, not ${JSON.stringify(algorithm)}`);
-  const verbosity = Number(values.v ?? at(kp, 'logging.verbosity') ?? 0);
-  const logger = pino({ level: verbosity >= 4 ? 'debug' : 'info', base: { component: 'switchyard' } });
-  const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
-  const source: SourceOptions =
-    values.manifests !== undefined
-      ? { kind: 'files', dir: values.manifests }
-      : {
-          kind: 'kube',
-          kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
-          master: values.master,
-          contentType: contentType.includes('json') ? 'json' : 'protobuf',
-          qps: Number(at(kp, 'clientConnection.qps') ?? 5),
-          burst: Number(at(kp, 'clientConnection.burst') ?? 10),
-        };
+  const algorithm = at(sy, 'loadBalancing.algorithm') as 'random' | 'maglev';
+  if (values.get('init-only') === true) {
+    logger.info('configuration and sources checked (--init-only); Switchyard has no separate privileged initialisation');
+    return 0;
+  }
+  // A busy port is fatal (another proxy still runs); other bind problems are so with
+  // --bind-address-hard-fail. Checked here, before the kernel is probed; bound for real below.
+  for (const [what, address] of [['health checks', str(kp.healthzBindAddress)], ['metrics', str(kp.metricsBindAddress)]] as const) {
+    if (address === undefined) continue;
+    const code = await bindProblem(address);
+    if (code === 'EADDRINUSE' || (code !== undefined && kp.bindAddressHardFail === true)) {
+      io.stderr(`switchyard: serving ${what} on ${address}: ${code === 'EADDRINUSE' ? 'address already in use (is kube-proxy or another agent still running?)' : code}\n`);
+      return 1;
+    }
+  }
+  // Everything above only read files and tried ports; from here on the kernel is probed and programmed.
+  applyOomScoreAdj(kp.oomScoreAdj, logger);
+  // Switchyard's default mode is ebpf (kube-proxy's "" means iptables; ours means the default).
+  const requested = str(kp.mode) ?? 'ebpf';
+  if (requested === 'kernelspace' && process.platform !== 'win32') {
+    io.stderr(`switchyard: --proxy-mode kernelspace needs Windows: it programs HNS/HCN load balancers through computenetwork.dll, which exists only there (this is ${process.platform}; use ebpf, nftables, iptables or ipvs)\n`);
+    return 1;
+  }
+  const choice = requested === 'kernelspace' ? { mode: 'kernelspace' as const, why: 'kernelspace requested: HNS load balancers (Windows)' } : chooseMode(requested, await probeKernel());
+  if (choice instanceof Error) {
+    io.stderr(`switchyard: ${explain(choice)}\n`);
+    return 1;
+  }
   const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
   const maxEntries = Object.fromEntries(
     Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
   ) as Record<string, number>;
   const periods = syncPeriods(kp, choice.mode);
+  const pinDir = String(sy.bpffsDir);
+  const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);
+  const pinnedBefore = pinsPresent(pinDir);
   const agent = new Agent({
     nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
     model: { ...model, defaultAlgorithm: algorithm },
     source,
     backend: choice.mode === 'kernelspace' ? { mode: 'kernelspace', minSyncPeriodMs: periods.minSyncPeriodMs, winkernel: winkernelConfig(kp), healthzPort: healthzPort(kp) } : choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
       mode: 'ebpf',
-      pinDir: String(sy.bpffsDir),
+      pinDir,
       maxEntries,
       podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],
       externalDevices: (sy.externalDevices as string[] | null) ?? [],
-      cgroup: sy.socketLB === false ? undefined : str(sy.cgroupRoot),
+      cgroup,
       xdpMode: xdpModeOf(sy.xdpMode),
     },
     logger,
     healthzBindAddress: str(kp.healthzBindAddress),
     metricsBindAddress: str(kp.metricsBindAddress),
+    bindAddressHardFail: kp.bindAddressHardFail === true,
     syncPeriodMs: periods.syncPeriodMs,
     configz: effective,
     configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
     bindAddress: str(kp.bindAddress),
   });
   logger.info({ mode: choice.mode }, choice.why);
-  await agent.start();
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  const stopped = new Promise<string>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
   });
-  logger.info('stopping; the datapath stays in place');
+  try {
+    await agent.start();
+  } catch (e) {
+    // One line, then nothing left behind: servers closed, children killed, and what this start
+    // pinned and attached removed (a datapath adopted from an earlier run stays, still forwarding).
+    await agent.stop().catch(() => undefined);
+    // A cgroup that cannot be queried (the cause of the failure, maybe) must not keep the pins.
+    if (choice.mode === 'ebpf' && !pinnedBefore) await cleanupEbpf({ pinDir, cgroup }).catch(() => cleanupEbpf({ pinDir })).catch(() => undefined);
+    io.stderr(`switchyard: ${explain(e)}\n`);
+    return 1;
+  }
+  const signal = await stopped;
+  logger.info({ signal }, 'stopping; the datapath stays in place');
   await agent.stop();
   return 0;
 }

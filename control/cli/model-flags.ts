@@ -3,16 +3,6 @@ import type { Family } from '../model/ip.ts';
 import { parseCidr } from '../model/ip.ts';
 import { DEFAULT_MODEL_CONFIG, type DetectLocalMode, type ModelConfig } from '../model/types.ts';
 
-export const MODEL_FLAG_OPTIONS = {
-  'cluster-cidr': { type: 'string' },
-  'detect-local-mode': { type: 'string' },
-  'pod-bridge-interface': { type: 'string' },
-  'pod-interface-name-prefix': { type: 'string' },
-  'nodeport-addresses': { type: 'string' },
-  'masquerade-all': { type: 'boolean' },
-  'ip-families': { type: 'string' },
-} as const;
-
 export interface ModelFlagValues {
   'cluster-cidr'?: string;
   'detect-local-mode'?: string;

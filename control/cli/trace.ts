@@ -1,21 +1,16 @@
 // switchyard trace --src IP --dst IP:PORT --proto tcp|udp|sctp [--manifests DIR | --kubeconfig F]
 // The verdict for one packet on this node, from the same desired state the backends compile.
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { canonicalIp, hostPort } from '../model/ip.ts';
 import type { Protocol } from '../model/types.ts';
 import { trace, type TracePacket, type TraceVerdict } from '../trace/trace.ts';
-import { MODEL_FLAG_OPTIONS, modelConfigFromFlags } from './model-flags.ts';
-import { snapshot } from './snapshot.ts';
+import { modelConfigFromFlags } from './model-flags.ts';
+import { snapshot, type SnapshotFacts } from './snapshot.ts';
+import { command, commandHelp } from './commands.ts';
+import { FlagError, parseFlags } from './flags.ts';
+import { resolveSource } from './preflight.ts';
 import { table } from './table.ts';
 import type { CommandIO } from './io.ts';
-
-export const TRACE_USAGE = `usage: switchyard trace --src IP --dst IP:PORT --proto tcp|udp|sctp
-         (--manifests DIR | --kubeconfig FILE | --master URL)
-         [--hostname-override NODE] [--from-interface IFACE] [--node-ip IP,...]
-         [--cluster-cidr CIDRS] [--detect-local-mode MODE] [--nodeport-addresses CIDRS]
-         [--masquerade-all] [--proxy-mode ebpf|iptables|nftables|ipvs]
-         [--kube-api-content-type TYPE] [--output table|json]`;
 
 /** "1.2.3.4:80" or "[fd00::1]:80". */
 export function parseHostPort(text: string): { ip: string; port: number } | undefined {
@@ -52,52 +47,64 @@ export function formatVerdict(packet: TracePacket, v: TraceVerdict): string {
   return lines.join('\n');
 }
 
+/**
+ * A clearer reason where the model's is true but not the whole story: endpoints exist for the
+ * service, only under other port names (the Service's port name and the slices' must match).
+ */
+export function explainNoEndpoints(v: TraceVerdict, facts: SnapshotFacts): TraceVerdict {
+  if (v.verdict !== 'REJECT' || v.reason !== 'service has no endpoints') return v;
+  const colon = v.servicePort.lastIndexOf(':');
+  const service = colon < 0 ? v.servicePort : v.servicePort.slice(0, colon);
+  const portName = colon < 0 ? '' : v.servicePort.slice(colon + 1);
+  const names = facts.slicePortNames.get(service);
+  if (names === undefined || names.size === 0 || names.has(portName)) return v;
+  const shown = [...names].map((n) => (n === '' ? '(unnamed)' : `"${n}"`)).join(', ');
+  return { ...v, reason: `port name mismatch: the service port is named ${portName === '' ? '(unnamed)' : `"${portName}"`}, but its EndpointSlices only have ports ${shown}` };
+}
+
 export async function traceCommand(argv: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      src: { type: 'string' },
-      dst: { type: 'string' },
-      proto: { type: 'string', default: 'tcp' },
-      manifests: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      master: { type: 'string' },
-      'kube-api-content-type': { type: 'string', default: 'application/vnd.kubernetes.protobuf' },
-      'hostname-override': { type: 'string' },
-      'from-interface': { type: 'string' },
-      'node-ip': { type: 'string' },
-      output: { type: 'string', short: 'o', default: 'table' },
-      'proxy-mode': { type: 'string', default: 'ebpf' },
-      ...MODEL_FLAG_OPTIONS,
-    },
-    strict: true,
+  const spec = command('trace');
+  const { values: flags, args } = parseFlags(argv, spec.flags);
+  if (flags.get('help') === true) {
+    io.stdout(commandHelp(spec));
+    return 0;
+  }
+  if (args.length > 0) throw new FlagError(`unexpected argument "${args[0]}"`);
+  const text = (name: string): string | undefined => flags.get(name) as string | undefined;
+  const joined = (name: string): string | undefined => (flags.get(name) as string[] | undefined)?.join(',');
+  const src = text('src') === undefined ? undefined : canonicalIp(text('src')!);
+  const dst = text('dst') === undefined ? undefined : parseHostPort(text('dst')!);
+  if (text('src') === undefined || text('dst') === undefined) throw new FlagError('--src and --dst are required');
+  const bad = [src === undefined ? `--src: "${text('src')}" is not an IP address` : '', dst === undefined ? `--dst: "${text('dst')}" is not IP:PORT (or [IPv6]:PORT)` : ''].filter((m) => m !== '');
+  if (bad.length > 0 || src === undefined || dst === undefined) throw new FlagError(bad.join('; '));
+  const protocol = (text('proto') ?? 'tcp').toUpperCase() as Protocol;
+  const output = text('output') ?? 'table';
+  const config = modelConfigFromFlags({
+    'cluster-cidr': joined('cluster-cidr'),
+    'detect-local-mode': text('detect-local-mode'),
+    'pod-bridge-interface': text('pod-bridge-interface'),
+    'pod-interface-name-prefix': text('pod-interface-name-prefix'),
+    'nodeport-addresses': joined('nodeport-addresses'),
+    'masquerade-all': flags.get('masquerade-all') as boolean | undefined,
+    'ip-families': joined('ip-families'),
   });
-  const src = values.src === undefined ? undefined : canonicalIp(values.src);
-  const dst = values.dst === undefined ? undefined : parseHostPort(values.dst);
-  const protocol = values.proto.toUpperCase();
-  if (src === undefined || dst === undefined || !['TCP', 'UDP', 'SCTP'].includes(protocol)) {
-    io.stderr(`${TRACE_USAGE}\n`);
-    if (values.src !== undefined && src === undefined) io.stderr(`--src: "${values.src}" is not an IP address\n`);
-    if (values.dst !== undefined && dst === undefined) io.stderr(`--dst: "${values.dst}" is not IP:PORT\n`);
-    return 2;
-  }
-  if (values.output !== 'table' && values.output !== 'json') {
-    io.stderr('--output: table or json\n');
-    return 2;
-  }
-  const config = modelConfigFromFlags(values);
-  const { state } = await snapshot({
-    manifests: values.manifests,
-    kubeconfig: values.kubeconfig,
-    master: values.master,
-    contentType: values['kube-api-content-type'].includes('json') ? 'json' : 'protobuf',
-    nodeName: values['hostname-override'] ?? hostname().toLowerCase(),
-    hostAddresses: (values['node-ip'] ?? '').split(',').filter((s) => s !== ''),
+  const nodeIps = (flags.get('node-ip') as string[] | undefined) ?? [];
+  for (const ip of nodeIps) if (canonicalIp(ip) === undefined) throw new FlagError(`--node-ip: "${ip}" is not an IP address`);
+  const nodeName = (text('hostname-override') ?? hostname()).trim().toLowerCase();
+  const source = resolveSource({ manifests: text('manifests'), kubeconfig: text('kubeconfig'), master: text('master'), contentType: (text('kube-api-content-type') ?? '').includes('json') ? 'json' : 'protobuf', qps: 50, burst: 100 });
+  const { state, facts } = await snapshot({
+    ...(source.kind === 'files' ? { manifests: source.dir } : { kubeconfig: source.kubeconfig, master: source.master, contentType: source.contentType }),
+    nodeName,
+    hostAddresses: nodeIps,
     config,
     logger: { warn: (_fields, message) => io.stderr(`warning: ${message}\n`) },
   });
-  const packet: TracePacket = { src, dst: dst.ip, port: dst.port, protocol: protocol as Protocol, inInterface: values['from-interface'] };
-  const verdict = trace(state, packet, { mode: values['proxy-mode'] });
-  io.stdout(values.output === 'json' ? `${JSON.stringify({ packet, ...verdict }, null, 2)}\n` : `${formatVerdict(packet, verdict)}\n`);
+  if (!facts.nodes.has(nodeName)) {
+    const known = [...facts.nodes].sort();
+    io.stderr(`warning: no Node named "${nodeName}" (${known.length === 0 ? 'the source has no Node objects' : `known: ${known.slice(0, 10).join(', ')}${known.length > 10 ? ', ...' : ''}`}); no endpoint counts as local to it and NodePorts answer only on --node-ip addresses. Give --hostname-override NODE.\n`);
+  }
+  const packet: TracePacket = { src, dst: dst.ip, port: dst.port, protocol, inInterface: text('from-interface') };
+  const verdict = explainNoEndpoints(trace(state, packet, { mode: text('proxy-mode') ?? 'ebpf' }), facts);
+  io.stdout(output === 'json' ? `${JSON.stringify({ packet, ...verdict }, null, 2)}\n` : `${formatVerdict(packet, verdict)}\n`);
   return 0;
 }

@@ -55,6 +55,7 @@ const SWITCHYARD_SCHEMA: Schema = {
   socketLB: 'bool',
   xdpMode: 'string',
   mapSizes: { object: { frontends: 'int', backends: 'int', slots: 'int', conntrack: 'int', affinity: 'int', sourceRanges: 'int' } },
+  apiServerViaClusterIP: 'bool',
 };
 
 export const KUBE_PROXY_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';

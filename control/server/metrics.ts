@@ -26,8 +26,11 @@ export class ProxyMetrics {
   readonly noLocalEndpoints: Gauge;
   readonly healthzTotal: Counter;
   readonly livezTotal: Counter;
-  readonly rejected: Gauge;
+  readonly rejected: Counter;
   readonly watchEvents: Counter;
+  readonly apiserverUp: Gauge;
+  readonly restClientRequests: Counter<'code' | 'host' | 'method'>;
+  readonly lastSourceSync: Gauge;
   readonly notProgrammed: Gauge;
 
   readonly iptablesRules: Gauge;
@@ -58,13 +61,16 @@ export class ProxyMetrics {
     this.noLocalEndpoints = new Gauge({ name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy'], registers });
     this.healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers });
     this.livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers });
-    this.rejected = new Gauge({
+    // A counter: the rejection log counts since start and only ever adds, so each scrape
+    // reports its totals (reset and re-added, as the iptables failure counters below).
+    this.rejected = new Counter({
       name: 'switchyard_rejected_objects_total',
       help: 'Objects (or parts) refused by validation, by reason, since start',
       labelNames: ['reason'],
       registers,
       collect() {
-        for (const [reason, n] of rejections()) this.set({ reason }, n);
+        this.reset();
+        for (const [reason, n] of rejections()) this.inc({ reason }, n);
       },
     });
     this.notProgrammed = new Gauge({
@@ -113,7 +119,10 @@ export class ProxyMetrics {
     // iptables and nftables modes rewrite everything, or only what changed: timed apart.
     this.fullSyncDuration = new Histogram({ name: 'kubeproxy_sync_full_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds for full resyncs', buckets: exponential(0.001, 2, 15), registers });
     this.partialSyncDuration = new Histogram({ name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds for partial resyncs', buckets: exponential(0.001, 2, 15), registers });
-    this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists and decode errors by kind', labelNames: ['kind', 'event'], registers });
+    this.watchEvents = new Counter({ name: 'switchyard_watch_events_total', help: 'Watch reconnects, relists, failed requests (error) and decode errors by kind', labelNames: ['kind', 'event'], registers });
+    this.apiserverUp = new Gauge({ name: 'switchyard_apiserver_up', help: '1 when the last list or watch request to the API server succeeded, 0 when it failed (absent with a manifests source)', registers });
+    this.restClientRequests = new Counter({ name: 'rest_client_requests_total', help: 'Number of HTTP requests, partitioned by status code, method, and host.', labelNames: ['code', 'host', 'method'], registers });
+    this.lastSourceSync = new Gauge({ name: 'switchyard_source_last_sync_timestamp_seconds', help: 'When each kind was last listed completely from its source', labelNames: ['kind'], registers });
     new Counter({
       name: 'switchyard_service_packets_total',
       help: 'Packets the datapath translated, per service port',

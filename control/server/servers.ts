@@ -7,8 +7,13 @@ import { healthz, livez, type HealthAnswer, type HealthSnapshot } from './health
 import type { ProxyMetrics } from './metrics.ts';
 
 export interface ServerOptions {
-  healthzBindAddress: string;
-  metricsBindAddress: string;
+  /** undefined or "": that server is off (kube-proxy's empty --metrics-bind-address). */
+  healthzBindAddress?: string;
+  metricsBindAddress?: string;
+  /** kube-proxy's --bind-address-hard-fail: any bind failure is fatal. */
+  bindAddressHardFail?: boolean;
+  /** How long a non-fatal bind failure waits before the next try (kube-proxy: 5 s). */
+  retryMs?: number;
   snapshot: () => HealthSnapshot;
   metrics: ProxyMetrics;
   proxyMode: string;
@@ -61,16 +66,47 @@ export class ProxyServers {
     );
   }
 
-  /** Starts both; returns the addresses they listen on. */
+  private readonly retries = new Set<NodeJS.Timeout>();
+
+  /**
+   * Binds one server. A port another process holds (kube-proxy still running, the usual case in a
+   * migration) is fatal: two proxies on one node would both answer the probes. Any other failure
+   * is fatal with --bind-address-hard-fail, else logged and retried, as kube-proxy does.
+   */
+  private async bind(server: FastifyInstance, what: string, address: string): Promise<string> {
+    const { host, port } = splitAddress(address);
+    try {
+      await server.listen({ host, port });
+      // Where it listens, from the socket (fastify names interface addresses, none when only lo is down).
+      const bound = server.server.address();
+      const at = typeof bound === 'object' && bound !== null ? bound : { address: host, port };
+      return `http://${at.address.includes(':') ? `[${at.address}]` : at.address}:${at.port}`;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const reason = err.code === 'EADDRINUSE' ? 'address already in use (is kube-proxy or another agent still running?)' : err.code === 'EADDRNOTAVAIL' ? 'no such local address' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      if (err.code === 'EADDRINUSE' || this.o.bindAddressHardFail === true) throw new Error(`serving ${what} on ${address}: ${reason}`);
+      this.o.logger.error({ address, err }, `serving ${what} on ${address} failed: ${reason}; retrying`);
+      const retry = setTimeout(() => {
+        this.retries.delete(retry);
+        void this.bind(server, what, address).catch((again: Error) => this.o.logger.error({ address, err: again }, again.message));
+      }, this.o.retryMs ?? 5000);
+      this.retries.add(retry);
+      return '';
+    }
+  }
+
+  /** Starts the servers configured; returns where they listen ("" for off or not yet bound). */
   async listen(): Promise<{ healthz: string; metrics: string }> {
-    const h = splitAddress(this.o.healthzBindAddress);
-    const m = splitAddress(this.o.metricsBindAddress);
-    const healthzAt = await this.health.listen({ host: h.host, port: h.port });
-    const metricsAt = await this.metricsServer.listen({ host: m.host, port: m.port });
+    const h = this.o.healthzBindAddress;
+    const m = this.o.metricsBindAddress;
+    const healthzAt = h === undefined || h === '' ? '' : await this.bind(this.health, 'health checks', h);
+    const metricsAt = m === undefined || m === '' ? '' : await this.bind(this.metricsServer, 'metrics', m);
     return { healthz: healthzAt, metrics: metricsAt };
   }
 
   async close(): Promise<void> {
+    for (const t of this.retries) clearTimeout(t);
+    this.retries.clear();
     await this.health.close();
     await this.metricsServer.close();
   }

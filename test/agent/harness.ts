@@ -24,15 +24,20 @@ export function startAgent(lab: Lab, node: LabNode, manifests: string, extra: st
       `--net=${netnsPath(node.netns)}`, '--', process.execPath, MAIN,
       '--manifests', manifests, '--hostname-override', node.name, '--bpffs-dir', lab.bpffsDir(`agent-${node.name}`),
       '--cgroup-root', cgroup, '--external-devices', node.wireIf,
-      '--cluster-cidr', '10.244.0.0/16,fd00:10:244::/48', '--nodeport-addresses', '10.254.0.0/24,fd00:254::/64', ...extra,
+      '--cluster-cidr', '10.244.0.0/16,fd00:10:244::/48', '--nodeport-addresses', '10.254.0.0/24,fd00:254::/64', '--logging-format=json', ...extra,
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    // The agent logs to stderr, as kube-proxy; JSON lines are read, anything else passed on.
+    { stdio: ['ignore', 'inherit', 'pipe'] },
   );
   // In the node's cgroup, the agent is swept with the lab even if this process is killed.
   writeFileSync(`${cgroup}/cgroup.procs`, String(child.pid));
   const logs: Array<Record<string, unknown>> = [];
   const synced = new Promise<Record<string, unknown>>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      if (!line.startsWith('{')) {
+        process.stderr.write(`${line}\n`);
+        return;
+      }
       const entry = JSON.parse(line) as Record<string, unknown>;
       logs.push(entry);
       if (entry.msg === 'synced') resolve(entry);

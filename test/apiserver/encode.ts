@@ -1,20 +1,47 @@
-// Encoding objects the way the API server does, for the test API server. (Decoding is checked
-// against Kubernetes' own bytes in shared/fixtures, not against this encoder.)
+// Encoding objects the way the API server does, for the test API server, from the fuller
+// schemas of ./proto (not the agent's trimmed proto/): every field the real API sends reaches
+// the agent's decoder, which must skip what it does not read. (Decoding is checked against
+// Kubernetes' own bytes in shared/fixtures, not against this encoder.)
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
 import { KINDS, type KindName } from '../../control/sources/kube/kinds.ts';
-import { protoRoot, type KubeStatus } from '../../control/sources/kube/wire.ts';
+import type { KubeStatus } from '../../control/sources/kube/wire.ts';
 
 const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]);
+const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
 
-/** The reverse of the decoder's normalisation: IntOrString and Time into their messages. */
+let rootCache: protobuf.Root | undefined;
+
+/** The test server's full schemas, loaded once. */
+export function fullProtoRoot(): protobuf.Root {
+  if (rootCache === undefined) {
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => `${protoDir}${target.replace(/^.*\//, '')}`;
+    root.loadSync(['runtime.proto', 'meta.proto', 'core.proto', 'discovery.proto'], { keepCase: true });
+    root.resolveAll();
+    rootCache = root;
+  }
+  return rootCache;
+}
+
+const TIME_FIELDS = new Set(['creationTimestamp', 'deletionTimestamp', 'time', 'lastTransitionTime', 'lastHeartbeatTime', 'timeAdded']);
+
+/** The reverse of the decoder's normalisation: IntOrString, Time, FieldsV1 and Quantity into their messages. */
 function toProtoShape(value: unknown, field = ''): unknown {
   if (Array.isArray(value)) return value.map((v) => toProtoShape(v, field));
   if (field === 'targetPort') {
     return typeof value === 'string' ? { type: 1, strVal: value } : { type: 0, intVal: value };
   }
-  if (field === 'creationTimestamp' || field === 'deletionTimestamp') {
+  if (TIME_FIELDS.has(field)) {
     const ms = value instanceof Date ? value.getTime() : Date.parse(String(value));
     return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
   }
+  // FieldsV1 travels as the raw JSON of the field set.
+  if (field === 'fieldsV1') return { Raw: Buffer.from(JSON.stringify(value)) };
+  if ((field === 'capacity' || field === 'allocatable') && value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, { string: String(v) }]));
+  }
+  if (field === 'kubeletEndpoint' && value !== null && typeof value === 'object') return { Port: (value as { Port?: number }).Port };
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
@@ -24,7 +51,7 @@ function toProtoShape(value: unknown, field = ''): unknown {
 }
 
 function message(typeName: string, value: unknown): Uint8Array {
-  const t = protoRoot().lookupType(typeName);
+  const t = fullProtoRoot().lookupType(typeName);
   return t.encode(t.fromObject(toProtoShape(value) as Record<string, unknown>)).finish();
 }
 
@@ -33,22 +60,28 @@ export function envelope(apiVersion: string, kind: string, raw: Uint8Array): Buf
   return Buffer.concat([MAGIC, unknown]);
 }
 
-export function encodeObject(kind: KindName, obj: unknown): Buffer {
-  return envelope(KINDS[kind].apiVersion, kind, message(KINDS[kind].protoType, obj));
+/** One object's message bytes (the raw inside the envelope). */
+export function encodeObjectRaw(kind: KindName, obj: unknown): Uint8Array {
+  return message(KINDS[kind].protoType, obj);
 }
 
-export function encodeList(kind: KindName, items: unknown[], resourceVersion: string, continueToken: string): Buffer {
-  const raw = message(KINDS[kind].protoListType, { metadata: { resourceVersion, continue: continueToken || undefined }, items });
+export function encodeObject(kind: KindName, obj: unknown): Buffer {
+  return envelope(KINDS[kind].apiVersion, kind, encodeObjectRaw(kind, obj));
+}
+
+export function encodeList(kind: KindName, items: unknown[], resourceVersion: string, continueToken: string, remainingItemCount?: number): Buffer {
+  const raw = message(KINDS[kind].protoListType, { metadata: { resourceVersion, continue: continueToken || undefined, remainingItemCount }, items });
   return envelope(KINDS[kind].apiVersion, `${kind}List`, raw);
 }
 
-export function encodeStatus(status: KubeStatus): Buffer {
+export function encodeStatus(status: KubeStatus & { details?: { name?: string; kind?: string } }): Buffer {
+  const details = { ...status.details, causes: status.causes, retryAfterSeconds: status.retryAfterSeconds };
   const raw = message('k8s.io.apimachinery.pkg.apis.meta.v1.Status', {
     status: 'Failure',
     code: status.code,
     reason: status.reason,
     message: status.message,
-    details: status.retryAfterSeconds === undefined ? undefined : { retryAfterSeconds: status.retryAfterSeconds },
+    details: Object.values(details).some((v) => v !== undefined) ? details : undefined,
   });
   return envelope('v1', 'Status', raw);
 }

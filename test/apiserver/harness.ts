@@ -2,7 +2,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KindName, KubeObject } from '../../control/sources/kube/kinds.ts';
 import { objectKey } from '../../control/sources/kube/kinds.ts';
-import type { ReflectorHandler } from '../../control/sources/kube/reflector.ts';
+import type { ReflectorClock, ReflectorHandler } from '../../control/sources/kube/reflector.ts';
 import { KubeConfigTransport } from '../../control/sources/kube/transport.ts';
 import type { TestApiServer } from './server.ts';
 
@@ -66,4 +66,40 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
     await new Promise((r) => setTimeout(r, 10));
   }
   return Date.now() - start;
+}
+
+/**
+ * A clock for the reflector's waits that moves only when the test says: a wait of Retry-After or
+ * backoff is seen with its exact length, and nothing it holds back can happen before advance().
+ */
+export class FakeClock implements ReflectorClock {
+  private t = 0;
+  private readonly waits: Array<{ ms: number; due: number; fn: () => void; done: boolean }> = [];
+
+  now(): number {
+    return this.t;
+  }
+
+  after(ms: number, fn: () => void): () => void {
+    const w = { ms, due: this.t + ms, fn, done: false };
+    this.waits.push(w);
+    return () => {
+      w.done = true;
+    };
+  }
+
+  /** The lengths of the waits not yet over, oldest first. */
+  get pending(): number[] {
+    return this.waits.filter((w) => !w.done).map((w) => w.ms);
+  }
+
+  advance(ms: number): void {
+    this.t += ms;
+    for (const w of this.waits) {
+      if (!w.done && w.due <= this.t) {
+        w.done = true;
+        w.fn();
+      }
+    }
+  }
 }

@@ -47,16 +47,29 @@ describe('kernel probe and --proxy-mode', () => {
     const netns = `${runPrefix()}-probe`;
     await run('ip', ['netns', 'add', netns]);
     try {
-      const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', DENY_BPF, process.execPath, MAIN, '--proxy-mode', 'auto', '--manifests', manifests, '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', DENY_BPF, process.execPath, MAIN, '--proxy-mode', 'auto', '--manifests', manifests, '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--logging-format=json'], { stdio: ['ignore', 'inherit', 'pipe'] });
       const lines: Array<Record<string, unknown>> = [];
-      await new Promise<void>((resolve, reject) => {
-        createInterface({ input: child.stdout! }).on('line', (l) => {
-          lines.push(JSON.parse(l) as Record<string, unknown>);
-          if (lines.at(-1)!.msg === 'synced') resolve();
+      const other: string[] = [];
+      try {
+        // The agent logs to stderr; a generous bound so a broken start fails instead of hanging.
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no first sync within 120 s: ${JSON.stringify(lines)} ${other.join('\n')}`)), 120_000);
+          createInterface({ input: child.stderr! }).on('line', (l) => {
+            if (!l.startsWith('{')) return void other.push(l);
+            lines.push(JSON.parse(l) as Record<string, unknown>);
+            if (lines.at(-1)!.msg === 'synced') {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+          child.once('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`agent exited (${code}): ${JSON.stringify(lines)} ${other.join('\n')}`));
+          });
         });
-        child.once('exit', (code) => reject(new Error(`agent exited (${code}): ${JSON.stringify(lines)}`)));
-      });
-      child.kill('SIGKILL');
+      } finally {
+        child.kill('SIGKILL');
+      }
       const choice = lines.find((l) => l.mode === 'nftables' && typeof l.msg === 'string' && l.msg.startsWith('auto chose'))!;
       assert.ok(choice, JSON.stringify(lines.slice(0, 3)));
       assert.match(String(choice.msg), /ebpf: not usable \(loading a BPF program failed: .*Operation not permitted/);

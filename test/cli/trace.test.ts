@@ -2,7 +2,10 @@
 // table and as JSON; and every case of the semantic table through the CLI's JSON output.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { main } from '../../control/cli/main.ts';
@@ -91,5 +94,33 @@ describe('switchyard trace', () => {
     const bad = await run(['trace', '--src', '1.2.3.4', '--dst', '1.2.3.4:80', '--manifests', dir, '--cluster-cidr', 'x']);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--cluster-cidr: "x" is not a CIDR/);
+    const mode = await run(['trace', '--src', '1.2.3.4', '--dst', '1.2.3.4:80', '--manifests', dir, '--proxy-mode', 'bogus']);
+    assert.equal(mode.code, 2);
+    assert.match(mode.err, /valid values are ebpf, nftables, iptables, ipvs/);
+  });
+
+  it('warns when no Node is named --hostname-override, and --node-ip makes NodePorts answer there', async () => {
+    const r = await run(['trace', '--src', '10.254.0.200', '--dst', '10.254.0.77:30080', '--manifests', dir, '--hostname-override', 'n9', '--node-ip', '10.254.0.77', '--cluster-cidr', '10.244.0.0/16', '-o', 'json']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /^warning: no Node named "n9" \(known: n0\); no endpoint counts as local/m);
+    const v = JSON.parse(r.out);
+    assert.notEqual(v.verdict, 'NO_SERVICE', 'the NodePort answers on the --node-ip address');
+    const known = await run(['trace', '--src', '10.244.0.10', '--dst', '10.96.0.10:80', '--manifests', dir, ...FLAGS]);
+    assert.doesNotMatch(known.err, /no Node named/);
+  });
+
+  it('a port-name mismatch between Service and EndpointSlice is named as such', async () => {
+    const mismatch = mkdtempSync(join(tmpdir(), 'switchyard-mismatch-'));
+    try {
+      writeFileSync(join(mismatch, 'svc.yaml'), stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'demo' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.77', clusterIPs: ['10.96.0.77'], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }] } }));
+      writeFileSync(join(mismatch, 'slice.yaml'), stringify({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'api-1', namespace: 'demo', labels: { 'kubernetes.io/service-name': 'api' } }, addressType: 'IPv4', ports: [{ name: 'web', port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: ['10.244.0.11'], conditions: { ready: true }, nodeName: 'n0' }] }));
+      const r = await run(['trace', '--src', '10.244.0.10', '--dst', '10.96.0.77:80', '--manifests', mismatch, '--hostname-override', 'n0', '-o', 'json']);
+      assert.equal(r.code, 0, r.err);
+      const v = JSON.parse(r.out);
+      assert.equal(v.verdict, 'REJECT');
+      assert.equal(v.reason, 'port name mismatch: the service port is named "http", but its EndpointSlices only have ports "web"');
+    } finally {
+      rmSync(mismatch, { recursive: true, force: true });
+    }
   });
 });

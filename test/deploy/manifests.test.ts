@@ -6,19 +6,20 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { decodeConfiguration } from '../../control/config/kube-proxy-config.ts';
+import { PLACEHOLDER_HOST } from '../../control/sources/kube/bootstrap.ts';
 
 const deploy = fileURLToPath(new URL('../../deploy/', import.meta.url));
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are free-form YAML
 const docs = (file: string): Obj[] => parseAllDocuments(readFileSync(`${deploy}${file}`, 'utf8')).map((d) => d.toJS() as Obj);
 
 describe('deploy manifests', () => {
-  it('RBAC: list and watch services, endpointslices, nodes; create and patch events; nothing else', () => {
+  it('RBAC: list and watch services, endpointslices, nodes; nothing else (the agent writes nothing)', () => {
     const role = docs('rbac.yaml').find((d) => d.kind === 'ClusterRole')!;
     const grants = new Set<string>();
     for (const rule of role.rules as Obj[]) for (const g of rule.apiGroups) for (const r of rule.resources) for (const v of rule.verbs) grants.add(`${g}/${r}:${v}`);
     assert.deepEqual([...grants].sort(), [
-      '/events:create', '/events:patch', '/nodes:list', '/nodes:watch', '/services:list', '/services:watch',
-      'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch', 'events.k8s.io/events:create', 'events.k8s.io/events:patch',
+      '/nodes:list', '/nodes:watch', '/services:list', '/services:watch',
+      'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch',
     ]);
     const binding = docs('rbac.yaml').find((d) => d.kind === 'ClusterRoleBinding')!;
     assert.equal(binding.roleRef.name, 'switchyard');
@@ -31,6 +32,7 @@ describe('deploy manifests', () => {
     assert.equal(spec.hostNetwork, true);
     assert.equal(spec.priorityClassName, 'system-node-critical');
     assert.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
+    assert.equal(spec.dnsPolicy, 'Default', 'no cluster DNS: it is a ClusterIP the agent has yet to program');
     assert.equal(spec.serviceAccountName, 'switchyard');
     const c = spec.containers[0];
     assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ['/livez', 10256]);
@@ -63,13 +65,15 @@ describe('deploy manifests', () => {
     assert.equal(cgroupMount?.mountPath, c.switchyard.cgroupRoot, 'the cgroup is mounted where the config says');
   });
 
-  it('Dockerfile: Node 24 slim, runs the CLI, ships the addon and the BPF objects', () => {
-    const text = readFileSync(`${deploy}Dockerfile`, 'utf8');
-    assert.match(text, /^FROM node:24-[a-z]+-slim$/m);
-    assert.match(text, /COPY build\/Release\/switchyard\.node/);
-    assert.match(text, /COPY build\/bpf\//);
-    assert.match(text, /ENTRYPOINT \["node", "\/opt\/switchyard\/control\/cli\/main\.ts"\]/);
-    // The tools the rule-based modes and the probe run (iptables*, nft, ipset, ipvsadm, ip, sysctl).
-    for (const pkg of ['iptables', 'nftables', 'ipset', 'ipvsadm', 'iproute2', 'procps']) assert.match(text, new RegExp(`\\b${pkg}\\b`), pkg);
+  it('ConfigMap: a kubeconfig with the API server\'s real address (a placeholder to replace) and the service account\'s files', () => {
+    const cm = docs('configmap.yaml')[0]!;
+    const c = decodeConfiguration(cm.data['config.conf']);
+    const ds = docs('daemonset.yaml')[0]!.spec.template.spec;
+    const configMount = (ds.containers[0].volumeMounts as Obj[]).find((m) => m.name === 'config')!;
+    assert.equal((c.kubeProxy.clientConnection as Obj).kubeconfig, `${configMount.mountPath}/kubeconfig.conf`, 'config.conf names the kubeconfig.conf beside it');
+    const kc = parseAllDocuments(cm.data['kubeconfig.conf'])[0]!.toJS() as Obj;
+    assert.equal(kc.clusters[0].cluster.server, `https://${PLACEHOLDER_HOST}:6443`);
+    assert.equal(kc.clusters[0].cluster['certificate-authority'], '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt');
+    assert.equal(kc.users[0].user.tokenFile, '/var/run/secrets/kubernetes.io/serviceaccount/token');
   });
 });

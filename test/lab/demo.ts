@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { FlagError, parseFlags, renderFlagHelp, type FlagSpec } from '../../control/cli/flags.ts';
 import { startAgent } from '../agent/harness.ts';
 import { Lab, type LabPod } from './lab.ts';
 import type { ProbeResult } from './probe.ts';
@@ -53,10 +53,41 @@ function spread(title: string, results: ProbeResult[], pods: string[]): string {
   return `${title}\n${rows.join('\n')}\n  failed ${results.filter((r) => !r.ok).length}; the pods saw the client as ${seen}`;
 }
 
+const USAGE = 'usage: npm run demo -- [--duration SECONDS] [--connections N]';
+const DEMO_FLAGS: readonly FlagSpec[] = [
+  { name: 'duration', type: 'float', placeholder: 'seconds', help: 'Stop after this many seconds (default: run until Ctrl-C).', origin: 'switchyard' },
+  { name: 'connections', type: 'int', default: '30', help: 'Connections per round to each frontend.', origin: 'switchyard' },
+  { name: 'help', short: 'h', type: 'bool', help: 'Print this help and exit.', origin: 'switchyard' },
+];
+
+/** The demo's options, or the exit code when there is nothing to run (help, a bad flag). */
+function options(argv: string[]): { durationMs: number; connections: number } | number {
+  try {
+    const { values, args } = parseFlags(argv, DEMO_FLAGS);
+    if (values.get('help') === true) {
+      process.stdout.write(`${USAGE}\n\nBuilds a 2-node lab, runs the agent on n0 and sends connections to a ClusterIP and a NodePort.\n\n${renderFlagHelp(DEMO_FLAGS)}\n`);
+      return 0;
+    }
+    if (args.length > 0) throw new FlagError(`unexpected argument "${args[0]}"`);
+    const duration = values.get('duration') as number | undefined;
+    if (duration !== undefined && !(duration > 0)) throw new FlagError(`--duration: want a number of seconds > 0, got ${duration}`);
+    const connections = (values.get('connections') as number | undefined) ?? 30;
+    if (connections < 1) throw new FlagError(`--connections: want at least 1, got ${connections}`);
+    return { durationMs: duration === undefined ? Infinity : duration * 1000, connections };
+  } catch (e) {
+    if (!(e instanceof FlagError)) throw e;
+    process.stderr.write(`demo: ${e.message}\n${USAGE}\n`);
+    return 2;
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { duration: { type: 'string' }, connections: { type: 'string', default: '30' } } });
-  const durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
-  const connections = Number(values.connections);
+  const parsed = options(process.argv.slice(2));
+  if (typeof parsed === 'number') {
+    process.exitCode = parsed;
+    return;
+  }
+  const { durationMs, connections } = parsed;
   let stopping = false;
   // First Ctrl-C: finish the round and clean up; a second one exits at once (the lab's exit
   // handler still tears everything down).

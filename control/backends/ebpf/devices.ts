@@ -35,8 +35,12 @@ export class LinkWatcher {
     this.onChange = onChange;
   }
 
+  // The child dies with the agent on every exit path (a fatal error, process.exit), not only stop().
+  private readonly killOnExit = (): void => void this.child?.kill();
+
   start(): void {
     this.child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    process.once('exit', this.killOnExit);
     createInterface({ input: this.child.stdout! }).on('line', () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(this.onChange, 100);
@@ -45,6 +49,7 @@ export class LinkWatcher {
 
   stop(): void {
     clearTimeout(this.timer);
+    process.off('exit', this.killOnExit);
     this.child?.kill();
   }
 }

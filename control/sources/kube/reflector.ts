@@ -1,7 +1,13 @@
-// A reflector: keeps a local copy of one kind in step with the API server. Paginated list,
-// watch from the list's resourceVersion with bookmarks, relist on 410 Gone with a diff that
-// deletes what vanished, exponential backoff with jitter on errors (honouring Retry-After on
-// 429), an inactivity timeout that replaces a silent (half-open) stream, and a clean stop.
+// A reflector: keeps a local copy of one kind in step with the API server, as client-go's
+// reflector and pager do. The first list asks resourceVersion=0, which the watch cache answers
+// in one response (no quorum read of etcd, no pages, on every agent start of a rollout); later
+// lists ask for data at least as fresh as what was seen; a list whose resourceVersion the server
+// no longer has (410) or has not reached ("Too large resource version") is asked again with no
+// resourceVersion (a consistent read). Pages carry the continue token only; a continuation that
+// expired (410) falls back to one full list. Watch from the list's resourceVersion with
+// bookmarks, relist on 410 with a diff that deletes what vanished, exponential backoff with
+// jitter on errors, forgotten after a healthy period; a Retry-After is waited for exactly; an
+// inactivity timeout replaces a silent (half-open) stream; a clean stop.
 import type { IncomingMessage } from 'node:http';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import { KINDS, objectKey, type KindName, type KubeObject } from './kinds.ts';
@@ -19,6 +25,8 @@ import {
   decodeProtoStatus,
   decodeEnvelope,
   decodeProtoWatchEvent,
+  isExpired,
+  isTooLargeResourceVersion,
   jsonStatus,
   type KubeStatus,
   type WatchEvent,
@@ -56,7 +64,23 @@ export interface ReflectorOptions {
   /** Server-side watch timeout; randomised in [min, 2*min) like client-go. */
   minWatchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /** The reflector's own waits (backoff, Retry-After) and its sense of time; tests pass a fake. */
+  clock?: ReflectorClock;
 }
+
+export interface ReflectorClock {
+  now(): number;
+  /** Calls `fn` after `ms`; returns what cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const REAL_CLOCK: ReflectorClock = {
+  now: () => Date.now(),
+  after: (ms, fn) => {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+};
 
 class InactivityError extends Error {
   constructor(ms: number) {
@@ -72,20 +96,49 @@ interface Stored {
   obj: KubeObject;
 }
 
+interface ListResult {
+  items: Map<string, Stored>;
+  resourceVersion: string;
+  /** Some page carried a continue token. */
+  paginated: boolean;
+}
+
+interface DecodedPage {
+  items: KubeObject[];
+  continue: string;
+  resourceVersion: string;
+}
+
+/**
+ * The wait a server asked for: a Retry-After of N seconds (header, or details.retryAfterSeconds
+ * of the Status) is waited for exactly, as client-go's request retry does. 0 or none: undefined,
+ * and the backoff decides (a server saying 0 forever must not make a hot loop).
+ */
+function retryAfterMs(error: Error): number | undefined {
+  if (!(error instanceof StatusError)) return undefined;
+  const s = error.status.retryAfterSeconds;
+  return s !== undefined && s > 0 ? s * 1000 : undefined;
+}
+
 export class Reflector {
   readonly kind: KindName;
-  private readonly options: Required<Omit<ReflectorOptions, 'labelSelector' | 'fieldSelector' | 'events'>> &
+  private readonly options: Required<Omit<ReflectorOptions, 'labelSelector' | 'fieldSelector' | 'events' | 'clock'>> &
     Pick<ReflectorOptions, 'labelSelector' | 'fieldSelector'>;
   private readonly events: ReflectorEvents;
   private readonly store = new Map<string, Stored>();
   private readonly backoff: Backoff;
+  private readonly clock: ReflectorClock;
   private resourceVersion = '';
+  /** The last list or watch said the server cannot serve `resourceVersion` (410, too large). */
+  private resourceVersionUnavailable = false;
+  /** A list at resourceVersion=0 came in pages: no watch cache, so later lists page too. */
+  private paginatedResult = false;
   private hasSynced = false;
   private stopped = false;
   private abort: AbortController | undefined;
-  private sleeping: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  private sleeping: { cancel: () => void; resolve: () => void } | undefined;
   private loop: Promise<void> | undefined;
-  readonly stats = { lists: 0, relists: 0, reconnects: 0, errors: 0, events: 0, bookmarks: 0 };
+  readonly stats = { lists: 0, relists: 0, reconnects: 0, errors: 0, events: 0, bookmarks: 0, fullListFallbacks: 0 };
 
   constructor(options: ReflectorOptions) {
     this.kind = options.kind;
@@ -98,7 +151,8 @@ export class Reflector {
       backoff: DEFAULT_BACKOFF,
       ...options,
     };
-    this.backoff = new Backoff(this.options.backoff);
+    this.clock = options.clock ?? REAL_CLOCK;
+    this.backoff = new Backoff(this.options.backoff, Math.random, () => this.clock.now());
   }
 
   get synced(): boolean {
@@ -123,7 +177,7 @@ export class Reflector {
     this.stopped = true;
     this.abort?.abort();
     if (this.sleeping !== undefined) {
-      clearTimeout(this.sleeping.timer);
+      this.sleeping.cancel();
       this.sleeping.resolve();
     }
     await this.loop;
@@ -142,10 +196,12 @@ export class Reflector {
           await this.list(listReason);
           needList = false;
         }
-        const started = Date.now();
+        const started = this.clock.now();
         const eventsBefore = this.stats.events + this.stats.bookmarks;
         const outcome = await this.watch();
         if (outcome === 'gone') {
+          // As client-go: the next list asks for data at least as fresh as the last seen
+          // resourceVersion, which the watch cache can serve; only a list that fails falls back.
           needList = true;
           listReason = 'watch resourceVersion expired (410)';
           continue;
@@ -153,15 +209,28 @@ export class Reflector {
         this.events.reconnect?.(this.kind, outcome);
         this.stats.reconnects++;
         // A stream that closes at once without delivering anything must not turn into a busy loop.
-        if (Date.now() - started < 1000 && this.stats.events + this.stats.bookmarks === eventsBefore) {
+        if (this.clock.now() - started < 1000 && this.stats.events + this.stats.bookmarks === eventsBefore) {
           await this.sleep(this.backoff.next());
         }
       } catch (e) {
         if (this.stopped || e instanceof StoppedError) break;
         const error = e as Error;
-        if (error instanceof StatusError && error.status.code === 410) {
+        if (error instanceof StatusError && isExpired(error.status)) {
+          // A watch refused with 410 (a list's own 410s are handled inside list()).
           needList = true;
-          listReason = 'list continuation expired (410)';
+          listReason = 'watch resourceVersion expired (410)';
+          continue;
+        }
+        if (error instanceof StatusError && isTooLargeResourceVersion(error.status)) {
+          // The server has not reached the resourceVersion the watch asked for (a restored etcd,
+          // a lagging cache): waiting on it may never end, so list again as a consistent read.
+          this.resourceVersionUnavailable = true;
+          needList = true;
+          listReason = 'watch resourceVersion too large';
+          this.stats.errors++;
+          const delay = retryAfterMs(error) ?? this.backoff.next();
+          this.events.error?.(this.kind, error, delay);
+          await this.sleep(delay);
           continue;
         }
         if (error instanceof InactivityError && this.hasSynced && !needList) {
@@ -172,8 +241,7 @@ export class Reflector {
         }
         if (error instanceof WireError) this.events.decodeError?.(this.kind, error.message);
         this.stats.errors++;
-        const retryAfter = error instanceof StatusError && error.status.retryAfterSeconds !== undefined ? error.status.retryAfterSeconds * 1000 : 0;
-        const delay = this.backoff.next(retryAfter);
+        const delay = retryAfterMs(error) ?? this.backoff.next();
         this.events.error?.(this.kind, error, delay);
         await this.sleep(delay);
       }
@@ -182,11 +250,11 @@ export class Reflector {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const cancel = this.clock.after(ms, () => {
         this.sleeping = undefined;
         resolve();
-      }, ms);
-      this.sleeping = { timer, resolve };
+      });
+      this.sleeping = { cancel, resolve };
     });
   }
 
@@ -231,38 +299,28 @@ export class Reflector {
     }
   }
 
+  /** client-go's relistResourceVersion: "0" first, the last seen one later, "" once that failed. */
+  private relistResourceVersion(): string {
+    if (this.resourceVersionUnavailable) return '';
+    return this.resourceVersion === '' ? '0' : this.resourceVersion;
+  }
+
   private async list(reason: string): Promise<void> {
-    const seen = new Map<string, Stored>();
-    let continueToken = '';
-    let rv = '';
     this.stats.lists++;
-    do {
-      const extra: Record<string, string> = { limit: String(this.options.pageSize) };
-      if (continueToken !== '') extra.continue = continueToken;
-      const { res, contentType, guard, done } = await this.open(this.query(extra));
-      let body: Buffer;
-      try {
-        body = await readAll(res, guard);
-      } catch (e) {
-        if (this.stopped) throw new StoppedError();
-        throw this.abort?.signal.aborted ? new InactivityError(this.options.inactivityTimeoutMs) : e;
-      } finally {
-        done();
-      }
-      let page;
-      try {
-        page = contentType.startsWith(PROTOBUF) ? decodeProtoList(this.kind, body) : decodeJsonList(this.kind, body.toString('utf8'));
-      } catch (e) {
-        if (e instanceof StatusError) throw e;
-        throw new WireError(`${this.kind} list: ${(e as Error).message}`);
-      }
-      for (const item of page.items) {
-        const obj = item as KubeObject;
-        seen.set(objectKey(obj), { rv: obj.metadata?.resourceVersion ?? '', obj });
-      }
-      continueToken = page.continue;
-      rv = page.resourceVersion;
-    } while (continueToken !== '');
+    const asked = this.relistResourceVersion();
+    let result: ListResult;
+    try {
+      result = await this.pagedList(asked);
+    } catch (e) {
+      if (!(e instanceof StatusError) || !(isExpired(e.status) || isTooLargeResourceVersion(e.status)) || asked === '') throw e;
+      // The server cannot serve that resourceVersion: a consistent read gets the reflector going.
+      this.resourceVersionUnavailable = true;
+      result = await this.pagedList(this.relistResourceVersion());
+    }
+    // Only a list at "0" tells whether a watch cache answers: pages from it mean there is none.
+    if (asked === '0' && result.paginated) this.paginatedResult = true;
+    this.resourceVersionUnavailable = false;
+    const seen = result.items;
 
     // Replace the local copy: deliver what is new or changed, delete what vanished.
     for (const [key, prev] of this.store) {
@@ -278,7 +336,7 @@ export class Reflector {
         this.options.handler.upsert(this.kind, item.obj);
       }
     }
-    this.resourceVersion = rv;
+    this.resourceVersion = result.resourceVersion;
     if (this.stats.lists > 1) {
       this.stats.relists++;
       this.events.relist?.(this.kind, reason);
@@ -286,6 +344,61 @@ export class Reflector {
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.options.handler.synced(this.kind);
+    }
+  }
+
+  /**
+   * client-go's pager: pages of pageSize, the resourceVersion on the first request only (the
+   * server refuses it beside a continue token), and a continuation that expired (410) answered
+   * by one full list at the resourceVersion first asked. A relist at a given resourceVersion is
+   * not paged unless the first list was: without a limit the watch cache serves it.
+   */
+  private async pagedList(resourceVersion: string): Promise<ListResult> {
+    const unpaged = !this.paginatedResult && resourceVersion !== '' && resourceVersion !== '0';
+    const limit = unpaged ? 0 : this.options.pageSize;
+    const items = new Map<string, Stored>();
+    let continueToken = '';
+    let paginated = false;
+    for (;;) {
+      const extra: Record<string, string> = {};
+      if (limit > 0) extra.limit = String(limit);
+      if (continueToken !== '') extra.continue = continueToken;
+      else if (resourceVersion !== '') extra.resourceVersion = resourceVersion;
+      let page: DecodedPage;
+      try {
+        page = await this.listPage(extra);
+      } catch (e) {
+        if (continueToken === '' || !(e instanceof StatusError) || !isExpired(e.status)) throw e;
+        this.stats.fullListFallbacks++;
+        items.clear();
+        page = await this.listPage(resourceVersion === '' ? {} : { resourceVersion });
+        for (const obj of page.items) items.set(objectKey(obj), { rv: obj.metadata?.resourceVersion ?? '', obj });
+        return { items, resourceVersion: page.resourceVersion, paginated };
+      }
+      for (const obj of page.items) items.set(objectKey(obj), { rv: obj.metadata?.resourceVersion ?? '', obj });
+      if (page.continue === '') return { items, resourceVersion: page.resourceVersion, paginated };
+      paginated = true;
+      continueToken = page.continue;
+    }
+  }
+
+  private async listPage(extra: Record<string, string>): Promise<DecodedPage> {
+    const { res, contentType, guard, done } = await this.open(this.query(extra));
+    let body: Buffer;
+    try {
+      body = await readAll(res, guard);
+    } catch (e) {
+      if (this.stopped) throw new StoppedError();
+      throw this.abort?.signal.aborted ? new InactivityError(this.options.inactivityTimeoutMs) : e;
+    } finally {
+      done();
+    }
+    try {
+      const page = contentType.startsWith(PROTOBUF) ? decodeProtoList(this.kind, body) : decodeJsonList(this.kind, body.toString('utf8'));
+      return { items: page.items as KubeObject[], continue: page.continue, resourceVersion: page.resourceVersion };
+    } catch (e) {
+      if (e instanceof StatusError) throw e;
+      throw new WireError(`${this.kind} list: ${(e as Error).message}`);
     }
   }
 
@@ -342,8 +455,6 @@ export class Reflector {
       return undefined;
     }
     this.stats.events++;
-    // A healthy stream: the next failure starts its backoff from the beginning.
-    this.backoff.reset();
     const key = objectKey(ev.object);
     if (ev.type === 'DELETED') {
       const prev = this.store.get(key);
@@ -381,6 +492,8 @@ function statusOf(httpStatus: number, contentType: string, body: Buffer, retryAf
   }
   if (status.code === 0) status.code = httpStatus;
   const header = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
-  if (status.retryAfterSeconds === undefined && header !== undefined && /^\d+$/.test(header)) status.retryAfterSeconds = Number(header);
+  // The header is what client-go reads (and all that a 429 from priority and fairness carries,
+  // with a plain-text body); it wins over details.retryAfterSeconds.
+  if (header !== undefined && /^\d+$/.test(header.trim())) status.retryAfterSeconds = Number(header.trim());
   return status;
 }

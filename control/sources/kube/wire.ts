@@ -2,6 +2,7 @@
 // shapes. Protobuf: "k8s\0" + runtime.Unknown wrapping the object; watch streams are frames
 // of a 4-byte big-endian length + metav1.WatchEvent whose object.raw is again "k8s\0" + Unknown.
 // JSON: the usual objects; watch streams are one JSON WatchEvent per line.
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { KINDS, type KindName, type KubeObject } from './kinds.ts';
@@ -121,22 +122,59 @@ export function decodeProtoList(kind: KindName, body: Uint8Array): DecodedList {
   return { resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '', items };
 }
 
+/** metav1.StatusCause; Go calls `reason` Type (CauseType), the wire says "reason". */
+export interface KubeStatusCause {
+  reason: string;
+  message: string;
+  field?: string;
+}
+
 export interface KubeStatus {
   code: number;
   reason: string;
   message: string;
   retryAfterSeconds?: number;
+  /** details.causes: how the server says "ResourceVersionTooLarge", among others. */
+  causes?: KubeStatusCause[];
+}
+
+function causesOf(value: unknown): KubeStatusCause[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  return value.map((c: { reason?: unknown; message?: unknown; field?: unknown }) => ({
+    reason: typeof c?.reason === 'string' ? c.reason : '',
+    message: typeof c?.message === 'string' ? c.message : '',
+    ...(typeof c?.field === 'string' ? { field: c.field } : {}),
+  }));
+}
+
+/** 410 Gone: a resourceVersion or continue token older than the server keeps (reason Expired, or Gone before 1.18). */
+export function isExpired(status: KubeStatus): boolean {
+  return status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone';
+}
+
+/**
+ * "Too large resource version": the server has not seen the resourceVersion asked for yet (a
+ * restored etcd, a lagging watch cache). kube-apiserver answers 504 Timeout with the cause
+ * ResourceVersionTooLarge; 1.17.0-1.18.5 set only the cause's message, so that is read too.
+ */
+export function isTooLargeResourceVersion(status: KubeStatus): boolean {
+  const causes = status.causes ?? [];
+  if (causes.some((c) => c.reason === 'ResourceVersionTooLarge')) return true;
+  return status.reason === 'Timeout' && causes.some((c) => c.message === 'Too large resource version');
 }
 
 export function decodeProtoStatus(raw: Uint8Array): KubeStatus {
   const t = type('k8s.io.apimachinery.pkg.apis.meta.v1.Status');
-  const s = t.toObject(t.decode(raw), TO_OBJECT) as { code?: number; reason?: string; message?: string; details?: { retryAfterSeconds?: number } };
-  return { code: s.code ?? 0, reason: s.reason ?? '', message: s.message ?? '', retryAfterSeconds: s.details?.retryAfterSeconds };
+  const s = t.toObject(t.decode(raw), TO_OBJECT) as { code?: number; reason?: string; message?: string; details?: { retryAfterSeconds?: number; causes?: unknown } };
+  const causes = causesOf(s.details?.causes);
+  return { code: s.code ?? 0, reason: s.reason ?? '', message: s.message ?? '', retryAfterSeconds: s.details?.retryAfterSeconds, ...(causes ? { causes } : {}) };
 }
 
 export function jsonStatus(value: unknown): KubeStatus {
-  const s = (value ?? {}) as { code?: unknown; reason?: unknown; message?: unknown; details?: { retryAfterSeconds?: unknown } };
+  const s = (value ?? {}) as { code?: unknown; reason?: unknown; message?: unknown; details?: { retryAfterSeconds?: unknown; causes?: unknown } };
+  const causes = causesOf(s.details?.causes);
   return {
+    ...(causes ? { causes } : {}),
     code: typeof s.code === 'number' ? s.code : 0,
     reason: typeof s.reason === 'string' ? s.reason : '',
     message: typeof s.message === 'string' ? s.message : '',
@@ -205,7 +243,11 @@ export function decodeJsonList(kind: KindName, body: string): DecodedList {
     continue: parsed.metadata?.continue ?? '',
     items: parsed.items.map((item) => {
       try {
-        return normalizeJsonObject(kind, item);
+        // The server strips apiVersion/kind from list items; the protobuf path sets them, so does this one.
+        const obj = normalizeJsonObject(kind, item);
+        obj.apiVersion ??= KINDS[kind].apiVersion;
+        obj.kind ??= kind;
+        return obj;
       } catch {
         return item; // left for validation to reject with the object's name
       }
@@ -248,12 +290,16 @@ export class FrameSplitter {
   }
 }
 
-/** Splits a JSON watch stream into lines as bytes arrive. */
+/**
+ * Splits a JSON watch stream into lines as bytes arrive. A multi-byte UTF-8 character may be cut
+ * between two chunks: the StringDecoder holds its first bytes until the rest arrives.
+ */
 export class LineSplitter {
   private pending = '';
+  private readonly decoder = new StringDecoder('utf8');
 
   push(chunk: Buffer): string[] {
-    this.pending += chunk.toString('utf8');
+    this.pending += this.decoder.write(chunk);
     const lines = this.pending.split('\n');
     this.pending = lines.pop() ?? '';
     return lines.filter((l) => l.trim() !== '');
