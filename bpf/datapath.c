@@ -267,11 +267,8 @@ static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple
 }
 
 /* A packet that opens a flow (fk: its tuple's CT key), or one for no frontend at all. */
-/* sy_forward found the flow completing its handshake and made it established: forward it as such. */
-#define SY_PROMOTED 0x5350
-
 static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *fk,
-				      const struct sy_config *cfg, __u64 now, __u8 scope, struct sy_ct_value **promoted)
+				      const struct sy_config *cfg, __u64 now, __u8 scope)
 {
 	struct sy_frontend_value *fe;
 	struct sy_ct_key rk = {};
@@ -287,12 +284,21 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	if (!sy_source_allowed(fe, t))
 		return sy_drop(SY_DROP_SOURCE_RANGE);
 
-	/* The client completes a handshake still tracked among embryonic flows: it becomes established.
-	 * Looked for only here, for packets to a frontend, so no other traffic pays the lookup. */
-	if (promoted && t->proto == IPPROTO_TCP && !(t->tcp_flags & SY_TCP_SYN)) {
-		*promoted = sy_ct_complete(fk, cfg, now);
-		if (*promoted)
-			return SY_PROMOTED;
+	/* The client completes a handshake still tracked among embryonic flows: it becomes established
+	 * (and keeps its backend). Looked for only here, for packets to a frontend, so no other
+	 * traffic pays the lookup. */
+	if (t->proto == IPPROTO_TCP && !(t->tcp_flags & SY_TCP_SYN)) {
+		struct sy_ct_value *ev = sy_ct_complete(fk, cfg, now);
+
+		be = ev ? sy_backend(ev->backend_id) : NULL;
+		if (be && be->service_id == ev->service_id) {
+			sy_ct_touch(fk, ev, t->tcp_flags, now);
+			sy_count(ev->service_id, skb->len);
+			snat = ev->flags & SY_CT_SNAT;
+			__builtin_memcpy(rk.daddr, ev->nat_addr, 16);
+			rk.dport = ev->nat_port;
+			goto translate;
+		}
 	}
 	if (fe->count == 0) {
 		if (fe->flags & SY_FE_REJECT)
@@ -363,6 +369,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		return sy_drop(SY_DROP_CT_FULL);
 	}
 
+translate:
 	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
 }
 
@@ -395,14 +402,12 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 		embryonic = v != NULL;
 	}
 	if (v && sy_ct_reopened(v, t.proto, t.tcp_flags)) {
-		/* A new connection on a closed flow's tuple: the old entry must not capture it (a
-		 * forward entry is overwritten when the new flow is tracked). */
-		if (v->flags & SY_CT_REPLY) {
-			if (embryonic)
-				bpf_map_delete_elem(&sy_ct_syn, &k);
-			else
-				sy_ct_del(&k);
-		}
+		/* A new connection on a closed flow's tuple: the old entry must not capture it, nor
+		 * shadow the new flow's entries (written among handshakes in progress). */
+		if (embryonic)
+			bpf_map_delete_elem(&sy_ct_syn, &k);
+		else
+			sy_ct_del(&k);
 		v = NULL;
 	}
 	if (v && (v->flags & SY_CT_REPLY)) {
@@ -412,20 +417,9 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	}
 	if (!lookup_services)
 		return TC_ACT_UNSPEC;
-	/* Twice at most: a flow the first pass finds completing its handshake is established on the
-	 * second (one copy of the established path keeps the stack within the verifier's limit). */
-#pragma clang loop unroll(disable)
-	for (int pass = 0; pass < 2; pass++) {
-		struct sy_ct_value *promoted = NULL;
-
-		if (v && sy_established(skb, &t, &k, v, now, &verdict))
-			return verdict;
-		verdict = sy_forward(skb, &t, &k, cfg, now, scope, pass == 0 ? &promoted : NULL);
-		if (verdict != SY_PROMOTED)
-			return verdict;
-		v = promoted;
-	}
-	return TC_ACT_UNSPEC;
+	if (v && sy_established(skb, &t, &k, v, now, &verdict))
+		return verdict;
+	return sy_forward(skb, &t, &k, cfg, now, scope);
 }
 
 SEC("tc")

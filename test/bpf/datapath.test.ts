@@ -100,8 +100,8 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     const again = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.81', proto: 'tcp', sport, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
     assert.equal(again.sport, pb.sport, 'the flow keeps its port');
     // Each flow's answers go back to its own frontend and the client's own port.
-    const backA = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: sport, tcpFlags: TCP_FLAGS.ACK })).out);
-    const backB = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: pb.sport, tcpFlags: TCP_FLAGS.ACK })).out);
+    const backA = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: sport, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
+    const backB = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: pb.sport, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
     assert.deepEqual([backA.src, backA.sport, backA.dport, backA.l4ChecksumOk], ['10.96.0.80', 80, sport, true]);
     assert.deepEqual([backB.src, backB.sport, backB.dport, backB.l4ChecksumOk], ['10.96.0.81', 80, sport, true]);
   });
