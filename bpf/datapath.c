@@ -157,7 +157,7 @@ static __always_inline int sy_is_node(const struct sy_config *cfg, const struct 
  * Whether a socket of the node itself already uses the reply tuple rk (the node talking to the same
  * backend from that port): its answers must not be taken for this flow's.
  */
-static __always_inline int sy_local_socket(struct __sk_buff *skb, const struct sy_ct_key *rk)
+static __attribute__((noinline)) int sy_local_socket(struct __sk_buff *skb, const struct sy_ct_key *rk)
 {
 	struct bpf_sock_tuple st = {};
 	struct bpf_sock *sk;
@@ -204,10 +204,16 @@ static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key
 		rk->dport = (i == 0 && client_port) ? client_port : bpf_htons(min + bpf_get_prandom_u32() % span);
 		if (sy_local_socket(skb, rk))
 			continue;
-		if (sy_ct_put(rk, rv, BPF_NOEXIST) == 0)
+		/* A TCP tuple is taken when either table has a live flow on it. */
+		if (rk->proto == IPPROTO_TCP) {
+			old = sy_ct_get(rk);
+			if (old && !sy_ct_reusable(old, rk->proto, cfg, now))
+				continue;
+		}
+		if (sy_ct_put_new(rk, rv, BPF_NOEXIST) == 0)
 			return 0;
-		old = sy_ct_get(rk);
-		if (old && sy_ct_reusable(old, rk->proto, cfg, now) && sy_ct_put(rk, rv, BPF_EXIST) == 0)
+		old = sy_ct_get_new(rk);
+		if (old && sy_ct_reusable(old, rk->proto, cfg, now) && sy_ct_put_new(rk, rv, BPF_EXIST) == 0)
 			return 0;
 	}
 	return -1;
@@ -278,6 +284,22 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	if (!sy_source_allowed(fe, t))
 		return sy_drop(SY_DROP_SOURCE_RANGE);
 
+	/* The client completes a handshake still tracked among embryonic flows: it becomes established
+	 * (and keeps its backend). Looked for only here, for packets to a frontend, so no other
+	 * traffic pays the lookup. */
+	if (t->proto == IPPROTO_TCP && !(t->tcp_flags & SY_TCP_SYN)) {
+		struct sy_ct_value *ev = sy_ct_complete(fk, cfg, now);
+
+		be = ev ? sy_backend(ev->backend_id) : NULL;
+		if (be && be->service_id == ev->service_id) {
+			sy_ct_touch(fk, ev, t->tcp_flags, now);
+			sy_count(ev->service_id, skb->len);
+			snat = ev->flags & SY_CT_SNAT;
+			__builtin_memcpy(rk.daddr, ev->nat_addr, 16);
+			rk.dport = ev->nat_port;
+			goto translate;
+		}
+	}
 	if (fe->count == 0) {
 		if (fe->flags & SY_FE_REJECT)
 			return sy_reject(skb, t);
@@ -329,7 +351,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 			cv.nat_port = t->sport;
 			if (sy_snat_claim(skb, &rk, &cv, cfg, now, 0) < 0)
 				return sy_drop(SY_DROP_SNAT_EXHAUSTED);
-		} else if (sy_ct_put(&rk, &cv, BPF_ANY) < 0) {
+		} else if (sy_ct_put_new(&rk, &cv, BPF_ANY) < 0) {
 			return sy_drop(SY_DROP_CT_FULL);
 		}
 	}
@@ -342,11 +364,12 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		__builtin_memset(cv.nat_addr, 0, 16);
 		cv.nat_port = 0;
 	}
-	if (sy_ct_put(fk, &cv, BPF_ANY) < 0) {
-		sy_ct_del(&rk);
+	if (sy_ct_put_new(fk, &cv, BPF_ANY) < 0) {
+		sy_ct_del_new(&rk);
 		return sy_drop(SY_DROP_CT_FULL);
 	}
 
+translate:
 	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
 }
 
@@ -364,17 +387,26 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	struct sy_ct_key k = {};
 	struct sy_ct_value *v;
 	__u64 now = sy_now();
-	int verdict;
+	int verdict, embryonic = 0;
 
 	if (sy_parse(skb, &t) < 0)
 		return TC_ACT_UNSPEC;
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
 	v = sy_ct_lookup(&k, cfg, now);
+	/* Handshake packets (a SYN again, the SYN-ACK, a RST) of a flow not yet established. */
+	if (!v && t.proto == IPPROTO_TCP && (t.tcp_flags & (SY_TCP_SYN | SY_TCP_RST))) {
+		v = bpf_map_lookup_elem(&sy_ct_syn, &k);
+		if (v && sy_ct_expired(v, t.proto, cfg, now))
+			v = NULL;
+		embryonic = v != NULL;
+	}
 	if (v && sy_ct_reopened(v, t.proto, t.tcp_flags)) {
-		/* A new connection on a closed flow's tuple: the old entry must not capture it (a
-		 * forward entry is overwritten when the new flow is tracked). */
-		if (v->flags & SY_CT_REPLY)
+		/* A new connection on a closed flow's tuple: the old entry must not capture it, nor
+		 * shadow the new flow's entries (written among handshakes in progress). */
+		if (embryonic)
+			bpf_map_delete_elem(&sy_ct_syn, &k);
+		else
 			sy_ct_del(&k);
 		v = NULL;
 	}

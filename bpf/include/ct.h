@@ -59,6 +59,42 @@ static __always_inline void sy_ct_del(const struct sy_ct_key *k)
 		bpf_map_delete_elem(&sy_ct_any, k);
 }
 
+/*
+ * New flows are written where they wait to be confirmed: a TCP flow in sy_ct_syn until the client
+ * completes the handshake (sy_ct_promote), anything else in sy_ct_any at once.
+ */
+static __always_inline long sy_ct_put_new(const struct sy_ct_key *k, const struct sy_ct_value *v, __u64 flags)
+{
+	if (k->proto == IPPROTO_TCP)
+		return bpf_map_update_elem(&sy_ct_syn, k, v, flags);
+	return bpf_map_update_elem(&sy_ct_any, k, v, flags);
+}
+
+static __always_inline struct sy_ct_value *sy_ct_get_new(const struct sy_ct_key *k)
+{
+	if (k->proto == IPPROTO_TCP)
+		return bpf_map_lookup_elem(&sy_ct_syn, k);
+	return bpf_map_lookup_elem(&sy_ct_any, k);
+}
+
+static __always_inline void sy_ct_del_new(const struct sy_ct_key *k)
+{
+	if (k->proto == IPPROTO_TCP)
+		bpf_map_delete_elem(&sy_ct_syn, k);
+	else
+		bpf_map_delete_elem(&sy_ct_any, k);
+}
+
+/* The entry for k in either table (a TCP flow may still be completing its handshake). */
+static __always_inline struct sy_ct_value *sy_ct_get_any(const struct sy_ct_key *k)
+{
+	struct sy_ct_value *v = sy_ct_get(k);
+
+	if (!v && k->proto == IPPROTO_TCP)
+		v = bpf_map_lookup_elem(&sy_ct_syn, k);
+	return v;
+}
+
 /* How long an entry lives without a packet, by protocol and state (control/bpf/conntrack.ts keeps the same rule). */
 static __always_inline __u64 sy_ct_timeout(const struct sy_config *cfg, __u16 flags, __u8 proto)
 {
@@ -127,7 +163,7 @@ static __always_inline int sy_ct_reusable(const struct sy_ct_value *v, __u8 prot
  */
 static __always_inline int sy_ct_clash(struct sy_ct_key *rk, __u32 rev_nat_id, const struct sy_config *cfg, __u64 now)
 {
-	struct sy_ct_value *v = sy_ct_get(rk);
+	struct sy_ct_value *v = sy_ct_get_any(rk);
 
 	if (sy_ct_reusable(v, rk->proto, cfg, now))
 		return 0;
@@ -212,7 +248,7 @@ static __always_inline void sy_ct_touch(const struct sy_ct_key *k, struct sy_ct_
 	partner_add = add & (SY_CT_ESTABLISHED | SY_CT_CLOSING | SY_CT_CLOSED);
 	if (!sy_ct_partner(k, v, &pk))
 		return;
-	p = sy_ct_get(&pk);
+	p = sy_ct_get_any(&pk);
 	if (!p)
 		return;
 	/* Both directions sent their FIN: the flow is closed. */
@@ -222,6 +258,45 @@ static __always_inline void sy_ct_touch(const struct sy_ct_key *k, struct sy_ct_
 	}
 	p->flags |= partner_add;
 	p->last_seen = now;
+}
+
+/*
+ * The client completed the handshake of a flow still in sy_ct_syn (fv: its forward entry, under
+ * fk): both entries move to sy_ct, where established flows live. Returns the forward entry there.
+ */
+static __always_inline struct sy_ct_value *sy_ct_promote(const struct sy_ct_key *fk, struct sy_ct_value *fv)
+{
+	struct sy_ct_key pk = {};
+	struct sy_ct_value copy;
+	struct sy_ct_value *rv;
+
+	if (sy_ct_partner(fk, fv, &pk)) {
+		rv = bpf_map_lookup_elem(&sy_ct_syn, &pk);
+		if (rv) {
+			copy = *rv;
+			if (bpf_map_update_elem(&sy_ct, &pk, &copy, BPF_ANY) == 0)
+				bpf_map_delete_elem(&sy_ct_syn, &pk);
+		}
+	}
+	copy = *fv;
+	if (bpf_map_update_elem(&sy_ct, fk, &copy, BPF_ANY) < 0)
+		return fv;
+	bpf_map_delete_elem(&sy_ct_syn, fk);
+	return bpf_map_lookup_elem(&sy_ct, fk);
+}
+
+/*
+ * A packet of the client's (not a SYN) for a flow still completing its handshake: the flow becomes
+ * established; NULL when fk names no such flow. A function of its own: it runs once per flow.
+ */
+static __attribute__((noinline)) struct sy_ct_value *sy_ct_complete(const struct sy_ct_key *fk, const struct sy_config *cfg,
+								     __u64 now)
+{
+	struct sy_ct_value *fv = bpf_map_lookup_elem(&sy_ct_syn, fk);
+
+	if (!fv || (fv->flags & SY_CT_REPLY) || sy_ct_expired(fv, fk->proto, cfg, now))
+		return NULL;
+	return sy_ct_promote(fk, fv);
 }
 
 #endif /* SWITCHYARD_CT_H */

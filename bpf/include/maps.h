@@ -51,6 +51,17 @@ struct {
 	__type(value, struct sy_ct_value);
 } sy_ct_any SEC(".maps");
 
+/*
+ * TCP flows whose handshake has not completed (no ACK from the client after the backend's
+ * SYN-ACK): a SYN flood churns this table alone, never sy_ct's established flows.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sy_ct_key);
+	__type(value, struct sy_ct_value);
+} sy_ct_syn SEC(".maps");
+
 /* Packets dropped, per reason (enum sy_drop_reason) and CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -130,7 +130,7 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	struct sy_xdp_pkt p = {};
 	struct sy_frontend_value *fe;
 	struct sy_ct_key fk = {}, rk = {};
-	struct sy_ct_value *cv, nv = {}, rv = {};
+	struct sy_ct_value *cv, nv = {};
 	struct sy_backend *be = NULL;
 	struct sy_backend target;
 	const struct sy_config *cfg;
@@ -150,8 +150,22 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	 * ranges does not cut flows already open. SNAT'd flows are tc's. */
 	sy_ct_key_of(&t, &fk);
 	cv = sy_ct_lookup(&fk, cfg, now);
-	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags))
+	if (!cv && t.proto == IPPROTO_TCP) {
+		/* A handshake still completing: a SYN again keeps its backend, the client's ACK
+		 * makes the flow established. */
+		if (t.tcp_flags & SY_TCP_SYN) {
+			cv = bpf_map_lookup_elem(&sy_ct_syn, &fk);
+			if (cv && sy_ct_expired(cv, t.proto, cfg, now))
+				cv = NULL;
+		} else {
+			cv = sy_ct_complete(&fk, cfg, now);
+		}
+	}
+	if (cv && sy_ct_reopened(cv, t.proto, t.tcp_flags)) {
+		/* A new connection on a closed flow's tuple: the old entry must not shadow it. */
+		sy_ct_del(&fk);
 		cv = NULL;
+	}
 	if (cv && (cv->flags & (SY_CT_SNAT | SY_CT_REPLY)))
 		return XDP_PASS;
 	if (cv) {
@@ -186,8 +200,6 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	nv.service_id = fe->service_id;
 	nv.created = now;
 	nv.last_seen = now;
-	rv = nv;
-	rv.flags = SY_CT_REPLY;
 	__builtin_memcpy(rk.saddr, target.addr, 16);
 	__builtin_memcpy(rk.daddr, t.saddr, 16);
 	rk.sport = target.port;
@@ -196,7 +208,12 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	rk.family = t.family;
 	if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now))
 		return XDP_PASS; /* the client port is taken towards this backend: tc gives it another */
-	if (sy_ct_put(&rk, &rv, BPF_ANY) < 0 || sy_ct_put(&fk, &nv, BPF_ANY) < 0)
+	/* The reply entry, then the forward one, from one value buffer (the stack is bounded). */
+	nv.flags = SY_CT_REPLY;
+	if (sy_ct_put_new(&rk, &nv, BPF_ANY) < 0)
+		return XDP_PASS;
+	nv.flags = 0;
+	if (sy_ct_put_new(&fk, &nv, BPF_ANY) < 0)
 		return XDP_PASS;
 	sy_count(fe->service_id, ctx->data_end - ctx->data);
 	sy_xdp_dnat(&p, &t, target.addr, target.port);

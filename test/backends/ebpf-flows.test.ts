@@ -2,6 +2,7 @@
 // #12859 is the known failure), a terminating backend keeps its flows but gets no new ones, and
 // an established flow keeps its backend when the service changes.
 import { DEFAULT_SNAT_PORTS } from '../../control/backends/ebpf/backend.ts';
+import { CT_TABLES } from '../../control/backends/ebpf/datapath.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { u32 } from '../../control/bpf/codec.ts';
@@ -95,7 +96,7 @@ describe('eBPF datapath: flows under change', () => {
     const before = await round();
     magEndpoints(['n0p1', 'n0p2', 'n1p0', 'n1p1']);
     // Forget the flows, so every packet is a new flow chosen by the table alone.
-    for (const name of ['sy_ct', 'sy_ct_any']) {
+    for (const name of CT_TABLES) {
       const ct = n0.datapath.object.map(name, ctKey, ctValue);
       ct.deleteMany(ct.entries().map(([k]) => k));
     }

@@ -31,7 +31,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     return { retval: r.retval, out: r.data };
   };
   const tcp = (src: string, dst: string, sport: number, dport: number, tcpFlags: number): Buffer => buildPacket({ src, dst, proto: 'tcp', sport, dport, tcpFlags });
-  const ct = (k: CtKey) => dp.object.map(k.proto === PROTO.TCP ? 'sy_ct' : 'sy_ct_any', ctKey, ctValue).get(k);
+  const ct = (k: CtKey) => dp.conntrackEntry(k)?.value;
   const sync = (): void => {
     tracker.flush();
     assert.deepEqual(dp.sync(compileDatapath(tracker.state())).failed, []);
@@ -48,7 +48,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     tracker.upsertService(service({ name: 'np', type: 'NodePort', clusterIPs: ['10.96.1.3'], ports: [{ port: 80, targetPort: 8080, nodePort: 30090 }] }));
     tracker.upsertSlice(slice({ name: 'np-x', service: 'np', ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.1.52', node: 'n1' }] }));
     // Small tables, so that churn certainly turns the UDP one over.
-    dp = EbpfDatapath.open({ object: datapathObjectPath('portable'), pinDir: `/sys/fs/bpf/${prefix}`, maxEntries: { sy_ct: 8192, sy_ct_any: 4096 } });
+    dp = EbpfDatapath.open({ object: datapathObjectPath('portable'), pinDir: `/sys/fs/bpf/${prefix}`, maxEntries: { sy_ct: 8192, sy_ct_any: 4096, sy_ct_syn: 4096 } });
     configure();
     sync();
   });
@@ -62,6 +62,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     const syn = parsePacket(run('sy_from_pod', tcp(CLIENT, '10.96.1.1', 40000, 80, TCP_FLAGS.SYN)).out);
     assert.equal(syn.dst, '10.244.1.50');
     run('sy_to_pod', tcp('10.244.1.50', CLIENT, 8080, 40000, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
+    run('sy_from_pod', tcp(CLIENT, '10.96.1.1', 40000, 80, TCP_FLAGS.ACK)); // the handshake completes: established
     for (let i = 0; i < 200_000; i++) {
       const sport = 1024 + (i % 60000);
       const src = `10.244.0.${20 + Math.floor(i / 60000)}`;
@@ -73,6 +74,37 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     assert.deepEqual([back.src, back.sport], ['10.96.1.1', 80], 'the answer is still translated back');
     const forward = ct({ saddr: CLIENT, daddr: '10.96.1.1', sport: 40000, dport: 80, proto: PROTO.TCP, family: 4 });
     assert.ok(forward && forward.flags & CT.ESTABLISHED, 'the forward entry lives, marked answered by the reply');
+  });
+
+  it('a 1M-source SYN flood churns the handshake table only: established flows keep working, a new connection completes', () => {
+    tracker.upsertService(service({ name: 'flood', clusterIPs: ['10.96.1.9'], ports: [{ port: 80, targetPort: 8080 }] }));
+    tracker.upsertSlice(slice({ name: 'flood-x', service: 'flood', ports: [{ port: 8080 }], endpoints: ['10.244.1.53', '10.244.1.54', '10.244.1.55'].map((ip) => ({ ip, node: 'n1' })) }));
+    sync();
+    const open = (sport: number): string => {
+      const backend = parsePacket(run('sy_from_pod', tcp(CLIENT, '10.96.1.9', sport, 80, TCP_FLAGS.SYN)).out).dst;
+      run('sy_to_pod', tcp(backend, CLIENT, 8080, sport, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
+      run('sy_from_pod', tcp(CLIENT, '10.96.1.9', sport, 80, TCP_FLAGS.ACK));
+      return backend;
+    };
+    const established = Array.from({ length: 20 }, (_, i) => ({ sport: 45000 + i, backend: open(45000 + i) }));
+    const frame = tcp('10.1.0.0', '10.96.1.9', 1024, 80, TCP_FLAGS.SYN);
+    for (let i = 0; i < 1_000_000; i++) {
+      // A distinct source per SYN, written into the frame in place (IPv4 source at 26; checksums do not matter here).
+      frame.writeUInt32BE(0x0a000000 + (i % 0x00ffffff) + 1, 26);
+      frame.writeUInt16BE(1024 + (i % 60000), 34);
+      run('sy_from_pod', frame);
+    }
+    const synEntries = dp.object.map('sy_ct_syn', ctKey, ctValue).entries().length;
+    assert.ok(synEntries <= 4096, `the handshake table stays within its size (${synEntries})`);
+    for (const f of established) {
+      const p = parsePacket(run('sy_from_pod', tcp(CLIENT, '10.96.1.9', f.sport, 80, TCP_FLAGS.ACK)).out);
+      assert.equal(p.dst, f.backend, `flow ${f.sport} keeps its backend`);
+      const back = parsePacket(run('sy_to_pod', tcp(f.backend, CLIENT, 8080, f.sport, TCP_FLAGS.ACK)).out);
+      assert.deepEqual([back.src, back.sport], ['10.96.1.9', 80], `flow ${f.sport}'s answers are translated`);
+    }
+    const fresh = open(45100);
+    assert.equal(dp.conntrackEntry({ saddr: CLIENT, daddr: '10.96.1.9', sport: 45100, dport: 80, proto: PROTO.TCP, family: 4 })?.table, 'sy_ct', 'a connection made after the flood is established');
+    assert.equal(parsePacket(run('sy_from_pod', tcp(CLIENT, '10.96.1.9', 45100, 80, TCP_FLAGS.ACK)).out).dst, fresh);
   });
 
   it('a client RST closes both directions; so do FIN and FIN', () => {
@@ -98,6 +130,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     for (let i = 0; i < 50; i++) run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.1.2', proto: 'udp', sport: 50000 + i, dport: 53 }));
     run('sy_from_pod', tcp(CLIENT, '10.96.1.1', 40200, 80, TCP_FLAGS.SYN));
     run('sy_to_pod', tcp('10.244.1.50', CLIENT, 8080, 40200, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
+    run('sy_from_pod', tcp(CLIENT, '10.96.1.1', 40200, 80, TCP_FLAGS.ACK)); // the handshake completes: established
     const count = (): number => dp.conntrackEntries();
     const before = count();
     // 5 minutes from now: UDP (30 s) and closed TCP (120 s) expired, established TCP (1 h) not.
@@ -135,9 +168,9 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     // A closed flow's port stays taken for TIME_WAIT; an expired one's is taken over.
     run('sy_to_pod', tcp('10.244.1.52', NODE, 8080, second.sport, TCP_FLAGS.RST));
     assert.equal(run('sy_from_external', tcp('10.254.0.202', NODE, 42000, 30090, TCP_FLAGS.SYN)).retval, TC_ACT_SHOT, 'closed: still in TIME_WAIT');
-    const cache = dp.object.map('sy_ct', ctKey, ctValue);
     const held: CtKey = { saddr: '10.244.1.52', daddr: NODE, sport: 8080, dport: second.sport, proto: PROTO.TCP, family: 4 };
-    cache.set(held, { ...cache.get(held)!, lastSeen: monotonicCoarseNs() - 200n * S });
+    const found = dp.conntrackEntry(held)!;
+    dp.object.map(found.table, ctKey, ctValue).set(held, { ...found.value, lastSeen: monotonicCoarseNs() - 200n * S });
     const third = parsePacket(run('sy_from_external', tcp('10.254.0.202', NODE, 42000, 30090, TCP_FLAGS.SYN)).out);
     assert.deepEqual([third.src, third.sport], [NODE, second.sport], 'the expired flow\'s tuple is taken over');
     configure();
@@ -176,6 +209,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     sync();
     run('sy_from_pod', tcp(CLIENT, '10.96.3.1', 43000, 80, TCP_FLAGS.SYN));
     run('sy_to_pod', tcp('10.244.1.80', CLIENT, 8080, 43000, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
+    run('sy_from_pod', tcp(CLIENT, '10.96.3.1', 43000, 80, TCP_FLAGS.ACK)); // the handshake completes: established
     const revNatId = ct({ saddr: '10.244.1.80', daddr: CLIENT, sport: 8080, dport: 43000, proto: PROTO.TCP, family: 4 })!.revNatId;
     tracker.deleteService('demo/gone');
     tracker.deleteSlice('demo/gone-x');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
 import { u32 } from '../../control/bpf/codec.ts';
-import { affinityKey, affinityValue, backend, clock, ctKey, ctValue, CT } from '../../control/bpf/layout.ts';
+import { affinityKey, affinityValue, backend, clock, CT, type CtKey } from '../../control/bpf/layout.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { nodeFacts } from '../../control/model/node.ts';
@@ -63,8 +63,8 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     const p = parsePacket(out);
     assert.ok(['n0p1', 'n1p1'].includes(podOf(p.dst)), p.dst);
     assert.deepEqual([p.dport, p.src, p.sport, p.ipChecksumOk, p.l4ChecksumOk], [8080, CLIENT, 40000, true, true]);
-    const ct = dp.object.map('sy_ct', ctKey, ctValue);
     // One entry per direction, keyed by the tuple as it arrives; the reply entry says so.
+    const ct = { get: (k: CtKey) => dp.conntrackEntry(k)?.value };
     const forward = ct.get({ saddr: CLIENT, daddr: '10.96.0.10', sport: 40000, dport: 80, proto: PROTO.TCP, family: 4 });
     const reply = ct.get({ saddr: p.dst, daddr: CLIENT, sport: 8080, dport: 40000, proto: PROTO.TCP, family: 4 });
     assert.ok(forward && reply);
@@ -100,8 +100,8 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     const again = parsePacket(run('sy_from_pod', buildPacket({ src: CLIENT, dst: '10.96.0.81', proto: 'tcp', sport, dport: 80, tcpFlags: TCP_FLAGS.ACK })).out);
     assert.equal(again.sport, pb.sport, 'the flow keeps its port');
     // Each flow's answers go back to its own frontend and the client's own port.
-    const backA = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: sport, tcpFlags: TCP_FLAGS.ACK })).out);
-    const backB = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: pb.sport, tcpFlags: TCP_FLAGS.ACK })).out);
+    const backA = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: sport, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
+    const backB = parsePacket(run('sy_to_pod', buildPacket({ src: '10.244.1.20', dst: CLIENT, proto: 'tcp', sport: 8080, dport: pb.sport, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK })).out);
     assert.deepEqual([backA.src, backA.sport, backA.dport, backA.l4ChecksumOk], ['10.96.0.80', 80, sport, true]);
     assert.deepEqual([backB.src, backB.sport, backB.dport, backB.l4ChecksumOk], ['10.96.0.81', 80, sport, true]);
   });
@@ -126,7 +126,7 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     const after = process.hrtime.bigint();
     const c = cache.get(0)!;
     assert.ok(c.jiffies > 1n);
-    const entry = dp.object.map('sy_ct', ctKey, ctValue).get({ saddr: out.dst, daddr: CLIENT, sport: 8080, dport: 40004, proto: PROTO.TCP, family: 4 })!;
+    const entry = dp.conntrackEntry({ saddr: out.dst, daddr: CLIENT, sport: 8080, dport: 40004, proto: PROTO.TCP, family: 4 })!.value;
     assert.equal(entry.created, c.ns);
     // The coarse clock lags the fine one by up to a tick (10 ms at HZ=100).
     assert.ok(entry.created >= before - 10_000_000n && entry.created <= after, `${entry.created} not in [${before}, ${after}]`);

@@ -72,7 +72,9 @@ export class EbpfBackend {
         const cpus = native().numPossibleCpus();
         const ctSize = conntrackEntries(o.conntrack ?? {}, cpus);
         // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
-        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, ...o.maxEntries };
+        // Handshakes in progress get a quarter: a SYN flood churns them, never the established ones.
+        const synSize = Math.max(16384, ctSize >> 2);
+        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...o.maxEntries };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
         return new EbpfBackend(o, dp);

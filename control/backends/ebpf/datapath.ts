@@ -19,6 +19,8 @@ import {
   ctValue,
   DROP_REASONS,
   type AffinityKey,
+  type CtKey,
+  type CtValue,
   datapathConfig,
   frontendKey,
   frontendValue,
@@ -72,6 +74,9 @@ export interface GcReport {
   /** Quarantined ids that no flow names any more, now free. */
   idsReleased: number;
 }
+
+/** The connection tracking tables: established TCP, other protocols, TCP handshakes not yet completed. */
+export const CT_TABLES = ['sy_ct', 'sy_ct_any', 'sy_ct_syn'] as const;
 
 function revNatText(r: { addr: string; port: number; family: number }): string {
   return `${r.addr}|${r.port}|${r.family}`;
@@ -329,7 +334,16 @@ export class EbpfDatapath {
   }
 
   conntrackEntries(): number {
-    return countEntries(this.object.mapDescription('sy_ct').fd) + countEntries(this.object.mapDescription('sy_ct_any').fd);
+    return CT_TABLES.reduce((n, name) => n + countEntries(this.object.mapDescription(name).fd), 0);
+  }
+
+  /** The tracked entry for a tuple, in whichever table holds it. */
+  conntrackEntry(k: CtKey): { table: (typeof CT_TABLES)[number]; value: CtValue } | undefined {
+    for (const table of CT_TABLES) {
+      const value = this.object.map(table, ctKey, ctValue).get(k);
+      if (value !== undefined) return { table, value };
+    }
+    return undefined;
   }
 
   /** Packets the datapath dropped, per reason, summed over CPUs. */
@@ -356,7 +370,7 @@ export class EbpfDatapath {
     const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0 };
     const serviceIds = new Set<number>();
     const revNatIds = new Set<number>();
-    for (const name of ['sy_ct', 'sy_ct_any']) {
+    for (const name of CT_TABLES) {
       const r = await sweep(this.object.map(name, ctKey, ctValue), this.timeouts, lookup, now);
       report.entriesBefore += r.before;
       report.entriesAfter += r.after;
