@@ -146,8 +146,11 @@ async function connectionSetup(n: number): Promise<Array<Record<string, string |
   }
 }
 
-const sync = [...(await syncTimes(1000)), ...(await syncTimes(10_000))];
+// BENCH_RULES_SIZES=10000 BENCH_RULES_SETUP=0 narrows a run (the sync part at one size).
+const sizes = (process.env.BENCH_RULES_SIZES ?? '1000,10000').split(',').map(Number);
+const sync: Array<Record<string, string | number>> = [];
+for (const n of sizes) sync.push(...(await syncTimes(n)));
 console.table(sync);
-const setup = await connectionSetup(10_000);
+const setup = process.env.BENCH_RULES_SETUP === '0' ? [] : await connectionSetup(10_000);
 console.table(setup);
 console.log(`written ${writeReport('rules', { sync, connectionSetup: setup, note: 'sync: one netns, IPv4, 2 endpoints per service, every 10th with a NodePort; connection setup: sequential connect/read/close from a pod on n0 to a pod on n1, best of 3 rounds of 3 s, one client pod per path' })}`);

@@ -45,9 +45,19 @@ export interface EndpointUse {
   local: boolean;
 }
 
+export type SourceDecisions = Readonly<Record<SourceClass, Decision>>;
+
 export interface ServicePortPlan {
   sp: ServicePortState;
   frontends: readonly FrontendPlan[];
+  /**
+   * The decisions per frontend kind the port has (they depend on the kind, not the address):
+   * what rule modes read, since their rules match a kind (a NodePort rule matches every local
+   * address, even when the node's addresses are not known yet).
+   */
+  byKind: Readonly<Partial<Record<FrontendKind, SourceDecisions>>>;
+  /** Sources allowed to the load-balancer IPs (loadBalancerSourceRanges plus the LB IPs where allowed); empty: all. */
+  lbSourceRanges: readonly string[];
   use: EndpointUse;
 }
 
@@ -98,10 +108,16 @@ export function nodePortAddressList(fs: FamilyState): readonly string[] {
 /** The plan of one service port: every frontend with its decisions per source class. */
 export function planServicePort(sp: ServicePortState, fs: FamilyState, config: ModelConfig, mode: PlanMode = 'iptables'): ServicePortPlan {
   const nodeIPs = new Set(fs.nodeIPs);
-  const frontend = (kind: FrontendKind, address: string, port: number): FrontendPlan => {
+  const byKind: Partial<Record<FrontendKind, SourceDecisions>> = {};
+  const decisions = (kind: FrontendKind): SourceDecisions => {
     const d = (source: SourceClass): Decision => decide(sp, fs, config, kind, source, mode);
-    return { kind, address, port, nodeAddress: kind === 'NodePort' || nodeIPs.has(address), sourceRanges: sourceRanges(sp, kind), bySource: { 'local-pod': d('local-pod'), node: d('node'), other: d('other') } };
+    return (byKind[kind] ??= { 'local-pod': d('local-pod'), node: d('node'), other: d('other') });
   };
+  const frontend = (kind: FrontendKind, address: string, port: number): FrontendPlan => ({ kind, address, port, nodeAddress: kind === 'NodePort' || nodeIPs.has(address), sourceRanges: sourceRanges(sp, kind), bySource: decisions(kind) });
+  decisions('ClusterIP');
+  if (sp.externalIPs.length > 0) decisions('ExternalIP');
+  if (sp.loadBalancerIPs.length > 0) decisions('LoadBalancer');
+  if (sp.nodePort !== 0) decisions('NodePort');
   const frontends: FrontendPlan[] = [frontend('ClusterIP', sp.clusterIP, sp.port)];
   for (const ip of sp.externalIPs) frontends.push(frontend('ExternalIP', ip, sp.port));
   for (const ip of sp.loadBalancerIPs) frontends.push(frontend('LoadBalancer', ip, sp.port));
@@ -112,7 +128,7 @@ export function planServicePort(sp: ServicePortState, fs: FamilyState, config: M
     cluster: !sp.internalPolicyLocal || sp.externallyAccessible,
     local: sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal),
   };
-  return { sp, frontends, use };
+  return { sp, frontends, byKind, lbSourceRanges: sourceRanges(sp, 'LoadBalancer'), use };
 }
 
 /** Plans for every service port of every family (what a full compile reads). */
