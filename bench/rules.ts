@@ -85,7 +85,7 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     const nftFirst = await ms(() => nft.sync(t.state(), false));
     change(t, n, 1);
     const nftIncremental = await ms(() => nft.sync(t.state(), false));
-    const bytes = nft.sent.at(-1)!.text.length;
+    const bytes = nft.sent.last()!.text.length;
     change(t, n, 2);
     const nftFull = await ms(() => nft.sync(t.state(), true));
     // An agent restart: a new backend's first sync lists the table and rewrites nothing.
