@@ -45,7 +45,17 @@ function hookSignals(): void {
   signalsHooked = true;
   // Listeners of our own beside the agent's: they run first or after it, either way the
   // children go at once and the sync waiting on them fails instead of hanging the shutdown.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, killAllTools);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const onSignal = (): void => {
+      killAllTools();
+      // Alone, our listener would keep the process from ending as the signal asks: give way.
+      if (process.listenerCount(signal) === 1) {
+        process.removeListener(signal, onSignal);
+        process.kill(process.pid, signal);
+      }
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 /** Kills every running child of every runner (SIGKILL: a hung tool may ignore SIGTERM). */
