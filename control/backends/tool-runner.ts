@@ -26,7 +26,9 @@ export interface StoppableToolRunner extends ToolRunner {
 export interface ToolRunnerOptions {
   /**
    * Time allowed to a call with little input (default 10 s); each KiB of input adds
-   * `timeoutPerKiBMs` (default 10 ms: a 10k-service iptables-restore of ~10 MiB gets ~110 s).
+   * `timeoutPerKiBMs` (default 50 ms). A timeout must not kill work the tool would finish:
+   * iptables-nft-restore took 110-125 s here for the ~12 MiB of a 10k-service full sync on a busy
+   * machine, which gets ~10 min; a one-service transaction gets ~10 s.
    */
   timeoutMs?: number;
   timeoutPerKiBMs?: number;
@@ -68,7 +70,7 @@ export function toolRunner(prefix: readonly string[] = [], options: ToolRunnerOp
   const mine = new Set<ChildProcess>();
   let stopped = false;
   const base = options.timeoutMs ?? 10_000;
-  const perKiB = options.timeoutPerKiBMs ?? 10;
+  const perKiB = options.timeoutPerKiBMs ?? 50;
   const run = (file: string, args: string[], input?: string): Promise<ToolResult> =>
     new Promise((resolve) => {
       if (stopped) {

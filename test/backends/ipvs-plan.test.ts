@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { compileIpvs, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { compileIpvs, compileIpvsPort, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { IpvsHoldings, type HeldPort } from '../../control/backends/ipvs/holdings.ts';
+import { planServicePort } from '../../control/model/plan.ts';
+import type { DesiredState } from '../../control/model/types.ts';
+import { slice } from '../cases/objects.ts';
 import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs } from '../../control/backends/ipvs/plan.ts';
 import { renderRestore } from '../../control/backends/iptables/compile.ts';
 import { kubeProxyTestCluster } from '../cases/kube-proxy-cluster.ts';
@@ -116,5 +120,37 @@ add someone-else 192.0.2.1
   it('kube-ipvs0 addresses: bind the new, unbind the gone', () => {
     assert.deepEqual(planAddresses(new Set(['10.96.0.1', '10.96.0.2']), new Set(['10.96.0.2', '10.96.0.3']), 4), { adds: ['address add 10.96.0.3/32 dev kube-ipvs0'], deletions: ['address del 10.96.0.1/32 dev kube-ipvs0'] });
     assert.deepEqual(planAddresses(new Set(), new Set(['fd00::1']), 6).adds, ['address add fd00::1/128 dev kube-ipvs0 nodad']);
+  });
+});
+
+describe('IPVS holdings: a partial sync plans only the changed ports', () => {
+  it('one endpoint change touches one virtual server and no set or address; a gone port takes what only it held', () => {
+    const t = kubeProxyTestCluster();
+    const held = new IpvsHoldings(4);
+    const fs = t.state().families.get(4)!;
+    const portsOf = (state: DesiredState): Map<string, HeldPort> => {
+      const f = state.families.get(4)!;
+      return new Map([...f.servicePorts].map(([k, sp]) => [k, { sp, port: compileIpvsPort(planServicePort(sp, f, state.config, 'ipvs'), 4, { scheduler: 'rr' }) }]));
+    };
+    const all = portsOf(t.state());
+    const first = held.plan(all);
+    held.apply(all);
+    assert.equal(first.addressAdds.length, new Set([...fs.servicePorts.values()].flatMap((sp) => [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs])).size);
+    assert.deepEqual([...held.virtualServers().keys()].sort(), [...compileIpvs(t.state(), 4, { scheduler: 'rr', randomFully: true }).virtualServers.keys()].sort(), 'the holdings hold what a whole compile gives');
+
+    t.upsertSlice(slice({ ns: 'ns1', name: 'svc1-x', service: 'svc1', ports: [{ name: 'p80', port: 80 }], endpoints: [{ ip: '10.180.0.9', node: 'other' }] }));
+    const changes = t.flush();
+    const next = portsOf(t.state());
+    const changed = new Map(changes.upserted.map((sp) => [sp.key, next.get(sp.key)!]));
+    const plan = held.plan(changed);
+    assert.deepEqual([...plan.virtualServers.keys()], [vsKey('TCP', '172.30.0.41', 80)]);
+    assert.deepEqual([...plan.virtualServers.values()][0]!.realServers.has('10.180.0.9:80'), true);
+    assert.deepEqual([plan.setAdds, plan.setDels, plan.addressAdds, plan.addressDels], [[], [], [], []]);
+
+    // The service goes: its address, its sets' entries and its virtual server go with it.
+    const gone = held.plan(new Map([[changes.upserted[0]!.key, undefined]]));
+    assert.deepEqual(gone.addressDels, ['address del 172.30.0.41/32 dev kube-ipvs0']);
+    assert.deepEqual([...gone.virtualServers], [[vsKey('TCP', '172.30.0.41', 80), undefined]]);
+    assert.ok(gone.setDels.includes(`del ${setName('CLUSTER-IP', 4)} 172.30.0.41,tcp:80`));
   });
 });

@@ -111,7 +111,10 @@ interface Builder {
 }
 
 function add(b: Builder, base: string, entry: string): void {
-  b.sets.get(setName(base, b.family))!.add(entry);
+  const name = setName(base, b.family);
+  let set = b.sets.get(name);
+  if (set === undefined) b.sets.set(name, (set = new Set()));
+  set.add(entry);
 }
 
 function realServers(endpoints: readonly EndpointState[]): Map<string, RealServer> {
@@ -256,18 +259,47 @@ export const IPVS_JUMPS: ReadonlyArray<{ table: string; chain: string; args: str
   { table: 'filter', chain: 'OUTPUT', args: ['-m', 'comment', '--comment', 'kubernetes ipvs access filter', '-j', 'KUBE-IPVS-OUT-FILTER'] },
 ];
 
+/** What one service port contributes: virtual servers, ipset entries, addresses on kube-ipvs0. */
+export interface IpvsPort {
+  virtualServers: ReadonlyMap<string, VirtualServer>;
+  /** [set name, entry], in the order the sets list them. */
+  entries: ReadonlyArray<readonly [string, string]>;
+  addresses: readonly string[];
+}
+
+/** One service port's IPVS objects, translated from its plan. Pure. */
+export function compileIpvsPort(plan: ServicePortPlan, family: Family, options: Pick<IpvsCompileOptions, 'scheduler'>): IpvsPort {
+  const b: Builder = { family, scheduler: options.scheduler === '' ? 'rr' : options.scheduler, addresses: new Set(), virtualServers: new Map(), sets: new Map() };
+  compileServicePort(b, plan);
+  for (const ip of b.addresses) add(b, 'IPVS-IPS', ip);
+  const entries: Array<[string, string]> = [];
+  for (const [name, set] of b.sets) for (const e of set) entries.push([name, e]);
+  return { virtualServers: b.virtualServers, entries, addresses: [...b.addresses] };
+}
+
+/** The family's ipsets (every one of them, empty or not), filled from the ports' entries. */
+function ipsetsOf(family: Family, sets: ReadonlyMap<string, ReadonlySet<string>>): Map<string, IpSet> {
+  const inet = family === 4 ? 'inet' : 'inet6';
+  return new Map(SET_TYPES.map(([base, type]) => [setName(base, family), { type, options: type === 'bitmap:port' ? 'range 0-65535' : `family ${inet} hashsize 1024 maxelem 65536`, entries: sets.get(setName(base, family)) ?? new Set<string>() }]));
+}
+
+/** One family from its ports' objects (in the order given: sorted by key). */
+export function assembleIpvs(state: DesiredState, family: Family, ports: Iterable<IpvsPort>, options: IpvsCompileOptions): CompiledIpvs {
+  const fs = state.families.get(family);
+  const addresses = new Set<string>();
+  const virtualServers = new Map<string, VirtualServer>();
+  const sets = new Map<string, Set<string>>(SET_TYPES.map(([base]) => [setName(base, family), new Set<string>()]));
+  for (const p of ports) {
+    for (const [k, vs] of p.virtualServers) virtualServers.set(k, vs);
+    for (const [name, e] of p.entries) sets.get(name)!.add(e);
+    for (const ip of p.addresses) addresses.add(ip);
+  }
+  return { family, addresses, virtualServers, ipsets: ipsetsOf(family, sets), iptables: iptablesRules(state, fs, family, options.randomFully) };
+}
+
 /** Compiles one IP family. */
 export function compileIpvs(state: DesiredState, family: Family, options: IpvsCompileOptions): CompiledIpvs {
   const fs = state.families.get(family);
-  const b: Builder = { family, scheduler: options.scheduler === '' ? 'rr' : options.scheduler, addresses: new Set(), virtualServers: new Map(), sets: new Map(SET_TYPES.map(([base]) => [setName(base, family), new Set<string>()])) };
-  if (fs !== undefined) {
-    const ports = [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1));
-    for (const sp of ports) compileServicePort(b, planServicePort(sp, fs, state.config, 'ipvs'));
-  }
-  for (const ip of b.addresses) add(b, 'IPVS-IPS', ip);
-  const inet = family === 4 ? 'inet' : 'inet6';
-  const ipsets = new Map<string, IpSet>(
-    SET_TYPES.map(([base, type]) => [setName(base, family), { type, options: type === 'bitmap:port' ? 'range 0-65535' : `family ${inet} hashsize 1024 maxelem 65536`, entries: b.sets.get(setName(base, family))! }]),
-  );
-  return { family, addresses: b.addresses, virtualServers: b.virtualServers, ipsets, iptables: iptablesRules(state, fs, family, options.randomFully) };
+  const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileIpvsPort(planServicePort(sp, fs, state.config, 'ipvs'), family, options));
+  return assembleIpvs(state, family, ports, options);
 }
