@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { compileIpvs, compileIpvsPort, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { IpvsBackend } from '../../control/backends/ipvs/apply.ts';
 import { IpvsHoldings, type HeldPort } from '../../control/backends/ipvs/holdings.ts';
 import { planServicePort } from '../../control/model/plan.ts';
 import type { DesiredState } from '../../control/model/types.ts';
@@ -152,5 +153,28 @@ describe('IPVS holdings: a partial sync plans only the changed ports', () => {
     assert.deepEqual(gone.addressDels, ['address del 172.30.0.41/32 dev kube-ipvs0']);
     assert.deepEqual([...gone.virtualServers], [[vsKey('TCP', '172.30.0.41', 80), undefined]]);
     assert.ok(gone.setDels.includes(`del ${setName('CLUSTER-IP', 4)} 172.30.0.41,tcp:80`));
+  });
+});
+
+describe('IPVS adapter: a change set syncs only its ports (tools faked: this kernel has no IPVS)', () => {
+  it('one endpoint change lists and rewrites one virtual server and touches no set or address', async () => {
+    const calls: Array<{ file: string; args: string[]; input?: string }> = [];
+    const fake = async (file: string, args: string[], input?: string): Promise<{ ok: boolean; out: string }> => {
+      calls.push({ file, args, input });
+      if (file === 'ip' && args.includes('-j')) return { ok: true, out: '[]' };
+      if (file === 'ipvsadm' && args[0] === '-L' && args.length > 2) return { ok: true, out: `TCP  ${args[3]} rr\n  -> 10.180.0.1:80                Masq    1      0          0\n` };
+      return { ok: true, out: '' };
+    };
+    const t = kubeProxyTestCluster();
+    const b = new IpvsBackend({ families: [4], scheduler: 'rr' }, fake);
+    await b.sync(t.state(), { full: true, changes: t.flush() });
+    t.upsertSlice(slice({ ns: 'ns1', name: 'svc1-x', service: 'svc1', ports: [{ name: 'p80', port: 80 }], endpoints: [{ ip: '10.180.0.9', node: 'other' }] }));
+    const changes = t.flush();
+    calls.length = 0;
+    const report = await b.sync(t.state(), { changes });
+    assert.deepEqual(calls.filter((c) => c.file === 'ipvsadm' && c.args[0] === '-L').map((c) => c.args), [['-L', '-n', '-t', '172.30.0.41:80']], 'one virtual server listed, not all');
+    assert.deepEqual(calls.filter((c) => c.file === 'ipvsadm' && c.args[0] === '-R').map((c) => c.input), ['-a -t 172.30.0.41:80 -r 10.180.0.9:80 -m -w 1\n-d -t 172.30.0.41:80 -r 10.180.0.1:80\n']);
+    assert.deepEqual(report.sent, { ipvsadm: 2, ipset: 0, ip: 0 });
+    assert.ok(!calls.some((c) => c.file === 'ipset' || c.args.includes('save')), 'no set listed or written');
   });
 });
