@@ -183,7 +183,23 @@ export class IptablesBackend {
    */
   async sync(state: DesiredState, full: boolean, changes?: ChangeSet): Promise<IptablesSyncReport> {
     const variant = await this.detected();
-    const forceFull = full || [...this.families.values()].some((f) => !f.valid) || (await this.canaryMissing());
+    if (full || [...this.families.values()].some((f) => !f.valid)) return this.syncFamilies(state, variant, true, changes);
+    // The canary is checked beside the partial restores, not before them (it is an iptables
+    // process of its own): a flush by someone else is rare, and then a full sync follows at once.
+    const canaryMissing = this.canaryMissing();
+    let report: IptablesSyncReport | undefined;
+    let failure: unknown;
+    try {
+      report = await this.syncFamilies(state, variant, false, changes);
+    } catch (e) {
+      failure = e;
+    }
+    if (await canaryMissing) return this.syncFamilies(state, variant, true, changes);
+    if (report === undefined) throw failure;
+    return report;
+  }
+
+  private async syncFamilies(state: DesiredState, variant: IptablesVariant, forceFull: boolean, changes: ChangeSet | undefined): Promise<IptablesSyncReport> {
     const report: IptablesSyncReport = { full: forceFull, variant, rulesPerTable: { filter: 0, nat: 0 }, families: [] };
     for (const family of this.o.families) {
       const fr = this.families.get(family)!;
