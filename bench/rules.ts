@@ -18,7 +18,7 @@ import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.t
 import { cleanupNftables } from '../control/backends/nftables/cleanup.ts';
 import { nodeFacts } from '../control/model/node.ts';
 import { ChangeTracker } from '../control/model/tracker.ts';
-import { DEFAULT_MODEL_CONFIG } from '../control/model/types.ts';
+import { DEFAULT_MODEL_CONFIG, type ChangeSet } from '../control/model/types.ts';
 import { service, slice } from '../test/cases/objects.ts';
 import { config } from '../test/cases/semantics.ts';
 import { programNode } from '../test/backends/ebpf-lab.ts';
@@ -43,11 +43,11 @@ function fill(t: ChangeTracker, n: number, benchEndpoint?: { ip: string; node: s
   }
 }
 
-/** The one-service change: s(n/2) swaps one endpoint. */
-function change(t: ChangeTracker, n: number, round: number): void {
+/** The one-service change: s(n/2) swaps one endpoint. Returns the tracker's change set, the backends' input. */
+function change(t: ChangeTracker, n: number, round: number): ChangeSet {
   const i = Math.floor(n / 2);
   t.upsertSlice(slice({ ns: 'load', name: `s${i}-x`, service: `s${i}`, ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: `10.200.${octets(2 * i)}`, node: 'far' }, { ip: `10.201.${octets(round)}`, node: 'far' }] }));
-  t.flush();
+  return t.flush();
 }
 
 async function ms(f: () => Promise<unknown> | unknown): Promise<number> {
@@ -72,10 +72,10 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     let t = cluster(n);
     const ipt = new IptablesBackend({ families: [4], commandPrefix: prefix });
     const iptFull = await ms(() => ipt.sync(t.state(), true));
-    change(t, n, 1);
-    const iptPartial = await ms(() => ipt.sync(t.state(), false));
-    change(t, n, 2);
-    const iptFullAgain = await ms(() => ipt.sync(t.state(), true));
+    let changes = change(t, n, 1);
+    const iptPartial = await ms(() => ipt.sync(t.state(), false, changes));
+    changes = change(t, n, 2);
+    const iptFullAgain = await ms(() => ipt.sync(t.state(), true, changes));
     const rules = (await run('nsenter', [...prefix.slice(1), 'iptables-save', '-t', 'nat'])).split('\n').filter((l) => l.startsWith('-A')).length;
     rows.push({ mode: 'iptables', services: n, rules, 'first sync ms': iptFull, 'one-service change ms': iptPartial, 'same change, full sync ms': iptFullAgain });
     await cleanupIptables(defaultRunner(prefix));
@@ -83,11 +83,11 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     t = cluster(n);
     const nft = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftFirst = await ms(() => nft.sync(t.state(), false));
-    change(t, n, 1);
-    const nftIncremental = await ms(() => nft.sync(t.state(), false));
-    const bytes = nft.sent.at(-1)!.text.length;
-    change(t, n, 2);
-    const nftFull = await ms(() => nft.sync(t.state(), true));
+    changes = change(t, n, 1);
+    const nftIncremental = await ms(() => nft.sync(t.state(), false, changes));
+    const bytes = nft.sent.last()!.text.length;
+    changes = change(t, n, 2);
+    const nftFull = await ms(() => nft.sync(t.state(), true, changes));
     // An agent restart: a new backend's first sync lists the table and rewrites nothing.
     const restarted = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftRestart = await ms(() => restarted.sync(t.state(), false));
@@ -146,8 +146,11 @@ async function connectionSetup(n: number): Promise<Array<Record<string, string |
   }
 }
 
-const sync = [...(await syncTimes(1000)), ...(await syncTimes(10_000))];
+// BENCH_RULES_SIZES=10000 BENCH_RULES_SETUP=0 narrows a run (the sync part at one size).
+const sizes = (process.env.BENCH_RULES_SIZES ?? '1000,10000').split(',').map(Number);
+const sync: Array<Record<string, string | number>> = [];
+for (const n of sizes) sync.push(...(await syncTimes(n)));
 console.table(sync);
-const setup = await connectionSetup(10_000);
+const setup = process.env.BENCH_RULES_SETUP === '0' ? [] : await connectionSetup(10_000);
 console.table(setup);
 console.log(`written ${writeReport('rules', { sync, connectionSetup: setup, note: 'sync: one netns, IPv4, 2 endpoints per service, every 10th with a NodePort; connection setup: sequential connect/read/close from a pod on n0 to a pod on n1, best of 3 rounds of 3 s, one client pod per path' })}`);

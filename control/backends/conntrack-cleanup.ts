@@ -6,9 +6,9 @@
 // - when a service port gets its first endpoint, flows to its addresses are deleted (they were
 //   tracked untranslated while it had none, and would otherwise stay that way).
 // The plan is pure; the adapter runs `conntrack -D` with an argv per deletion.
-import { execFile } from 'node:child_process';
 import type { Family } from '../model/ip.ts';
-import type { DesiredState, ServicePortState } from '../model/types.ts';
+import type { ChangeSet, DesiredState, ServicePortState } from '../model/types.ts';
+import { toolRunner, type StoppableToolRunner } from './tool-runner.ts';
 
 export interface FlowDeletion {
   family: Family;
@@ -34,11 +34,14 @@ export function snapshotUdp(state: DesiredState): UdpSnapshot {
   const out = new Map<string, UdpPort>();
   for (const fs of state.families.values()) {
     for (const sp of fs.servicePorts.values()) {
-      if (sp.protocol !== 'UDP') continue;
-      out.set(sp.key, { family: sp.family, addresses: [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs], nodePort: sp.nodePort, endpoints: endpointIps(sp) });
+      if (sp.protocol === 'UDP') out.set(sp.key, udpPort(sp));
     }
   }
   return out;
+}
+
+function udpPort(sp: ServicePortState): UdpPort {
+  return { family: sp.family, addresses: [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs], nodePort: sp.nodePort, endpoints: endpointIps(sp) };
 }
 
 function endpointIps(sp: ServicePortState): Set<string> {
@@ -48,7 +51,7 @@ function endpointIps(sp: ServicePortState): Set<string> {
 /** Pure: the deletions between two snapshots, without duplicates. */
 export function staleUdpFlows(before: UdpSnapshot, after: UdpSnapshot): FlowDeletion[] {
   const out = new Map<string, FlowDeletion>();
-  const add = (d: FlowDeletion): void => void out.set(JSON.stringify(d), d);
+  const add = (d: FlowDeletion): void => void out.set(conntrackArgs(d).join(' '), d);
   for (const [key, was] of before) {
     const now = after.get(key);
     for (const ip of was.endpoints) {
@@ -75,17 +78,14 @@ export function conntrackArgs(d: FlowDeletion): string[] {
 
 export type Runner = (file: string, args: string[]) => Promise<{ ok: boolean; out: string }>;
 
-export function conntrackRunner(prefix: readonly string[] = []): Runner {
-  return (file, args) =>
-    new Promise((resolve) => {
-      const argv = [...prefix, file, ...args];
-      execFile(argv[0]!, argv.slice(1), (error, stdout, stderr) => resolve({ ok: error === null, out: `${stdout}${stderr}` }));
-    });
+/** conntrack reports what it deleted on stderr, so both streams are read. */
+export function conntrackRunner(prefix: readonly string[] = []): StoppableToolRunner {
+  return toolRunner(prefix, { bothStreams: true });
 }
 
 /** Keeps the last synced snapshot and clears what became stale after each sync. */
 export class UdpConntrackCleaner {
-  private last: UdpSnapshot | undefined;
+  private last: Map<string, UdpPort> | undefined;
   private readonly run: Runner;
   /** Flows deleted so far. */
   deleted = 0;
@@ -94,13 +94,35 @@ export class UdpConntrackCleaner {
     this.run = run;
   }
 
-  /** Call after the new state is in the kernel. The first call only takes the snapshot. */
-  async afterSync(state: DesiredState): Promise<{ deletions: number; flows: number }> {
-    const now = snapshotUdp(state);
-    const before = this.last;
-    this.last = now;
-    if (before === undefined) return { deletions: 0, flows: 0 };
-    const deletions = staleUdpFlows(before, now);
+  /** Kills a running conntrack (the agent is stopping). */
+  stop(): void {
+    (this.run as Partial<StoppableToolRunner>).stop?.();
+  }
+
+  /**
+   * Call after the new state is in the kernel. The first call only takes the snapshot. With the
+   * sync's change set only the ports it names are compared (work proportional to the change).
+   */
+  async afterSync(state: DesiredState, changes?: ChangeSet): Promise<{ deletions: number; flows: number }> {
+    let deletions: FlowDeletion[];
+    if (this.last === undefined || changes === undefined || changes.nodeChanged) {
+      const before = this.last;
+      this.last = new Map(snapshotUdp(state));
+      if (before === undefined) return { deletions: 0, flows: 0 };
+      deletions = staleUdpFlows(before, this.last);
+    } else {
+      const before = new Map<string, UdpPort>();
+      const after = new Map<string, UdpPort>();
+      for (const changed of [...changes.upserted, ...changes.removed]) {
+        const was = this.last.get(changed.key);
+        if (was !== undefined) before.set(changed.key, was);
+        const sp = state.families.get(changed.family)?.servicePorts.get(changed.key);
+        if (sp !== undefined && sp.protocol === 'UDP') after.set(changed.key, udpPort(sp));
+      }
+      deletions = staleUdpFlows(before, after);
+      for (const k of before.keys()) this.last.delete(k);
+      for (const [k, p] of after) this.last.set(k, p);
+    }
     let flows = 0;
     for (const d of deletions) {
       // conntrack exits 1 when nothing matched ("0 flow entries have been deleted").
@@ -114,9 +136,9 @@ export class UdpConntrackCleaner {
   }
 
   /** afterSync for a sync's log line: a failure here is reported, not fatal to the sync. */
-  async report(state: DesiredState): Promise<{ staleUdpFlowsDeleted: number } | { conntrackError: string }> {
+  async report(state: DesiredState, changes?: ChangeSet): Promise<{ staleUdpFlowsDeleted: number } | { conntrackError: string }> {
     try {
-      return { staleUdpFlowsDeleted: (await this.afterSync(state)).flows };
+      return { staleUdpFlowsDeleted: (await this.afterSync(state, changes)).flows };
     } catch (e) {
       return { conntrackError: (e as Error).message };
     }

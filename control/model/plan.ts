@@ -50,22 +50,47 @@ export interface EndpointUse {
   local: boolean;
 }
 
+export type SourceDecisions = Readonly<Record<SourceClass, Decision>>;
+
 export interface ServicePortPlan {
   sp: ServicePortState;
   frontends: readonly FrontendPlan[];
+  /**
+   * The decisions per frontend kind the port has (they depend on the kind, not the address):
+   * what rule modes read, since their rules match a kind (a NodePort rule matches every local
+   * address, even when the node's addresses are not known yet).
+   */
+  byKind: Readonly<Partial<Record<FrontendKind, SourceDecisions>>>;
+  /**
+   * External traffic from elsewhere (not a local pod, not the node) is masqueraded when
+   * forwarded: eTP Cluster. Known even when nothing is forwarded, since IPVS mode keeps the
+   * addresses of eTP Local frontends in sets of their own whatever their endpoints.
+   */
+  masqueradesExternal: boolean;
+  /** Sources allowed to the load-balancer IPs (loadBalancerSourceRanges plus the LB IPs where allowed); empty: all. */
+  lbSourceRanges: readonly string[];
   use: EndpointUse;
 }
 
 const forward = (policy: 'Cluster' | 'Local', endpoints: readonly EndpointState[], masquerade: boolean, reason: string): Decision => ({ action: 'FORWARD', policy, endpoints, masquerade, reason });
+
+/**
+ * Which ClusterIP traffic is masqueraded: all of it (--masquerade-all), what does not come from a
+ * local pod (when local traffic is detected at all), or none. A family-wide decision: IPVS mode
+ * writes it as one rule for every service.
+ */
+export function clusterIPMasquerade(fs: FamilyState | undefined, config: ModelConfig): 'all' | 'not-local' | 'none' {
+  if (config.masqueradeAll) return 'all';
+  return fs !== undefined && fs.localDetector.mode !== 'None' ? 'not-local' : 'none';
+}
 
 /** The decision for one frontend kind and source class. Pure; the heart of kube-proxy's semantics. */
 export function decide(sp: ServicePortState, fs: FamilyState, config: ModelConfig, kind: FrontendKind, source: SourceClass, mode: PlanMode = 'iptables'): Decision {
   if (!sp.hasAnyEndpoints) return { action: 'REJECT', reason: 'service has no endpoints' };
   const ipvs = mode === 'ipvs';
   if (kind === 'ClusterIP') {
-    // ClusterIP traffic is masqueraded when it does not come from a local pod (if local traffic
-    // is detected at all), or always with --masquerade-all.
-    const masquerade = config.masqueradeAll || (fs.localDetector.mode !== 'None' && source !== 'local-pod');
+    const m = clusterIPMasquerade(fs, config);
+    const masquerade = m === 'all' || (m === 'not-local' && source !== 'local-pod');
     if (sp.internalPolicyLocal) {
       if (sp.localEndpoints.length > 0) return forward('Local', sp.localEndpoints, masquerade, 'internalTrafficPolicy Local');
       if (ipvs) return { action: 'REJECT', reason: 'internalTrafficPolicy Local and no endpoint on this node: a virtual server without real servers, which IPVS answers with ICMP port unreachable' };
@@ -103,10 +128,16 @@ export function nodePortAddressList(fs: FamilyState): readonly string[] {
 /** The plan of one service port: every frontend with its decisions per source class. */
 export function planServicePort(sp: ServicePortState, fs: FamilyState, config: ModelConfig, mode: PlanMode = 'iptables'): ServicePortPlan {
   const nodeIPs = new Set(fs.nodeIPs);
-  const frontend = (kind: FrontendKind, address: string, port: number): FrontendPlan => {
+  const byKind: Partial<Record<FrontendKind, SourceDecisions>> = {};
+  const decisions = (kind: FrontendKind): SourceDecisions => {
     const d = (source: SourceClass): Decision => decide(sp, fs, config, kind, source, mode);
-    return { kind, address, port, nodeAddress: kind === 'NodePort' || nodeIPs.has(address), sourceRanges: sourceRanges(sp, kind), bySource: { 'local-pod': d('local-pod'), node: d('node'), other: d('other') } };
+    return (byKind[kind] ??= { 'local-pod': d('local-pod'), node: d('node'), other: d('other') });
   };
+  const frontend = (kind: FrontendKind, address: string, port: number): FrontendPlan => ({ kind, address, port, nodeAddress: kind === 'NodePort' || nodeIPs.has(address), sourceRanges: sourceRanges(sp, kind), bySource: decisions(kind) });
+  decisions('ClusterIP');
+  if (sp.externalIPs.length > 0) decisions('ExternalIP');
+  if (sp.loadBalancerIPs.length > 0) decisions('LoadBalancer');
+  if (sp.nodePort !== 0) decisions('NodePort');
   const frontends: FrontendPlan[] = [frontend('ClusterIP', sp.clusterIP, sp.port)];
   for (const ip of sp.externalIPs) frontends.push(frontend('ExternalIP', ip, sp.port));
   for (const ip of sp.loadBalancerIPs) frontends.push(frontend('LoadBalancer', ip, sp.port));
@@ -117,7 +148,7 @@ export function planServicePort(sp: ServicePortState, fs: FamilyState, config: M
     cluster: !sp.internalPolicyLocal || sp.externallyAccessible,
     local: sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal),
   };
-  return { sp, frontends, use };
+  return { sp, frontends, byKind, masqueradesExternal: !sp.externalPolicyLocal, lbSourceRanges: sourceRanges(sp, 'LoadBalancer'), use };
 }
 
 /** Plans for every service port of every family (what a full compile reads). */

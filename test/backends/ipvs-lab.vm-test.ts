@@ -50,9 +50,9 @@ describe('IPVS mode: semantic case table with real packets', () => {
     const n0 = nodes[0]!;
     n0.tracker.upsertSlice(slice({ name: 'np-x', service: 'np', ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.1.10', node: 'n1' }] }));
     n0.tracker.flush();
-    const before = n0.backend.sent.length;
+    const before = n0.backend.sent.total;
     const report = await n0.backend.sync(n0.tracker.state());
-    const commands = n0.backend.sent.slice(before).filter((s) => s.tool === 'ipvsadm').flatMap((s) => s.text.trim().split('\n'));
+    const commands = n0.backend.sent.since(before).filter((s) => s.tool === 'ipvsadm').flatMap((s) => s.text.trim().split('\n'));
     // np has a ClusterIP and a NodePort on the node's IPv4 address: two virtual servers, each
     // losing n0p2: deleted, or kept at weight 0 where earlier tests left connections to it.
     assert.ok(commands.every((c) => /^-[de] -t (10\.96\.0\.13:80|10\.254\.0\.11:30080) -r 10\.244\.0\.12:8080/.test(c)), commands.join('\n'));
@@ -100,7 +100,7 @@ describe('IPVS mode: semantic case table with real packets', () => {
     n0.tracker.deleteService('demo/multi');
     n0.tracker.flush();
     const report = await fresh.sync(n0.tracker.state());
-    const commands = fresh.sent.filter((s) => s.tool === 'ipvsadm').flatMap((s) => s.text.trim().split('\n'));
+    const commands = fresh.sent.since(0).filter((s) => s.tool === 'ipvsadm').flatMap((s) => s.text.trim().split('\n'));
     assert.deepEqual(commands.sort(), ['-D -t 10.96.0.11:81', '-D -t 10.96.0.11:82', '-D -u 10.96.0.11:81'], 'nothing re-added, multi deleted');
     assert.equal(report.sent.ip, 1, 'its address leaves kube-ipvs0');
     const r = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.11', port: 81 }], timeoutMs: 500 });

@@ -5,7 +5,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { compileIpvs, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { compileIpvs, compileIpvsPort, setName, vsKey, type VirtualServer } from '../../control/backends/ipvs/compile.ts';
+import { IpvsBackend } from '../../control/backends/ipvs/apply.ts';
+import { IpvsHoldings, type HeldPort } from '../../control/backends/ipvs/holdings.ts';
+import { planServicePort } from '../../control/model/plan.ts';
+import type { DesiredState } from '../../control/model/types.ts';
+import { slice } from '../cases/objects.ts';
 import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs } from '../../control/backends/ipvs/plan.ts';
 import { renderRestore } from '../../control/backends/iptables/compile.ts';
 import { kubeProxyTestCluster } from '../cases/kube-proxy-cluster.ts';
@@ -116,5 +121,60 @@ add someone-else 192.0.2.1
   it('kube-ipvs0 addresses: bind the new, unbind the gone', () => {
     assert.deepEqual(planAddresses(new Set(['10.96.0.1', '10.96.0.2']), new Set(['10.96.0.2', '10.96.0.3']), 4), { adds: ['address add 10.96.0.3/32 dev kube-ipvs0'], deletions: ['address del 10.96.0.1/32 dev kube-ipvs0'] });
     assert.deepEqual(planAddresses(new Set(), new Set(['fd00::1']), 6).adds, ['address add fd00::1/128 dev kube-ipvs0 nodad']);
+  });
+});
+
+describe('IPVS holdings: a partial sync plans only the changed ports', () => {
+  it('one endpoint change touches one virtual server and no set or address; a gone port takes what only it held', () => {
+    const t = kubeProxyTestCluster();
+    const held = new IpvsHoldings(4);
+    const fs = t.state().families.get(4)!;
+    const portsOf = (state: DesiredState): Map<string, HeldPort> => {
+      const f = state.families.get(4)!;
+      return new Map([...f.servicePorts].map(([k, sp]) => [k, { sp, port: compileIpvsPort(planServicePort(sp, f, state.config, 'ipvs'), 4, { scheduler: 'rr' }) }]));
+    };
+    const all = portsOf(t.state());
+    const first = held.plan(all);
+    held.apply(all);
+    assert.equal(first.addressAdds.length, new Set([...fs.servicePorts.values()].flatMap((sp) => [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs])).size);
+    assert.deepEqual([...held.virtualServers().keys()].sort(), [...compileIpvs(t.state(), 4, { scheduler: 'rr', randomFully: true }).virtualServers.keys()].sort(), 'the holdings hold what a whole compile gives');
+
+    t.upsertSlice(slice({ ns: 'ns1', name: 'svc1-x', service: 'svc1', ports: [{ name: 'p80', port: 80 }], endpoints: [{ ip: '10.180.0.9', node: 'other' }] }));
+    const changes = t.flush();
+    const next = portsOf(t.state());
+    const changed = new Map(changes.upserted.map((sp) => [sp.key, next.get(sp.key)!]));
+    const plan = held.plan(changed);
+    assert.deepEqual([...plan.virtualServers.keys()], [vsKey('TCP', '172.30.0.41', 80)]);
+    assert.deepEqual([...plan.virtualServers.values()][0]!.realServers.has('10.180.0.9:80'), true);
+    assert.deepEqual([plan.setAdds, plan.setDels, plan.addressAdds, plan.addressDels], [[], [], [], []]);
+
+    // The service goes: its address, its sets' entries and its virtual server go with it.
+    const gone = held.plan(new Map([[changes.upserted[0]!.key, undefined]]));
+    assert.deepEqual(gone.addressDels, ['address del 172.30.0.41/32 dev kube-ipvs0']);
+    assert.deepEqual([...gone.virtualServers], [[vsKey('TCP', '172.30.0.41', 80), undefined]]);
+    assert.ok(gone.setDels.includes(`del ${setName('CLUSTER-IP', 4)} 172.30.0.41,tcp:80`));
+  });
+});
+
+describe('IPVS adapter: a change set syncs only its ports (tools faked: this kernel has no IPVS)', () => {
+  it('one endpoint change lists and rewrites one virtual server and touches no set or address', async () => {
+    const calls: Array<{ file: string; args: string[]; input?: string }> = [];
+    const fake = async (file: string, args: string[], input?: string): Promise<{ ok: boolean; out: string }> => {
+      calls.push({ file, args, input });
+      if (file === 'ip' && args.includes('-j')) return { ok: true, out: '[]' };
+      if (file === 'ipvsadm' && args[0] === '-L' && args.length > 2) return { ok: true, out: `TCP  ${args[3]} rr\n  -> 10.180.0.1:80                Masq    1      0          0\n` };
+      return { ok: true, out: '' };
+    };
+    const t = kubeProxyTestCluster();
+    const b = new IpvsBackend({ families: [4], scheduler: 'rr' }, fake);
+    await b.sync(t.state(), { full: true, changes: t.flush() });
+    t.upsertSlice(slice({ ns: 'ns1', name: 'svc1-x', service: 'svc1', ports: [{ name: 'p80', port: 80 }], endpoints: [{ ip: '10.180.0.9', node: 'other' }] }));
+    const changes = t.flush();
+    calls.length = 0;
+    const report = await b.sync(t.state(), { changes });
+    assert.deepEqual(calls.filter((c) => c.file === 'ipvsadm' && c.args[0] === '-L').map((c) => c.args), [['-L', '-n', '-t', '172.30.0.41:80']], 'one virtual server listed, not all');
+    assert.deepEqual(calls.filter((c) => c.file === 'ipvsadm' && c.args[0] === '-R').map((c) => c.input), ['-a -t 172.30.0.41:80 -r 10.180.0.9:80 -m -w 1\n-d -t 172.30.0.41:80 -r 10.180.0.1:80\n']);
+    assert.deepEqual(report.sent, { ipvsadm: 2, ipset: 0, ip: 0 });
+    assert.ok(!calls.some((c) => c.file === 'ipset' || c.args.includes('save')), 'no set listed or written');
   });
 });

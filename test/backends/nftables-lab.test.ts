@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NftablesBackend } from '../../control/backends/nftables/apply.ts';
+import { compileNftables } from '../../control/backends/nftables/compile.ts';
+import { renderFull } from '../../control/backends/nftables/render.ts';
 import { slice } from '../cases/objects.ts';
 import type { Lab } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
@@ -36,16 +38,19 @@ describe('nftables mode: semantic case table with real packets', () => {
   it('a one-service change sends only that service\'s objects', async () => {
     const n0 = nodes[0]!;
     n0.tracker.upsertSlice(slice({ name: 'np-x', service: 'np', ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.1.10', node: 'n1' }] }));
-    n0.tracker.flush();
-    const before = n0.backend.sent.length;
-    const report = await n0.backend.sync(n0.tracker.state(), false);
+    const changes = n0.tracker.flush();
+    const before = n0.backend.sent.total;
+    const report = await n0.backend.sync(n0.tracker.state(), false, changes);
     assert.equal(report.full, false);
-    assert.equal(n0.backend.sent.length, before + 1, 'one transaction, IPv4 only (nothing changed for IPv6)');
-    const text = n0.backend.sent[before]!.text;
+    const sent = n0.backend.sent.since(before);
+    assert.deepEqual(sent.map((t) => t.family), [4], 'one transaction, IPv4 only (nothing changed for IPv6)');
+    assert.deepEqual(report.families.map((f) => f.servicePorts), [1, 0], 'one service port compiled');
+    const text = sent[0]!.text;
     const touched = new Set([...text.matchAll(/(?:service|external|local|endpoint|firewall)-[A-Z2-7]{8}-([^/\s]+\/[^/\s]+)\//g)].map((m) => m[1]));
     assert.deepEqual([...touched], ['demo/np'], 'only np\'s chains');
     assert.deepEqual(report.families.map((f) => [f.family, f.elementsAdded, f.elementsDeleted]), [[4, 0, 0], [6, 0, 0]], 'the maps keep their elements');
-    assert.ok(text.length < n0.backend.sent[0]!.text.length / 5, `far less than a full sync (${text.length} bytes)`);
+    const whole = renderFull(compileNftables(n0.tracker.state(), 4), undefined).text;
+    assert.ok(text.length < whole.length / 5, `far less than a full sync (${text.length} of ${whole.length} bytes)`);
     const r = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: lab.nodes[0]!.ipv4, port: 30080 }], count: 4 });
     assert.ok(r.every((x) => x.ok && x.reply.pod === 'n1p0'), 'the change took effect');
   });
@@ -58,7 +63,7 @@ describe('nftables mode: semantic case table with real packets', () => {
     const pod = first.reply.pod;
     const report = await n0.backend.sync(n0.tracker.state(), true);
     assert.equal(report.full, true);
-    assert.ok(!n0.backend.sent.at(-1)!.text.includes('delete table'));
+    assert.ok(!n0.backend.sent.last()!.text.includes('delete table'));
     assert.deepEqual(report.families.map((f) => [f.family, f.chainsWritten, f.chainsDeleted]), [[4, 0, 0], [6, 0, 0]], 'nothing drifted, so the listing matches every chain and none is rewritten');
     const table = await lab.exec(lab.nodes[0]!.netns, 'nft', ['list', 'table', 'ip', 'kube-proxy']);
     assert.match(table, /set affinity-[^{]*\{[^}]*elements = \{ 10\.244\.0\.10 /, 'the client is still remembered');
@@ -76,7 +81,7 @@ describe('nftables mode: semantic case table with real packets', () => {
     await lab.exec(node, 'nft', ['add', 'chain', 'ip', 'kube-proxy', 'somebody-elses']);
     const report = await n0.backend.sync(n0.tracker.state(), true);
     assert.deepEqual(report.families.map((f) => [f.family, f.chainsWritten, f.chainsDeleted]), [[4, 1, 1], [6, 0, 0]]);
-    assert.match(n0.backend.sent.findLast((t) => t.family === 4)!.text, new RegExp(`add rule ip kube-proxy ${victim.replace(/[/.]/g, '\\$&')} `));
+    assert.match(n0.backend.sent.since(0).findLast((t) => t.family === 4)!.text, new RegExp(`add rule ip kube-proxy ${victim.replace(/[/.]/g, '\\$&')} `));
     const r = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: lab.nodes[0]!.ipv4, port: 30080 }], count: 2 });
     assert.ok(r.every((x) => x.ok), 'np works again');
   });

@@ -1,19 +1,13 @@
 // --cleanup for iptables mode: removes every KUBE-* chain (ours, or kube-proxy's of the same
 // names) and the jumps to them from the built-in chains, in both variants and both families, and
 // nothing else.
-import { execFile } from 'node:child_process';
+import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import type { IptablesVariant } from './apply.ts';
 
-type Runner = (file: string, args: string[], input?: string) => Promise<{ ok: boolean; out: string }>;
+type Runner = ToolRunner;
 
 export function defaultRunner(prefix: readonly string[] = []): Runner {
-  return (file, args, input) =>
-    new Promise((resolve) => {
-      const argv = [...prefix, file, ...args];
-      const child = execFile(argv[0]!, argv.slice(1), { maxBuffer: 256 << 20 }, (error, stdout, stderr) => resolve({ ok: error === null, out: error ? String(stderr) : String(stdout) }));
-      child.stdin?.on('error', () => undefined);
-      child.stdin?.end(input);
-    });
+  return toolRunner(prefix);
 }
 
 /**
@@ -63,10 +57,10 @@ export async function cleanupIptables(run: Runner = defaultRunner()): Promise<{ 
       const plan = planCleanup(saved.out);
       for (const d of plan.deletions) {
         const [chain, ...rest] = d.args;
-        if ((await run(`${base}-${variant}`, ['-w', '-t', d.table, '-D', chain!, ...rest])).ok) jumps++;
+        if ((await run(`${base}-${variant}`, ['-w', '5', '-t', d.table, '-D', chain!, ...rest])).ok) jumps++;
       }
       if (plan.restore !== '') {
-        const r = await run(`${base}-${variant}-restore`, ['-w', '--noflush'], plan.restore);
+        const r = await run(`${base}-${variant}-restore`, ['-w', '5', '--noflush'], plan.restore);
         if (!r.ok) throw new Error(`${base}-${variant}-restore: ${r.out.trim()}`);
         chains += plan.chains;
       }

@@ -4,6 +4,7 @@
 // KUBE-NODEPORTS, KUBE-FORWARD, KUBE-PROXY-FIREWALL; KUBE-PROXY-CANARY in mangle, nat, filter).
 // Pure: the adapter (apply.ts) feeds the text to iptables-restore --noflush on stdin.
 import type { Family } from '../../model/ip.ts';
+import { planServicePort, SOURCE_CLASSES, type Decision, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
 import { endpointChain, externalChain, firewallChain, serviceChain, serviceLocalChain } from './names.ts';
 
@@ -82,94 +83,125 @@ function line(chain: string, args: readonly string[]): string {
   return `-A ${chain} ${args.join(' ')}`;
 }
 
-function compileServicePort(sp: ServicePortState, fs: FamilyState, state: DesiredState, shared: CompiledRules['shared'], owned: Map<string, string[]>): void {
+/** What one service port contributes: the chains it owns, and its lines in the shared chains. */
+export interface PortRules {
+  /** chain -> rules (declared even when empty, so stale rules in them go). */
+  owned: Map<string, string[]>;
+  /** table -> shared chain -> this port's lines there. */
+  shared: Map<string, Map<string, string[]>>;
+}
+
+const isForward = (d: Decision): d is Extract<Decision, { action: 'FORWARD' }> => d.action === 'FORWARD';
+const sameForward = (a: Decision, b: Decision): boolean => isForward(a) && isForward(b) && a.policy === b.policy && a.masquerade === b.masquerade;
+const EXTERNAL_KINDS = ['ExternalIP', 'LoadBalancer', 'NodePort'] as const;
+
+/**
+ * One service port's rules, translated from its plan (control/model/plan.ts): which chain a
+ * frontend jumps to, masquerading, DROP or REJECT are the plan's decisions; this only writes
+ * them in kube-proxy's layout. Pure.
+ */
+export function compileIptablesPort(plan: ServicePortPlan, fs: FamilyState): PortRules {
+  const sp = plan.sp;
   const fam = fs.family;
   const spn = sp.servicePortName;
   const svc = serviceChain(spn, sp.protocol);
   const svl = serviceLocalChain(spn, sp.protocol);
   const ext = externalChain(spn, sp.protocol);
   const fw = firewallChain(spn, sp.protocol);
+  const owned = new Map<string, string[]>();
+  const shared = new Map<string, Map<string, string[]>>();
+  const sharedLine = (table: string, chain: string, text: string): void => {
+    let chains = shared.get(table);
+    if (chains === undefined) shared.set(table, (chains = new Map()));
+    let lines = chains.get(chain);
+    if (lines === undefined) chains.set(chain, (lines = []));
+    lines.push(text);
+  };
   const nat = (chain: string, args: readonly string[]): void => {
-    if (SHARED_CHAINS.nat!.includes(chain)) shared.get('nat')!.get(chain)!.push(line(chain, args));
+    if (SHARED_CHAINS.nat!.includes(chain)) sharedLine('nat', chain, line(chain, args));
     else owned.get(chain)!.push(line(chain, args));
   };
-  const filter = (chain: string, args: readonly string[]): void => void shared.get('filter')!.get(chain)!.push(line(chain, args));
+  const filter = (chain: string, args: readonly string[]): void => sharedLine('filter', chain, line(chain, args));
   const comment = (text: string): string[] => ['-m', 'comment', '--comment', quote(text)];
   const dst = (ip: string, port: number): string[] => [...proto(sp), '-d', hostCidr(ip, fam), '--dport', String(port)];
-  const usesCluster = !sp.internalPolicyLocal || sp.externallyAccessible;
-  const usesLocal = sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal);
-  const internalChain = sp.internalPolicyLocal ? svl : svc;
-  const externalTarget = sp.externalPolicyLocal ? svl : svc;
-  const hasEndpoints = sp.hasAnyEndpoints;
-  const hasInternal = hasEndpoints && (!sp.internalPolicyLocal || sp.localEndpoints.length > 0);
-  const hasExternal = hasEndpoints && (!sp.externalPolicyLocal || sp.localEndpoints.length > 0);
-  // The EXT chain exists whenever there are endpoints: even without external ones, it carries the
-  // short-circuit rules for pod and node traffic (kube-proxy's usesExternalTrafficChain).
-  const usesExternalChain = hasEndpoints && sp.externallyAccessible;
-  const lbWithRanges = sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
+  /** The chain holding the endpoint set a forwarding decision names. */
+  const chainOf = (d: Extract<Decision, { action: 'FORWARD' }>): string => (d.policy === 'Local' ? svl : svc);
+  const why = (d: Decision): string => (d.action === 'DROP' ? `${spn} has no local endpoints` : `${spn} has no endpoints`);
 
-  // Chains this service port owns (declared even when empty, so stale rules in them go).
-  const chains: string[] = [];
-  if (hasEndpoints) {
-    if (usesCluster && sp.clusterEndpoints.length > 0) chains.push(svc);
-    if (usesLocal && sp.localEndpoints.length > 0) chains.push(svl);
+  const internal = plan.byKind.ClusterIP!;
+  const kinds = EXTERNAL_KINDS.filter((k) => plan.byKind[k] !== undefined);
+  // The external kinds share one EXT chain: their decisions are the same (the traffic policy
+  // applies to them alike), so the first one's stand for all.
+  const external = kinds.length > 0 ? plan.byKind[kinds[0]!]! : undefined;
+  const forwardsAny = (d: Readonly<Record<SourceClass, Decision>>): boolean => SOURCE_CLASSES.some((c) => isForward(d[c]));
+  // The EXT chain exists whenever some source is forwarded: even without external endpoints, it
+  // carries the short-circuit rules for pod and node traffic (kube-proxy's usesExternalTrafficChain).
+  const usesExternalChain = external !== undefined && forwardsAny(external);
+  const forwardsSomething = forwardsAny(internal) || usesExternalChain;
+  const lbWithRanges = plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0;
+  const endpoints = new Set([...(plan.use.cluster ? sp.clusterEndpoints : []), ...(plan.use.local ? sp.localEndpoints : [])]);
+
+  if (forwardsSomething) {
+    const chains: string[] = [];
+    if (plan.use.cluster && sp.clusterEndpoints.length > 0) chains.push(svc);
+    if (plan.use.local && sp.localEndpoints.length > 0) chains.push(svl);
     if (usesExternalChain) chains.push(ext);
     if (lbWithRanges) chains.push(fw);
-    const eps = new Set([...(usesCluster ? sp.clusterEndpoints : []), ...(usesLocal ? sp.localEndpoints : [])]);
-    for (const ep of eps) chains.push(endpointChain(spn, sp.protocol, endpointText(ep, fam)));
+    for (const ep of endpoints) chains.push(endpointChain(spn, sp.protocol, endpointText(ep, fam)));
+    for (const c of chains) owned.set(c, []);
   }
-  for (const c of chains) owned.set(c, []);
 
-  // ClusterIP.
-  if (hasInternal) {
-    nat('KUBE-SERVICES', [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), '-j', internalChain]);
-  } else {
-    filter('KUBE-SERVICES', [...comment(hasEndpoints ? `${spn} has no local endpoints` : `${spn} has no endpoints`), ...dst(sp.clusterIP, sp.port), '-j', hasEndpoints ? 'DROP' : 'REJECT']);
-  }
+  // ClusterIP: decisions differ by source only in masquerading.
+  const toCluster = internal.other;
+  if (isForward(toCluster)) nat('KUBE-SERVICES', [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), '-j', chainOf(toCluster)]);
+  else filter('KUBE-SERVICES', [...comment(why(toCluster)), ...dst(sp.clusterIP, sp.port), '-j', toCluster.action]);
   // External IPs, load-balancer IPs, NodePorts.
-  const externalDestinations: Array<{ args: string[]; kind: string; chain: 'KUBE-SERVICES' | 'KUBE-NODEPORTS' }> = [
-    ...sp.externalIPs.map((ip) => ({ args: dst(ip, sp.port), kind: 'external IP', chain: 'KUBE-SERVICES' as const })),
-    ...sp.loadBalancerIPs.map((ip) => ({ args: dst(ip, sp.port), kind: 'loadbalancer IP', chain: 'KUBE-SERVICES' as const })),
-    ...(sp.nodePort !== 0 ? [{ args: [...proto(sp), '--dport', String(sp.nodePort)], kind: '', chain: 'KUBE-NODEPORTS' as const }] : []),
-  ];
-  for (const d of externalDestinations) {
-    const label = d.kind === '' ? spn : `${spn} ${d.kind}`;
-    if (usesExternalChain) {
-      const target = d.kind === 'loadbalancer IP' && lbWithRanges ? fw : ext;
-      nat(d.chain, [...comment(label), ...d.args, '-j', target]);
-    }
-    if (!hasExternal) {
-      // What the EXT chain did not translate (not a pod's or the node's own traffic) stops here.
-      const why = hasEndpoints ? `${spn} has no local endpoints` : `${spn} has no endpoints`;
-      const args = d.kind === '' ? ['-m', 'addrtype', '--dst-type', 'LOCAL', ...d.args] : d.args;
-      filter('KUBE-EXTERNAL-SERVICES', [...comment(why), ...args, '-j', hasEndpoints ? 'DROP' : 'REJECT']);
+  for (const kind of kinds) {
+    const d = plan.byKind[kind]!;
+    const destinations: Array<{ args: string[]; label: string; chain: 'KUBE-SERVICES' | 'KUBE-NODEPORTS' }> =
+      kind === 'ExternalIP' ? sp.externalIPs.map((ip) => ({ args: dst(ip, sp.port), label: `${spn} external IP`, chain: 'KUBE-SERVICES' as const }))
+      : kind === 'LoadBalancer' ? sp.loadBalancerIPs.map((ip) => ({ args: dst(ip, sp.port), label: `${spn} loadbalancer IP`, chain: 'KUBE-SERVICES' as const }))
+      : [{ args: [...proto(sp), '--dport', String(sp.nodePort)], label: spn, chain: 'KUBE-NODEPORTS' as const }];
+    for (const dest of destinations) {
+      if (usesExternalChain) nat(dest.chain, [...comment(dest.label), ...dest.args, '-j', kind === 'LoadBalancer' && lbWithRanges ? fw : ext]);
+      if (!isForward(d.other)) {
+        // What the EXT chain did not translate (not a pod's or the node's own traffic) stops here.
+        const args = kind === 'NodePort' ? ['-m', 'addrtype', '--dst-type', 'LOCAL', ...dest.args] : dest.args;
+        filter('KUBE-EXTERNAL-SERVICES', [...comment(why(d.other)), ...args, '-j', d.other.action]);
+      }
     }
   }
-  if (!hasEndpoints) return;
+  if (sp.healthCheckNodePort !== 0) filter('KUBE-NODEPORTS', [...comment(`${spn} health check node port`), '-m', 'tcp', '-p', 'tcp', '--dport', String(sp.healthCheckNodePort), '-j', 'ACCEPT']);
+  if (!forwardsSomething) return { owned, shared };
 
-  // Masquerading for cluster-IP traffic from outside the pod network (or everything), in the
-  // chain internal traffic goes to (KUBE-SVL under iTP Local).
+  // Masquerading of cluster-IP traffic, in the chain internal traffic goes to: for every source
+  // (--masquerade-all), or for what the local-traffic detector says is not a local pod.
   const local = localMatches(fs);
-  if (hasInternal) {
-    const masq = state.config.masqueradeAll ? [] : local?.[1];
-    if (masq !== undefined) nat(internalChain, [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), ...masq, '-j', 'KUBE-MARK-MASQ']);
+  if (isForward(toCluster)) {
+    const pod = internal['local-pod'];
+    const masq = isForward(pod) && pod.masquerade ? [] : toCluster.masquerade ? local?.[1] : undefined;
+    if (masq !== undefined) nat(chainOf(toCluster), [...comment(`${spn} cluster IP`), ...dst(sp.clusterIP, sp.port), ...masq, '-j', 'KUBE-MARK-MASQ']);
   }
-  // The external chain: masquerade (Cluster) or keep the client (Local, with the pod and node exceptions).
+  // The external chain: masquerade everyone, or keep the client, with the sources whose
+  // decision differs (pods, the node) sent their own way first.
   if (usesExternalChain) {
-    if (sp.externalPolicyLocal) {
-      if (local !== undefined && owned.has(svc)) nat(ext, [...comment(`pod traffic for ${spn} external destinations`), ...local[0], '-j', svc]);
-      nat(ext, [...comment(`masquerade LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', 'KUBE-MARK-MASQ']);
-      if (owned.has(svc)) nat(ext, [...comment(`route LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', svc]);
-    } else {
+    const { other, node } = external;
+    const pod = external['local-pod'];
+    if (isForward(other) && other.masquerade) {
       nat(ext, [...comment(`masquerade traffic for ${spn} external destinations`), '-j', 'KUBE-MARK-MASQ']);
+    } else {
+      if (isForward(pod) && !sameForward(pod, other) && local !== undefined && owned.has(chainOf(pod))) nat(ext, [...comment(`pod traffic for ${spn} external destinations`), ...local[0], '-j', chainOf(pod)]);
+      if (isForward(node) && !sameForward(node, other)) {
+        if (node.masquerade) nat(ext, [...comment(`masquerade LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', 'KUBE-MARK-MASQ']);
+        if (owned.has(chainOf(node))) nat(ext, [...comment(`route LOCAL traffic for ${spn} external destinations`), '-m', 'addrtype', '--src-type', 'LOCAL', '-j', chainOf(node)]);
+      }
     }
-    if (hasExternal) nat(ext, ['-j', externalTarget]);
+    if (isForward(other)) nat(ext, ['-j', chainOf(other)]);
   }
   // Source ranges: allowed sources continue to the external chain; the rest falls through and
   // KUBE-PROXY-FIREWALL drops it.
   if (lbWithRanges) {
-    for (const r of sp.loadBalancerSourceRanges) nat(fw, [...comment(`${spn} loadbalancer IP`), '-s', r, '-j', ext]);
-    if (sp.sourceRangesAllowLbIp) for (const ip of sp.loadBalancerIPs) nat(fw, [...comment(`${spn} loadbalancer IP`), '-s', hostCidr(ip, fam), '-j', ext]);
+    for (const r of plan.lbSourceRanges) nat(fw, [...comment(`${spn} loadbalancer IP`), '-s', r, '-j', ext]);
     nat(fw, [...comment(`other traffic to ${spn} will be dropped by KUBE-PROXY-FIREWALL`)]);
     for (const ip of sp.loadBalancerIPs) filter('KUBE-PROXY-FIREWALL', [...comment(`${spn} traffic not accepted by ${fw}`), ...dst(ip, sp.port), '-j', 'DROP']);
   }
@@ -190,51 +222,63 @@ function compileServicePort(sp: ServicePortState, fs: FamilyState, state: Desire
   };
   select(svc, sp.clusterEndpoints);
   select(svl, sp.localEndpoints);
-  for (const ep of new Set([...(usesCluster ? sp.clusterEndpoints : []), ...(usesLocal ? sp.localEndpoints : [])])) {
+  for (const ep of endpoints) {
     const sep = endpointChain(spn, sp.protocol, endpointText(ep, fam));
     nat(sep, [...comment(spn), '-s', hostCidr(ep.ip, fam), '-j', 'KUBE-MARK-MASQ']);
     const recent = sp.affinityTimeoutSeconds > 0 ? ['-m', 'recent', '--name', sep, '--set'] : [];
     nat(sep, [...comment(spn), ...recent, ...proto(sp), '-j', 'DNAT', '--to-destination', endpointText(ep, fam)]);
   }
+  return { owned, shared };
 }
 
-/** Compiles one IP family's rules. */
-export function compileIptables(state: DesiredState, family: Family, options: CompileOptions): CompiledRules {
-  const fs = state.families.get(family);
-  const shared: CompiledRules['shared'] = new Map(Object.entries(SHARED_CHAINS).map(([t, chains]) => [t, new Map(chains.map((c) => [c, [] as string[]]))]));
-  const servicePorts: CompiledRules['servicePorts'] = new Map();
-  const natShared = shared.get('nat')!;
+/** The shared chains' fixed lines before and after the service ports' own. */
+function sharedFrame(fs: FamilyState | undefined, family: Family, options: CompileOptions): { head: CompiledRules['shared']; tail: Array<[string, string, string]> } {
+  const head: CompiledRules['shared'] = new Map(Object.entries(SHARED_CHAINS).map(([t, chains]) => [t, new Map(chains.map((c) => [c, [] as string[]]))]));
+  const natShared = head.get('nat')!;
   natShared.get('KUBE-POSTROUTING')!.push(
     line('KUBE-POSTROUTING', ['-m', 'mark', '!', '--mark', MASQ_MARK, '-j', 'RETURN']),
     line('KUBE-POSTROUTING', ['-j', 'MARK', '--xor-mark', '0x4000']),
     line('KUBE-POSTROUTING', ['-m', 'comment', '--comment', quote('kubernetes service traffic requiring SNAT'), '-j', 'MASQUERADE', ...(options.randomFully ? ['--random-fully'] : [])]),
   );
   natShared.get('KUBE-MARK-MASQ')!.push(line('KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', '0x4000']));
-  const filterShared = shared.get('filter')!;
-  filterShared.get('KUBE-FORWARD')!.push(
+  head.get('filter')!.get('KUBE-FORWARD')!.push(
     line('KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']),
     line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding rules'), '-m', 'mark', '--mark', MASQ_MARK, '-j', 'ACCEPT']),
     line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding conntrack rule'), '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']),
   );
+  const tail: Array<[string, string, string]> = [];
   if (fs !== undefined) {
-    const ports = [...fs.servicePorts.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
-    for (const sp of ports) {
-      const owned = new Map<string, string[]>();
-      compileServicePort(sp, fs, state, shared, owned);
-      servicePorts.set(sp.key, owned);
-      if (sp.healthCheckNodePort !== 0) {
-        filterShared.get('KUBE-NODEPORTS')!.push(line('KUBE-NODEPORTS', ['-m', 'comment', '--comment', quote(`${sp.servicePortName} health check node port`), '-m', 'tcp', '-p', 'tcp', '--dport', String(sp.healthCheckNodePort), '-j', 'ACCEPT']));
-      }
-    }
     // NodePorts: on every local address, or on the listed ones; this must be the last rule.
+    const last = quote('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
     const np = fs.nodePortAddresses;
-    if (np.all) {
-      natShared.get('KUBE-SERVICES')!.push(line('KUBE-SERVICES', ['-m', 'comment', '--comment', quote('kubernetes service nodeports; NOTE: this must be the last rule in this chain'), '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS']));
-    } else {
-      for (const ip of np.addresses) natShared.get('KUBE-SERVICES')!.push(line('KUBE-SERVICES', ['-m', 'comment', '--comment', quote('kubernetes service nodeports; NOTE: this must be the last rule in this chain'), '-d', hostCidr(ip, family), '-j', 'KUBE-NODEPORTS']));
-    }
+    if (np.all) tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS'])]);
+    else for (const ip of np.addresses) tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-d', hostCidr(ip, family), '-j', 'KUBE-NODEPORTS'])]);
   }
+  return { head, tail };
+}
+
+/** One family's rules from its service ports' (in the order given: sorted by key). */
+export function assembleIptables(fs: FamilyState | undefined, family: Family, ports: Iterable<[string, PortRules]>, options: CompileOptions): CompiledRules {
+  const { head: shared, tail } = sharedFrame(fs, family, options);
+  const servicePorts: CompiledRules['servicePorts'] = new Map();
+  for (const [key, rules] of ports) {
+    servicePorts.set(key, rules.owned);
+    for (const [table, chains] of rules.shared) for (const [chain, lines] of chains) shared.get(table)!.get(chain)!.push(...lines);
+  }
+  for (const [table, chain, text] of tail) shared.get(table)!.get(chain)!.push(text);
   return { family, servicePorts, shared };
+}
+
+/** Service ports of a family in key order (the order every full output lists them in). */
+export function sortedPorts(fs: FamilyState): ServicePortState[] {
+  return [...fs.servicePorts.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+}
+
+/** Compiles one IP family's rules. */
+export function compileIptables(state: DesiredState, family: Family, options: CompileOptions): CompiledRules {
+  const fs = state.families.get(family);
+  const ports = fs === undefined ? [] : sortedPorts(fs).map((sp): [string, PortRules] => [sp.key, compileIptablesPort(planServicePort(sp, fs, state.config, 'iptables'), fs)]);
+  return assembleIptables(fs, family, ports, options);
 }
 
 /**

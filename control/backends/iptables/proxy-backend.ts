@@ -22,10 +22,14 @@ export class IptablesProxyBackend implements ProxyBackend {
 
   async start(): Promise<void> {}
 
-  async sync(state: DesiredState, _changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
-    const report = await this.iptables.sync(state, full || first);
-    return { failed: [], unsupported: [], details: { full: report.full, variant: report.variant, rulesPerTable: report.rulesPerTable, families: report.families, ...(await this.conntrack.report(state)) } };
+  async sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
+    const report = await this.iptables.sync(state, full || first, changes);
+    return { failed: [], unsupported: [], details: { full: report.full, variant: report.variant, rulesPerTable: report.rulesPerTable, families: report.families, ...(await this.conntrack.report(state, changes)) } };
   }
 
-  close(): void {}
+  /** A tool still running (a hung iptables-restore) is killed, so SIGTERM does not wait for it. */
+  close(): void {
+    this.iptables.stop();
+    this.conntrack.stop();
+  }
 }

@@ -3,12 +3,14 @@
 // `ip -batch -`, `ipvsadm -R`, `iptables-restore --noflush`. Order keeps traffic flowing: sets,
 // addresses and virtual servers are added before the iptables rules that use them, and removed
 // after.
-import { toolRunner, type ToolRunner } from '../tool-runner.ts';
+import { RecentLog, toolRunner, type StoppableToolRunner, type ToolRunner } from '../tool-runner.ts';
 import type { Family } from '../../model/ip.ts';
-import type { DesiredState } from '../../model/types.ts';
-import { detectVariant, iptablesTools, type IptablesVariant } from '../iptables/apply.ts';
+import { planServicePort } from '../../model/plan.ts';
+import type { ChangeSet, DesiredState, FamilyState, ServicePortState } from '../../model/types.ts';
+import { detectVariant, iptablesTools, XTABLES_WAIT, type IptablesVariant } from '../iptables/apply.ts';
 import { renderRestore } from '../iptables/compile.ts';
-import { compileIpvs, DUMMY_DEVICE, IPVS_JUMPS, setName, type CompiledIpvs, type VirtualServer } from './compile.ts';
+import { assembleIpvs, compileIpvsPort, DUMMY_DEVICE, IPVS_JUMPS, setName, type CompiledIpvs, type IpvsPort, type VirtualServer } from './compile.ts';
+import { IpvsHoldings, type HeldPort } from './holdings.ts';
 import { parseIpsetSave, parseIpvsList, planAddresses, planIpsets, planIpvs, type ListedVirtualServer } from './plan.ts';
 
 export type Runner = ToolRunner;
@@ -46,8 +48,13 @@ export class IpvsBackend {
   private applied = new Map<string, VirtualServer>();
   private lastDesired = new Map<string, VirtualServer>();
   private queue: Promise<unknown> = Promise.resolve();
-  /** Everything sent, for tests that count what a change sent. */
-  readonly sent: Array<{ tool: 'ipvsadm' | 'ipset' | 'ip' | 'iptables'; text: string }> = [];
+  /** The last transactions sent (bounded), for tests that count what a change sent. */
+  readonly sent = new RecentLog<{ tool: 'ipvsadm' | 'ipset' | 'ip' | 'iptables'; text: string }>(64);
+  /** Lines sent per tool in the current sync. */
+  private lines = { ipvsadm: 0, ipset: 0, ip: 0 };
+  /** Per family: the applied ports' objects and who holds each shared one; invalid after a failure. */
+  private held = new Map<Family, IpvsHoldings>();
+  private heldValid = false;
   syncFailures = 0;
 
   constructor(o: IpvsOptions, run: Runner = ipvsRunner(o.commandPrefix)) {
@@ -67,6 +74,12 @@ export class IpvsBackend {
     const [file, args] = tool === 'ipvsadm' ? ['ipvsadm', ['-R']] : tool === 'ipset' ? ['ipset', ['restore', '-exist']] : ['ip', ['-batch', '-']];
     await this.must(file, args, text);
     this.sent.push({ tool, text });
+    this.lines[tool] += lines.length;
+  }
+
+  /** Kills a running tool (SIGTERM of the agent); the backend runs nothing after. */
+  stop(): void {
+    (this.run as Partial<StoppableToolRunner>).stop?.();
   }
 
   /** Once: the IPVS module (ipvsadm loads it), kube-proxy's sysctls, the dummy device. */
@@ -96,15 +109,67 @@ export class IpvsBackend {
     return next;
   }
 
-  sync(state: DesiredState): Promise<IpvsSyncReport> {
+  /**
+   * Without `changes` (or with `full`) every sync plans against what the kernel lists, as
+   * kube-proxy's IPVS mode does. With the tracker's change set, once a whole sync has succeeded,
+   * only the changed ports are compiled and planned: their virtual servers listed one by one,
+   * the ipset entries and addresses no other port holds added or deleted.
+   */
+  sync(state: DesiredState, options: { full?: boolean; changes?: ChangeSet } = {}): Promise<IpvsSyncReport> {
     return this.serialized(async () => {
+      this.lines = { ipvsadm: 0, ipset: 0, ip: 0 };
       try {
-        return await this.syncNow(state);
+        const partial = options.full !== true && options.changes !== undefined && !options.changes.nodeChanged && this.heldValid;
+        return partial ? await this.syncPorts(state, options.changes!) : await this.syncNow(state);
       } catch (e) {
         this.syncFailures++;
+        this.heldValid = false;
         throw e;
       }
     });
+  }
+
+  private compilePort(fs: FamilyState, state: DesiredState, sp: ServicePortState): IpvsPort {
+    return compileIpvsPort(planServicePort(sp, fs, state.config, 'ipvs'), fs.family, { scheduler: this.o.scheduler });
+  }
+
+  /** The partial sync: only the ports `changes` names. */
+  private async syncPorts(state: DesiredState, changes: ChangeSet): Promise<IpvsSyncReport> {
+    const plans = [];
+    for (const family of this.o.families) {
+      const held = this.held.get(family)!;
+      const fs = state.families.get(family);
+      const next = new Map<string, HeldPort | undefined>();
+      for (const sp of [...changes.upserted, ...changes.removed]) {
+        if (sp.family !== family || next.has(sp.key)) continue;
+        const now = fs?.servicePorts.get(sp.key);
+        if (now !== undefined && held.ports.get(sp.key)?.sp === now) continue;
+        next.set(sp.key, now === undefined ? undefined : { sp: now, port: this.compilePort(fs!, state, now) });
+      }
+      plans.push({ held, next, plan: held.plan(next) });
+    }
+    await this.send('ipset', plans.flatMap((p) => p.plan.setAdds));
+    await this.send('ip', plans.flatMap((p) => p.plan.addressAdds));
+    // Each touched virtual server as the kernel has it (its real servers' connections decide
+    // whether a removed one drains).
+    const current = new Map<string, ListedVirtualServer>();
+    const desired = new Map<string, VirtualServer>();
+    for (const { plan } of plans) {
+      for (const [key, vs] of plan.virtualServers) {
+        const listed = await this.run('ipvsadm', ['-L', '-n', ...key.split(' ')]);
+        if (listed.ok) for (const [k, v] of parseIpvsList(listed.out)) current.set(k, v);
+        if (vs !== undefined) desired.set(key, vs);
+      }
+    }
+    const touched = new Set(plans.flatMap((p) => [...p.plan.virtualServers.keys()]));
+    const plan = planIpvs(current, desired, (key) => touched.has(key));
+    await this.send('ipvsadm', plan.commands);
+    await this.send('ip', plans.flatMap((p) => p.plan.addressDels));
+    await this.send('ipset', plans.flatMap((p) => p.plan.setDels));
+    for (const p of plans) p.held.apply(p.next);
+    this.applied = new Map([...this.held.values()].flatMap((h) => [...h.virtualServers()]));
+    this.lastDesired = this.applied;
+    return { virtualServers: this.applied.size, sent: { ...this.lines }, draining: plan.draining, variant: this.variant! };
   }
 
   /** Re-plans real servers only: drained ones (no connections left) go. */
@@ -119,8 +184,20 @@ export class IpvsBackend {
 
   private async syncNow(state: DesiredState): Promise<IpvsSyncReport> {
     await this.prepare();
-    const compiled: CompiledIpvs[] = this.o.families.map((f) => compileIpvs(state, f, { scheduler: this.o.scheduler, randomFully: this.o.randomFully ?? true }));
-    const before = this.sent.length;
+    // Ports whose state object is the one applied keep their compiled objects.
+    const ports = new Map<Family, Map<string, HeldPort>>();
+    for (const family of this.o.families) {
+      const fs = state.families.get(family);
+      const was = this.heldValid ? this.held.get(family) : undefined;
+      const mine = new Map<string, HeldPort>();
+      for (const sp of fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+        const cached = was?.ports.get(sp.key);
+        mine.set(sp.key, cached?.sp === sp ? cached : { sp, port: this.compilePort(fs!, state, sp) });
+      }
+      ports.set(family, mine);
+    }
+    this.heldValid = false;
+    const compiled: CompiledIpvs[] = this.o.families.map((f) => assembleIpvs(state, f, [...ports.get(f)!.values()].map((p) => p.port), { scheduler: this.o.scheduler, randomFully: this.o.randomFully ?? true }));
     const bound = await this.boundAddresses();
 
     // 1. Sets and their new entries, addresses, virtual and real servers.
@@ -153,11 +230,11 @@ export class IpvsBackend {
     for (const c of compiled) {
       const text = renderRestore(c.iptables);
       const t = iptablesTools(c.family, variant);
-      await this.must(t.restore, ['-w', '--noflush'], text);
+      await this.must(t.restore, [...XTABLES_WAIT, '--noflush'], text);
       this.sent.push({ tool: 'iptables', text });
       for (const j of IPVS_JUMPS) {
-        if ((await this.run(t.iptables, ['-w', '-t', j.table, '-C', j.chain, ...j.args])).ok) continue;
-        await this.must(t.iptables, ['-w', '-t', j.table, '-I', j.chain, ...j.args]);
+        if ((await this.run(t.iptables, [...XTABLES_WAIT, '-t', j.table, '-C', j.chain, ...j.args])).ok) continue;
+        await this.must(t.iptables, [...XTABLES_WAIT, '-t', j.table, '-I', j.chain, ...j.args]);
       }
     }
 
@@ -165,7 +242,12 @@ export class IpvsBackend {
     await this.send('ip', addressPlans.flatMap((p) => p.deletions));
     await this.send('ipset', setPlans.flatMap((p) => p.deletions));
 
-    const lines = (tool: string): number => this.sent.slice(before).filter((s) => s.tool === tool).reduce((n, s) => n + s.text.split('\n').length - 1, 0);
-    return { virtualServers: desired.size, sent: { ipvsadm: lines('ipvsadm'), ipset: lines('ipset'), ip: lines('ip') }, draining: plan.draining, variant };
+    for (const family of this.o.families) {
+      const h = new IpvsHoldings(family);
+      h.apply(ports.get(family)!);
+      this.held.set(family, h);
+    }
+    this.heldValid = true;
+    return { virtualServers: desired.size, sent: { ...this.lines }, draining: plan.draining, variant };
   }
 }

@@ -7,7 +7,8 @@
 //   source ranges, hairpin traffic and rejecting unserved ports of service addresses.
 // Pure: plan.ts turns this and what the kernel lists into commands.
 import { hostPort, type Family } from '../../model/ip.ts';
-import type { DesiredState, EndpointState, FamilyState, Protocol, ServicePortState } from '../../model/types.ts';
+import { clusterIPMasquerade, planServicePort, SOURCE_CLASSES, type ServicePortPlan, type SourceDecisions } from '../../model/plan.ts';
+import type { DesiredState, EndpointState, FamilyState, Protocol } from '../../model/types.ts';
 import { MASQ_MARK, type CompiledRules } from '../iptables/compile.ts';
 
 export const DUMMY_DEVICE = 'kube-ipvs0';
@@ -103,60 +104,76 @@ function localMatchNot(fs: FamilyState): string[] | undefined {
 
 interface Builder {
   family: Family;
+  scheduler: string;
   addresses: Set<string>;
   virtualServers: Map<string, VirtualServer>;
   sets: Map<string, Set<string>>;
 }
 
 function add(b: Builder, base: string, entry: string): void {
-  b.sets.get(setName(base, b.family))!.add(entry);
+  const name = setName(base, b.family);
+  let set = b.sets.get(name);
+  if (set === undefined) b.sets.set(name, (set = new Set()));
+  set.add(entry);
 }
 
 function realServers(endpoints: readonly EndpointState[]): Map<string, RealServer> {
   return new Map(endpoints.map((ep) => [hostPort(ep.ip, ep.port), { ip: ep.ip, port: ep.port, weight: 1 }]));
 }
 
-function compileServicePort(b: Builder, sp: ServicePortState, fs: FamilyState, scheduler: string): void {
+/**
+ * The real servers of a frontend: the endpoints its decisions forward to. IPVS has one virtual
+ * server for every source, so the forwarding decisions of a frontend name one set in this mode
+ * (the plan's IPVS answers); a source whose decision is DROP (eTP Local without local endpoints,
+ * traffic from elsewhere) is dropped by the kernel itself, as the reply bypasses this node.
+ */
+function realServerEndpoints(d: SourceDecisions): readonly EndpointState[] {
+  for (const c of SOURCE_CLASSES) {
+    const x = d[c];
+    if (x.action === 'FORWARD') return x.endpoints;
+  }
+  return [];
+}
+
+function compileServicePort(b: Builder, plan: ServicePortPlan): void {
+  const sp = plan.sp;
   const proto = sp.protocol.toLowerCase();
   const entry = (ip: string, port = sp.port): string => `${ip},${proto}:${port}`;
   const vs = (address: string, port: number, endpoints: readonly EndpointState[]): void => {
-    b.virtualServers.set(vsKey(sp.protocol, address, port), { protocol: sp.protocol, address, port, scheduler, persistenceSeconds: sp.affinityTimeoutSeconds, realServers: realServers(endpoints) });
+    b.virtualServers.set(vsKey(sp.protocol, address, port), { protocol: sp.protocol, address, port, scheduler: b.scheduler, persistenceSeconds: sp.affinityTimeoutSeconds, realServers: realServers(endpoints) });
     for (const ep of endpoints) if (ep.local) add(b, 'LOOP-BACK', `${ep.ip},${proto}:${ep.port},${ep.ip}`);
   };
-  // Internal traffic: iTP Local serves only local endpoints (none: no real server, so IPVS
-  // answers with ICMP port unreachable).
-  vs(sp.clusterIP, sp.port, sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints);
-  b.addresses.add(sp.clusterIP);
-  add(b, 'CLUSTER-IP', entry(sp.clusterIP));
-  // External traffic under eTP Local: local endpoints, or (kube-proxy #97081) the cluster ones so
-  // pods of this node still reach the service; external clients then get no answer, since the
-  // endpoint's reply bypasses this node.
-  const external = sp.externalPolicyLocal ? (sp.localEndpoints.length > 0 ? sp.localEndpoints : sp.clusterEndpoints) : sp.clusterEndpoints;
-  for (const ip of sp.externalIPs) {
-    vs(ip, sp.port, external);
-    b.addresses.add(ip);
-    add(b, sp.externalPolicyLocal ? 'EXTERNAL-IP-LOCAL' : 'EXTERNAL-IP', entry(ip));
-  }
-  for (const ip of sp.loadBalancerIPs) {
-    vs(ip, sp.port, external);
-    b.addresses.add(ip);
-    add(b, 'LOAD-BALANCER', entry(ip));
-    if (sp.externalPolicyLocal) add(b, 'LOAD-BALANCER-LOCAL', entry(ip));
-    if (sp.loadBalancerSourceRanges.length > 0) {
-      add(b, 'LOAD-BALANCER-FW', entry(ip));
-      for (const cidr of sp.loadBalancerSourceRanges) add(b, 'LOAD-BALANCER-SOURCE-CIDR', `${entry(ip)},${cidr}`);
-      if (sp.sourceRangesAllowLbIp) add(b, 'LOAD-BALANCER-SOURCE-IP', `${entry(ip)},${ip}`);
+  // External traffic that keeps its client address goes in the *-LOCAL sets, which the
+  // masquerade rules skip.
+  const local = !plan.masqueradesExternal;
+  for (const f of plan.frontends) {
+    // NodePorts are not served on loopback addresses (kube-proxy's IPVS mode skips them).
+    if (f.kind === 'NodePort' && (f.address.startsWith('127.') || f.address === '::1')) continue;
+    // Without real servers (iTP Local and none here, or no endpoints) IPVS answers ICMP port unreachable.
+    vs(f.address, f.port, realServerEndpoints(f.bySource));
+    if (f.kind === 'ClusterIP') {
+      b.addresses.add(f.address);
+      add(b, 'CLUSTER-IP', entry(f.address));
+    } else if (f.kind === 'ExternalIP') {
+      b.addresses.add(f.address);
+      add(b, local ? 'EXTERNAL-IP-LOCAL' : 'EXTERNAL-IP', entry(f.address));
+    } else if (f.kind === 'LoadBalancer') {
+      b.addresses.add(f.address);
+      add(b, 'LOAD-BALANCER', entry(f.address));
+      if (local) add(b, 'LOAD-BALANCER-LOCAL', entry(f.address));
+      if (f.sourceRanges.length > 0) {
+        add(b, 'LOAD-BALANCER-FW', entry(f.address));
+        for (const cidr of sp.loadBalancerSourceRanges) add(b, 'LOAD-BALANCER-SOURCE-CIDR', `${entry(f.address)},${cidr}`);
+        if (sp.sourceRangesAllowLbIp) add(b, 'LOAD-BALANCER-SOURCE-IP', `${entry(f.address)},${f.address}`);
+      }
+    } else if (sp.protocol === 'SCTP') {
+      add(b, local ? 'NODE-PORT-LOCAL-SCTP-HASH' : 'NODE-PORT-SCTP-HASH', entry(f.address, f.port));
     }
   }
-  if (sp.nodePort !== 0) {
-    const addresses = (fs.nodePortAddresses.all ? fs.nodeIPs : fs.nodePortAddresses.addresses).filter((ip) => !(ip.startsWith('127.') || ip === '::1'));
-    for (const ip of addresses) vs(ip, sp.nodePort, external);
-    if (sp.protocol === 'SCTP') {
-      for (const ip of addresses) add(b, sp.externalPolicyLocal ? 'NODE-PORT-LOCAL-SCTP-HASH' : 'NODE-PORT-SCTP-HASH', entry(ip, sp.nodePort));
-    } else {
-      add(b, `NODE-PORT-${sp.protocol}`, String(sp.nodePort));
-      if (sp.externalPolicyLocal) add(b, `NODE-PORT-LOCAL-${sp.protocol}`, String(sp.nodePort));
-    }
+  // TCP and UDP NodePorts match by port on every local address (even before the node's are known).
+  if (plan.byKind.NodePort !== undefined && sp.protocol !== 'SCTP') {
+    add(b, `NODE-PORT-${sp.protocol}`, String(sp.nodePort));
+    if (local) add(b, `NODE-PORT-LOCAL-${sp.protocol}`, String(sp.nodePort));
   }
   if (sp.healthCheckNodePort !== 0) add(b, 'HEALTH-CHECK-NODE-PORT', String(sp.healthCheckNodePort));
 }
@@ -166,7 +183,8 @@ function iptablesRules(state: DesiredState, fs: FamilyState | undefined, family:
   const comment = (text: string): string[] => ['-m', 'comment', '--comment', `"${text}"`];
   const nat: Array<[string, string[]]> = [];
   const filter: Array<[string, string[]]> = [];
-  const masq = state.config.masqueradeAll ? [] : fs === undefined ? undefined : localMatchNot(fs);
+  const m = clusterIPMasquerade(fs, state.config);
+  const masq = m === 'all' ? [] : m === 'not-local' && fs !== undefined ? localMatchNot(fs) : undefined;
   if (masq !== undefined) nat.push(['KUBE-SERVICES', [...comment('Kubernetes service cluster ip + port for masquerade purpose'), '-m', 'set', '--match-set', s('CLUSTER-IP'), 'dst,dst', ...masq, '-j', 'KUBE-MARK-MASQ']]);
   nat.push(
     ['KUBE-SERVICES', [...comment('Kubernetes service lb portal'), '-m', 'set', '--match-set', s('LOAD-BALANCER'), 'dst,dst', '-j', 'KUBE-LOAD-BALANCER']],
@@ -241,18 +259,47 @@ export const IPVS_JUMPS: ReadonlyArray<{ table: string; chain: string; args: str
   { table: 'filter', chain: 'OUTPUT', args: ['-m', 'comment', '--comment', 'kubernetes ipvs access filter', '-j', 'KUBE-IPVS-OUT-FILTER'] },
 ];
 
+/** What one service port contributes: virtual servers, ipset entries, addresses on kube-ipvs0. */
+export interface IpvsPort {
+  virtualServers: ReadonlyMap<string, VirtualServer>;
+  /** [set name, entry], in the order the sets list them. */
+  entries: ReadonlyArray<readonly [string, string]>;
+  addresses: readonly string[];
+}
+
+/** One service port's IPVS objects, translated from its plan. Pure. */
+export function compileIpvsPort(plan: ServicePortPlan, family: Family, options: Pick<IpvsCompileOptions, 'scheduler'>): IpvsPort {
+  const b: Builder = { family, scheduler: options.scheduler === '' ? 'rr' : options.scheduler, addresses: new Set(), virtualServers: new Map(), sets: new Map() };
+  compileServicePort(b, plan);
+  for (const ip of b.addresses) add(b, 'IPVS-IPS', ip);
+  const entries: Array<[string, string]> = [];
+  for (const [name, set] of b.sets) for (const e of set) entries.push([name, e]);
+  return { virtualServers: b.virtualServers, entries, addresses: [...b.addresses] };
+}
+
+/** The family's ipsets (every one of them, empty or not), filled from the ports' entries. */
+function ipsetsOf(family: Family, sets: ReadonlyMap<string, ReadonlySet<string>>): Map<string, IpSet> {
+  const inet = family === 4 ? 'inet' : 'inet6';
+  return new Map(SET_TYPES.map(([base, type]) => [setName(base, family), { type, options: type === 'bitmap:port' ? 'range 0-65535' : `family ${inet} hashsize 1024 maxelem 65536`, entries: sets.get(setName(base, family)) ?? new Set<string>() }]));
+}
+
+/** One family from its ports' objects (in the order given: sorted by key). */
+export function assembleIpvs(state: DesiredState, family: Family, ports: Iterable<IpvsPort>, options: IpvsCompileOptions): CompiledIpvs {
+  const fs = state.families.get(family);
+  const addresses = new Set<string>();
+  const virtualServers = new Map<string, VirtualServer>();
+  const sets = new Map<string, Set<string>>(SET_TYPES.map(([base]) => [setName(base, family), new Set<string>()]));
+  for (const p of ports) {
+    for (const [k, vs] of p.virtualServers) virtualServers.set(k, vs);
+    for (const [name, e] of p.entries) sets.get(name)!.add(e);
+    for (const ip of p.addresses) addresses.add(ip);
+  }
+  return { family, addresses, virtualServers, ipsets: ipsetsOf(family, sets), iptables: iptablesRules(state, fs, family, options.randomFully) };
+}
+
 /** Compiles one IP family. */
 export function compileIpvs(state: DesiredState, family: Family, options: IpvsCompileOptions): CompiledIpvs {
   const fs = state.families.get(family);
-  const b: Builder = { family, addresses: new Set(), virtualServers: new Map(), sets: new Map(SET_TYPES.map(([base]) => [setName(base, family), new Set<string>()])) };
-  if (fs !== undefined) {
-    const ports = [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1));
-    for (const sp of ports) compileServicePort(b, sp, fs, options.scheduler === '' ? 'rr' : options.scheduler);
-  }
-  for (const ip of b.addresses) add(b, 'IPVS-IPS', ip);
-  const inet = family === 4 ? 'inet' : 'inet6';
-  const ipsets = new Map<string, IpSet>(
-    SET_TYPES.map(([base, type]) => [setName(base, family), { type, options: type === 'bitmap:port' ? 'range 0-65535' : `family ${inet} hashsize 1024 maxelem 65536`, entries: b.sets.get(setName(base, family))! }]),
-  );
-  return { family, addresses: b.addresses, virtualServers: b.virtualServers, ipsets, iptables: iptablesRules(state, fs, family, options.randomFully) };
+  const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileIpvsPort(planServicePort(sp, fs, state.config, 'ipvs'), family, options));
+  return assembleIpvs(state, family, ports, options);
 }

@@ -107,7 +107,7 @@ export function parseIpsetSave(text: string, names: ReadonlySet<string>): Map<st
 }
 
 /** ipset prints a single-address net without its prefix length. */
-function canonicalEntry(entry: string): string {
+export function canonicalEntry(entry: string): string {
   return entry.replace(/\/(32|128)$/, '');
 }
 

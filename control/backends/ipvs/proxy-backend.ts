@@ -1,6 +1,7 @@
-// The IPVS backend behind the agent's ProxyBackend interface: every sync plans against what the
-// kernel lists (kube-proxy's IPVS mode does the same), so full and partial syncs are one path;
-// while real servers drain, their removal is re-checked on a timer.
+// The IPVS backend behind the agent's ProxyBackend interface: the first and the periodic syncs
+// plan against what the kernel lists (as kube-proxy's IPVS mode does every sync); the others
+// plan only the service ports the change set names. While real servers drain, their removal is
+// re-checked on a timer.
 import type { Family } from '../../model/ip.ts';
 import type { ChangeSet, DesiredState } from '../../model/types.ts';
 import type { BackendSyncResult, ProxyBackend } from '../backend.ts';
@@ -36,10 +37,11 @@ export class IpvsProxyBackend implements ProxyBackend {
 
   async start(): Promise<void> {}
 
-  async sync(state: DesiredState, _changes: ChangeSet, full: boolean): Promise<BackendSyncResult> {
-    const report = await this.ipvs.sync(state);
+  async sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
+    // Periodic and first syncs plan against the kernel's listing; the others only the changed ports.
+    const report = await this.ipvs.sync(state, { full: full || first, changes });
     this.scheduleDrain(report.draining);
-    return { failed: [], unsupported: [], details: { full, ...report, ...(await this.conntrack.report(state)) } };
+    return { failed: [], unsupported: [], details: { full, ...report, ...(await this.conntrack.report(state, changes)) } };
   }
 
   private scheduleDrain(draining: number): void {
@@ -51,7 +53,10 @@ export class IpvsProxyBackend implements ProxyBackend {
     this.drainTimer.unref();
   }
 
+  /** A tool still running is killed, so SIGTERM does not wait for it. */
   close(): void {
     clearTimeout(this.drainTimer);
+    this.ipvs.stop();
+    this.conntrack.stop();
   }
 }

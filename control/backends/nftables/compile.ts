@@ -6,7 +6,8 @@
 // Pure: the result is a set of named objects that render.ts turns into `nft -f -` transactions,
 // whole or as the difference from what was applied before.
 import { canonicalIp, familyOf, ipToBigInt, type Family } from '../../model/ip.ts';
-import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
+import { planServicePort, SOURCE_CLASSES, type Decision, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
+import type { DesiredState, EndpointState, FamilyState } from '../../model/types.ts';
 import { endpointObjects, servicePortObjects } from './names.ts';
 
 export const TABLE = 'kube-proxy';
@@ -165,7 +166,31 @@ function setup(b: Builder, fs: FamilyState, family: Family): void {
   rule(b, 'services', `${nodePortsOn} meta l4proto . th dport vmap @service-nodeports`);
 }
 
-function compileServicePort(b: Builder, sp: ServicePortState, fs: FamilyState, state: DesiredState): void {
+/** What one service port contributes to its family's table. */
+export interface PortNft {
+  /** Chains it owns, with their rules, in order. */
+  chains: Map<string, string[]>;
+  /** Sets it owns (ClientIP affinity). */
+  sets: Map<string, NftSet>;
+  /** Its elements in the shared sets and maps: [set, key, what follows the key]. */
+  elements: Array<[string, string, string]>;
+}
+
+const isForward = (d: Decision): d is Extract<Decision, { action: 'FORWARD' }> => d.action === 'FORWARD';
+const sameForward = (a: Decision, b: Decision): boolean => isForward(a) && isForward(b) && a.policy === b.policy && a.masquerade === b.masquerade;
+const EXTERNAL_KINDS = ['ExternalIP', 'LoadBalancer', 'NodePort'] as const;
+
+function elementText(value: string, comment: string): string {
+  return `${comment !== '' ? ` comment ${quote(comment)}` : ''}${value !== '' ? ` : ${value}` : ''}`;
+}
+
+/**
+ * One service port's chains, sets and map elements, translated from its plan
+ * (control/model/plan.ts): the chain a frontend goes to, masquerading, drop or reject are the
+ * plan's decisions; this only writes them in kube-proxy's layout. Pure.
+ */
+export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft {
+  const sp = plan.sp;
   const family = fs.family;
   const ipX = family === 4 ? 'ip' : 'ip6';
   const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
@@ -174,98 +199,137 @@ function compileServicePort(b: Builder, sp: ServicePortState, fs: FamilyState, s
   const names = servicePortObjects(sp.namespace, sp.name, sp.portName, sp.protocol);
   const epNames = (ep: EndpointState): { chain: string; affinitySet: string } => endpointObjects(sp.namespace, sp.name, sp.portName, sp.protocol, ep.ip, ep.port);
   const local = localMatches(fs, ipX);
+  const out: PortNft = { chains: new Map(), sets: new Map(), elements: [] };
+  const rule = (chain: string, text: string): void => {
+    let rules = out.chains.get(chain);
+    if (rules === undefined) out.chains.set(chain, (rules = []));
+    rules.push(text);
+  };
+  const element = (set: string, key: string, value = '', comment = ''): void => void out.elements.push([set, key, elementText(value, comment)]);
 
-  const usesCluster = !sp.internalPolicyLocal || sp.externallyAccessible;
-  const usesLocal = sp.internalPolicyLocal || (sp.externallyAccessible && sp.externalPolicyLocal);
-  const clusterEndpoints = usesCluster ? sp.clusterEndpoints : [];
-  const localEndpoints = usesLocal ? sp.localEndpoints : [];
-  const hasEndpoints = sp.hasAnyEndpoints;
-  const usesClusterChain = clusterEndpoints.length > 0;
-  const usesLocalChain = localEndpoints.length > 0;
-  const internalChain = sp.internalPolicyLocal ? names.local : names.service;
-  const hasInternal = hasEndpoints && (!sp.internalPolicyLocal || sp.localEndpoints.length > 0);
-  const externalPolicyChain = sp.externalPolicyLocal ? names.local : names.service;
-  const hasExternal = hasEndpoints && (!sp.externalPolicyLocal || sp.localEndpoints.length > 0);
+  const clusterEndpoints = plan.use.cluster ? sp.clusterEndpoints : [];
+  const localEndpoints = plan.use.local ? sp.localEndpoints : [];
+  const chainExists = (policy: 'Cluster' | 'Local'): boolean => (policy === 'Local' ? localEndpoints : clusterEndpoints).length > 0;
+  const chainOf = (d: Extract<Decision, { action: 'FORWARD' }>): string => (d.policy === 'Local' ? names.local : names.service);
+  const verdict = (d: Decision): string => (d.action === 'REJECT' ? 'goto reject-chain' : 'drop');
+  const internal = plan.byKind.ClusterIP!;
+  const kinds = EXTERNAL_KINDS.filter((k) => plan.byKind[k] !== undefined);
+  // The external kinds share one external chain: their decisions are the same (the traffic
+  // policy applies to them alike), so the first one's stand for all.
+  const external = kinds.length > 0 ? plan.byKind[kinds[0]!]! : undefined;
+  const forwardsAny = (d: Readonly<Record<SourceClass, Decision>>): boolean => SOURCE_CLASSES.some((c) => isForward(d[c]));
   // Even without external endpoints the external chain carries the short-circuits for pod and
   // node traffic (kube-proxy's usesExternalTrafficChain).
-  const usesExternalChain = hasEndpoints && sp.externallyAccessible;
-  const usesFirewall = sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
-  const internalVerdict = !hasEndpoints ? 'goto reject-chain' : 'drop';
-  const externalVerdict = internalVerdict;
+  const usesExternalChain = external !== undefined && forwardsAny(external);
+  const forwardsSomething = forwardsAny(internal) || usesExternalChain;
+  const usesFirewall = plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0;
   const key = (ip: string): string => `${ip} . ${proto} . ${sp.port}`;
 
-  element(b, 'cluster-ips', sp.clusterIP);
-  if (hasInternal) element(b, 'service-ips', key(sp.clusterIP), `goto ${internalChain}`);
-  else element(b, 'no-endpoint-services', key(sp.clusterIP), internalVerdict, spn);
+  const toCluster = internal.other;
+  element('cluster-ips', sp.clusterIP);
+  if (isForward(toCluster)) element('service-ips', key(sp.clusterIP), `goto ${chainOf(toCluster)}`);
+  else element('no-endpoint-services', key(sp.clusterIP), verdict(toCluster), spn);
 
+  const unserved = (kind: (typeof EXTERNAL_KINDS)[number]): Decision | undefined => {
+    const d = plan.byKind[kind]!.other;
+    return isForward(d) ? undefined : d;
+  };
   for (const ip of sp.externalIPs) {
-    if (hasEndpoints) element(b, 'service-ips', key(ip), `goto ${names.external}`);
-    if (!hasExternal) element(b, 'no-endpoint-services', key(ip), externalVerdict, spn);
+    if (usesExternalChain) element('service-ips', key(ip), `goto ${names.external}`);
+    const d = unserved('ExternalIP');
+    if (d !== undefined) element('no-endpoint-services', key(ip), verdict(d), spn);
   }
-  if (usesFirewall) {
-    const sources = [...sp.loadBalancerSourceRanges, ...(sp.sourceRangesAllowLbIp ? sp.loadBalancerIPs : [])];
-    rule(b, names.firewall, `${ipX} saddr != ${nftAddressSet(sources)} drop`);
-  }
+  if (usesFirewall) rule(names.firewall, `${ipX} saddr != ${nftAddressSet(plan.lbSourceRanges)} drop`);
   for (const ip of sp.loadBalancerIPs) {
-    if (hasEndpoints) element(b, 'service-ips', key(ip), `goto ${names.external}`);
-    if (usesFirewall) element(b, 'firewall-ips', key(ip), `goto ${names.firewall}`, spn);
-    if (!hasExternal) element(b, 'no-endpoint-services', key(ip), externalVerdict, spn);
+    if (usesExternalChain) element('service-ips', key(ip), `goto ${names.external}`);
+    if (usesFirewall) element('firewall-ips', key(ip), `goto ${names.firewall}`, spn);
+    const d = unserved('LoadBalancer');
+    if (d !== undefined) element('no-endpoint-services', key(ip), verdict(d), spn);
   }
   if (sp.nodePort !== 0) {
     // NodePorts are not subject to loadBalancerSourceRanges (as in kube-proxy).
-    if (hasEndpoints) element(b, 'service-nodeports', `${proto} . ${sp.nodePort}`, `goto ${names.external}`);
-    if (!hasExternal) element(b, 'no-endpoint-nodeports', `${proto} . ${sp.nodePort}`, externalVerdict, spn);
+    if (usesExternalChain) element('service-nodeports', `${proto} . ${sp.nodePort}`, `goto ${names.external}`);
+    const d = unserved('NodePort');
+    if (d !== undefined) element('no-endpoint-nodeports', `${proto} . ${sp.nodePort}`, verdict(d), spn);
   }
-  if (!hasEndpoints) return;
+  if (!forwardsSomething) return out;
 
-  if (hasInternal) {
+  if (isForward(toCluster)) {
     const match = `${ipX} daddr ${sp.clusterIP} ${proto} dport ${sp.port}`;
-    if (state.config.masqueradeAll) rule(b, internalChain, `${match} jump mark-for-masquerade`);
+    const pod = internal['local-pod'];
+    if (isForward(pod) && pod.masquerade) rule(chainOf(toCluster), `${match} jump mark-for-masquerade`);
     // Off-cluster traffic to a ClusterIP (a static route to the service range) may leave the
     // node again, so it is masqueraded.
-    else if (local !== undefined) rule(b, internalChain, `${match} ${local[1]} jump mark-for-masquerade`);
+    else if (toCluster.masquerade && local !== undefined) rule(chainOf(toCluster), `${match} ${local[1]} jump mark-for-masquerade`);
   }
   if (usesExternalChain) {
-    if (!sp.externalPolicyLocal) {
-      rule(b, names.external, 'jump mark-for-masquerade');
+    const { other, node } = external;
+    const pod = external['local-pod'];
+    if (isForward(other) && other.masquerade) {
+      rule(names.external, 'jump mark-for-masquerade');
     } else {
       // Pod traffic to an external destination behaves as if it went out to the LB and came
-      // back: neither policy applies. The node's own traffic has a local address as source,
-      // so it must be masqueraded.
-      if (local !== undefined && usesClusterChain) rule(b, names.external, `${local[0]} goto ${names.service} comment "short-circuit pod traffic"`);
-      rule(b, names.external, 'fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
-      if (usesClusterChain) rule(b, names.external, `fib saddr type local goto ${names.service} comment "short-circuit local traffic"`);
+      // back; the node's own traffic has a local address as source, so it is masqueraded.
+      if (isForward(pod) && !sameForward(pod, other) && local !== undefined && chainExists(pod.policy)) rule(names.external, `${local[0]} goto ${chainOf(pod)} comment "short-circuit pod traffic"`);
+      if (isForward(node) && !sameForward(node, other)) {
+        if (node.masquerade) rule(names.external, 'fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
+        if (chainExists(node.policy)) rule(names.external, `fib saddr type local goto ${chainOf(node)} comment "short-circuit local traffic"`);
+      }
     }
-    if (hasExternal) rule(b, names.external, `goto ${externalPolicyChain}`);
+    if (isForward(other)) rule(names.external, `goto ${chainOf(other)}`);
   }
 
   const reachable = new Map<string, EndpointState>();
   for (const ep of [...clusterEndpoints, ...localEndpoints]) reachable.set(`${ep.ip}:${ep.port}`, ep);
   if (sp.affinityTimeoutSeconds > 0) {
-    for (const ep of reachable.values()) set(b, epNames(ep).affinitySet, { kind: 'set', type: addr, flags: ['dynamic', 'timeout'], timeoutSeconds: sp.affinityTimeoutSeconds, dynamic: true });
+    for (const ep of reachable.values()) out.sets.set(epNames(ep).affinitySet, { kind: 'set', type: addr, flags: ['dynamic', 'timeout'], timeoutSeconds: sp.affinityTimeoutSeconds, comment: '', dynamic: true });
   }
+  // Endpoint selection as a cascade of numgen matches (1/(n-i) for the i-th of n, as iptables'
+  // statistic rules), not a `numgen ... vmap { ... }`: every anonymous map is a set the kernel
+  // names by scanning all the table's sets (quadratic: 10k services took 40 s to load), and
+  // a named map per service is looked up by a linear scan too (6 s); rules cost neither.
   const select = (chain: string, eps: readonly EndpointState[]): void => {
-    if (sp.affinityTimeoutSeconds > 0) for (const ep of eps) rule(b, chain, `${ipX} saddr @${epNames(ep).affinitySet} goto ${epNames(ep).chain}`);
-    const choices = eps.map((ep, i) => `${i} : goto ${epNames(ep).chain}`).join(', ');
-    rule(b, chain, `numgen random mod ${eps.length} vmap { ${choices} }`);
+    if (sp.affinityTimeoutSeconds > 0) for (const ep of eps) rule(chain, `${ipX} saddr @${epNames(ep).affinitySet} goto ${epNames(ep).chain}`);
+    eps.forEach((ep, i) => rule(chain, i < eps.length - 1 ? `numgen random mod ${eps.length - i} 0 goto ${epNames(ep).chain}` : `goto ${epNames(ep).chain}`));
   };
-  if (usesClusterChain) select(names.service, clusterEndpoints);
-  if (usesLocalChain) select(names.local, localEndpoints);
+  if (clusterEndpoints.length > 0) select(names.service, clusterEndpoints);
+  if (localEndpoints.length > 0) select(names.local, localEndpoints);
   for (const ep of reachable.values()) {
     const { chain, affinitySet } = epNames(ep);
     // Hairpin: an endpoint reaching itself through the service is masqueraded.
-    rule(b, chain, `${ipX} saddr ${ep.ip} jump mark-for-masquerade`);
-    if (sp.affinityTimeoutSeconds > 0) rule(b, chain, `update @${affinitySet} { ${ipX} saddr }`);
-    rule(b, chain, `meta l4proto ${proto} dnat to ${endpointAddress(ep, family)}`);
+    rule(chain, `${ipX} saddr ${ep.ip} jump mark-for-masquerade`);
+    if (sp.affinityTimeoutSeconds > 0) rule(chain, `update @${affinitySet} { ${ipX} saddr }`);
+    rule(chain, `meta l4proto ${proto} dnat to ${endpointAddress(ep, family)}`);
   }
+  return out;
+}
+
+const emptyFamily = (family: Family): FamilyState => ({ family, servicePorts: new Map(), localDetector: { mode: 'None', cidrs: [], interfaceName: '' }, nodePortAddresses: { all: true, addresses: [] }, nodeIPs: [] });
+
+/** The table's own objects (base chains, dispatch chains, shared sets and maps), without any service port. */
+export function compileNftFrame(fs: FamilyState | undefined, family: Family): CompiledNft {
+  const b: Builder = { baseChains: new Map(), chains: new Map(), sets: new Map(), elements: new Map() };
+  setup(b, fs ?? emptyFamily(family), family);
+  return { family, nftFamily: family === 4 ? 'ip' : 'ip6', ...b };
+}
+
+/** One family's table from its service ports' contributions (in the order given: sorted by key). */
+export function assembleNft(fs: FamilyState | undefined, family: Family, ports: Iterable<PortNft>): CompiledNft {
+  const frame = compileNftFrame(fs, family);
+  const chains = frame.chains as Map<string, readonly string[]>;
+  const sets = frame.sets as Map<string, NftSet>;
+  const elements = frame.elements as Map<string, Map<string, string>>;
+  for (const p of ports) {
+    for (const [chain, rules] of p.chains) chains.set(chain, rules);
+    for (const [name, s] of p.sets) sets.set(name, s);
+    for (const [set, k, v] of p.elements) elements.get(set)!.set(k, v);
+  }
+  return frame;
 }
 
 /** Compiles one IP family's table. */
 export function compileNftables(state: DesiredState, family: Family): CompiledNft {
-  const b: Builder = { baseChains: new Map(), chains: new Map(), sets: new Map(), elements: new Map() };
-  const fs = state.families.get(family) ?? { family, servicePorts: new Map(), localDetector: { mode: 'None', cidrs: [], interfaceName: '' }, nodePortAddresses: { all: true, addresses: [] }, nodeIPs: [] };
-  setup(b, fs, family);
-  const ports = [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1));
-  for (const sp of ports) compileServicePort(b, sp, fs, state);
-  return { family, nftFamily: family === 4 ? 'ip' : 'ip6', ...b };
+  const fs = state.families.get(family);
+  const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileNftPort(planServicePort(sp, fs, state.config, 'nftables'), fs));
+  return assembleNft(fs, family, ports);
 }

@@ -32,12 +32,16 @@ export class NftablesProxyBackend implements ProxyBackend {
   async start(): Promise<void> {}
 
   /** `full` from the runner (every syncPeriod) is not a full sync here; see the header. */
-  async sync(state: DesiredState, _changes: ChangeSet, _full: boolean, first: boolean): Promise<BackendSyncResult> {
+  async sync(state: DesiredState, changes: ChangeSet, _full: boolean, first: boolean): Promise<BackendSyncResult> {
     const wantFull = first || this.now() - this.lastFullAt >= FULL_SYNC_PERIOD_MS;
-    const report = await this.nftables.sync(state, wantFull);
+    const report = await this.nftables.sync(state, wantFull, changes);
     if (report.full) this.lastFullAt = this.now();
-    return { failed: [], unsupported: [], details: { full: report.full, families: report.families, ...(await this.conntrack.report(state)) } };
+    return { failed: [], unsupported: [], details: { full: report.full, families: report.families, ...(await this.conntrack.report(state, changes)) } };
   }
 
-  close(): void {}
+  /** A tool still running (a hung nft) is killed, so SIGTERM does not wait for it. */
+  close(): void {
+    this.nftables.stop();
+    this.conntrack.stop();
+  }
 }
