@@ -99,11 +99,15 @@ export interface NativeAddon {
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
   progFdById(id: number): number;
   kernelFunctionExists(name: string): boolean;
+  helperSupported(name: ProbedHelper): boolean;
   cgroupAttach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): void;
   cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
   cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];
   netnsCookie(netnsPath?: string): bigint;
 }
+
+/** Helpers native/prog.cc can probe for (loading a tiny program that calls one). */
+export type ProbedHelper = 'set_retval' | 'ktime_get_coarse_ns';
 
 export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 

@@ -7,7 +7,7 @@ import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { EbpfDatapath, LayoutMismatchError, type SyncReport } from './datapath.ts';
 import { LinkWatcher, listLinks } from './devices.ts';
-import { datapathCandidates } from './object-path.ts';
+import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -49,6 +49,9 @@ export class EbpfBackend {
       try {
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: o.maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+        const build = buildOfObject(object);
+        const degraded = build && buildDegradation(build, kernelFeatures());
+        if (degraded) o.log({ object, build }, degraded);
         return new EbpfBackend(o, dp);
       } catch (e) {
         // A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next;
