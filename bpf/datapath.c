@@ -173,7 +173,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 
 	fe = sy_frontend(t, scope);
 	if (!fe)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC; /* not ours: the next filter decides (see sy_handle) */
 	sy_count(fe->service_id, skb->len);
 	if (!sy_source_allowed(fe, t))
 		return TC_ACT_SHOT;
@@ -248,8 +248,15 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	__u64 now = sy_now();
 	int verdict;
 
+	/*
+	 * What is not ours goes on to the next filter of the chain (TC_ACT_UNSPEC; at the end of
+	 * the chain the kernel then carries on as with TC_ACT_OK), so a CNI's or another agent's
+	 * filter at a later priority still sees it. A packet we translated ends the chain with
+	 * TC_ACT_OK or a redirect, as Cilium's do: a redirect ends it anyway, and a filter behind
+	 * us must not see half of a flow's packets rewritten and the other half (redirected) not.
+	 */
 	if (sy_parse(skb, &t) < 0)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
 	v = sy_ct_lookup(&k, cfg, now);
@@ -263,7 +270,7 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	if (v && (v->flags & SY_CT_REPLY))
 		return sy_reverse(skb, &t, v, now);
 	if (!lookup_services)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (v && sy_established(skb, &t, v, now, &verdict))
 		return verdict;
 	return sy_forward(skb, &t, &k, cfg, now, scope);

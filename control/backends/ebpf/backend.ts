@@ -2,11 +2,11 @@
 // from the node facts, full syncs of the compiled desired state, and attachment to devices and
 // the cgroup, kept up to date as pod devices come and go.
 import { BpffsMissingError } from '../../bpf/errors.ts';
-import { cgroupReplace, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
+import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { EbpfDatapath, LayoutMismatchError, type SyncReport } from './datapath.ts';
-import { LinkWatcher, listLinks } from './devices.ts';
+import { attachRefusal, LinkWatcher, listLinks } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 
 export interface EbpfBackendOptions {
@@ -35,6 +35,8 @@ export class EbpfBackend {
   private readonly o: EbpfBackendOptions;
   /** Devices our programs are attached to: name -> ifindex (a re-created device gets a new one). */
   private readonly attached = new Map<string, number>();
+  /** Devices refused (an L3 device), said once per device: name -> ifindex. */
+  private readonly refused = new Map<string, number>();
   private socketsAttached = false;
   private watcher: LinkWatcher | undefined;
 
@@ -90,7 +92,13 @@ export class EbpfBackend {
       if (!pod && !external) continue;
       // Attach once per device: re-attaching on every link event would loop, since attaching
       // XDP itself announces a link change.
-      if (this.attached.get(l.ifname) === l.ifindex) continue;
+      if (this.attached.get(l.ifname) === l.ifindex || this.refused.get(l.ifname) === l.ifindex) continue;
+      const refusal = attachRefusal(l);
+      if (refusal !== undefined) {
+        this.o.log({ device: l.ifname, linkType: l.linkType, role: pod ? 'pod' : 'external' }, refusal);
+        this.refused.set(l.ifname, l.ifindex);
+        continue;
+      }
       try {
         if (pod) {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_pod') });
@@ -103,8 +111,10 @@ export class EbpfBackend {
               const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode });
               this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
             } catch (e) {
-              // The driver refuses XDP: tc alone carries the device, as it does everything XDP passes.
-              this.o.log({ device: l.ifname, error: (e as Error).message }, `no XDP on ${l.ifname}; tc only`);
+              // Another agent's XDP program stays (xdpAttach never replaces one), or the driver
+              // has no native XDP: tc alone carries the device, as it does everything XDP passes.
+              if (e instanceof ForeignXdpProgramError) this.o.log({ device: l.ifname, foreignProgId: e.progId, foreignProgName: e.progName }, e.message);
+              else this.o.log({ device: l.ifname, error: (e as Error).message }, `no ${mode === 'auto' ? 'native ' : ''}XDP on ${l.ifname}; tc only`);
             }
           }
         }
@@ -117,6 +127,7 @@ export class EbpfBackend {
     }
     const present = new Set(links.map((l) => l.ifname));
     for (const name of [...this.attached.keys()]) if (!present.has(name)) this.attached.delete(name);
+    for (const name of [...this.refused.keys()]) if (!present.has(name)) this.refused.delete(name);
     if (this.o.cgroup !== undefined && !this.socketsAttached) {
       for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
       this.socketsAttached = true;
