@@ -3,6 +3,7 @@
 // while the Ethernet devices beside them are served. With a real L3 device (tun, link type
 // "none" like WireGuard's; this kernel has no ipip or wireguard) in a network namespace.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { tcQuery } from '../../control/bpf/attach.ts';
@@ -19,6 +20,8 @@ const SCRIPT = fileURLToPath(new URL('./attach-devices.ts', import.meta.url));
 describe('eBPF backend: L3 external devices', () => {
   before(async () => {
     teardownNamesSync(prefix);
+    // The tun driver may be a module that nothing loaded yet (the test VM's Debian kernels).
+    if (!existsSync('/dev/net/tun')) await run('modprobe', ['tun']);
     await run('ip', ['netns', 'add', netns]);
     await run('ip', ['-n', netns, 'tuntap', 'add', 'dev', 'sytun0', 'mode', 'tun']);
     await run('ip', ['-n', netns, 'link', 'add', 'name', 'syeth0', 'type', 'veth', 'peer', 'name', 'syeth1']);
