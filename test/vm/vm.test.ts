@@ -51,13 +51,21 @@ for (const series of VM_SERIES) {
       assert.deepEqual(report.results.map((o) => o.object).sort(), want.loaded);
     });
 
-    it('the semantic case table, the socket hooks\' refusal, foreign tc and XDP programs and L3 devices pass with real packets', { skip: missing }, async () => {
-      const r = await labTests(kernel!, ['test/backends/ebpf-lab.test.ts', 'test/backends/ebpf-sock-refuse.test.ts', 'test/backends/ebpf-neighbours.test.ts', 'test/backends/ebpf-devices.test.ts', 'test/bpf/netns-cookie.test.ts']);
+    it('the semantic case table and the socket hooks\' refusal pass with real packets', { skip: missing }, async () => {
+      const r = await labTests(kernel!, ['test/backends/ebpf-lab.test.ts', 'test/backends/ebpf-sock-refuse.test.ts']);
       assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
       assert.match(r.summary, /ℹ fail 0/);
-      assert.match(r.summary, /ℹ pass (4[0-9]|5[0-9])/);
+      assert.match(r.summary, /ℹ pass (3[0-9]|4[0-9])/);
       // The refusal ran for the build the kernel got (EPERM on 5.10, ECONNREFUSED on 6.1).
       assert.match(r.output, series === '5.10' ? /✔ compat build: TCP and UDP get EPERM/ : /✔ portable build: TCP and UDP get ECONNREFUSED/);
+    });
+
+    // A boot of its own: one guest running three labs in a row was seen to lose a test process.
+    it('foreign tc and XDP programs, L3 devices and the learnt netns cookie, with real packets', { skip: missing }, async () => {
+      const r = await labTests(kernel!, ['test/backends/ebpf-neighbours.test.ts', 'test/backends/ebpf-devices.test.ts', 'test/bpf/netns-cookie.test.ts']);
+      assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
+      assert.match(r.summary, /ℹ fail 0/);
+      assert.match(r.summary, /ℹ pass 7\b/);
     });
 
     // IPVS mode once, on 6.1: its semantics do not depend on the eBPF datapath's kernel floor.
