@@ -27,6 +27,14 @@ kctx="$out/datapath-kctx.o"
 if [ ! -f "$kctx" ] || [ "$out/datapath.o" -nt "$kctx" ]; then
   compile "$root/bpf/datapath.c" "$kctx" -DSY_KERN_CTX
 fi
+# And once for kernels 5.10 to 5.17 (object-path.ts probes which helpers the kernel has): no
+# bpf_set_retval (5.18), so the socket hooks refuse with EPERM instead of ECONNREFUSED
+# (include/sock.h), and no bpf_ktime_get_coarse_ns (5.11), so the clock reads CLOCK_MONOTONIC
+# (include/clock.h).
+compat="$out/datapath-compat.o"
+if [ ! -f "$compat" ] || [ "$out/datapath.o" -nt "$compat" ]; then
+  compile "$root/bpf/datapath.c" "$compat" -DSY_NO_SET_RETVAL -DSY_NO_COARSE_CLOCK
+fi
 # Benchmark entry points around the datapath (bench/bpf/*.c include bpf/datapath.c).
 if [ -d "$root/bench/bpf" ]; then
   mkdir -p "$out/bench"
@@ -34,6 +42,7 @@ if [ -d "$root/bench/bpf" ]; then
     [ -e "$src" ] || continue
     compile "$src" "$out/bench/$(basename "$src" .c).o"
     compile "$src" "$out/bench/$(basename "$src" .c)-kctx.o" -DSY_KERN_CTX
+    compile "$src" "$out/bench/$(basename "$src" .c)-compat.o" -DSY_NO_SET_RETVAL -DSY_NO_COARSE_CLOCK
   done
 fi
 if [ -d "$root/test/bpf/fixtures" ]; then

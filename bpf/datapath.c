@@ -279,7 +279,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 
 	fe = sy_frontend(t, scope);
 	if (!fe)
-		return TC_ACT_UNSPEC;
+		return TC_ACT_UNSPEC; /* not ours: the next filter decides (see sy_handle) */
 	sy_count(fe->service_id, skb->len);
 	if (!sy_source_allowed(fe, t))
 		return sy_drop(SY_DROP_SOURCE_RANGE);
@@ -389,6 +389,13 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	__u64 now = sy_now();
 	int verdict, embryonic = 0;
 
+	/*
+	 * What is not ours goes on to the next filter of the chain (TC_ACT_UNSPEC; at the end of
+	 * the chain the kernel then carries on as with TC_ACT_OK), so a CNI's or another agent's
+	 * filter at a later priority still sees it. A packet we translated ends the chain with
+	 * TC_ACT_OK or a redirect, as Cilium's do: a redirect ends it anyway, and a filter behind
+	 * us must not see half of a flow's packets rewritten and the other half (redirected) not.
+	 */
 	if (sy_parse(skb, &t) < 0)
 		return TC_ACT_UNSPEC;
 	/* One lookup tells an answer from an established flow from anything else. */

@@ -33,6 +33,7 @@ const AttachTypeName kAttachTypes[] = {
     {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},         {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
     {"recvmsg4", BPF_CGROUP_UDP4_RECVMSG},         {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG},
     {"getpeername4", BPF_CGROUP_INET4_GETPEERNAME}, {"getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
+    {"sock_create", BPF_CGROUP_INET_SOCK_CREATE},
 };
 
 bool ReadAttach(const Napi::CallbackInfo& info, const char* op, std::string* path, bpf_attach_type* type) {

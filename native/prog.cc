@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "args.h"
@@ -118,6 +120,62 @@ Napi::Value KernelFunctionExists(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, found);
 }
 
+// The helpers the datapath's builds differ by (object-path.ts), each with a program type that may
+// call it. A probe passes 0 in r1 only, so only helpers taking one scalar (or none) belong here.
+struct HelperProbe {
+  const char* name;
+  bpf_func_id id;
+  bpf_prog_type prog_type;
+  bpf_attach_type attach_type;
+};
+const HelperProbe kHelperProbes[] = {
+    {"set_retval", BPF_FUNC_set_retval, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT},
+    {"ktime_get_coarse_ns", BPF_FUNC_ktime_get_coarse_ns, BPF_PROG_TYPE_SCHED_CLS, BPF_CGROUP_INET_INGRESS},
+};
+
+// helperSupported(name) -> whether the kernel's verifier accepts a call to that helper: a
+// four-instruction program (r1 = 0; call; r0 = 1; exit) is loaded and closed. Only an "unknown
+// func" refusal means no; any other failure is thrown, so a missing privilege is not taken
+// for a missing helper.
+Napi::Value HelperSupported(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    ThrowArg(env, "helperSupported(name)");
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  const HelperProbe* probe = nullptr;
+  for (const auto& p : kHelperProbes)
+    if (name == p.name) probe = &p;
+  if (probe == nullptr) {
+    ThrowArg(env, "helperSupported: no probe for helper " + name);
+    return env.Undefined();
+  }
+  struct bpf_insn insns[4] = {};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  insns[0].dst_reg = BPF_REG_1;
+  insns[1].code = BPF_JMP | BPF_CALL;
+  insns[1].imm = probe->id;
+  insns[2].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  insns[2].dst_reg = BPF_REG_0;
+  insns[2].imm = 1;
+  insns[3].code = BPF_JMP | BPF_EXIT;
+  std::vector<char> log(4096);
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .log_level = 1, .log_size = static_cast<__u32>(log.size()), .log_buf = log.data());
+  if (probe->prog_type == BPF_PROG_TYPE_CGROUP_SOCK_ADDR) opts.expected_attach_type = probe->attach_type;
+  int fd = bpf_prog_load(probe->prog_type, "sy_probe", "GPL", insns, 4, &opts);
+  if (fd >= 0) {
+    close(fd);
+    return Napi::Boolean::New(env, true);
+  }
+  int err = fd;  // libbpf 1.x: -errno
+  std::string text(log.data());
+  if (text.find("unknown func") != std::string::npos || text.find("invalid func") != std::string::npos)
+    return Napi::Boolean::New(env, false);
+  ThrowErrno(env, "bpf_prog_load (helper probe " + name + ")", err, "", text);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterProg(Napi::Env env, Napi::Object exports) {
@@ -125,6 +183,7 @@ void RegisterProg(Napi::Env env, Napi::Object exports) {
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
   exports.Set("progFdById", Napi::Function::New(env, ProgFdById));
   exports.Set("kernelFunctionExists", Napi::Function::New(env, KernelFunctionExists));
+  exports.Set("helperSupported", Napi::Function::New(env, HelperSupported));
 }
 
 }  // namespace sy

@@ -1,5 +1,7 @@
 // XDP attachment through libbpf's netlink helpers.
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 #include <linux/if_link.h>
 #include <napi.h>
 
@@ -56,8 +58,12 @@ bool QueryXdp(Napi::Env env, const InterfaceTarget& target, bpf_xdp_query_opts* 
   return true;
 }
 
-// xdpAttach({ ifname|ifindex, netns?, progFd, mode?: native|generic|offload|auto })
-//   -> { ifindex, mode }. "auto" tries the driver first and falls back to generic.
+// xdpAttach({ ifname|ifindex, netns?, progFd, mode?: native|generic|offload, expectedProgId? })
+//   -> { ifindex, mode }. Never replaces a program by surprise: without expectedProgId the kernel
+//   attaches only if the device has no XDP program (XDP_FLAGS_UPDATE_IF_NOEXIST; EBUSY
+//   otherwise); with it, only if that very program is still the one attached (XDP_FLAGS_REPLACE
+//   with its fd; EEXIST otherwise). Which programs may be replaced is the caller's decision
+//   (control/bpf/attach.ts); the kernel makes it race-free.
 Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   InterfaceTarget target;
@@ -65,29 +71,40 @@ Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
   if (!Begin(info, "xdpAttach", &target, &guard)) return env.Undefined();
   Napi::Object opts = info[0].As<Napi::Object>();
   int prog_fd = static_cast<int>(OptUint(opts, "progFd", 0));
-  std::string mode = OptString(opts, "mode", "auto");
+  std::string mode = OptString(opts, "mode", "native");
+  uint32_t expected_id = OptUint(opts, "expectedProgId", 0);
   if (prog_fd <= 0) {
     ThrowArg(env, "xdpAttach: progFd must be a program file descriptor");
     return env.Undefined();
   }
-  if (mode != "auto" && ModeFlags(mode) == 0) {
-    ThrowArg(env, "xdpAttach: mode must be native, generic, offload or auto");
+  if (ModeFlags(mode) == 0) {
+    ThrowArg(env, "xdpAttach: mode must be native, generic or offload");
     return env.Undefined();
   }
   LogCapture capture;
-  std::string used = mode == "auto" ? "native" : mode;
-  int err = bpf_xdp_attach(target.ifindex, prog_fd, ModeFlags(used), nullptr);
-  if (err != 0 && mode == "auto") {
-    used = "generic";
-    err = bpf_xdp_attach(target.ifindex, prog_fd, ModeFlags(used), nullptr);
+  LIBBPF_OPTS(bpf_xdp_attach_opts, attach);
+  uint32_t flags = ModeFlags(mode);
+  int old_fd = -1;
+  if (expected_id != 0) {
+    old_fd = bpf_prog_get_fd_by_id(expected_id);
+    if (old_fd < 0) {
+      ThrowErrno(env, "bpf_prog_get_fd_by_id", old_fd, target.ifname + " expected XDP program " + std::to_string(expected_id), capture.text());
+      return env.Undefined();
+    }
+    attach.old_prog_fd = old_fd;
+    flags |= XDP_FLAGS_REPLACE;
+  } else {
+    flags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
   }
+  int err = bpf_xdp_attach(target.ifindex, prog_fd, flags, &attach);
+  if (old_fd >= 0) close(old_fd);
   if (err != 0) {
-    ThrowErrno(env, "bpf_xdp_attach", err, target.ifname + " mode " + used, capture.text());
+    ThrowErrno(env, "bpf_xdp_attach", err, target.ifname + " mode " + mode, capture.text());
     return env.Undefined();
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("ifindex", target.ifindex);
-  out.Set("mode", used);
+  out.Set("mode", mode);
   return out;
 }
 

@@ -6,6 +6,10 @@
  * when the tick updates jiffies, so it is read once per jiffy and cached in sy_clock. The two may
  * disagree for the instant the tick takes to update both: a timestamp is then one tick old, which
  * timeouts in seconds do not notice (sy_age() already tolerates a tick of skew).
+ *
+ * bpf_ktime_get_coarse_ns came with Linux 5.11. The compat build (SY_NO_COARSE_CLOCK) reads
+ * CLOCK_MONOTONIC instead, still once per jiffy: it runs ahead of the coarse clock by less than a
+ * tick, the same skew the cache already has.
  */
 #ifndef SWITCHYARD_CLOCK_H
 #define SWITCHYARD_CLOCK_H
@@ -21,7 +25,11 @@ static __always_inline __u64 sy_now(void)
 
 	if (c && c->jiffies == j)
 		return c->ns;
+#ifdef SY_NO_COARSE_CLOCK
+	ns = bpf_ktime_get_ns();
+#else
 	ns = bpf_ktime_get_coarse_ns();
+#endif
 	if (c) {
 		/* ns before jiffies: a reader that sees this jiffy sees its time. Another CPU may
 		 * write the same jiffy at once, with a time from the same tick. */

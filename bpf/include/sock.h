@@ -13,6 +13,23 @@
 
 #define SY_ECONNREFUSED 111
 
+/*
+ * Refuses a connect or sendmsg to a frontend without endpoints that kube-proxy would REJECT.
+ * With bpf_set_retval (Linux 5.18) the caller gets ECONNREFUSED, as from kube-proxy's REJECT
+ * (an ICMP port unreachable answering a local SYN or datagram). The compat build (SY_NO_SET_RETVAL,
+ * for 5.10 to 5.17) cannot choose the error: a cgroup hook returning 0 makes the syscall fail
+ * with EPERM. Refusing still beats letting the call through: the packet would leave for the
+ * service address, where nothing answers it (the host's own packets meet no tc hook of ours
+ * on their way out), and the caller would wait for its timeout.
+ */
+static __always_inline int sy_sock_refuse(void)
+{
+#ifndef SY_NO_SET_RETVAL
+	bpf_set_retval(-SY_ECONNREFUSED);
+#endif
+	return 0;
+}
+
 static __always_inline int sy_sock_in_scope(struct bpf_sock_addr *ctx)
 {
 	__u32 zero = 0;
@@ -54,10 +71,8 @@ static __always_inline int sy_sock_forward(struct bpf_sock_addr *ctx, __u8 famil
 	if (!fe)
 		return 1;
 	if (fe->count == 0) {
-		if (fe->flags & SY_FE_REJECT) {
-			bpf_set_retval(-SY_ECONNREFUSED);
-			return 0;
-		}
+		if (fe->flags & SY_FE_REJECT)
+			return sy_sock_refuse();
 		return 1;
 	}
 	rev_nat_id = fe->rev_nat_id;

@@ -28,9 +28,73 @@ export function tcQuery(spec: TcFilterSpec): number | null {
   return call(() => native().tcQuery(withDefaults(spec)));
 }
 
-/** Attaches an XDP program; "auto" tries native mode and falls back to generic. */
+/** A device already runs someone else's XDP program: we leave it and say whose it is. */
+export class ForeignXdpProgramError extends Error {
+  readonly progId: number;
+  readonly progName: string;
+  constructor(device: string, progId: number, progName: string, mode: string) {
+    super(`${device} already runs XDP program ${progId} "${progName}" (${mode}), which is not ours: it is left in place and the device gets no XDP from us (tc still serves it)`);
+    this.name = 'ForeignXdpProgramError';
+    this.progId = progId;
+    this.progName = progName;
+  }
+}
+
+/** The name of a loaded program, by id ("" if it went away meanwhile). */
+function programName(id: number): string {
+  let fd: number;
+  try {
+    fd = call(() => native().progFdById(id));
+  } catch {
+    return '';
+  }
+  try {
+    return progInfo(fd).name;
+  } finally {
+    native().closeFd(fd);
+  }
+}
+
+function deviceName(spec: InterfaceTarget): string {
+  return spec.ifname ?? `ifindex ${spec.ifindex}`;
+}
+
+/**
+ * Attaches an XDP program without ever replacing another agent's: a device with no XDP program
+ * gets ours; one running a program of the same name (our previous instance) has it replaced
+ * atomically, in the kernel's compare-and-swap; any other program stays and
+ * ForeignXdpProgramError names it. "auto" means native (driver) XDP or none: generic XDP runs
+ * after the skb exists, so it saves nothing over tc, and it linearises every GRO super-packet
+ * (a copy of up to 64 KiB) and leaves CHECKSUM_COMPLETE stale after a rewrite. Ask for
+ * "generic" by name to get it anyway.
+ */
 export function xdpAttach(spec: InterfaceTarget & { progFd: number; mode?: XdpMode }): { ifindex: number; mode: XdpMode } {
-  return call(() => native().xdpAttach(spec));
+  const mode = spec.mode === undefined || spec.mode === 'auto' ? 'native' : spec.mode;
+  const target: InterfaceTarget = { ifname: spec.ifname, ifindex: spec.ifindex, netns: spec.netns };
+  const mine = progInfo(spec.progFd).name;
+  for (let attempt = 0; ; attempt++) {
+    const current = xdpQuery(target);
+    let expectedProgId = 0;
+    if (current.progId !== 0) {
+      const name = programName(current.progId);
+      if (name !== mine) throw new ForeignXdpProgramError(deviceName(spec), current.progId, name, current.mode);
+      expectedProgId = current.progId;
+      // Ours in another mode: the kernel swaps only within one mode, so ours goes first (tc
+      // carries the device meanwhile, as it carries everything XDP passes).
+      if (current.mode !== mode) {
+        xdpDetach(target);
+        expectedProgId = 0;
+      }
+    }
+    try {
+      return call(() => native().xdpAttach({ ...target, progFd: spec.progFd, mode, expectedProgId }));
+    } catch (e) {
+      // Another program came or went between the query and the attach (EBUSY, EEXIST): ask again.
+      const code = (e as { code?: string }).code;
+      if (attempt < 2 && (code === 'EBUSY' || code === 'EEXIST')) continue;
+      throw e;
+    }
+  }
 }
 
 export function xdpDetach(spec: InterfaceTarget): boolean {
@@ -68,10 +132,7 @@ export function cgroupQuery(path: string, attachType: CgroupAttachType): number[
   return call(() => native().cgroupQuery({ path, attachType }));
 }
 
-/** The cookie of a network namespace (this process's, or the one at netnsPath). */
-export function netnsCookie(netnsPath?: string): bigint {
-  return call(() => native().netnsCookie(netnsPath));
-}
+export { netnsCookie } from './netns-cookie.ts';
 
 /**
  * Attaches `progFd` to a cgroup and detaches earlier programs of the same name there (a previous

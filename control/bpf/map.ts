@@ -118,7 +118,7 @@ export class BpfMap<K, V> {
         this.batchSupported = true;
         return out;
       } catch (e) {
-        if (!(e instanceof BpfError) || !['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOTSUPP'].includes(e.code) || this.batchSupported) throw e;
+        if (!(e instanceof BpfError) || !batchUnsupported(e) || this.batchSupported) throw e;
         this.batchSupported = false;
       }
     }
@@ -200,6 +200,13 @@ export class BpfMap<K, V> {
   close(): void {
     if (this.ownsFd) native().closeFd(this.fd);
   }
+}
+
+/** The kernel has no batch operations for this map type (e.g. LPM tries). */
+function batchUnsupported(e: BpfError): boolean {
+  // 524 is the kernel's own ENOTSUPP, which has no name in user space: Linux 5.10 answers a
+  // batch lookup on an LPM trie with it.
+  return ['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOTSUPP'].includes(e.code) || e.errno === 524;
 }
 
 /** How many entries a map holds, without decoding them (batch reads, key walk as fallback). */

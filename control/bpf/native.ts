@@ -88,7 +88,8 @@ export interface NativeAddon {
   };
   tcDetach(spec: TcFilterSpec): boolean;
   tcQuery(spec: TcFilterSpec): number | null;
-  xdpAttach(spec: InterfaceTarget & { progFd: number; mode?: XdpMode }): { ifindex: number; mode: XdpMode };
+  /** Never replaces by surprise: expectedProgId 0 attaches only to a device without XDP, n only over program n. */
+  xdpAttach(spec: InterfaceTarget & { progFd: number; mode?: Exclude<XdpMode, 'auto'>; expectedProgId?: number }): { ifindex: number; mode: XdpMode };
   xdpDetach(spec: InterfaceTarget): boolean;
   xdpQuery(spec: InterfaceTarget): { progId: number; mode: string };
   progTestRun(
@@ -99,13 +100,17 @@ export interface NativeAddon {
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
   progFdById(id: number): number;
   kernelFunctionExists(name: string): boolean;
+  helperSupported(name: ProbedHelper): boolean;
   cgroupAttach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): void;
   cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
   cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];
   netnsCookie(netnsPath?: string): bigint;
 }
 
-export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
+/** Helpers native/prog.cc can probe for (loading a tiny program that calls one). */
+export type ProbedHelper = 'set_retval' | 'ktime_get_coarse_ns';
+
+export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6' | 'sock_create';
 
 /** The repository root, from which build outputs are found. */
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -21,9 +21,9 @@ export interface ProgrammedNode {
   cgroup: string;
 }
 
-/** The semantic cluster, unless `fill` loads another one into the node's model. */
-export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, model?: ModelConfig): ProgrammedNode {
-  const tracker = semanticTracker(n, fill, model);
+/** The semantic cluster, unless `fill` loads another one into the node's model. xdp: false leaves XDP to the test; model replaces the semantic configuration. */
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, options: { xdp?: boolean; model?: ModelConfig } = {}): ProgrammedNode {
+  const tracker = semanticTracker(n, fill, options.model);
   const datapath = EbpfDatapath.open({ object, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
     nodeIp4: n.ipv4,
@@ -44,7 +44,7 @@ export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_external') });
-  xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: 'auto' });
+  if (options.xdp !== false) xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: 'auto' });
   const cgroup = lab.cgroup(n);
   for (const hook of ['connect', 'sendmsg', 'recvmsg', 'getpeername']) {
     for (const v of ['4', '6']) cgroupAttach(cgroup, `${hook}${v}` as CgroupAttachType, datapath.programFd(`sy_sock_${hook}${v}`));

@@ -35,7 +35,7 @@ for (const variant of ['NodePort, eTP Cluster', 'ClusterIP with masqueradeAll'] 
         t.upsertService(service({ name: 'load', type: 'NodePort', clusterIPs: ['10.96.5.1'], ports: [{ port: 80, targetPort: 8080, nodePort: 30095 }] }));
         t.upsertSlice(slice({ name: 'load-x', service: 'load', ports: [{ port: 8080 }], endpoints: [{ ip: server.ipv4, node: 'n1' }] }));
       };
-      nodes = lab.nodes.map((n) => programNode(lab, n, fill, undefined, { ...config, masqueradeAll: !nodePort }));
+      nodes = lab.nodes.map((n) => programNode(lab, n, fill, undefined, { model: { ...config, masqueradeAll: !nodePort } }));
     });
 
     after(async () => {

@@ -18,6 +18,7 @@ import { MAGLEV_M, maglevTable } from '../../control/backends/ebpf/maglev.ts';
 import { datapathObjectPath, loadableBuilds } from '../../control/backends/ebpf/object-path.ts';
 
 const TC_ACT_OK = 0;
+const TC_ACT_UNSPEC = 0xffffffff; // -1, as BPF_PROG_TEST_RUN's u32 retval carries it
 const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
 const prefix = `${runPrefix()}-dp`;
@@ -70,6 +71,22 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     assert.ok(forward && reply);
     assert.equal(forward.flags & CT.REPLY, 0);
     assert.equal(reply.flags & CT.REPLY, CT.REPLY);
+  });
+
+  it('not ours: passed on untouched to the next filter of the chain (TC_ACT_UNSPEC), not ended with TC_ACT_OK', () => {
+    const arp = Buffer.concat([buildPacket({ src: CLIENT, dst: '10.244.1.10', proto: 'udp', sport: 1, dport: 2 }).subarray(0, 14), Buffer.alloc(28)]);
+    arp.writeUInt16BE(0x0806, 12);
+    const notOurs: Array<[string, Buffer]> = [
+      ['sy_from_pod', buildPacket({ src: CLIENT, dst: '10.244.1.10', proto: 'tcp', sport: 40100, dport: 8080 })], // pod -> pod
+      ['sy_from_pod', arp],
+      ['sy_from_external', buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'tcp', sport: 40101, dport: 22 })], // to the node itself
+      ['sy_to_pod', buildPacket({ src: '10.244.1.10', dst: CLIENT, proto: 'udp', sport: 8080, dport: 40102 })], // no tracked flow's answer
+    ];
+    for (const [prog, packet] of notOurs) {
+      const { retval, out } = run(prog, packet);
+      assert.equal(retval, TC_ACT_UNSPEC, prog);
+      assert.deepEqual(out, packet, `${prog} left the packet as it was`);
+    }
   });
 
   it('established flow: every packet goes to the same backend', () => {

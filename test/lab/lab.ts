@@ -265,7 +265,9 @@ export class Lab {
     this.servers.push(child);
     return new Promise((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });
-      const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 15000);
+      // Generous: inside the emulated test VM (TCG) a node process takes seconds to start, and a
+      // lab starts one per pod and node at once.
+      const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 60_000);
       lines.on('line', (line) => {
         if (line === 'ready') {
           clearTimeout(timer);

@@ -25,10 +25,4 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Where cgroup v2 is mounted (/sys/fs/cgroup on unified hosts, .../unified on hybrid ones). */
-export function cgroup2Root(): string {
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const [, mountPoint, type] = line.split(' ');
-    if (type === 'cgroup2' && mountPoint !== undefined) return mountPoint;
-  }
-  throw new Error('no cgroup2 filesystem is mounted');
-}
+export { cgroup2Root } from '../../control/bpf/netns-cookie.ts';

@@ -65,8 +65,12 @@ function udpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promis
         finish(new Error(`BADREPLY ${msg.toString()}`));
       }
     });
-    // connect() makes ICMP errors (port unreachable) surface as ECONNREFUSED.
-    socket.bind(sourcePort ?? 0, () => socket.connect(t.port, t.host, () => socket.send('probe')));
+    // connect() makes ICMP errors (port unreachable) surface as ECONNREFUSED. A cgroup hook may
+    // refuse the connect itself (EPERM, ECONNREFUSED): dgram hands that error to the callback
+    // (typed as taking none).
+    socket.bind(sourcePort ?? 0, () =>
+      socket.connect(t.port, t.host, ((err?: NodeJS.ErrnoException) => (err ? finish(new Error(err.code ?? err.message)) : socket.send('probe'))) as () => void),
+    );
   });
 }
 

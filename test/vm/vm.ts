@@ -1,5 +1,5 @@
-// A throwaway VM on Debian's stock kernel (6.1, which has IPVS and is the oldest production kernel
-// the datapath is held to), booted under qemu with TCG. It runs this machine's own userland:
+// A throwaway VM on one of Debian's stock kernels (6.1, which has IPVS, and 5.10, the oldest
+// kernel the eBPF datapath is held to), booted under qemu with TCG. It runs this machine's own userland:
 // the root filesystem is shared read-only over 9p, and a small exchange directory carries the
 // command in and its output and exit code out.
 import { execFileSync, spawn } from 'node:child_process';
@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// The 9p root's modules, in load order. Some exist only in newer kernels (netfs 5.13; the split
+// virtio_pci_*_dev 5.14 and 5.18): a module a kernel lacks is skipped (its code is then inside
+// another module or the kernel), the others must be there.
 const MODULES = ['virtio_ring', 'virtio', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci'];
+const OPTIONAL_MODULES = new Set(['netfs', 'fscache', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev']);
 const here = fileURLToPath(new URL('./', import.meta.url));
 
 export interface VmKernel {
@@ -17,20 +21,31 @@ export interface VmKernel {
   vmlinuz: string;
 }
 
-/** Debian's stock kernel if installed (apt-get install linux-image-amd64 qemu-system-x86 busybox-static). */
-export function findKernel(): VmKernel | undefined {
+/** The Debian kernels the VM boots: 6.1 (bookworm's linux-image-amd64) and 5.10 (bullseye's), as .ci/setup installs them. */
+export const VM_SERIES = ['6.1', '5.10'] as const;
+export type VmSeries = (typeof VM_SERIES)[number];
+
+/**
+ * Debian's stock kernel of a series (e.g. 6.1 -> vmlinuz-6.1.0-57-amd64) if installed with its
+ * modules, and qemu and busybox too; the newest of that series.
+ */
+export function findKernel(series: VmSeries = '6.1'): VmKernel | undefined {
   if (!existsSync('/boot') || !existsSync('/usr/bin/qemu-system-x86_64') || !existsSync('/bin/busybox')) return undefined;
-  const vmlinuz = readdirSync('/boot').filter((f) => /^vmlinuz-\d/.test(f)).sort().at(-1);
+  const abi = (f: string): number => Number(/^vmlinuz-\d+\.\d+\.\d+-(\d+)/.exec(f)?.[1] ?? 0);
+  const vmlinuz = readdirSync('/boot')
+    .filter((f) => f.startsWith(`vmlinuz-${series}.`) && /-amd64$/.test(f))
+    .sort((a, b) => abi(a) - abi(b))
+    .at(-1);
   if (vmlinuz === undefined) return undefined;
   const version = vmlinuz.slice('vmlinuz-'.length);
   if (!existsSync(`/lib/modules/${version}`)) return undefined;
   return { version, vmlinuz: `/boot/${vmlinuz}` };
 }
 
-function findModule(version: string, name: string): string {
+function findModule(version: string, name: string): string | undefined {
   const out = execFileSync('find', [`/lib/modules/${version}/kernel`, '-name', `${name}.ko`]).toString().trim().split('\n')[0];
-  if (!out) throw new Error(`module ${name} not found for ${version}`);
-  return out;
+  if (!out && !OPTIONAL_MODULES.has(name)) throw new Error(`module ${name} not found for ${version}`);
+  return out || undefined;
 }
 
 /** Builds the initramfs (busybox, the 9p modules, /init) once per kernel version. */
@@ -44,7 +59,10 @@ function initramfs(kernel: VmKernel): string {
     mkdirSync(join(root, 'bin'), { recursive: true });
     mkdirSync(join(root, 'modules'));
     copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
-    for (const m of MODULES) copyFileSync(findModule(kernel.version, m), join(root, 'modules', `${m}.ko`));
+    for (const m of MODULES) {
+      const ko = findModule(kernel.version, m);
+      if (ko !== undefined) copyFileSync(ko, join(root, 'modules', `${m}.ko`));
+    }
     copyFileSync(join(here, 'init.sh'), join(root, 'init'));
     execFileSync('chmod', ['0755', join(root, 'init'), join(root, 'bin/busybox')]);
     const files = execFileSync('find', ['.'], { cwd: root }).toString();

@@ -2,7 +2,7 @@
 // from the node facts, full syncs of the compiled desired state, and attachment to devices and
 // the cgroup, kept up to date as pod devices come and go.
 import { BpffsMissingError } from '../../bpf/errors.ts';
-import { cgroupReplace, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
+import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { conntrackEntries, conntrackTimeouts, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
@@ -10,8 +10,8 @@ import { EbpfDatapath, LayoutMismatchError, type GcReport, type SyncReport } fro
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
-import { LinkWatcher, listLinks } from './devices.ts';
-import { datapathCandidates } from './object-path.ts';
+import { attachRefusal, LinkWatcher, listLinks } from './devices.ts';
+import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -53,6 +53,8 @@ export class EbpfBackend {
   private readonly o: EbpfBackendOptions;
   /** Devices our programs are attached to: name -> ifindex (a re-created device gets a new one). */
   private readonly attached = new Map<string, number>();
+  /** Devices refused (an L3 device), said once per device: name -> ifindex. */
+  private readonly refused = new Map<string, number>();
   private socketsAttached = false;
   private watcher: LinkWatcher | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
@@ -77,6 +79,9 @@ export class EbpfBackend {
         const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...o.maxEntries };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+        const build = buildOfObject(object);
+        const degraded = build && buildDegradation(build, kernelFeatures());
+        if (degraded) o.log({ object, build }, degraded);
         return new EbpfBackend(o, dp);
       } catch (e) {
         // A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next;
@@ -137,7 +142,13 @@ export class EbpfBackend {
       if (!pod && !external) continue;
       // Attach once per device: re-attaching on every link event would loop, since attaching
       // XDP itself announces a link change.
-      if (this.attached.get(l.ifname) === l.ifindex) continue;
+      if (this.attached.get(l.ifname) === l.ifindex || this.refused.get(l.ifname) === l.ifindex) continue;
+      const refusal = attachRefusal(l);
+      if (refusal !== undefined) {
+        this.o.log({ device: l.ifname, linkType: l.linkType, role: pod ? 'pod' : 'external' }, refusal);
+        this.refused.set(l.ifname, l.ifindex);
+        continue;
+      }
       try {
         if (pod) {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_pod') });
@@ -152,8 +163,10 @@ export class EbpfBackend {
               const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode });
               this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
             } catch (e) {
-              // The driver refuses XDP: tc alone carries the device, as it does everything XDP passes.
-              this.o.log({ device: l.ifname, error: (e as Error).message }, `no XDP on ${l.ifname}; tc only`);
+              // Another agent's XDP program stays (xdpAttach never replaces one), or the driver
+              // has no native XDP: tc alone carries the device, as it does everything XDP passes.
+              if (e instanceof ForeignXdpProgramError) this.o.log({ device: l.ifname, foreignProgId: e.progId, foreignProgName: e.progName }, e.message);
+              else this.o.log({ device: l.ifname, error: (e as Error).message }, `no ${mode === 'auto' ? 'native ' : ''}XDP on ${l.ifname}; tc only`);
             }
           }
         }
@@ -166,6 +179,7 @@ export class EbpfBackend {
     }
     const present = new Set(links.map((l) => l.ifname));
     for (const name of [...this.attached.keys()]) if (!present.has(name)) this.attached.delete(name);
+    for (const name of [...this.refused.keys()]) if (!present.has(name)) this.refused.delete(name);
     if (this.o.cgroup !== undefined && !this.socketsAttached) {
       for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
       this.socketsAttached = true;

@@ -6,6 +6,25 @@ import { createInterface } from 'node:readline';
 export interface Link {
   ifname: string;
   ifindex: number;
+  /**
+   * iproute2's name for the device's hardware type (ARPHRD_*): "ether", "loopback", "none"
+   * (tun, WireGuard), "ipip", "gre", "sit", ... Read over rtnetlink rather than from
+   * /sys/class/net/DEV/type, which shows the devices of the namespace sysfs was mounted in.
+   */
+  linkType: string;
+}
+
+/** Link types whose frames start with an Ethernet header, which the datapath parses. */
+const ETHERNET_FRAMED = new Set(['ether', 'loopback']);
+
+/**
+ * Why the datapath cannot run on a device, or undefined when it can. L3 devices (WireGuard and
+ * tun are "none", IPIP "ipip", GRE "gre", SIT "sit") carry packets that start at the IP header:
+ * the programs would misparse every one of them, so they are refused, by name and type.
+ */
+export function attachRefusal(link: Link): string | undefined {
+  if (ETHERNET_FRAMED.has(link.linkType)) return undefined;
+  return `${link.ifname} is an L3 device (link type ${link.linkType}): its packets have no Ethernet header, which Switchyard's programs parse, so it is not attached and gets no service translation`;
 }
 
 function ip(args: string[]): Promise<string> {
@@ -15,8 +34,8 @@ function ip(args: string[]): Promise<string> {
 }
 
 export async function listLinks(): Promise<Link[]> {
-  const links = JSON.parse(await ip(['-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>;
-  return links.map((l) => ({ ifname: l.ifname, ifindex: l.ifindex }));
+  const links = JSON.parse(await ip(['-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number; link_type?: string }>;
+  return links.map((l) => ({ ifname: l.ifname, ifindex: l.ifindex, linkType: l.link_type ?? 'unknown' }));
 }
 
 /** Global unicast addresses of this host (not loopback, not IPv6 link-local), with their device. */
