@@ -16,6 +16,7 @@
 
 #include "include/clock.h"
 #include "include/ct.h"
+#include "include/icmp.h"
 #include "include/lb.h"
 #include "include/maps.h"
 #include "include/nat.h"
@@ -396,8 +397,11 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	 * TC_ACT_OK or a redirect, as Cilium's do: a redirect ends it anyway, and a filter behind
 	 * us must not see half of a flow's packets rewritten and the other half (redirected) not.
 	 */
-	if (sy_parse(skb, &t) < 0)
-		return TC_ACT_UNSPEC;
+	if (sy_parse(skb, &t) < 0) {
+		/* Not TCP/UDP: ICMP errors of tracked flows are translated (include/icmp.h). */
+		verdict = sy_icmp_error(skb, &t, cfg, now, lookup_services);
+		return verdict == SY_ICMP_REDIRECT ? sy_fib_redirect(skb, &t) : verdict;
+	}
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
 	v = sy_ct_lookup(&k, cfg, now);

@@ -136,6 +136,16 @@ static __always_inline struct sy_ct_value *sy_ct_lookup(struct sy_ct_key *k, con
 	return v;
 }
 
+/* A live entry for k in either table (a TCP flow may still be completing its handshake), or NULL. */
+static __always_inline struct sy_ct_value *sy_ct_lookup_any(struct sy_ct_key *k, const struct sy_config *cfg, __u64 now)
+{
+	struct sy_ct_value *v = sy_ct_get_any(k);
+
+	if (!v || sy_ct_expired(v, k->proto, cfg, now))
+		return NULL;
+	return v;
+}
+
 /*
  * A SYN (or SYN-ACK) on an entry whose flow is closing or closed opens a new connection that
  * happens to reuse the tuple, as kernel conntrack treats it: the old entry must not capture it.

@@ -135,4 +135,20 @@ struct {
 	__type(value, struct sy_clock);
 } sy_clock SEC(".maps");
 
+/*
+ * Per-CPU scratch space for paths off the established fast path (ICMP errors, include/icmp.h):
+ * their buffers would not fit the stack beside the caller's frame (512 bytes for the whole
+ * call chain). Program-private, never read by the control plane: not a layout.
+ */
+struct sy_scratch {
+	__u8 bytes[256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sy_scratch);
+} sy_scratch SEC(".maps");
+
 #endif /* SWITCHYARD_MAPS_H */

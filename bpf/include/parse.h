@@ -61,6 +61,34 @@ static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
 /* Headers the datapath reads and writes in place: Ethernet, IPv4 with options or IPv6, TCP up to its flags. */
 #define SY_HEADROOM (ETH_HLEN + 60 + 14)
 
+/* Extension headers followed before the TCP/UDP header (hop-by-hop, routing, destination options). */
+#define SY_IPV6_EXT_MAX 3
+
+/*
+ * Steps over IPv6 extension headers with a bounded walk, leaving *proto and *l4_off at the upper
+ * layer. Only packets whose next header is not TCP/UDP come here, so plain packets pay one
+ * comparison. 0, 1 when the headers are not all linear, -1 for what is not served here: a
+ * fragment header, or headers reaching past the room the rewrite works in (SY_HEADROOM).
+ */
+static __always_inline int sy_ipv6_skip_ext(void *data, void *end, __u8 *proto, __u32 *l4_off)
+{
+	for (int i = 0; i < SY_IPV6_EXT_MAX; i++) {
+		__u32 off = *l4_off;
+		__u8 *h;
+
+		if (*proto != IPPROTO_HOPOPTS && *proto != IPPROTO_ROUTING && *proto != IPPROTO_DSTOPTS)
+			return 0;
+		if (off > ETH_HLEN + 60 - 8)
+			return -1;
+		h = data + off;
+		if ((void *)(h + 2) > end)
+			return 1;
+		*proto = h[0];
+		*l4_off = off + ((__u32)h[1] + 1) * 8;
+	}
+	return 0;
+}
+
 /*
  * Fills t from an Ethernet frame with direct packet access; 0 on success, 1 when the headers are
  * not all in the linear part of the skb (the caller pulls them in and asks again), -1 for
@@ -96,9 +124,14 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		t->family = 6;
 		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
-		/* Extension headers are not followed: such packets pass untranslated. */
 		proto = ip6->nexthdr;
 		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+			int rc = sy_ipv6_skip_ext(data, end, &proto, &t->l4_off);
+
+			if (rc)
+				return rc;
+		}
 	} else {
 		return -1;
 	}
