@@ -123,6 +123,7 @@ export class Agent {
       services: () => dp.serviceStats().map((s) => ({ servicePort: s.servicePort, protocol: ports.get(s.servicePort)?.protocol ?? '', family: ports.get(s.servicePort)?.family ?? '', packets: s.packets, bytes: s.bytes })),
       maps: () => dp.mapStats(),
       conntrackEntries: () => dp.conntrackEntries(),
+      drops: () => dp.drops(),
     };
   }
 

@@ -58,6 +58,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [BPFFS, output(), sy({ name: 'agent', type: 'string', default: 'http://127.0.0.1:10249', help: "The agent's metrics address, asked for the API's view; none: do not ask." }), HELP],
   },
   { name: 'backends', summary: 'backends the kernel holds', usage: 'switchyard backends [flags]', flags: [BPFFS, output(), HELP] },
+  { name: 'drops', summary: 'packets the datapath dropped, by reason', usage: 'switchyard drops [flags]', flags: [BPFFS, output(), HELP] },
   {
     name: 'conntrack',
     summary: 'tracked flows, one row per flow with both directions',

@@ -2,13 +2,14 @@
 // maps (so it works while the agent runs and after it stopped). This file reads the maps into
 // rows; control/inspect/format.ts lays them out. `services` also asks the agent (--agent, its
 // metrics address) what the API wants, and shows per frontend whether the kernel agrees.
-import { perCpu, u32 } from '../bpf/codec.ts';
+import { perCpu, u32, u64 } from '../bpf/codec.ts';
+import { CT_TABLES } from '../backends/ebpf/datapath.ts';
 import { native } from '../bpf/native.ts';
 import { BpfMap } from '../bpf/map.ts';
-import { backend, counter, ctKey, ctValue, CT, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
+import { backend, counter, ctKey, ctValue, CT, DROP_REASONS, FE, frontendKey, frontendValue, revNat, slotKey } from '../bpf/layout.ts';
 import type { CommandIO } from './io.ts';
 import { fetchApiFrontends, joinApiView, PROTOCOL_NAMES as PROTO } from '../inspect/api-view.ts';
-import { renderBackends, renderFlows, renderServices, selectFlows, type FlowRow, type FlowSort, type Output, type ServiceRow } from '../inspect/format.ts';
+import { renderBackends, renderDrops, renderFlows, renderServices, selectFlows, type FlowRow, type FlowSort, type Output, type ServiceRow } from '../inspect/format.ts';
 import { hostPort } from '../model/ip.ts';
 import { command, commandHelp } from './commands.ts';
 import { explain, pinProblem } from './explain.ts';
@@ -69,12 +70,12 @@ function readServices(dir: string): ServiceRow[] {
 }
 
 function readFlows(dir: string): FlowRow[] {
-  const ct = open(dir, 'sy_ct', ctKey, ctValue);
+  const tables = CT_TABLES.map((name) => open(dir, name, ctKey, ctValue));
   const rn = open(dir, 'sy_revnat', u32, revNat);
   const be = open(dir, 'sy_backends', u32, backend);
   const nowNs = process.hrtime.bigint();
   try {
-    return ct.entries().map(([k, v]) => {
+    return tables.flatMap((t) => t.entries()).map(([k, v]) => {
       const found = rn.get(v.revNatId);
       const frontend = found?.family === 0 ? undefined : found;
       const b = be.get(v.backendId);
@@ -93,13 +94,13 @@ function readFlows(dir: string): FlowRow[] {
       } satisfies FlowRow;
     });
   } finally {
-    ct.close();
+    for (const t of tables) t.close();
     rn.close();
     be.close();
   }
 }
 
-export async function inspectCommand(what: 'services' | 'backends' | 'conntrack', argv: string[], io: CommandIO): Promise<number> {
+export async function inspectCommand(what: 'services' | 'backends' | 'conntrack' | 'drops', argv: string[], io: CommandIO): Promise<number> {
   const spec = command(what);
   const { values, args } = parseFlags(argv, spec.flags);
   if (values.get('help') === true) {
@@ -125,6 +126,15 @@ export async function inspectCommand(what: 'services' | 'backends' | 'conntrack'
       apiBackends: j.api?.backends ?? [],
     }));
     io.stdout(renderServices(joined, output, true));
+    return 0;
+  }
+  if (what === 'drops') {
+    const drops = open(dir, 'sy_drops', u32, perCpu(u64, native().numPossibleCpus()));
+    try {
+      io.stdout(renderDrops(DROP_REASONS.map((reason, i) => ({ reason, packets: (drops.get(i) ?? []).reduce((a, b) => a + b, 0n).toString() })), output));
+    } finally {
+      drops.close();
+    }
     return 0;
   }
   if (what === 'backends') {

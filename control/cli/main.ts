@@ -54,6 +54,7 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
       case 'services':
       case 'backends':
       case 'conntrack':
+      case 'drops':
         return await inspectCommand(name, args, io);
       case 'probe':
         return await probeCommand(args, io);

@@ -147,6 +147,19 @@ export function renderBackends(input: readonly BackendRow[], output: Output): st
   return `${columns(['BACKEND', 'PROTO', 'STATE', 'SERVICE'], rows.map((r) => [r.backend, r.protocol, r.terminating ? 'terminating' : 'active', `#${r.serviceId}`])).join('\n')}\n`;
 }
 
+export interface DropRow {
+  reason: string;
+  /** A decimal string: counters are 64-bit. */
+  packets: string;
+}
+
+/** Drops by reason in the datapath's order (table: the reasons that dropped something first). */
+export function renderDrops(rows: readonly DropRow[], output: Output): string {
+  if (output !== 'table') return machine(rows, output);
+  const sorted = [...rows].sort((a, b) => (BigInt(b.packets) > BigInt(a.packets) ? 1 : BigInt(b.packets) < BigInt(a.packets) ? -1 : 0));
+  return `${columns(['REASON', 'PACKETS'], sorted.map((r) => [r.reason, r.packets])).join('\n')}\n`;
+}
+
 export type FlowSort = 'idle' | 'source' | 'destination' | 'backend' | 'frontend';
 
 export interface FlowFilter {

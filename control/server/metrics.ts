@@ -6,6 +6,8 @@ export interface DatapathStats {
   services(): Array<{ servicePort: string; protocol: string; family: string; packets: bigint; bytes: bigint }>;
   maps(): Array<{ name: string; entries: number; maxEntries: number }>;
   conntrackEntries(): number;
+  /** Packets the datapath dropped, by reason (sy_drops, summed over CPUs). */
+  drops(): Readonly<Record<string, bigint>>;
 }
 
 /** prometheus.ExponentialBuckets(start, factor, count) */
@@ -150,6 +152,18 @@ export class ProxyMetrics {
       registers,
       collect() {
         for (const m of datapath()?.maps() ?? []) this.set({ map: m.name }, m.entries / m.maxEntries);
+      },
+    });
+    new Counter({
+      name: 'switchyard_datapath_drops_total',
+      help: 'Packets the eBPF datapath dropped, by reason (no-backend, source-range, local-no-endpoint, snat-exhausted, ct-full, no-route, unsupported, frag-needed, ttl-exceeded)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        // The kernel's counters are the truth: each scrape reports them as they are (one
+        // lookup per reason, never a map walk).
+        this.reset();
+        for (const [reason, packets] of Object.entries(datapath()?.drops() ?? {})) this.inc({ reason }, Number(packets));
       },
     });
     new Gauge({

@@ -13,6 +13,8 @@ import { ChangeTracker } from '../../control/model/tracker.ts';
 import { config, node } from '../cases/semantics.ts';
 import { service, slice } from '../cases/objects.ts';
 import { runPrefix } from '../lab/names.ts';
+import { ProxyMetrics } from '../../control/server/metrics.ts';
+import { inspectCommand } from '../../control/cli/inspect.ts';
 import { teardownNamesSync } from '../lab/sweep.ts';
 import { buildPacket, parsePacket, PROTO, TCP_FLAGS } from '../packet.ts';
 
@@ -227,7 +229,7 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     assert.equal(parsePacket(r.out).dst, '10.96.3.1', 'passed on untranslated');
   });
 
-  it('drops are counted by reason', () => {
+  it('drops are counted by reason, in switchyard_datapath_drops_total and `switchyard drops`', async () => {
     tracker.upsertService(service({ name: 'local', type: 'NodePort', clusterIPs: ['10.96.4.1'], eTP: 'Local', ports: [{ port: 80, nodePort: 30091 }] }));
     tracker.upsertSlice(slice({ name: 'local-x', service: 'local', ports: [{ port: 80 }], endpoints: [{ ip: '10.244.1.90', node: 'n1' }] }));
     tracker.upsertService(service({ name: 'lb', type: 'LoadBalancer', clusterIPs: ['10.96.4.2'], lbIPs: ['10.254.0.60'], sourceRanges: ['192.0.2.0/24'], ports: [{ port: 80, nodePort: 30092 }] }));
@@ -239,5 +241,16 @@ describe('connection tracking and the id lifecycle (BPF_PROG_TEST_RUN)', () => {
     const after = dp.drops();
     assert.equal(after['local-no-endpoint'], before['local-no-endpoint'] + 1n);
     assert.equal(after['source-range'], before['source-range'] + 1n);
+    // The metric and `switchyard drops` read the same counters (snat-exhausted came from the SNAT test above).
+    const metrics = new ProxyMetrics(() => new Map(), () => ({ services: () => [], maps: () => [], conntrackEntries: () => 0, drops: () => dp.drops() }));
+    const text = await metrics.registry.metrics();
+    for (const reason of ['local-no-endpoint', 'source-range', 'snat-exhausted'] as const) {
+      assert.match(text, new RegExp(`^switchyard_datapath_drops_total\\{reason="${reason}"\\} ${after[reason]}$`, 'm'));
+      assert.ok(after[reason] > 0n, reason);
+    }
+    let out = '';
+    assert.equal(await inspectCommand('drops', ['--bpffs-dir', `/sys/fs/bpf/${prefix}`, '-o', 'json'], { stdout: (x: string) => (out += x), stderr: () => undefined }), 0);
+    const rows = JSON.parse(out) as Array<{ reason: string; packets: string }>;
+    assert.equal(rows.find((r) => r.reason === 'source-range')?.packets, String(after['source-range']));
   });
 });
