@@ -13,10 +13,13 @@ export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, 
   const verdict = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode });
   const expected = (mode !== undefined ? c.inMode?.[mode] : undefined) ?? c.expect;
   assert.equal(verdict.verdict, expected.verdict, 'trace agrees with the table');
-  const count = verdict.verdict === 'FORWARD' ? 6 : 1;
-  const results = await lab.probe(netns, { targets: [{ proto: c.protocol === 'TCP' ? 'tcp' : 'udp', host: c.dst, port: c.port }], count, timeoutMs: 700, cgroup: fromNode ? cgroup : undefined });
+  const target = { proto: c.protocol === 'TCP' ? ('tcp' as const) : ('udp' as const), host: c.dst, port: c.port };
+  // Silence can only be waited for; an answer or a refusal is waited for generously (a loaded
+  // 2-core machine may take long to answer, which must not read as a DROP).
+  const timeoutMs = verdict.verdict === 'DROP' || verdict.verdict === 'NO_SERVICE' ? 700 : 5000;
+  const probe = (count: number) => lab.probe(netns, { targets: [target], count, timeoutMs, cgroup: fromNode ? cgroup : undefined });
   const nodeAddresses = new Set([...lab.nodes.flatMap((n) => [n.ipv4, n.ipv6]), ...lab.nodes.map((n) => `10.244.${n.index}.1`)]);
-  for (const r of results) {
+  const check = (r: Awaited<ReturnType<typeof probe>>[number]): string | undefined => {
     if (verdict.verdict === 'FORWARD') {
       assert.ok(r.ok, `expected an answer, got ${r.ok ? '' : r.error}`);
       const answered = verdict.endpoints.find((e) => podOf(e.ip) === r.reply.pod);
@@ -24,6 +27,7 @@ export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, 
       assert.equal(r.reply.port, answered.port, 'the target port');
       if (answered.sourceTranslated) assert.ok(nodeAddresses.has(r.reply.client), `the pod saw a node address, not ${r.reply.client}`);
       else assert.equal(r.reply.client, c.src, 'the pod saw the client address');
+      return r.reply.pod;
     } else if (verdict.verdict === 'REJECT') {
       assert.ok(!r.ok && r.error === 'ECONNREFUSED', `expected a refusal, got ${r.ok ? `an answer from ${r.reply.pod}` : r.error}`);
     } else if (verdict.verdict === 'DROP') {
@@ -31,7 +35,23 @@ export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, 
     } else {
       assert.ok(!r.ok || !/^n\dp\d$/.test(r.reply.pod), 'no pod answers a packet that matches no service');
     }
+    return undefined;
+  };
+  if (verdict.verdict !== 'FORWARD') {
+    for (const r of await probe(1)) check(r);
+    return;
   }
+  // Every endpoint trace names must be reached, and none other: new flows (one per connection)
+  // until each has answered. Choices are random, so the bound is set where missing one of k
+  // endpoints by chance is below 1e-20; ClientIP affinity keeps one client on one endpoint.
+  const wanted = new Set(verdict.endpoints.map((e) => podOf(e.ip)));
+  const seen = new Set<string>();
+  const sticky = verdict.affinityTimeoutSeconds > 0;
+  for (let sent = 0; sent < 240 && (sticky ? sent < 6 : seen.size < wanted.size); sent += 8) {
+    for (const r of await probe(sticky ? 6 : 8)) seen.add(check(r)!);
+  }
+  if (sticky) assert.equal(seen.size, 1, `ClientIP affinity: one client, one endpoint (${[...seen].join(', ')})`);
+  else assert.deepEqual([...seen].sort(), [...wanted].sort(), 'every endpoint trace names answered');
 }
 
 /** Routes the external client uses for LB and external IPs (through node n0, as a router would). */
