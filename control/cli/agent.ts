@@ -14,6 +14,7 @@ import { cleanupIpvs } from '../backends/ipvs/cleanup.ts';
 import { chooseMode, probeKernel } from '../backends/probe.ts';
 import { healthzPort, winkernelConfig } from '../backends/hns/winkernel-config.ts';
 import type { CommandIO } from './io.ts';
+import type { KubeProxyConntrack } from '../backends/ebpf/conntrack.ts';
 import { modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 import { validateConfiguration } from '../config/validate.ts';
 import { AGENT_FLAGS, applyAgentFlags, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
@@ -36,6 +37,28 @@ function xdpModeOf(value: unknown): 'native' | 'generic' | 'auto' | 'off' {
 }
 
 /** Go-style durations as kube-proxy's flags take them: "30s", "1m", "500ms", "1h30m0s". */
+/** kube-proxy's conntrack section as the eBPF datapath takes it (durations in seconds; 0: the default). */
+export function conntrackOf(kp: Dict): KubeProxyConntrack {
+  const seconds = (path: string): number => Math.round(parseDuration(String(at(kp, path) ?? '0s'), path) / 1000);
+  return {
+    maxPerCore: Number(at(kp, 'conntrack.maxPerCore') ?? 32768),
+    min: Number(at(kp, 'conntrack.min') ?? 131072),
+    tcpEstablishedTimeoutSeconds: seconds('conntrack.tcpEstablishedTimeout'),
+    tcpCloseWaitTimeoutSeconds: seconds('conntrack.tcpCloseWaitTimeout'),
+    udpTimeoutSeconds: seconds('conntrack.udpTimeout'),
+    udpStreamTimeoutSeconds: seconds('conntrack.udpStreamTimeout'),
+  };
+}
+
+/** "MIN-MAX", both within 1..65535. */
+export function snatPortsOf(v: unknown): { min: number; max: number } {
+  const m = /^(\d+)-(\d+)$/.exec(String(v ?? '1024-65535'));
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2]);
+  if (m === null || min < 1 || max > 65535 || min > max) throw new Error(`snatPorts: "MIN-MAX" within 1-65535, not ${JSON.stringify(v)}`);
+  return { min, max };
+}
+
 export function parseDuration(text: string, flag: string): number {
   const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   let total = 0;
@@ -232,6 +255,8 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
       externalDevices: (sy.externalDevices as string[] | null) ?? [],
       cgroup,
       xdpMode: xdpModeOf(sy.xdpMode),
+      conntrack: conntrackOf(kp),
+      snatPorts: snatPortsOf(sy.snatPorts),
     },
     logger,
     healthzBindAddress: str(kp.healthzBindAddress),

@@ -56,6 +56,8 @@ const SWITCHYARD_SCHEMA: Schema = {
   xdpMode: 'string',
   mapSizes: { object: { frontends: 'int', backends: 'int', slots: 'int', conntrack: 'int', affinity: 'int', sourceRanges: 'int' } },
   apiServerViaClusterIP: 'bool',
+  /** SNAT source ports ("MIN-MAX") when a client's own port is taken: masquerade, hairpin, NAT clashes. */
+  snatPorts: 'string',
 };
 
 export const KUBE_PROXY_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
@@ -101,6 +103,7 @@ export function defaultSwitchyardConfiguration(): Record<string, unknown> {
     loadBalancing: { algorithm: 'random' },
     socketLB: true,
     xdpMode: 'auto',
+    snatPorts: '1024-65535',
   };
 }
 
