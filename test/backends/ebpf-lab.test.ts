@@ -1,28 +1,4 @@
-// The semantic case table with real packets through the eBPF datapath: for every case, the pod
-// that answered and the client address it saw must be what trace() predicts on node n0.
-import { after, before, describe, it } from 'node:test';
-import type { Lab } from '../lab/lab.ts';
-import { checkCase } from './case-check.ts';
-import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
-import { labCases, semanticLab } from './semantic-lab.ts';
+// The semantic case table with real packets through the eBPF datapath.
+import { semanticTableSuite } from './ebpf-semantic-table.ts';
 
-describe('eBPF datapath: semantic case table with real packets', () => {
-  let lab: Lab;
-  let nodes: ProgrammedNode[] = [];
-
-  before(async () => {
-    lab = await semanticLab();
-    nodes = lab.nodes.map((n) => programNode(lab, n));
-  });
-
-  after(async () => {
-    for (const n of nodes) n.datapath.close();
-    await lab?.teardown();
-  });
-
-  // A node process cannot send from an LB IP it does not own; trace covers that case.
-  for (const c of labCases) {
-    it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup }));
-  }
-});
-
+semanticTableSuite('eBPF datapath: semantic case table with real packets');

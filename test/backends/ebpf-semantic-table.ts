@@ -1,0 +1,31 @@
+// The semantic case table through the eBPF datapath as one suite, with real packets: for every
+// case, the pod that answered and the client address it saw must be what trace() predicts on
+// node n0. `prepare` adds what the node has beside us (netfilter rules, another agent's filters).
+import { after, before, describe, it } from 'node:test';
+import type { Lab } from '../lab/lab.ts';
+import { checkCase } from './case-check.ts';
+import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
+import { labCases, semanticLab } from './semantic-lab.ts';
+
+export function semanticTableSuite(title: string, prepare: (lab: Lab) => Promise<void> = async () => undefined): void {
+  describe(title, () => {
+    let lab: Lab;
+    let nodes: ProgrammedNode[] = [];
+
+    before(async () => {
+      lab = await semanticLab();
+      await prepare(lab);
+      nodes = lab.nodes.map((n) => programNode(lab, n));
+    });
+
+    after(async () => {
+      for (const n of nodes) n.datapath.close();
+      await lab?.teardown();
+    });
+
+    // A node process cannot send from an LB IP it does not own; trace covers that case.
+    for (const c of labCases) {
+      it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup }));
+    }
+  });
+}
