@@ -23,13 +23,13 @@ const EXPECTED: Record<VmSeries, { features: Record<string, boolean>; build: str
 
 async function labTests(kernel: VmKernel, files: string[]): Promise<{ output: string; summary: string; exitCode: number; console: string; earlier: string }> {
   const argv = [process.execPath, '--test', '--test-concurrency=1', ...files];
-  let r = await runInVm(kernel, argv, { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+  let r = await runInVm(kernel, argv, { cwd: root, timeoutMs: 1_080_000, memoryMb: 4096 });
   let earlier = '';
   // Seen once in CI: the test process died at start-up inside the emulated VM, before any test
   // ran. That is the VM, not the datapath: one more boot, with both outputs kept if it recurs.
   if (r.exitCode !== 0 && /ℹ tests 1\b/.test(r.output) && /ℹ pass 0\b/.test(r.output)) {
     earlier = `first attempt:\n${r.output}\n${r.console.slice(-1500)}\n---\n`;
-    r = await runInVm(kernel, argv, { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+    r = await runInVm(kernel, argv, { cwd: root, timeoutMs: 1_080_000, memoryMb: 4096 });
   }
   const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
   return { ...r, summary, earlier };
@@ -53,7 +53,7 @@ for (const series of VM_SERIES) {
       assert.deepEqual(report.results.map((o) => o.object).sort(), want.loaded);
     });
 
-    it('the semantic case table and the socket hooks\' refusal pass with real packets', { skip: missing }, async () => {
+    it('the semantic case table and the socket hooks\' refusal pass with real packets', { skip: missing, timeout: 2_400_000 }, async () => {
       const r = await labTests(kernel!, ['test/backends/ebpf-lab.test.ts', 'test/backends/ebpf-sock-refuse.test.ts']);
       assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
       assert.match(r.summary, /ℹ fail 0/);
@@ -63,7 +63,7 @@ for (const series of VM_SERIES) {
     });
 
     // A boot of its own: one guest running three labs in a row was seen to lose a test process.
-    it('foreign tc and XDP programs, L3 devices and the learnt netns cookie, with real packets', { skip: missing }, async () => {
+    it('foreign tc and XDP programs, L3 devices and the learnt netns cookie, with real packets', { skip: missing, timeout: 2_400_000 }, async () => {
       const r = await labTests(kernel!, ['test/backends/ebpf-neighbours.test.ts', 'test/backends/ebpf-devices.test.ts', 'test/bpf/netns-cookie.test.ts']);
       assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
       assert.match(r.summary, /ℹ fail 0/);
@@ -72,8 +72,8 @@ for (const series of VM_SERIES) {
 
     // IPVS mode once, on 6.1: its semantics do not depend on the eBPF datapath's kernel floor.
     if (series === '6.1') {
-      it('IPVS mode: the semantic case table, graceful termination, restart and cleanup', { skip: missing }, async () => {
-        const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ipvs-lab.vm-test.ts'], { cwd: root, timeoutMs: 540_000, memoryMb: 4096 });
+      it('IPVS mode: the semantic case table, graceful termination, restart and cleanup', { skip: missing, timeout: 1_200_000 }, async () => {
+        const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ipvs-lab.vm-test.ts'], { cwd: root, timeoutMs: 1_080_000, memoryMb: 4096 });
         const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
         assert.equal(r.exitCode, 0, `${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
         assert.match(summary, /ℹ fail 0/);
