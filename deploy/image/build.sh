@@ -12,7 +12,12 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 out=build/image
 suite=bookworm
-mirror=http://deb.debian.org/debian
+# The Debian mirrors this machine's own apt sources name (the registry it may reach).
+sources=/etc/apt/sources.list.d/debian.sources
+mirror=$(awk '/^URIs:/ { print $2; exit }' "$sources" 2>/dev/null || true)
+security=$(awk '/^URIs:/ && /security/ { print $2; exit }' "$sources" 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "npm run image: no Debian mirror in $sources" >&2; exit 1; }
+[ -n "$security" ] || security="$mirror-security"
 version=$(node -p 'require("./package.json").version')
 tag=switchyard:$version
 
@@ -44,7 +49,7 @@ if [ ! -f "$base" ]; then
   echo "image: building the Debian $suite rootfs ($packages)"
   rm -f "$out"/cache/rootfs-*.tar
   mmdebstrap "${mmdebstrap_args[@]}" "$suite" "$base.partial" \
-    "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb http://deb.debian.org/debian-security $suite-security main"
+    "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main"
   mv "$base.partial" "$base"
 else
   echo "image: reusing the rootfs $base"
