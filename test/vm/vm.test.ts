@@ -27,7 +27,10 @@ async function labTests(kernel: VmKernel, files: string[]): Promise<{ output: st
   let earlier = '';
   // Seen once in CI: the test process died at start-up inside the emulated VM, before any test
   // ran. That is the VM, not the datapath: one more boot, with both outputs kept if it recurs.
-  if (r.exitCode !== 0 && /ℹ tests 1\b/.test(r.output) && /ℹ pass 0\b/.test(r.output)) {
+  // Seen too: Node itself aborting in the guest (V8's "# Fatal error in ..., Check failed"), once
+  // in several boots under TCG, never on this machine's kernel; treated the same way.
+  const vmFault = (o: string): boolean => (/ℹ tests 1\b/.test(o) && /ℹ pass 0\b/.test(o)) || /^\s*# Fatal error in /m.test(o);
+  if (r.exitCode !== 0 && vmFault(r.output)) {
     earlier = `first attempt:\n${r.output}\n${r.console.slice(-1500)}\n---\n`;
     r = await runInVm(kernel, argv, { cwd: root, timeoutMs: 1_080_000, memoryMb: 4096 });
   }
