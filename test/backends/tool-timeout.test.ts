@@ -19,6 +19,7 @@ import { service, slice } from '../cases/objects.ts';
 import { run } from '../lab/exec.ts';
 import { inNetns } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
+import { until } from '../wait.ts';
 
 const netns = `${runPrefix()}-hung`;
 const dir = mkdtempSync(join(tmpdir(), `${runPrefix()}-hung-`));
@@ -36,15 +37,6 @@ const alive = (pid: number): boolean => {
   }
 };
 const pids = (): number[] => (existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim().split('\n').filter((l) => l !== '').map(Number) : []);
-
-/** Polls `cond` every 20 ms for up to 10 s. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 function tracker(): ChangeTracker {
   const t = new ChangeTracker({ ...DEFAULT_MODEL_CONFIG, families: [4], clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR' }, nodeFacts('n0', { metadata: { name: 'n0' }, status: { addresses: [{ type: 'InternalIP', address: '10.254.0.11' }] } }));
@@ -89,19 +81,19 @@ describe('rule-mode tools: timeouts, stop and SIGTERM', () => {
     assert.equal(r.timedOut, true);
     assert.match(r.out, /killed after 300 ms \(timeout\)/);
     const pid = pids()[before]!;
-    await until(() => !alive(pid), 'the hung tool to be gone');
+    await until('the hung tool to be gone', () => !alive(pid), 10_000);
   });
 
   it('stop() kills a running tool at once and refuses new ones', async () => {
     const runner = toolRunner([], { timeoutMs: 600_000 });
     const before = pids().length;
     const pending = runner(hung, []);
-    await until(() => pids().length > before, 'the tool to start');
+    await until('the tool to start', () => pids().length > before, 10_000);
     runner.stop();
     const r = await pending;
     assert.equal(r.ok, false);
     assert.notEqual(r.timedOut, true);
-    await until(() => !alive(pids()[before]!), 'the tool to be gone');
+    await until('the tool to be gone', () => !alive(pids()[before]!), 10_000);
     assert.equal((await runner('true', [])).ok, false, 'nothing runs after stop()');
   });
 
@@ -112,10 +104,10 @@ describe('rule-mode tools: timeouts, stop and SIGTERM', () => {
     const before = pids().length;
     const child = spawn(process.execPath, [script], { stdio: 'ignore' });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-    await until(() => pids().length > before, 'the tool to start');
+    await until('the tool to start', () => pids().length > before, 10_000);
     child.kill('SIGTERM');
     assert.equal(await exited, 'SIGTERM', 'the process ends as SIGTERM asks');
-    await until(() => !alive(pids()[before]!), 'the tool to be gone');
+    await until('the tool to be gone', () => !alive(pids()[before]!), 10_000);
   });
 
   it('nftables: a hung nft fails the sync with a timeout, and the next sync repairs', async () => {

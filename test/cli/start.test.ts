@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { main } from '../../control/cli/main.ts';
 import { writeManifests } from '../cases/manifests.ts';
 import { runPrefix } from '../lab/names.ts';
+import { until } from '../wait.ts';
 
 const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url));
 const GET = fileURLToPath(new URL('../lab/http-get.ts', import.meta.url));
@@ -44,14 +45,6 @@ function start(args: string[], wrap: string[] = []): { child: ChildProcess; out:
   child.stdout!.on('data', (d: Buffer) => (out.stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out.stderr += d.toString()));
   return { child, out, done: exited(child, out, started) };
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Pids of the processes whose parent is `pid`. */
@@ -165,7 +158,7 @@ describe('agent start and stop', () => {
     const dir = pins('run');
     const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cluster-cidr', '10.244.0.0/16', '-v', '4'], ['unshare', '-n', '--']);
     children.push(a.child);
-    await until('the first sync', () => /"synced"/.test(a.out.stderr) || a.child.exitCode !== null);
+    await until('the first sync', () => /"synced"/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
     assert.equal(a.child.exitCode, null, a.out.stderr);
     const kids = childrenOf(a.child.pid!);
     assert.ok(kids.length > 0, 'the agent watches links with a child process');
@@ -173,7 +166,7 @@ describe('agent start and stop', () => {
     a.child.kill('SIGTERM');
     const r = await a.done;
     assert.equal(r.code, 0, r.stderr);
-    await until('the children to end', () => kids.every((k) => !alive(k)));
+    await until('the children to end', () => kids.every((k) => !alive(k)), 60_000);
   });
 
   it('a start that fails after the datapath was pinned removes what it made, and its children', async () => {
@@ -193,7 +186,7 @@ describe('agent start and stop', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.deepEqual(r.stderr.trimEnd().split('\n').filter((l) => !KLOG.test(l)), [`switchyard: bpf_prog_attach: Bad file descriptor (${notCgroup})`]);
       assert.equal(existsSync(dir), false, 'the pins this start made are gone');
-      await until('its children to end', () => [...seen].every((k) => !alive(k)));
+      await until('its children to end', () => [...seen].every((k) => !alive(k)), 60_000);
     } finally {
       rmSync(notCgroup, { recursive: true, force: true });
     }
@@ -204,7 +197,7 @@ describe('agent start and stop', () => {
     // Port 1 on the loopback of a fresh netns (lo brought up): refused at once, the reflectors retry with backoff.
     const a = start(['--master', 'http://127.0.0.1:1', '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--bpffs-dir', dir], ['unshare', '-n', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh']);
     children.push(a.child);
-    await until('a failed watch', () => /watch \w+ failed; retrying/.test(a.out.stderr) || a.child.exitCode !== null);
+    await until('a failed watch', () => /watch \w+ failed; retrying/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
     assert.equal(a.child.exitCode, null, a.out.stderr);
     const metrics = async (): Promise<string> => {
       const out = await new Promise<string>((resolve) =>
@@ -213,11 +206,7 @@ describe('agent start and stop', () => {
       return out === '' ? '' : (JSON.parse(out) as { body: string }).body;
     };
     let text = '';
-    const deadline = Date.now() + 60_000;
-    while (!/^rest_client_requests_total\{code="<error>"/m.test(text) && Date.now() < deadline) {
-      text = await metrics();
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('a failed API request counted', async () => /^rest_client_requests_total\{code="<error>"/m.test((text = await metrics())), 60_000, 50);
     assert.match(text, /^switchyard_apiserver_up 0$/m);
     assert.match(text, /^switchyard_watch_events_total\{kind="\w+",event="error"\} [1-9]/m);
     assert.match(text, /^rest_client_requests_total\{code="<error>",host="127\.0\.0\.1:1",method="GET"\} [1-9]/m);

@@ -9,6 +9,7 @@ import { ProxyMetrics } from '../../control/server/metrics.ts';
 import { ProxyServers, type ServerOptions } from '../../control/server/servers.ts';
 import { countRequests } from '../../control/server/request-metrics.ts';
 import type { ApiResponse } from '../../control/sources/kube/transport.ts';
+import { until } from '../wait.ts';
 
 function servers(o: Partial<ServerOptions>, errors: string[] = []): ProxyServers {
   const logger = pino({ level: 'error' }, { write: (line: string) => void errors.push((JSON.parse(line) as { msg: string }).msg) });
@@ -19,14 +20,6 @@ async function listening(): Promise<{ server: Server; port: number }> {
   const server = createServer();
   await new Promise<void>((r) => server.listen({ host: '127.0.0.1', port: 0 }, r));
   return { server, port: (server.address() as { port: number }).port };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('server binding', () => {

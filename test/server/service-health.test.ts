@@ -11,6 +11,7 @@ import type { DesiredState } from '../../control/model/types.ts';
 import { healthCheckTargets, ServiceHealthServers, type ListenFailure } from '../../control/server/service-health.ts';
 import { service, slice } from '../cases/objects.ts';
 import { config, node } from '../cases/semantics.ts';
+import { until } from '../wait.ts';
 
 const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const;
 
@@ -51,15 +52,6 @@ async function ask(host: string, port: number): Promise<{ status: number; weight
   return { status: r.status, weight: r.headers.get('x-load-balancing-endpoint-weight') ?? undefined, body: (await r.json()) as never };
 }
 
-/** Polls `check` until it holds, for up to 10 s: the listener retries on its own timer. */
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`never: ${what}`);
-}
-
 describe('healthCheckNodePort listeners', () => {
   let servers: ServiceHealthServers | undefined;
   const blockers: http.Server[] = [];
@@ -83,7 +75,7 @@ describe('healthCheckNodePort listeners', () => {
     const failures: ListenFailure[] = [];
     servers = new ServiceHealthServers({ proxyHealthy: () => true, onError: (f) => failures.push(f), bindHosts: LOOPBACK, retryMs: 20 });
     servers.update(state(a.port, { ready: 2, notReady: 0 }, 1));
-    await eventually('both families listen', async () => servers!.status().listening.length === 2);
+    await until('both families listen', async () => servers!.status().listening.length === 2, 10_000, 50);
     const v4 = await ask(LOOPBACK[4], a.port);
     assert.deepEqual([v4.status, v4.weight, v4.body], [200, '4', { service: { namespace: 'demo', name: 'lb' }, localEndpoints: 4, serviceProxyHealthy: true }]);
     const v6 = await ask(LOOPBACK[6], a.port);
@@ -109,7 +101,7 @@ describe('healthCheckNodePort listeners', () => {
       maxRetryMs: 100,
     });
     servers.update(state(taken.port, { ready: 1, notReady: 0 }, 1));
-    await eventually('the IPv4 listen failed twice', async () => failures.length >= 2);
+    await until('the IPv4 listen failed twice', async () => failures.length >= 2, 10_000, 50);
     assert.equal(failures[0]!.family, 4);
     assert.equal(failures[0]!.port, taken.port);
     assert.match(failures[0]!.error.message, /EADDRINUSE/);
@@ -118,7 +110,7 @@ describe('healthCheckNodePort listeners', () => {
     assert.deepEqual(servers.status(), { listening: [`6/${taken.port}`], failing: [`4/${taken.port}`] });
     // The other holder lets go: the next retry takes the port.
     await new Promise((r) => taken.blocker.close(r));
-    await eventually('the IPv4 listener is up', async () => (await ask(LOOPBACK[4], taken.port)).body.localEndpoints === 2);
+    await until('the IPv4 listener is up', async () => (await ask(LOOPBACK[4], taken.port)).body.localEndpoints === 2, 10_000, 50);
     assert.deepEqual(recovered, [`4/${taken.port}`]);
     assert.deepEqual(servers.status().failing, []);
   });
@@ -129,7 +121,7 @@ describe('healthCheckNodePort listeners', () => {
     const failures: ListenFailure[] = [];
     servers = new ServiceHealthServers({ proxyHealthy: () => true, onError: (f) => failures.push(f), bindHosts: LOOPBACK, retryMs: 20 });
     servers.update(state(taken.port, { ready: 1, notReady: 0 }, 1));
-    await eventually('the listen failed', async () => failures.length >= 1);
+    await until('the listen failed', async () => failures.length >= 1, 10_000, 50);
     servers.update(new ChangeTracker(config, nodeFacts('n0', node)).state());
     assert.deepEqual(servers.status(), { listening: [], failing: [] });
     await new Promise((r) => taken.blocker.close(r));
