@@ -157,3 +157,34 @@ export function planState(state: DesiredState, mode: PlanMode = 'iptables'): Map
   for (const fs of state.families.values()) for (const sp of fs.servicePorts.values()) out.set(sp.key, { fs, plan: planServicePort(sp, fs, state.config, mode) });
   return out;
 }
+
+export const isForward = (d: Decision): d is Extract<Decision, { action: 'FORWARD' }> => d.action === 'FORWARD';
+
+/** Frontend kinds reached from outside; the chain-based modes give them one external chain. */
+export const EXTERNAL_KINDS = ['ExternalIP', 'LoadBalancer', 'NodePort'] as const;
+
+/** What kube-proxy's chain-based layouts (iptables, nftables) need to know of a plan. */
+export interface ChainUse {
+  internal: SourceDecisions;
+  /** The external kinds this port has. */
+  kinds: Array<(typeof EXTERNAL_KINDS)[number]>;
+  /** Their decisions: the traffic policy applies to them alike, so the first one's stand for all. */
+  external: SourceDecisions | undefined;
+  /**
+   * The external chain exists whenever some source is forwarded: even without external endpoints
+   * it carries the short-circuits for pod and node traffic (kube-proxy's usesExternalTrafficChain).
+   */
+  usesExternalChain: boolean;
+  forwardsSomething: boolean;
+  /** An LB IP with loadBalancerSourceRanges: a firewall chain. */
+  firewall: boolean;
+}
+
+export function chainUse(plan: ServicePortPlan): ChainUse {
+  const internal = plan.byKind.ClusterIP!;
+  const kinds = EXTERNAL_KINDS.filter((k) => plan.byKind[k] !== undefined);
+  const external = kinds.length > 0 ? plan.byKind[kinds[0]!]! : undefined;
+  const forwardsAny = (d: SourceDecisions): boolean => SOURCE_CLASSES.some((c) => isForward(d[c]));
+  const usesExternalChain = external !== undefined && forwardsAny(external);
+  return { internal, kinds, external, usesExternalChain, forwardsSomething: forwardsAny(internal) || usesExternalChain, firewall: plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0 };
+}

@@ -4,7 +4,7 @@
 // KUBE-NODEPORTS, KUBE-FORWARD, KUBE-PROXY-FIREWALL; KUBE-PROXY-CANARY in mangle, nat, filter).
 // Pure: the adapter (apply.ts) feeds the text to iptables-restore --noflush on stdin.
 import type { Family } from '../../model/ip.ts';
-import { planServicePort, SOURCE_CLASSES, type Decision, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
+import { chainUse, isForward, planServicePort, type Decision, type ServicePortPlan } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
 import { endpointChain, externalChain, firewallChain, serviceChain, serviceLocalChain } from './names.ts';
 
@@ -91,9 +91,7 @@ export interface PortRules {
   shared: Map<string, Map<string, string[]>>;
 }
 
-const isForward = (d: Decision): d is Extract<Decision, { action: 'FORWARD' }> => d.action === 'FORWARD';
 const sameForward = (a: Decision, b: Decision): boolean => isForward(a) && isForward(b) && a.policy === b.policy && a.masquerade === b.masquerade;
-const EXTERNAL_KINDS = ['ExternalIP', 'LoadBalancer', 'NodePort'] as const;
 
 /**
  * One service port's rules, translated from its plan (control/model/plan.ts): which chain a
@@ -128,17 +126,8 @@ export function compileIptablesPort(plan: ServicePortPlan, fs: FamilyState): Por
   const chainOf = (d: Extract<Decision, { action: 'FORWARD' }>): string => (d.policy === 'Local' ? svl : svc);
   const why = (d: Decision): string => (d.action === 'DROP' ? `${spn} has no local endpoints` : `${spn} has no endpoints`);
 
-  const internal = plan.byKind.ClusterIP!;
-  const kinds = EXTERNAL_KINDS.filter((k) => plan.byKind[k] !== undefined);
-  // The external kinds share one EXT chain: their decisions are the same (the traffic policy
-  // applies to them alike), so the first one's stand for all.
-  const external = kinds.length > 0 ? plan.byKind[kinds[0]!]! : undefined;
-  const forwardsAny = (d: Readonly<Record<SourceClass, Decision>>): boolean => SOURCE_CLASSES.some((c) => isForward(d[c]));
-  // The EXT chain exists whenever some source is forwarded: even without external endpoints, it
-  // carries the short-circuit rules for pod and node traffic (kube-proxy's usesExternalTrafficChain).
-  const usesExternalChain = external !== undefined && forwardsAny(external);
-  const forwardsSomething = forwardsAny(internal) || usesExternalChain;
-  const lbWithRanges = plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0;
+  // The external kinds share one EXT chain (chainUse).
+  const { internal, kinds, external, usesExternalChain, forwardsSomething, firewall: lbWithRanges } = chainUse(plan);
   const endpoints = new Set([...(plan.use.cluster ? sp.clusterEndpoints : []), ...(plan.use.local ? sp.localEndpoints : [])]);
 
   if (forwardsSomething) {
@@ -184,7 +173,7 @@ export function compileIptablesPort(plan: ServicePortPlan, fs: FamilyState): Por
   }
   // The external chain: masquerade everyone, or keep the client, with the sources whose
   // decision differs (pods, the node) sent their own way first.
-  if (usesExternalChain) {
+  if (usesExternalChain && external !== undefined) {
     const { other, node } = external;
     const pod = external['local-pod'];
     if (isForward(other) && other.masquerade) {

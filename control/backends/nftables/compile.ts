@@ -6,7 +6,7 @@
 // Pure: the result is a set of named objects that render.ts turns into `nft -f -` transactions,
 // whole or as the difference from what was applied before.
 import { canonicalIp, familyOf, ipToBigInt, type Family } from '../../model/ip.ts';
-import { planServicePort, SOURCE_CLASSES, type Decision, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
+import { chainUse, EXTERNAL_KINDS, isForward, planServicePort, type Decision, type ServicePortPlan } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState } from '../../model/types.ts';
 import { endpointObjects, servicePortObjects } from './names.ts';
 
@@ -176,9 +176,7 @@ export interface PortNft {
   elements: Array<[string, string, string]>;
 }
 
-const isForward = (d: Decision): d is Extract<Decision, { action: 'FORWARD' }> => d.action === 'FORWARD';
 const sameForward = (a: Decision, b: Decision): boolean => isForward(a) && isForward(b) && a.policy === b.policy && a.masquerade === b.masquerade;
-const EXTERNAL_KINDS = ['ExternalIP', 'LoadBalancer', 'NodePort'] as const;
 
 function elementText(value: string, comment: string): string {
   return `${comment !== '' ? ` comment ${quote(comment)}` : ''}${value !== '' ? ` : ${value}` : ''}`;
@@ -212,17 +210,8 @@ export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft 
   const chainExists = (policy: 'Cluster' | 'Local'): boolean => (policy === 'Local' ? localEndpoints : clusterEndpoints).length > 0;
   const chainOf = (d: Extract<Decision, { action: 'FORWARD' }>): string => (d.policy === 'Local' ? names.local : names.service);
   const verdict = (d: Decision): string => (d.action === 'REJECT' ? 'goto reject-chain' : 'drop');
-  const internal = plan.byKind.ClusterIP!;
-  const kinds = EXTERNAL_KINDS.filter((k) => plan.byKind[k] !== undefined);
-  // The external kinds share one external chain: their decisions are the same (the traffic
-  // policy applies to them alike), so the first one's stand for all.
-  const external = kinds.length > 0 ? plan.byKind[kinds[0]!]! : undefined;
-  const forwardsAny = (d: Readonly<Record<SourceClass, Decision>>): boolean => SOURCE_CLASSES.some((c) => isForward(d[c]));
-  // Even without external endpoints the external chain carries the short-circuits for pod and
-  // node traffic (kube-proxy's usesExternalTrafficChain).
-  const usesExternalChain = external !== undefined && forwardsAny(external);
-  const forwardsSomething = forwardsAny(internal) || usesExternalChain;
-  const usesFirewall = plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0;
+  // The external kinds share one external chain (chainUse).
+  const { internal, kinds, external, usesExternalChain, forwardsSomething, firewall: usesFirewall } = chainUse(plan);
   const key = (ip: string): string => `${ip} . ${proto} . ${sp.port}`;
 
   const toCluster = internal.other;
@@ -262,7 +251,7 @@ export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft 
     // node again, so it is masqueraded.
     else if (toCluster.masquerade && local !== undefined) rule(chainOf(toCluster), `${match} ${local[1]} jump mark-for-masquerade`);
   }
-  if (usesExternalChain) {
+  if (usesExternalChain && external !== undefined) {
     const { other, node } = external;
     const pod = external['local-pod'];
     if (isForward(other) && other.masquerade) {
