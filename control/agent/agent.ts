@@ -106,7 +106,7 @@ export class Agent {
       now: Date.now(),
       lastUpdated: this.runner?.lastSyncAt || undefined,
       // Before the first sync, the agent's start counts as the moment a change was queued.
-      lastQueued: this.runner?.pendingSince ?? (this.firstDone ? undefined : this.startedAt),
+      lastQueued: this.runner?.unappliedSince ?? (this.firstDone ? undefined : this.startedAt),
       healthTimeoutMs: 2 * this.o.syncPeriodMs,
       nodeDeleting: node.deleting,
       nodeToBeDeleted: node.toBeDeleted,
@@ -216,7 +216,7 @@ export class Agent {
           this.ready();
         }
       },
-      onError: (e) => log.error({ error: e.message }, 'sync failed; retrying'),
+      onError: (e, failures, retryInMs) => log.error({ error: e.message, failures, retryInMs }, `sync failed (${failures} in a row); retrying in ${retryInMs} ms`),
     });
     this.runner = runner;
     const feed = new ModelFeed({

@@ -2,6 +2,9 @@
 // (the eBPF backend) every change is applied on the next turn of the event loop; with a
 // minSyncPeriod (kube-proxy's --iptables-min-sync-period) changes coalesce and syncs are at
 // least that far apart. A periodic full sync (syncPeriod) catches drift in rule-based backends.
+// A failed sync is retried as a full sync after a backoff that doubles per failure (1 s up to
+// 30 s, never sooner than minSyncPeriod) and starts again after a success, as kube-proxy retries
+// through its runner's RetryAfter: a backend that keeps failing is not retried in a hot loop.
 import type { ChangeTracker } from '../model/tracker.ts';
 import type { ChangeSet } from '../model/types.ts';
 
@@ -13,7 +16,11 @@ export interface SyncRunnerOptions {
   /** 0: no periodic full sync. */
   syncPeriodMs: number;
   now?: () => number;
-  onError?: (error: Error) => void;
+  /** After a failed sync: the error, how many failed in a row, and when the retry runs. */
+  onError?: (error: Error, failures: number, retryInMs: number) => void;
+  /** First and largest retry delay after failed syncs (default 1 s and 30 s). */
+  retryMinMs?: number;
+  retryMaxMs?: number;
 }
 
 export class SyncRunner {
@@ -27,13 +34,28 @@ export class SyncRunner {
   private stopped = false;
   /** When the last sync finished (ms since epoch), 0 before the first. */
   lastSyncAt = 0;
-  /** When the oldest change not yet applied arrived, undefined when none is pending. */
+  /** When the oldest change not yet handed to a sync arrived, undefined when none waits. */
   pendingSince: number | undefined;
+  /** When the oldest change the running sync carries arrived (it is not applied until that sync succeeds). */
+  private inFlightSince: number | undefined;
+  /** Failed syncs in a row, and the earliest moment the next sync may run after them. */
+  failures = 0;
+  private retryAt = 0;
   syncs = 0;
 
   constructor(options: SyncRunnerOptions) {
     this.o = options;
     this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * When the oldest change not yet applied arrived: waiting, or carried by a sync still running
+   * (a hung sync keeps it, so health turns bad as kube-proxy's does), undefined when none.
+   */
+  get unappliedSince(): number | undefined {
+    const a = this.pendingSince;
+    const b = this.inFlightSince;
+    return a === undefined ? b : b === undefined ? a : Math.min(a, b);
   }
 
   start(): void {
@@ -76,7 +98,8 @@ export class SyncRunner {
       return;
     }
     if (this.timer !== undefined) return;
-    const wait = Math.max(0, this.lastSyncAt + this.o.minSyncPeriodMs - this.now());
+    const now = this.now();
+    const wait = Math.max(0, this.lastSyncAt + this.o.minSyncPeriodMs - now, this.retryAt - now);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.running = this.runOnce().finally(() => {
@@ -92,20 +115,30 @@ export class SyncRunner {
   private async runOnce(): Promise<void> {
     const full = this.fullRequested;
     this.fullRequested = false;
-    const since = this.pendingSince;
+    const since = this.pendingSince ?? this.now();
+    this.inFlightSince = since;
     this.pendingSince = undefined;
     const changes = this.o.tracker.flush();
     try {
       await this.o.sync(changes, full);
       this.syncs++;
+      this.failures = 0;
+      this.retryAt = 0;
       this.lastSyncAt = this.now();
     } catch (e) {
-      // Not applied: it stays pending (health reports it) and is retried after minSyncPeriod.
-      this.pendingSince = since ?? this.now();
+      // Not applied: it stays pending (health reports it) and is retried as a full sync (the
+      // changes were flushed) once the backoff has passed.
+      this.pendingSince = Math.min(since, this.pendingSince ?? since);
       this.fullRequested = true;
-      this.o.onError?.(e as Error);
+      this.failures++;
+      const min = this.o.retryMinMs ?? 1000;
+      const delay = Math.max(this.o.minSyncPeriodMs, Math.min(this.o.retryMaxMs ?? 30_000, min * 2 ** Math.min(this.failures - 1, 20)));
       this.lastSyncAt = this.now();
+      this.retryAt = this.lastSyncAt + delay;
+      this.o.onError?.(e as Error, this.failures, delay);
       this.again = true;
+    } finally {
+      this.inFlightSince = undefined;
     }
   }
 }
