@@ -12,7 +12,7 @@ import { IpvsProxyBackend } from '../backends/ipvs/proxy-backend.ts';
 import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
 import { KernelspaceProxyBackend } from '../backends/hns/proxy-backend.ts';
 import type { WinkernelConfig } from '../backends/hns/winkernel-config.ts';
-import { listAddresses } from '../backends/ebpf/devices.ts';
+import { listAddresses, NetlinkWatcher } from '../backends/ebpf/devices.ts';
 import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -66,6 +66,7 @@ export class Agent {
   readonly rejections: RejectionLog;
   private backend: ProxyBackend | undefined;
   private runner: SyncRunner | undefined;
+  private addressWatcher: NetlinkWatcher | undefined;
   private files: FilesSource | undefined;
   private kube: KubeSource | undefined;
   private readonly synced = new Set<KindName>();
@@ -131,9 +132,13 @@ export class Agent {
     const log = this.o.logger;
     // Before anything is programmed: an API server this node cannot reach yet stops the agent here.
     const kubeConfig = this.o.source.kind === 'kube' ? agentKubeConfig(this.o.source) : undefined;
-    const hostAddresses = (await listAddresses()).map((a) => a.address);
-    // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
-    if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) hostAddresses.unshift(this.o.bindAddress);
+    const readHostAddresses = async (): Promise<string[]> => {
+      const addresses = (await listAddresses()).map((a) => a.address);
+      // A specific --bind-address is the node IP of its family, ahead of the interfaces'.
+      if (this.o.bindAddress !== undefined && !['0.0.0.0', '::', ''].includes(this.o.bindAddress)) addresses.unshift(this.o.bindAddress);
+      return addresses;
+    };
+    const hostAddresses = await readHostAddresses();
     this.tracker.setNode(nodeFacts(this.o.nodeName, undefined, hostAddresses));
     // Bound first, before anything touches the kernel: a busy port stops the start here.
     if (this.o.healthzBindAddress !== undefined || this.o.metricsBindAddress !== undefined) {
@@ -242,6 +247,24 @@ export class Agent {
         }
       },
     });
+    // Addresses added to or removed from the node's interfaces after start (a second NIC, a
+    // VIP moved here) change where NodePorts answer: re-read on every address event.
+    let known = hostAddresses.join(',');
+    this.addressWatcher = new NetlinkWatcher({
+      objects: ['address'],
+      onChange: () => {
+        readHostAddresses()
+          .then((now) => {
+            if (now.join(',') === known) return;
+            log.info({ before: known.split(','), after: now }, 'host addresses changed');
+            known = now.join(',');
+            feed.setHostAddresses(now);
+          })
+          .catch((e: Error) => log.error({ error: e.message }, `reading host addresses: ${e.message}`));
+      },
+      onRestart: (why, ms) => log.warn({ error: why, restartInMs: ms }, `${why}; restarting it in ${ms} ms, then re-reading the addresses`),
+    });
+    this.addressWatcher.start();
     if (this.o.source.kind === 'files') {
       this.files = new FilesSource({ dir: this.o.source.dir, sink: feed });
       await this.files.start();
@@ -280,6 +303,7 @@ export class Agent {
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
   async stop(): Promise<void> {
     this.serviceHealth.close();
+    this.addressWatcher?.stop();
     await this.servers?.close();
     await this.files?.stop();
     await this.kube?.stop();

@@ -21,9 +21,20 @@ export interface ModelFeedOptions {
 
 export class ModelFeed implements ObjectSink {
   private readonly o: ModelFeedOptions;
+  private hostAddresses: readonly string[];
+  /** The proxy's own Node as last seen, so host address changes are merged with it. */
+  private node: V1Node | undefined;
 
   constructor(options: ModelFeedOptions) {
     this.o = options;
+    this.hostAddresses = options.hostAddresses ?? [];
+  }
+
+  /** The host's interface addresses changed (netlink): the node facts are recomputed with them. */
+  setHostAddresses(addresses: readonly string[]): void {
+    this.hostAddresses = addresses;
+    this.o.tracker.setNode(nodeFacts(this.o.nodeName, this.node, this.hostAddresses));
+    this.o.onChange?.();
   }
 
   upsert(kind: KindName, obj: KubeObject): void {
@@ -36,16 +47,20 @@ export class ModelFeed implements ObjectSink {
     };
     if (kind === 'Service') record(this.o.tracker.upsertService(obj));
     else if (kind === 'EndpointSlice') record(this.o.tracker.upsertSlice(obj));
-    else if (obj?.metadata?.name === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, obj as V1Node, this.o.hostAddresses));
-    else return;
+    else if (obj?.metadata?.name === this.o.nodeName) {
+      this.node = obj as V1Node;
+      this.o.tracker.setNode(nodeFacts(this.o.nodeName, this.node, this.hostAddresses));
+    } else return;
     this.o.onChange?.();
   }
 
   delete(kind: KindName, key: string): void {
     if (kind === 'Service') this.o.tracker.deleteService(key);
     else if (kind === 'EndpointSlice') this.o.tracker.deleteSlice(key);
-    else if (key === this.o.nodeName) this.o.tracker.setNode(nodeFacts(this.o.nodeName, undefined, this.o.hostAddresses));
-    else return;
+    else if (key === this.o.nodeName) {
+      this.node = undefined;
+      this.o.tracker.setNode(nodeFacts(this.o.nodeName, undefined, this.hostAddresses));
+    } else return;
     this.o.rejections.forget(`${kind} ${key}`);
     this.o.onChange?.();
   }

@@ -2,6 +2,7 @@
 // close) for a while, or one bulk download; prints one JSON line.
 //   node load.ts '{"mode":"connections","host":"10.96.0.10","port":80,"seconds":3}'   (or "count":30000)
 //   node load.ts '{"mode":"bulk","host":"10.96.0.10","port":5001,"bytes":1073741824}'
+import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 
 interface LoadRequest {
@@ -11,6 +12,10 @@ interface LoadRequest {
   seconds?: number;
   /** connections: stop after this many instead of after `seconds`. */
   count?: number;
+  /** connections: stop once this file exists (instead of after `seconds`). */
+  stopFile?: string;
+  /** connections: the count so far is written here after every 20 connections (tests wait on it). */
+  progressFile?: string;
   bytes?: number;
 }
 
@@ -44,10 +49,12 @@ if (req.mode === 'connections') {
   let failures = 0;
   const errors: string[] = [];
   const start = process.hrtime.bigint();
-  while (req.count !== undefined ? n + failures < req.count : Date.now() < until) {
+  const more = (): boolean => (req.count !== undefined ? n + failures < req.count : req.stopFile !== undefined ? !existsSync(req.stopFile) : Date.now() < until);
+  while (more()) {
     try {
       await once(req.host, req.port);
       n++;
+      if (req.progressFile !== undefined && n % 20 === 0) writeFileSync(req.progressFile, String(n));
     } catch (e) {
       failures++;
       if (errors.length < 5) errors.push((e as Error).message);

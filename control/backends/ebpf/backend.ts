@@ -10,7 +10,7 @@ import { EbpfDatapath, LayoutMismatchError, type GcReport, type SyncReport } fro
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
-import { attachRefusal, LinkWatcher, listLinks } from './devices.ts';
+import { attachRefusal, listLinks, NetlinkWatcher } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 
 export interface EbpfBackendOptions {
@@ -56,7 +56,7 @@ export class EbpfBackend {
   /** Devices refused (an L3 device), said once per device: name -> ifindex. */
   private readonly refused = new Map<string, number>();
   private socketsAttached = false;
-  private watcher: LinkWatcher | undefined;
+  private watcher: NetlinkWatcher | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcRunning: Promise<void> | undefined;
   /** The last garbage collection pass, for metrics and logs. */
@@ -191,8 +191,17 @@ export class EbpfBackend {
 
   /** Attaches to pod devices as they appear. */
   watchDevices(): void {
-    this.watcher = new LinkWatcher(() => void this.attach().catch((e: Error) => this.o.log({ error: e.message }, 'attach failed')));
+    this.watcher = new NetlinkWatcher({
+      objects: ['link'],
+      onChange: () => void this.attach().catch((e: Error) => this.o.log({ error: e.message }, 'attach failed')),
+      onRestart: (why, ms) => this.o.log({ error: why, restartInMs: ms }, `${why}; restarting it in ${ms} ms, then re-reading the devices`),
+    });
     this.watcher.start();
+  }
+
+  /** The device monitor's pid, while it runs. */
+  get monitorPid(): number | undefined {
+    return this.watcher?.pid;
   }
 
   get devices(): string[] {

@@ -44,30 +44,95 @@ export async function listAddresses(): Promise<Array<{ ifname: string; address: 
   return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => ({ ifname: l.ifname, address: a.local })));
 }
 
-/** Calls onChange (debounced) whenever links appear, disappear or change. */
-export class LinkWatcher {
+export interface NetlinkWatcherOptions {
+  /** What `ip monitor` follows: "link", "address", or both. */
+  objects: ReadonlyArray<'link' | 'address'>;
+  /** Called (debounced) after events, after the monitor was restarted, and every reconcileMs. */
+  onChange: () => void;
+  /** The monitor died (exit code or error) and is restarted after `restartInMs`. */
+  onRestart?: (why: string, restartInMs: number) => void;
+  /** A full re-read now and then, for events lost while the monitor was down or overloaded (default 60 s; 0: none). */
+  reconcileMs?: number;
+  /** First and largest delay before restarting a dead monitor (default 1 s and 30 s). */
+  restartMinMs?: number;
+  restartMaxMs?: number;
+}
+
+/**
+ * Follows rtnetlink events through a supervised `ip -o monitor` child: if it exits or cannot be
+ * started it is restarted with a backoff (1 s doubling to 30 s, reset once it has run a minute)
+ * and onChange runs after the restart, since events were lost while it was down; a periodic
+ * reconcile covers what a monitor that never died may still have missed.
+ */
+export class NetlinkWatcher {
   private child: ChildProcess | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private readonly onChange: () => void;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private reconcile: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private failures = 0;
+  private startedAt = 0;
+  private readonly o: NetlinkWatcherOptions;
+  /** Monitors started so far (1 after start(); more after restarts). */
+  starts = 0;
 
-  constructor(onChange: () => void) {
-    this.onChange = onChange;
+  constructor(options: NetlinkWatcherOptions) {
+    this.o = options;
   }
 
   // The child dies with the agent on every exit path (a fatal error, process.exit), not only stop().
   private readonly killOnExit = (): void => void this.child?.kill();
 
+  /** The running monitor's pid (tests kill it to see it come back). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   start(): void {
-    this.child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.stopped = false;
     process.once('exit', this.killOnExit);
-    createInterface({ input: this.child.stdout! }).on('line', () => {
+    this.spawnMonitor();
+    const every = this.o.reconcileMs ?? 60_000;
+    if (every > 0) {
+      this.reconcile = setInterval(() => this.o.onChange(), every);
+      this.reconcile.unref();
+    }
+  }
+
+  private spawnMonitor(): void {
+    this.starts++;
+    this.startedAt = Date.now();
+    const child = spawn('ip', ['-o', 'monitor', ...this.o.objects], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.child = child;
+    let died = false;
+    const onDeath = (why: string): void => {
+      if (died) return;
+      died = true;
+      if (this.child === child) this.child = undefined;
+      if (this.stopped) return;
+      if (Date.now() - this.startedAt > 60_000) this.failures = 0;
+      this.failures++;
+      const delay = Math.min(this.o.restartMaxMs ?? 30_000, (this.o.restartMinMs ?? 1000) * 2 ** Math.min(this.failures - 1, 20));
+      this.o.onRestart?.(why, delay);
+      this.restartTimer = setTimeout(() => {
+        if (this.stopped) return;
+        this.spawnMonitor();
+        this.o.onChange();
+      }, delay);
+    };
+    child.once('error', (e) => onDeath(`ip monitor: ${e.message}`));
+    child.once('exit', (code, signal) => onDeath(`ip monitor exited (${signal ?? `code ${code}`})`));
+    createInterface({ input: child.stdout! }).on('line', () => {
       clearTimeout(this.timer);
-      this.timer = setTimeout(this.onChange, 100);
+      this.timer = setTimeout(this.o.onChange, 100);
     });
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.restartTimer);
+    clearInterval(this.reconcile);
     process.off('exit', this.killOnExit);
     this.child?.kill();
   }
