@@ -1,6 +1,7 @@
 // A real Prometheus (Debian's package) scrapes the agent inside a lab node; PromQL through its
 // HTTP API sees kube-proxy's sync histogram and a per-service packet counter grow with traffic.
 import assert from 'node:assert/strict';
+import { until } from '../wait.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,13 +47,8 @@ describe('Prometheus scrapes the agent', () => {
     const v = body.data.result[0]?.value[1];
     return v === undefined ? undefined : Number(v);
   };
-  const eventually = async (what: string, f: () => Promise<boolean>): Promise<void> => {
-    for (let i = 0; i < 60; i++) {
-      if (await f()) return;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    assert.fail(`timed out waiting for ${what}`);
-  };
+  // Prometheus scrapes every second or so; polled, bounded generously.
+  const eventually = (what: string, f: () => Promise<boolean>): Promise<void> => until(what, f, 60_000, 500);
 
   it('kubeproxy_sync_proxy_rules_duration_seconds_count > 0, and a per-service packet counter grows', async () => {
     await eventually('the sync histogram in Prometheus', async () => ((await query('kubeproxy_sync_proxy_rules_duration_seconds_count > 0')) ?? 0) > 0);

@@ -59,7 +59,9 @@ export function serverFingerprint(server: TestApiServer, kind: KindName, filter:
     .sort();
 }
 
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 2000): Promise<number> {
+// The bound is generous: a loaded 2-core machine may take seconds; only a condition that never
+// comes should fail.
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<number> {
   const start = Date.now();
   while (!condition()) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

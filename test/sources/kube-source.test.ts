@@ -66,7 +66,7 @@ describe('kube source -> model', () => {
     server.put('Node', { metadata: { name: 'n1' } });
     proto = pipeline(server, 'protobuf');
     json = pipeline(server, 'json');
-    await waitFor('both to sync', () => proto.source.synced && json.source.synced, 5000);
+    await waitFor('both to sync', () => proto.source.synced && json.source.synced);
   });
 
   after(async () => {

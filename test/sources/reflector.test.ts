@@ -44,7 +44,7 @@ for (const contentType of ['protobuf', 'json'] as const) {
         ...extra,
       });
       reflector.start();
-      await waitFor('first sync', () => mirror.syncedKinds.has(kind), 5000);
+      await waitFor('first sync', () => mirror.syncedKinds.has(kind));
       return reflector;
     }
 
