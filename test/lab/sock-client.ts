@@ -1,6 +1,7 @@
 // A process on a lab node holding sockets open for socket-level load balancing tests, driven by
 // one JSON command per stdin line, answering one JSON event per stdout line:
 //   node sock-client.ts CGROUP        (joins the cgroup first, as a process of that node)
+// SockClient below runs it for a test.
 // Commands, each with an id naming its socket:
 //   {"op":"tcp","id":"a","host":"10.96.0.1","port":80}   connect and hold (event "connected")
 //   {"op":"send","id":"a","data":"00000001"}             write hex bytes (TCP) (events "data")
@@ -15,6 +16,9 @@ import { writeFileSync } from 'node:fs';
 import { connect, isIPv6, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { until } from '../wait.ts';
 
 interface Command {
   op: 'tcp' | 'send' | 'udp' | 'again' | 'udpu' | 'peer' | 'close';
@@ -104,15 +108,60 @@ function handle(c: Command): void {
   }
 }
 
-const cgroup = process.argv[2];
-if (cgroup !== undefined && cgroup !== '') writeFileSync(`${cgroup}/cgroup.procs`, String(process.pid));
-const lines = createInterface({ input: process.stdin });
-lines.on('line', (line) => {
-  try {
-    handle(JSON.parse(line) as Command);
-  } catch (e) {
-    emit({ event: 'fault', message: (e as Error).message });
+/** Drives this program in a lab node's namespace and cgroup from a test, keeping every event it printed. */
+export class SockClient {
+  readonly events: Event[] = [];
+  private readonly child: ChildProcessWithoutNullStreams;
+
+  constructor(netnsPath: string, cgroup: string) {
+    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, fileURLToPath(import.meta.url), cgroup]);
+    createInterface({ input: this.child.stdout }).on('line', (line) => this.events.push(JSON.parse(line) as Event));
+    this.child.stderr.on('data', (d) => process.stderr.write(d));
   }
-});
-lines.on('close', () => process.exit(0));
-emit({ event: 'ready' });
+
+  send(command: Record<string, unknown>): void {
+    this.child.stdin.write(`${JSON.stringify(command)}\n`);
+  }
+
+  /** Resolves once the program is listening to commands. */
+  ready(): Promise<void> {
+    return until('the socket client', () => this.events.some((e) => e.event === 'ready'));
+  }
+
+  /** Sends a command and resolves with the first new event of its id named `event` (fails on an error first). */
+  async ask(command: Record<string, unknown>, event: string): Promise<Event> {
+    const seen = this.events.length;
+    const mine = (e: Event): boolean => e.id === command.id && (e.event === event || e.event === 'error');
+    this.send(command);
+    await until(`${event} of ${String(command.id)}`, () => this.events.slice(seen).some(mine));
+    const e = this.events.slice(seen).find(mine)!;
+    if (e.event !== event) throw new Error(`${String(command.id)}: ${JSON.stringify(e)}`);
+    return e;
+  }
+
+  errors(): Event[] {
+    return this.events.filter((e) => e.event === 'error');
+  }
+
+  stop(): void {
+    this.child.stdin.end();
+    this.child.kill();
+  }
+}
+
+export type Event = Record<string, unknown> & { id?: string; event: string };
+
+if (import.meta.main) {
+  const cgroup = process.argv[2];
+  if (cgroup !== undefined && cgroup !== '') writeFileSync(`${cgroup}/cgroup.procs`, String(process.pid));
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    try {
+      handle(JSON.parse(line) as Command);
+    } catch (e) {
+      emit({ event: 'fault', message: (e as Error).message });
+    }
+  });
+  lines.on('close', () => process.exit(0));
+  emit({ event: 'ready' });
+}

@@ -86,7 +86,13 @@ export class SocketTerminator {
   }
 
   static open(o: SocketTerminatorOptions): SocketTerminator | undefined {
-    if (!kernelFunctionExists(SOCK_DESTROY_KFUNC)) {
+    let present: boolean;
+    try {
+      present = kernelFunctionExists(SOCK_DESTROY_KFUNC);
+    } catch {
+      present = false; // no kernel BTF to ask: no kfuncs either
+    }
+    if (!present) {
       o.log({ kfunc: SOCK_DESTROY_KFUNC }, `the kernel has no ${SOCK_DESTROY_KFUNC} (Linux 6.5): a process on the node connected through a Service to a backend that is then removed keeps its socket until its own timeouts end it`);
       return undefined;
     }
