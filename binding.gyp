@@ -11,7 +11,8 @@
         "native/tc.cc",
         "native/xdp.cc",
         "native/prog.cc",
-        "native/cgroup.cc"
+        "native/cgroup.cc",
+        "native/iter.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -11,6 +11,7 @@ void RegisterTc(Napi::Env env, Napi::Object exports);
 void RegisterXdp(Napi::Env env, Napi::Object exports);
 void RegisterProg(Napi::Env env, Napi::Object exports);
 void RegisterCgroup(Napi::Env env, Napi::Object exports);
+void RegisterIter(Napi::Env env, Napi::Object exports);
 }  // namespace sy
 
 namespace {
@@ -23,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sy::RegisterXdp(env, exports);
   sy::RegisterProg(env, exports);
   sy::RegisterCgroup(env, exports);
+  sy::RegisterIter(env, exports);
   return exports;
 }
 

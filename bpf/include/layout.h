@@ -261,14 +261,29 @@ struct sy_clock {
 	__u64 ns;      /* bpf_ktime_get_coarse_ns() then */
 };
 
-/* Socket-level load balancing remembers, per socket, which frontend a backend stands for, so
- * that recvmsg and getpeername report the service address the application asked for. */
+/*
+ * Socket-level load balancing (include/sock.h) keys its per-socket state by the socket's cookie
+ * and an address: sy_sock_revnat_tcp and sy_sock_revnat_udp by the backend the socket was sent
+ * to (recvmsg and getpeername report the frontend the application asked for instead),
+ * sy_sock_backend by the frontend an unconnected UDP socket sends to (its backend stays the same
+ * from one datagram to the next). An IPv4 peer of an IPv6 socket (::ffff:a.b.c.d) is keyed as
+ * IPv4 (family 4, addr[0]), as the sendmsg4 hook sees it. The socket iterators of
+ * bpf/sock-destroy.c write one sy_sock_key per socket they destroyed (its backend).
+ */
 struct sy_sock_key {
 	__u64 cookie; /* bpf_get_socket_cookie() */
 	__be32 addr[4];
 	__be16 port;
 	__u8 family;
 	__u8 pad[5];
+};
+
+/* Value of sy_sock_revnat_tcp and sy_sock_revnat_udp. */
+struct sy_sock_revnat_value {
+	__u32 rev_nat_id; /* sy_revnat: the frontend the application asked for */
+	__u32 backend_id; /* the backend chosen; the socket is destroyed once sy_backends no longer has it */
+	__u32 service_id; /* the service port it was chosen for */
+	__u32 pad;
 };
 
 #endif /* SWITCHYARD_LAYOUT_H */

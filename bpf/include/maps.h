@@ -99,12 +99,7 @@ struct {
 	__type(value, struct sy_config);
 } sy_config SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct sy_sock_key);
-	__type(value, __u32); /* rev_nat_id */
-} sy_sock_revnat SEC(".maps");
+/* The socket-level maps (sy_sock_revnat_tcp, sy_sock_revnat_udp, sy_sock_backend): include/sock-maps.h. */
 
 /* Per backend set using Maglev: a table of SY_MAGLEV_M backend ids, swapped whole. */
 struct maglev_inner_map { /* a map definition, not a layout: no sy_ prefix */

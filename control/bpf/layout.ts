@@ -310,6 +310,19 @@ export const clock = struct<Clock>('sy_clock', [
   { name: 'ns', codec: u64 },
 ]);
 
+export interface SockRevNatValue {
+  revNatId: number;
+  backendId: number;
+  serviceId: number;
+}
+
+export const sockRevNatValue = struct<SockRevNatValue>('sy_sock_revnat_value', [
+  { name: 'revNatId', codec: u32 },
+  { name: 'backendId', codec: u32 },
+  { name: 'serviceId', codec: u32 },
+  { name: 'pad', codec: u32 },
+]);
+
 export const sockKey = withFamily(
   struct<SockKey>('sy_sock_key', [
     { name: 'cookie', codec: u64 },
@@ -341,6 +354,7 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   datapathConfig,
   clock,
   sockKey,
+  sockRevNatValue,
   meta,
 ];
 

@@ -105,6 +105,8 @@ export interface NativeAddon {
   cgroupDetach(spec: { path: string; attachType: CgroupAttachType; progFd: number }): boolean;
   cgroupQuery(spec: { path: string; attachType: CgroupAttachType }): number[];
   netnsCookie(netnsPath?: string): bigint;
+  /** Runs an iterator program to its end (created in netnsPath's namespace when given); what it wrote. */
+  iterRun(progFd: number, netnsPath?: string): Buffer;
 }
 
 /** Helpers native/prog.cc can probe for (loading a tiny program that calls one). */

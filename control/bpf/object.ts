@@ -14,6 +14,11 @@ export interface LoadOptions {
   pinDir?: string;
   /** Map sizes chosen by configuration, by map name. */
   maxEntries?: Readonly<Record<string, number>>;
+  /**
+   * Sizes for whichever of the object's maps this names (undefined: its own): an object sharing
+   * pinned maps with another gives them the sizes they were pinned with.
+   */
+  sizeOf?: (name: string) => number | undefined;
 }
 
 export class LoadedObject {
@@ -36,6 +41,10 @@ export class LoadedObject {
     if (options.pinDir !== undefined) ensurePinDir(options.pinDir);
     const handle = call(() => new (native().BpfObject)(path));
     try {
+      for (const m of options.sizeOf === undefined ? [] : handle.maps()) {
+        const size = m.internal ? undefined : options.sizeOf!(m.name);
+        if (size !== undefined) call(() => handle.setMapMaxEntries(m.name, size));
+      }
       for (const [name, size] of Object.entries(options.maxEntries ?? {})) {
         call(() => handle.setMapMaxEntries(name, size));
       }

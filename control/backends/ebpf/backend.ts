@@ -12,6 +12,7 @@ import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
 import { attachRefusal, listLinks, NetlinkWatcher } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
+import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -56,6 +57,8 @@ export class EbpfBackend {
   /** Devices refused (an L3 device), said once per device: name -> ifindex. */
   private readonly refused = new Map<string, number>();
   private socketsAttached = false;
+  /** Destroys sockets connected to removed backends; undefined without socket hooks or bpf_sock_destroy. */
+  private sockets: SocketTerminator | undefined;
   private watcher: NetlinkWatcher | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcRunning: Promise<void> | undefined;
@@ -76,13 +79,16 @@ export class EbpfBackend {
         // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
         // Handshakes in progress get a quarter: a SYN flood churns them, never the established ones.
         const synSize = Math.max(16384, ctSize >> 2);
-        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...o.maxEntries };
+        const sockSizes = Object.entries(socketMapSizes(ctSize)).map(([name, n]) => [name, pinnedSize(o.pinDir, name) ?? n]);
+        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...o.maxEntries };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
         const build = buildOfObject(object);
         const degraded = build && buildDegradation(build, kernelFeatures());
         if (degraded) o.log({ object, build }, degraded);
-        return new EbpfBackend(o, dp);
+        const backend = new EbpfBackend(o, dp);
+        if (o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
+        return backend;
       } catch (e) {
         // A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next;
         // pins of another layout or a missing bpffs are not a build's fault.
@@ -130,7 +136,20 @@ export class EbpfBackend {
   }
 
   sync(state: DesiredState): SyncReport {
-    return this.datapath.sync(compileDatapath(state));
+    const report = this.datapath.sync(compileDatapath(state));
+    if (report.backendsRemoved > 0) this.destroySockets();
+    return report;
+  }
+
+  /** Resets the node's sockets that the hooks connected to a backend now gone (sockets.ts). */
+  private destroySockets(): void {
+    if (this.sockets === undefined) return;
+    try {
+      const destroyed = this.sockets.run();
+      if (destroyed.length > 0) this.o.log({ sockets: destroyed.map((d) => `${d.proto} ${d.backend}:${d.port}`) }, `${destroyed.length} sockets connected to removed backends reset`);
+    } catch (e) {
+      this.o.log({ error: (e as Error).message }, `destroying sockets connected to removed backends failed: ${(e as Error).message}`);
+    }
   }
 
   /** Attaches to every current pod-facing and external device, and to the cgroup. */
@@ -185,6 +204,8 @@ export class EbpfBackend {
       this.socketsAttached = true;
     }
     // Our programs now run wherever the old ones did: a layout migration can drop the old entries.
+    const sockMoved = retireSockRevNat(this.datapath.object, this.o.pinDir);
+    if (sockMoved > 0) this.o.log({ entries: sockMoved }, `socket rev-NAT: ${sockMoved} entries moved to the per-protocol tables`);
     const moved = this.datapath.finishMigration();
     if (moved > 0) this.o.log({ entries: moved }, `layout migration finished (${moved} conntrack entries moved)`);
   }
@@ -212,6 +233,7 @@ export class EbpfBackend {
   close(): void {
     clearInterval(this.gcTimer);
     this.watcher?.stop();
+    this.sockets?.close();
     this.datapath.close();
   }
 }
