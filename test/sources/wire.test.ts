@@ -14,9 +14,11 @@ import {
   decodeJsonObject,
   decodeProtoObject,
   decodeProtoWatchEvent,
+  decodeBySchema,
+  decodeProtoList,
   WireError,
 } from '../../control/sources/kube/wire.ts';
-import { encodeObject, encodeWatchFrame } from '../apiserver/encode.ts';
+import { encodeList, encodeObject, encodeObjectRaw, encodeWatchFrame } from '../apiserver/encode.ts';
 import { environmentMissing } from '../ci.ts';
 
 const fixtures = fileURLToPath(new URL('../../../shared/fixtures/k8s/', import.meta.url));
@@ -101,6 +103,67 @@ describe('wire: Kubernetes fixtures', () => {
     const es = validateSlice(decodeJsonObject('EndpointSlice', JSON.parse(readFileSync(`${fixtures}discovery.v1.EndpointSlice.json`, 'utf8'))));
     assert.ok('rejected' in es);
     assert.equal(es.rejections[0]!.reason, 'missing-service-name');
+  });
+});
+
+/** A deterministic pseudo-random slice with every field the trimmed schema keeps, each present or not. */
+function randomSlice(seed: number): Record<string, unknown> {
+  let x = seed * 2654435761 + 1;
+  const rnd = (n: number): number => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const maybe = <T>(v: T): T | undefined => (rnd(3) === 0 ? undefined : v);
+  const names = ['a', 'zone-1', 'node-ä', 'x'.repeat(200), ''];
+  const endpoints = Array.from({ length: rnd(12) }, (_, i) => ({
+    addresses: Array.from({ length: 1 + rnd(2) }, (_, j) => `10.${i}.${j}.${rnd(255)}`),
+    conditions: maybe({ ready: maybe(rnd(2) === 0), serving: maybe(rnd(2) === 0), terminating: maybe(rnd(2) === 0) }),
+    hostname: maybe(names[rnd(names.length)]),
+    nodeName: maybe(`node-${rnd(50)}`),
+    zone: maybe(`zone-${rnd(3)}`),
+    hints: maybe({ forZones: maybe([{ name: `zone-${rnd(3)}` }]), forNodes: maybe([{ name: `node-${rnd(9)}` }]) }),
+    targetRef: maybe({ kind: 'Pod', name: `p${i}`, namespace: 'ns' }), // not in the trimmed schema: skipped
+  }));
+  return {
+    metadata: {
+      name: `s${seed}`, namespace: 'ns', uid: maybe('6f1c2b7e'), resourceVersion: maybe(String(rnd(1e9))), generation: maybe(rnd(1e6)),
+      creationTimestamp: maybe(new Date(Date.UTC(2026, 0, 1 + rnd(300)))), deletionTimestamp: maybe(new Date(Date.UTC(2026, 5, 1))),
+      labels: maybe({ 'kubernetes.io/service-name': 'svc', other: names[rnd(names.length)] }), annotations: maybe({ 'endpoints.kubernetes.io/last-change-trigger-time': '2026-01-01T00:00:00Z' }),
+    },
+    addressType: maybe(rnd(2) === 0 ? 'IPv4' : 'IPv6'),
+    endpoints: endpoints.length > 0 ? endpoints : undefined,
+    ports: maybe(Array.from({ length: 1 + rnd(3) }, (_, i) => ({ name: maybe(`p${i}`), protocol: maybe('TCP'), port: maybe(rnd(65536)), appProtocol: maybe('http') }))),
+  };
+}
+
+describe('wire: the direct EndpointSlice decoder', () => {
+  it('decodes 500 random slices (unknown fields included) exactly as the schema-driven decoder does', () => {
+    for (let seed = 1; seed <= 500; seed++) {
+      const raw = encodeObjectRaw('EndpointSlice', randomSlice(seed));
+      const direct = decodeProtoObject('EndpointSlice', raw) as unknown as Record<string, unknown>;
+      delete direct.apiVersion;
+      delete direct.kind;
+      assert.deepEqual(direct, decodeBySchema('EndpointSlice', raw), `seed ${seed}`);
+    }
+  });
+
+  it('decodes a list: metadata and every item', () => {
+    const items = [randomSlice(7), randomSlice(8), randomSlice(9)];
+    const list = decodeProtoList('EndpointSlice', encodeList('EndpointSlice', items, '4711', 'next-token'));
+    assert.equal(list.resourceVersion, '4711');
+    assert.equal(list.continue, 'next-token');
+    assert.deepEqual(list.items.map((o) => (o as { metadata: { name: string } }).metadata.name), ['s7', 's8', 's9']);
+    for (const [i, item] of list.items.entries()) {
+      const { apiVersion, kind, ...rest } = item as Record<string, unknown>;
+      assert.deepEqual([apiVersion, kind], ['discovery.k8s.io/v1', 'EndpointSlice']);
+      assert.deepEqual(rest, decodeBySchema('EndpointSlice', encodeObjectRaw('EndpointSlice', items[i])));
+    }
+  });
+
+  it('the Kubernetes fixture decodes the same both ways', (t) => {
+    if (!existsSync(fixtures)) return environmentMissing(t, `${fixtures} is missing`);
+    const unknown = decodeEnvelope(readFileSync(`${fixtures}discovery.v1.EndpointSlice.pb`));
+    const direct = decodeProtoObject('EndpointSlice', unknown.raw) as unknown as Record<string, unknown>;
+    delete direct.apiVersion;
+    delete direct.kind;
+    assert.deepEqual(direct, decodeBySchema('EndpointSlice', unknown.raw));
   });
 });
 

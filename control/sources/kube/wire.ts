@@ -5,6 +5,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { decodeEndpointSlice } from './slice-decode.ts';
 import { KINDS, type KindName, type KubeObject } from './kinds.ts';
 
 export const PROTOBUF = 'application/vnd.kubernetes.protobuf';
@@ -34,8 +35,12 @@ export function protoRoot(): protobuf.Root {
   return rootCache;
 }
 
+const types = new Map<string, protobuf.Type>();
+/** A message type, looked up once (lookupType walks the namespaces on every call). */
 function type(name: string): protobuf.Type {
-  return protoRoot().lookupType(name);
+  let t = types.get(name);
+  if (t === undefined) types.set(name, (t = protoRoot().lookupType(name)));
+  return t;
 }
 
 export interface Unknown {
@@ -56,7 +61,8 @@ export function decodeEnvelope(bytes: Uint8Array): Unknown {
   return {
     apiVersion: msg.typeMeta?.apiVersion ?? '',
     kind: msg.typeMeta?.kind ?? '',
-    raw: Buffer.from(msg.raw ?? new Uint8Array()),
+    // A view of the bytes, not a copy.
+    raw: msg.raw === undefined ? Buffer.alloc(0) : Buffer.from(msg.raw.buffer, msg.raw.byteOffset, msg.raw.byteLength),
   };
 }
 
@@ -89,10 +95,15 @@ function normalizeProto(obj: Record<string, unknown>): Record<string, unknown> {
   return obj;
 }
 
+/** protobufjs's schema-driven decode of one object (the direct EndpointSlice decoder is tested against it). */
+export function decodeBySchema(kind: KindName, raw: Uint8Array): KubeObject {
+  const t = type(KINDS[kind].protoType);
+  return normalizeProto(t.toObject(t.decode(raw), TO_OBJECT)) as unknown as KubeObject;
+}
+
 /** Decodes one object's protobuf message bytes (the raw inside Unknown). */
 export function decodeProtoObject<K extends KindName>(kind: K, raw: Uint8Array): KubeObject {
-  const t = type(KINDS[kind].protoType);
-  const obj = normalizeProto(t.toObject(t.decode(raw), TO_OBJECT)) as unknown as KubeObject;
+  const obj = kind === 'EndpointSlice' ? (decodeEndpointSlice(raw) as unknown as KubeObject) : decodeBySchema(kind, raw);
   obj.apiVersion = KINDS[kind].apiVersion;
   obj.kind = kind;
   return obj;
@@ -108,6 +119,7 @@ export interface DecodedList {
 export function decodeProtoList(kind: KindName, body: Uint8Array): DecodedList {
   const unknown = decodeEnvelope(body);
   if (unknown.kind === 'Status') throw statusError(decodeProtoStatus(unknown.raw));
+  if (kind === 'EndpointSlice') return decodeEndpointSliceList(unknown.raw);
   const t = type(KINDS[kind].protoListType);
   const list = t.toObject(t.decode(unknown.raw), TO_OBJECT) as {
     metadata?: { resourceVersion?: string; continue?: string };
@@ -120,6 +132,34 @@ export function decodeProtoList(kind: KindName, body: Uint8Array): DecodedList {
     return obj;
   });
   return { resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '', items };
+}
+
+/** discovery.v1.EndpointSliceList: ListMeta (1) and the items (2), each by the direct decoder. */
+function decodeEndpointSliceList(raw: Uint8Array): DecodedList {
+  const r = protobuf.Reader.create(raw);
+  const out: DecodedList = { resourceVersion: '', continue: '', items: [] };
+  while (r.pos < raw.length) {
+    const t = r.uint32();
+    const field = t >>> 3;
+    if ((t & 7) !== 2 || (field !== 1 && field !== 2)) {
+      r.skipType(t & 7);
+      continue;
+    }
+    const len = r.uint32();
+    const bytes = raw.subarray(r.pos, r.pos + len);
+    r.skip(len);
+    if (field === 2) {
+      const obj = decodeEndpointSlice(bytes);
+      obj.apiVersion = KINDS.EndpointSlice.apiVersion;
+      obj.kind = 'EndpointSlice';
+      out.items.push(obj);
+    } else {
+      const meta = type('k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta').decode(bytes) as unknown as { resourceVersion?: string; continue?: string };
+      if (meta.resourceVersion) out.resourceVersion = meta.resourceVersion;
+      if (meta.continue) out.continue = meta.continue;
+    }
+  }
+  return out;
 }
 
 /** metav1.StatusCause; Go calls `reason` Type (CauseType), the wire says "reason". */
