@@ -13,6 +13,7 @@ import { NftablesProxyBackend } from '../backends/nftables/proxy-backend.ts';
 import { KernelspaceProxyBackend } from '../backends/hns/proxy-backend.ts';
 import type { WinkernelConfig } from '../backends/hns/winkernel-config.ts';
 import { listAddresses, NetlinkWatcher } from '../backends/ebpf/devices.ts';
+import { CachedDatapathStats } from './datapath-stats.ts';
 import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -37,6 +38,8 @@ export type SourceOptions =
 
 export interface AgentOptions {
   nodeName: string;
+  /** How often the datapath statistics /metrics reports are re-read (default 10 s). */
+  statsIntervalMs?: number;
   model: ModelConfig;
   source: SourceOptions;
   backend:
@@ -67,6 +70,7 @@ export class Agent {
   private backend: ProxyBackend | undefined;
   private runner: SyncRunner | undefined;
   private addressWatcher: NetlinkWatcher | undefined;
+  private stats: CachedDatapathStats | undefined;
   private files: FilesSource | undefined;
   private kube: KubeSource | undefined;
   private readonly synced = new Set<KindName>();
@@ -115,17 +119,24 @@ export class Agent {
     };
   }
 
+  /** What /metrics reads of the datapath: a snapshot a timer refreshes, never a map walk per scrape. */
   private datapathStats(): DatapathStats | undefined {
+    if (this.stats !== undefined) return this.stats;
     const dp = this.backend instanceof EbpfProxyBackend ? this.backend.ebpf.datapath : undefined;
     if (dp === undefined) return undefined;
-    const ports = new Map<string, { protocol: string; family: string }>();
-    for (const fs of this.tracker.state().families.values()) for (const sp of fs.servicePorts.values()) ports.set(sp.key, { protocol: sp.protocol, family: `IPv${sp.family}` });
-    return {
-      services: () => dp.serviceStats().map((s) => ({ servicePort: s.servicePort, protocol: ports.get(s.servicePort)?.protocol ?? '', family: ports.get(s.servicePort)?.family ?? '', packets: s.packets, bytes: s.bytes })),
+    const source: DatapathStats = {
+      services: () => {
+        const ports = new Map<string, { protocol: string; family: string }>();
+        for (const fs of this.tracker.state().families.values()) for (const sp of fs.servicePorts.values()) ports.set(sp.key, { protocol: sp.protocol, family: `IPv${sp.family}` });
+        return dp.serviceStats().map((s) => ({ servicePort: s.servicePort, protocol: ports.get(s.servicePort)?.protocol ?? '', family: ports.get(s.servicePort)?.family ?? '', packets: s.packets, bytes: s.bytes }));
+      },
       maps: () => dp.mapStats(),
       conntrackEntries: () => dp.conntrackEntries(),
       drops: () => dp.drops(),
     };
+    this.stats = new CachedDatapathStats(source);
+    this.stats.start(this.o.statsIntervalMs ?? 10_000, (e) => this.o.logger.error({ error: e.message }, `reading datapath statistics: ${e.message}`));
+    return this.stats;
   }
 
   async start(): Promise<void> {
@@ -298,12 +309,14 @@ export class Agent {
       this.kube.start();
     }
     await backend.start();
+    this.datapathStats(); // the first snapshot now, not on the first scrape's request path
   }
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
   async stop(): Promise<void> {
     this.serviceHealth.close();
     this.addressWatcher?.stop();
+    this.stats?.stop();
     await this.servers?.close();
     await this.files?.stop();
     await this.kube?.stop();

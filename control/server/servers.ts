@@ -56,7 +56,7 @@ export class ProxyServers {
       o.metrics.livezTotal.inc({ code: String(a.code) });
       return send(reply, a);
     });
-    this.metricsServer.get('/metrics', async (_req, reply) => reply.header('Content-Type', o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
+    this.metricsServer.get('/metrics', async (_req, reply) => reply.header('Content-Type', o.metrics.registry.contentType).send(await o.metrics.text()));
     this.metricsServer.get('/proxyMode', (_req, reply) => reply.type('text/plain').send(o.proxyMode));
     this.metricsServer.get('/configz', (_req, reply) => reply.send(o.configz()));
     this.metricsServer.get('/healthz', (_req, reply) => hz(reply));

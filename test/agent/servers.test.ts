@@ -67,8 +67,9 @@ describe('agent servers', () => {
     assert.match(before.body, /^switchyard_frontends_not_programmed\{reason="map-full"\} 0$/m);
     const results = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 5 });
     assert.ok(results.every((r) => r.ok));
-    const after = await get('http://127.0.0.1:10249/metrics');
-    assert.ok(packets(after.body) >= packets(before.body) + 10, `packets ${packets(before.body)} -> ${packets(after.body)}`);
+    // The datapath's counters are read by a timer (every 10 s), not by the scrape: polled.
+    let after = before;
+    await until('the packet counter grows by the 10 packets of 5 connections', async () => packets((after = await get('http://127.0.0.1:10249/metrics')).body) >= packets(before.body) + 10);
     assert.match(after.body, /^switchyard_conntrack_entries [1-9]/m);
   });
 
