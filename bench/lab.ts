@@ -5,7 +5,8 @@
 //   - NodePort with SNAT (eTP Cluster): bulk from the external client through n0 to n1p1,
 //     against the same transfer to n1p1 routed through n0 untranslated;
 //   - hairpin ClusterIP: n1p1 reaching itself through the ClusterIP (masqueraded), against the
-//     same transfer to its own pod IP.
+//     same transfer to its own pod IP (which never leaves the pod: loopback), and, for the cost of
+//     the two veth crossings a hairpin takes, against n1p0 -> n1p1 on the same node.
 //   npm run bench:lab   (root; BENCH_LAB_XDP=native|off overrides xdpMode auto)
 import { fileURLToPath } from 'node:url';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
@@ -45,18 +46,23 @@ try {
   const fromVip = loadFrom(lab.pod('n0p2').netns);
   const fromExternal = loadFrom(lab.external.netns);
   const fromServer = loadFrom(server.netns);
+  const fromNeighbour = loadFrom(lab.pod('n1p0').netns);
   const bulk = (host: string, port: number) => ({ mode: 'bulk', host, port, bytes: BULK_BYTES });
   // Rounds alternate between the two paths of a row, so that drift over the run (TIME_WAIT
   // sockets piling up at the server, a busy host) weighs on both alike. Reported: each path's best
   // round, and the median of the per-pair ratios (what a 2-core host's noise moves least).
-  const pairs = { cps: [] as Array<[number, number]>, gbps: [] as Array<[number, number]>, nodePortGbps: [] as Array<[number, number]>, hairpinGbps: [] as Array<[number, number]> };
+  const pairs = { cps: [] as Array<[number, number]>, gbps: [] as Array<[number, number]>, nodePortGbps: [] as Array<[number, number]>, hairpinGbps: [] as Array<[number, number]>, sameNodeGbps: [] as Array<[number, number]> };
   for (let i = 0; i < ROUNDS; i++) {
     pairs.cps.push([(await fromDirect({ mode: 'connections', host: server.ipv4, port: 8080, seconds: 3 })).perSecond!, (await fromVip({ mode: 'connections', host: VIP, port: 80, seconds: 3 })).perSecond!]);
   }
   for (let i = 0; i < ROUNDS; i++) {
     pairs.gbps.push([(await fromDirect(bulk(server.ipv4, 5001))).gbitPerSecond!, (await fromVip(bulk(VIP, 5001))).gbitPerSecond!]);
     pairs.nodePortGbps.push([(await fromExternal(bulk(server.ipv4, 5001))).gbitPerSecond!, (await fromExternal(bulk(n0.ipv4, NODE_PORT))).gbitPerSecond!]);
-    pairs.hairpinGbps.push([(await fromServer(bulk(server.ipv4, 5001))).gbitPerSecond!, (await fromServer(bulk(VIP, 5001))).gbitPerSecond!]);
+    const own = (await fromServer(bulk(server.ipv4, 5001))).gbitPerSecond!;
+    const hairpin = (await fromServer(bulk(VIP, 5001))).gbitPerSecond!;
+    const neighbour = (await fromNeighbour(bulk(server.ipv4, 5001))).gbitPerSecond!;
+    pairs.hairpinGbps.push([own, hairpin]);
+    pairs.sameNodeGbps.push([neighbour, hairpin]);
   }
   const best = (p: Array<[number, number]>, i: 0 | 1): number => Math.max(...p.map((x) => x[i]));
   const medianRatio = (p: Array<[number, number]>): number => +p.map(([d, v]) => v / d).sort((a, b) => a - b)[p.length >> 1]!.toFixed(3);
@@ -68,6 +74,7 @@ try {
     { path: 'NodePort, eTP Cluster (SNAT), external -> n0 -> n1p1', gbitPerSecond: gbit(pairs.nodePortGbps, 1), ratioMedianOfPairs: medianRatio(pairs.nodePortGbps) },
     { path: 'own pod IP, n1p1 -> n1p1 (baseline)', gbitPerSecond: gbit(pairs.hairpinGbps, 0) },
     { path: 'hairpin ClusterIP, n1p1 -> VIP -> n1p1', gbitPerSecond: gbit(pairs.hairpinGbps, 1), ratioMedianOfPairs: medianRatio(pairs.hairpinGbps) },
+    { path: 'pod IP, n1p0 -> n1p1 on the same node (hairpin vs this)', gbitPerSecond: gbit(pairs.sameNodeGbps, 0), ratioMedianOfPairs: medianRatio(pairs.sameNodeGbps) },
   ];
   console.table(rows);
   const ratios = {
@@ -77,9 +84,10 @@ try {
     throughputMedianOfPairs: medianRatio(pairs.gbps),
     nodePortSnatThroughputMedianOfPairs: medianRatio(pairs.nodePortGbps),
     hairpinThroughputMedianOfPairs: medianRatio(pairs.hairpinGbps),
+    hairpinVsSameNodePodMedianOfPairs: medianRatio(pairs.sameNodeGbps),
   };
   console.log(`ClusterIP / direct, best rounds: connections ${ratios.connections}x, throughput ${ratios.throughput}x; median of paired rounds: ${ratios.connectionsMedianOfPairs}x, ${ratios.throughputMedianOfPairs}x`);
-  console.log(`bulk, median of paired rounds: NodePort (SNAT) / direct ${ratios.nodePortSnatThroughputMedianOfPairs}x, hairpin ClusterIP / own pod IP ${ratios.hairpinThroughputMedianOfPairs}x (xdpMode ${XDP_MODE}: ${JSON.stringify(xdp)})`);
+  console.log(`bulk, median of paired rounds: NodePort (SNAT) / direct ${ratios.nodePortSnatThroughputMedianOfPairs}x, hairpin ClusterIP / own pod IP ${ratios.hairpinThroughputMedianOfPairs}x, / same-node pod ${ratios.hairpinVsSameNodePodMedianOfPairs}x (xdpMode ${XDP_MODE}: ${JSON.stringify(xdp)})`);
   console.log(`written ${writeReport('lab', { rows, ratios, pairs, xdpMode: XDP_MODE, xdp, offloads, note: `${ROUNDS} rounds, the paths of each row alternating; ClusterIP clients n0p0 (direct) and n0p2; NodePort from the external client through n0; hairpin from n1p1 to itself; ${BULK_BYTES} bytes per bulk transfer` })}`);
   for (const n of nodes) n.datapath.close();
 } finally {
