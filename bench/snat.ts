@@ -2,7 +2,8 @@
 // sequential connections (connect, read, close) to a NodePort with eTP Cluster on n0 (every one
 // masqueraded) served by one pod on n1, and the same number straight to that pod, routed through
 // n0 untranslated; then a bulk download each way. Rounds alternate between the two paths.
-//   npm run bench:snat   (root; BENCH_SNAT_XDP=off leaves XDP off the wire device)
+//   npm run bench:snat   (root; BENCH_SNAT_XDP=native|off: XDP on the wire device as that
+//   xdpMode would have it; default auto, the agent's, which leaves it off the lab's veths)
 import { fileURLToPath } from 'node:url';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
 import { programNode } from '../test/backends/ebpf-lab.ts';
@@ -13,6 +14,7 @@ import { writeReport } from './report.ts';
 const LOAD = fileURLToPath(new URL('../test/lab/load.ts', import.meta.url));
 const ROUNDS = 3;
 const CONNECTIONS = Number(process.env.BENCH_SNAT_CONNECTIONS ?? 10_000);
+const xdpModeOf = (v: string | undefined): 'auto' | 'native' | 'off' => (v === 'native' || v === 'off' ? v : 'auto');
 
 const lab = await Lab.create({ nodes: 2, podsPerNode: 2, ports: [8080], bulkPort: 5001 });
 try {
@@ -22,7 +24,7 @@ try {
     programNode(lab, n, (t) => {
       t.upsertService(service({ name: 'snat', type: 'NodePort', clusterIPs: ['10.96.6.1'], ports: [{ name: 'echo', port: 80, targetPort: 8080, nodePort: 30097 }, { name: 'bulk', port: 5001, targetPort: 5001, nodePort: 30098 }] }));
       t.upsertSlice(slice({ name: 'snat-x', service: 'snat', ports: [{ name: 'echo', port: 8080 }, { name: 'bulk', port: 5001 }], endpoints: [{ ip: server.ipv4, node: 'n1' }] }));
-    }, undefined, { xdp: process.env.BENCH_SNAT_XDP !== 'off' }),
+    }, undefined, { xdpMode: xdpModeOf(process.env.BENCH_SNAT_XDP) }),
   );
   for (const n of nodes) n.datapath.sync(compileDatapath(n.tracker.state()));
   // The direct path goes through n0 as well, untranslated.

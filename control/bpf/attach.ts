@@ -97,6 +97,18 @@ export function xdpAttach(spec: InterfaceTarget & { progFd: number; mode?: XdpMo
   }
 }
 
+/**
+ * Detaches the device's XDP program if it is ours (the name of progFd's program: an earlier
+ * agent's instance), for a device that is to go without XDP; another agent's stays. True if one
+ * was detached.
+ */
+export function xdpDetachOurs(spec: InterfaceTarget & { progFd: number }): boolean {
+  const target: InterfaceTarget = { ifname: spec.ifname, ifindex: spec.ifindex, netns: spec.netns };
+  const current = xdpQuery(target);
+  if (current.progId === 0 || programName(current.progId) !== progInfo(spec.progFd).name) return false;
+  return xdpDetach(target);
+}
+
 export function xdpDetach(spec: InterfaceTarget): boolean {
   return call(() => native().xdpDetach(spec));
 }

@@ -1,6 +1,8 @@
 // --cleanup removes every program, filter and pin Switchyard made, and leaves everyone else's.
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { cgroupQuery, tcAttach, tcQuery, xdpQuery } from '../../control/bpf/attach.ts';
@@ -15,19 +17,26 @@ const MAIN = fileURLToPath(new URL('../../control/cli/main.ts', import.meta.url)
 describe('cleanup', () => {
   let lab: Lab;
   let manifests: string;
+  let configDir: string;
+  let config: string;
 
   before(async () => {
     lab = await Lab.create({ nodes: 2, podsPerNode: 3 });
     manifests = writeManifests();
+    // XDP by name: auto leaves it off the lab's veths (it costs their GSO), and cleanup must find it.
+    configDir = mkdtempSync(join(tmpdir(), 'switchyard-config-'));
+    config = join(configDir, 'config.yaml');
+    writeFileSync(config, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n---\napiVersion: switchyard.io/v1alpha1\nkind: SwitchyardConfiguration\nxdpMode: native\n');
   });
   after(async () => {
     await lab?.teardown();
     rmSync(manifests, { recursive: true, force: true });
+    if (configDir !== undefined) rmSync(configDir, { recursive: true, force: true });
   });
 
   it('removes our filters, socket hooks and pins; a foreign filter stays', async () => {
     const n0 = lab.nodes[0]!;
-    const agent = startAgent(lab, n0, manifests);
+    const agent = startAgent(lab, n0, manifests, ['--config', config]);
     await agent.synced;
     assert.ok((await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }] }))[0]!.ok);
     // Someone else's BPF filter in another slot of the same hook.

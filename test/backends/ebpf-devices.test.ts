@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { tcQuery } from '../../control/bpf/attach.ts';
-import { attachRefusal } from '../../control/backends/ebpf/devices.ts';
+import { attachRefusal, parseLinks, xdpChoice } from '../../control/backends/ebpf/devices.ts';
 import { run } from '../lab/exec.ts';
 import { inNetns, netnsPath } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
@@ -32,6 +32,26 @@ describe('eBPF backend: L3 external devices', () => {
   it('only Ethernet-framed link types are attachable', () => {
     for (const linkType of ['ether', 'loopback']) assert.equal(attachRefusal({ ifname: 'd', ifindex: 1, linkType }), undefined, linkType);
     for (const linkType of ['none', 'ipip', 'gre', 'sit', 'tunnel6']) assert.match(attachRefusal({ ifname: 'wg0', ifindex: 1, linkType })!, new RegExp(`^wg0 is an L3 device \\(link type ${linkType}\\)`));
+  });
+
+  it('xdpMode auto: native XDP, except on a veth or tap (where it costs GSO), and never generic', () => {
+    const [veth, tap, nic, bridge] = parseLinks(JSON.stringify([
+      { ifname: 'eth0', ifindex: 2, link_type: 'ether', linkinfo: { info_kind: 'veth' } },
+      { ifname: 'tap0', ifindex: 3, link_type: 'ether', linkinfo: { info_kind: 'tun' } },
+      { ifname: 'ens3', ifindex: 4, link_type: 'ether' },
+      { ifname: 'br0', ifindex: 5, link_type: 'ether', linkinfo: { info_kind: 'bridge' } },
+    ]));
+    assert.deepEqual([veth!.kind, nic!.kind], ['veth', undefined]);
+    const skip = xdpChoice(veth!, 'auto');
+    assert.ok('skip' in skip && skip.skip !== undefined);
+    assert.match(skip.skip, /^no XDP on eth0 \(xdpMode auto\): native XDP on a veth turns TSO off on its peer/);
+    assert.ok('skip' in xdpChoice(tap!, 'auto'));
+    assert.deepEqual(xdpChoice(nic!, 'auto'), { mode: 'native' });
+    // A kind without native XDP is tried natively and, refused by its driver, left to tc.
+    assert.deepEqual(xdpChoice(bridge!, 'auto'), { mode: 'native' });
+    assert.deepEqual(xdpChoice(veth!, 'native'), { mode: 'native' }, 'asked for by name');
+    assert.deepEqual(xdpChoice(veth!, 'generic'), { mode: 'generic' }, 'asked for by name');
+    assert.deepEqual(xdpChoice(nic!, 'off'), { skip: undefined });
   });
 
   it('a tun device is refused by name and type, once; the Ethernet device beside it is attached', async () => {

@@ -1,6 +1,8 @@
 // Programs the eBPF datapath on every node of a lab from the semantic cluster, as an agent
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
-import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType } from '../../control/bpf/attach.ts';
+import { execFileSync } from 'node:child_process';
+import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../control/bpf/attach.ts';
+import { parseLinks, xdpChoice } from '../../control/backends/ebpf/devices.ts';
 import { DEFAULT_SNAT_PORTS } from '../../control/backends/ebpf/backend.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
@@ -21,8 +23,12 @@ export interface ProgrammedNode {
   cgroup: string;
 }
 
-/** The semantic cluster, unless `fill` loads another one into the node's model. xdp: false leaves XDP to the test; model replaces the semantic configuration. */
-export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, options: { xdp?: boolean; model?: ModelConfig } = {}): ProgrammedNode {
+/**
+ * The semantic cluster, unless `fill` loads another one into the node's model. xdpMode on the
+ * wire device decides as the agent's does (auto, the default: none on the lab's veths; native
+ * to attach XDP anyway; off leaves XDP to the test); model replaces the semantic configuration.
+ */
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, options: { xdpMode?: XdpMode | 'off'; model?: ModelConfig } = {}): ProgrammedNode {
   const tracker = semanticTracker(n, fill, options.model);
   const datapath = EbpfDatapath.open({ object, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
@@ -44,7 +50,9 @@ export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_external') });
-  if (options.xdp !== false) xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: 'auto' });
+  const [wire] = parseLinks(execFileSync('ip', ['-n', n.netns, '-d', '-j', 'link', 'show', 'dev', n.wireIf], { timeout: 10_000 }).toString());
+  const xdp = xdpChoice(wire!, options.xdpMode ?? 'auto');
+  if ('mode' in xdp) xdpAttach({ ifname: n.wireIf, netns: ns, progFd: datapath.programFd('sy_xdp_external'), mode: xdp.mode });
   const cgroup = lab.cgroup(n);
   for (const hook of ['connect', 'sendmsg', 'recvmsg', 'getpeername']) {
     for (const v of ['4', '6']) cgroupAttach(cgroup, `${hook}${v}` as CgroupAttachType, datapath.programFd(`sy_sock_${hook}${v}`));

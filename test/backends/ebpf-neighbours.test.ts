@@ -45,7 +45,7 @@ describe('eBPF datapath next to another agent\'s tc filters and XDP programs', (
     xdpAttach({ ifname: n0.wireIf, netns: ns, progFd: foreign.programFd('neighbour_xdp'), mode: 'native' });
     tcAttach({ ifname: n0.pods[0]!.hostIf, netns: ns, direction: 'ingress', handle: FOREIGN_HANDLE, priority: FOREIGN_PRIORITY, progFd: foreign.programFd('neighbour_tc') });
     tcAttach({ ifname: n0.pods[1]!.hostIf, netns: ns, direction: 'egress', handle: FOREIGN_HANDLE, priority: FOREIGN_PRIORITY, progFd: foreign.programFd('neighbour_tc') });
-    nodes = lab.nodes.map((n) => programNode(lab, n, undefined, datapathObject, { xdp: n.index !== 0 }));
+    nodes = lab.nodes.map((n) => programNode(lab, n, undefined, datapathObject, { xdpMode: n.index !== 0 ? 'native' : 'off' }));
   });
 
   after(async () => {
@@ -82,7 +82,7 @@ describe('eBPF datapath next to another agent\'s tc filters and XDP programs', (
     const target = { ifname: n0.wireIf, netns: netnsPath(n0.netns) };
     const theirs = progInfo(foreign.programFd('neighbour_xdp'));
     assert.throws(
-      () => xdpAttach({ ...target, progFd: nodes[0]!.datapath.programFd('sy_xdp_external'), mode: 'auto' }),
+      () => xdpAttach({ ...target, progFd: nodes[0]!.datapath.programFd('sy_xdp_external'), mode: 'native' }),
       (e: unknown) => e instanceof ForeignXdpProgramError && e.progId === theirs.id && e.progName === 'neighbour_xdp' && e.message.includes(`XDP program ${theirs.id} "neighbour_xdp"`) && e.message.includes(n0.wireIf),
     );
     assert.equal(xdpQuery(target).progId, theirs.id, 'their program is still attached');
@@ -100,7 +100,7 @@ describe('eBPF datapath next to another agent\'s tc filters and XDP programs', (
     const again = EbpfDatapath.open({ object: datapathObject, pinDir: lab.bpffsDir(`dp-${n1.name}`) });
     try {
       const mine = progInfo(again.programFd('sy_xdp_external')).id;
-      xdpAttach({ ...target, progFd: again.programFd('sy_xdp_external'), mode: 'auto' });
+      xdpAttach({ ...target, progFd: again.programFd('sy_xdp_external'), mode: 'native' });
       assert.equal(xdpQuery(target).progId, mine);
     } finally {
       again.close();

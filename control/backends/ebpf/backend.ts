@@ -2,7 +2,7 @@
 // from the node facts, full syncs of the compiled desired state, and attachment to devices and
 // the cgroup, kept up to date as pod devices come and go.
 import { BpffsMissingError } from '../../bpf/errors.ts';
-import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
+import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, xdpDetachOurs, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath } from './compile.ts';
 import { conntrackEntries, conntrackTimeouts, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
@@ -10,7 +10,7 @@ import { EbpfDatapath, LayoutMismatchError, type GcReport, type SyncReport } fro
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
-import { attachRefusal, listLinks, NetlinkWatcher } from './devices.ts';
+import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
 
@@ -176,16 +176,23 @@ export class EbpfBackend {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_external') });
           // Answers leaving by this device are translated after netfilter saw them (sy_handle).
           tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_external') });
-          const mode = this.o.xdpMode ?? 'auto';
-          if (mode !== 'off') {
+          const asked = this.o.xdpMode ?? 'auto';
+          const choice = xdpChoice(l, asked);
+          if ('skip' in choice) {
+            // Once per device, as the attach itself: a veth or tap, where XDP would cost GSO/GRO.
+            if (choice.skip !== undefined) this.o.log({ device: l.ifname, kind: l.kind, xdp: 'skipped' }, choice.skip);
+            // An earlier agent's XDP program there (one that attached it) goes: tc carries the device.
+            if (xdpDetachOurs({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external') })) this.o.log({ device: l.ifname }, `removed our earlier XDP program from ${l.ifname}`);
+          } else {
             try {
-              const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode });
+              const x = xdpAttach({ ifindex: l.ifindex, progFd: this.datapath.programFd('sy_xdp_external'), mode: choice.mode });
               this.o.log({ device: l.ifname, xdp: x.mode }, `XDP (${x.mode}) on ${l.ifname}`);
             } catch (e) {
               // Another agent's XDP program stays (xdpAttach never replaces one), or the driver
               // has no native XDP: tc alone carries the device, as it does everything XDP passes.
+              // auto never falls back to generic XDP (xdpChoice).
               if (e instanceof ForeignXdpProgramError) this.o.log({ device: l.ifname, foreignProgId: e.progId, foreignProgName: e.progName }, e.message);
-              else this.o.log({ device: l.ifname, error: (e as Error).message }, `no ${mode === 'auto' ? 'native ' : ''}XDP on ${l.ifname}; tc only`);
+              else this.o.log({ device: l.ifname, error: (e as Error).message }, `no ${asked === 'auto' ? 'native ' : ''}XDP on ${l.ifname}; tc only`);
             }
           }
         }
