@@ -198,7 +198,11 @@ export class Agent {
         m.lastSync.set(Date.now() / 1000);
         // Only after success, as kube-proxy: a failed sync's trigger times are not observed.
         const now = Date.now();
-        for (const t of changes.lastChangeTriggerTimes) m.networkProgramming.observe(Math.max(0, now - t) / 1000);
+        for (const t of changes.lastChangeTriggerTimes) {
+          const seconds = Math.max(0, now - t) / 1000;
+          m.networkProgramming.observe(seconds);
+          m.networkProgrammingFine.observe(seconds);
+        }
         m.serviceChangesTotal.inc(changes.serviceChanges);
         m.endpointChangesTotal.inc(changes.endpointChanges);
         m.serviceChangesPending.set(0);
