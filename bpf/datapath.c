@@ -16,6 +16,7 @@
 
 #include "include/clock.h"
 #include "include/ct.h"
+#include "include/fib.h"
 #include "include/icmp.h"
 #include "include/lb.h"
 #include "include/maps.h"
@@ -32,9 +33,6 @@ static __always_inline const struct sy_config *sy_cfg(void)
 	return bpf_map_lookup_elem(&sy_config, &zero);
 }
 
-#define SY_AF_INET 2
-#define SY_AF_INET6 10
-
 /* Drops a packet and says why (sy_drops). */
 static __always_inline int sy_drop(__u32 reason)
 {
@@ -43,70 +41,20 @@ static __always_inline int sy_drop(__u32 reason)
 }
 
 /*
- * A packet sent on past the host's forwarding path loses a hop as ip_forward would take it; 0, or
- * -1 when its TTL (hop limit) ran out.
- */
-static __always_inline int sy_hop(struct __sk_buff *skb, __u8 family)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-
-	if (family == 4) {
-		struct iphdr *ip = data + ETH_HLEN;
-
-		if ((void *)(ip + 1) > end || ip->ttl <= 1)
-			return -1;
-		/* TTL is the high byte of its 16-bit word: the checksum gains 0x0100. */
-		ip->check = sy_csum_apply(ip->check, sy_csum_fold32((__u64)(__u16)~bpf_htons(0x0100)));
-		ip->ttl--;
-	} else {
-		struct ipv6hdr *ip6 = data + ETH_HLEN;
-
-		if ((void *)(ip6 + 1) > end || ip6->hop_limit <= 1)
-			return -1;
-		ip6->hop_limit--;
-	}
-	return 0;
-}
-
-/*
  * Sends a translated packet straight to its next hop, past the host's stack: its source is now a
  * node address, which the kernel's input path would drop as a martian, and netfilter then sees
  * neither direction of the flow (the answers take the same way back), so its conntrack never
- * calls them INVALID. The route's MTU is left to the device check, which knows GSO packets are
- * segmented later (tot_len 0: bpf_fib_lookup's own check would compare a whole GSO packet). A
- * destination on this node itself (a hostNetwork backend) is delivered by the stack.
+ * calls them INVALID. Here for a packet whose tuple t is already final (an ICMP error translated
+ * by include/icmp.h); translated flows look their route up before the rewrite (sy_translate,
+ * sy_reverse), so that a packet too big for it is answered as its sender sent it (include/fib.h).
  */
 static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct sy_tuple *t)
 {
-	struct bpf_fib_lookup p = {};
-	int rc;
+	int rc = sy_fib_lookup(skb, t, t->saddr, t->daddr, sy_fib_ports(t->sport, t->dport));
 
-	p.ifindex = skb->ifindex;
-	p.l4_protocol = t->proto;
-	p.sport = t->sport;
-	p.dport = t->dport;
-	if (t->family == 4) {
-		p.family = SY_AF_INET;
-		p.ipv4_src = t->saddr[0];
-		p.ipv4_dst = t->daddr[0];
-	} else {
-		p.family = SY_AF_INET6;
-		__builtin_memcpy(p.ipv6_src, t->saddr, 16);
-		__builtin_memcpy(p.ipv6_dst, t->daddr, 16);
-	}
-	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
-	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-		return TC_ACT_OK;
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return sy_drop(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? SY_DROP_FRAG_NEEDED : SY_DROP_NO_ROUTE);
-	if (sy_hop(skb, t->family) < 0)
-		return sy_drop(SY_DROP_TTL_EXCEEDED);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return bpf_redirect_neigh(p.ifindex, NULL, 0, 0);
-	if (bpf_skb_store_bytes(skb, 0, p.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, p.smac, 6, 0) < 0)
-		return sy_drop(SY_DROP_UNSUPPORTED);
-	return bpf_redirect(p.ifindex, 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return sy_drop(SY_DROP_FRAG_NEEDED); /* an error about an error is never sent */
+	return sy_fib_send(skb, t->family, rc);
 }
 
 /*
@@ -122,6 +70,7 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	__be16 client_port;
 	__u32 rev_nat_id;
 	__u16 flags;
+	int rc = 0;
 
 	sy_ct_touch(k, v, t->tcp_flags, now);
 	rev_nat_id = v->rev_nat_id;
@@ -131,11 +80,17 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 	rn = bpf_map_lookup_elem(&sy_revnat, &rev_nat_id);
 	if (!rn || !rn->family)
 		return TC_ACT_OK;
+	if (flags & SY_CT_NODE_SNAT) {
+		/* Sent on past the stack: its route first, while it is still as the backend sent it. */
+		rc = sy_fib_lookup(skb, t, rn->addr, client, sy_fib_ports(rn->port, client_port));
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return sy_fib_too_big(skb, t);
+	}
 	if (sy_rewrite(skb, t, 0, rn->addr, rn->port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
-	return (flags & SY_CT_NODE_SNAT) ? sy_fib_redirect(skb, t) : TC_ACT_OK;
+	return (flags & SY_CT_NODE_SNAT) ? sy_fib_send(skb, t->family, rc) : TC_ACT_OK;
 }
 
 static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
@@ -228,16 +183,22 @@ static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key
 static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_backend *be, int snat,
 					const __be32 *nat_addr, __be16 nat_port)
 {
-	int moved;
+	int moved, rc = 0;
 
+	moved = snat && !sy_same_addr(t->saddr, nat_addr); /* to a node address, not a resolved clash */
+	if (moved) {
+		/* Sent on past the stack: its route first, while it is still as the client sent it. */
+		rc = sy_fib_lookup(skb, t, nat_addr, be->addr, sy_fib_ports(nat_port, be->port));
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return sy_fib_too_big(skb, t);
+	}
 	if (sy_rewrite(skb, t, 1, be->addr, be->port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	if (!snat)
 		return TC_ACT_OK;
-	moved = !sy_same_addr(t->saddr, nat_addr); /* to a node address, not a resolved clash */
 	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
-	return moved ? sy_fib_redirect(skb, t) : TC_ACT_OK;
+	return moved ? sy_fib_send(skb, t->family, rc) : TC_ACT_OK;
 }
 
 /*

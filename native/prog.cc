@@ -12,13 +12,15 @@
 
 #include "args.h"
 #include "errors.h"
+#include "netns.h"
 
 namespace sy {
 
 namespace {
 
-// progTestRun(fd, data, { repeat?, ctxIn?, ctxOutSize?, dataOutSize? })
+// progTestRun(fd, data, { repeat?, ctxIn?, ctxOutSize?, dataOutSize?, netns? })
 //   -> { retval, data, ctx | null, durationNs }
+// netns: run inside that network namespace (a path), whose routes FIB lookups then see.
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer()) {
@@ -47,6 +49,15 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   run.ctx_size_in = static_cast<uint32_t>(ctx_in.size());
   run.ctx_size_out = static_cast<uint32_t>(ctx_out.size());
   run.repeat = static_cast<int>(OptUint(opts, "repeat", 1));
+  NetnsGuard guard;
+  if (opts.Has("netns") && opts.Get("netns").IsString()) {
+    std::string path = opts.Get("netns").As<Napi::String>();
+    int entered = guard.Enter(path);
+    if (entered != 0) {
+      ThrowErrno(env, "progTestRun", entered, "network namespace " + path);
+      return env.Undefined();
+    }
+  }
   int err = bpf_prog_test_run_opts(IntArg(info[0]), &run);
   if (err != 0) {
     ThrowErrno(env, "bpf_prog_test_run_opts", err);

@@ -117,11 +117,11 @@ export function xdpQuery(spec: InterfaceTarget): { progId: number; mode: string 
   return call(() => native().xdpQuery(spec));
 }
 
-/** Runs a program once (or `repeat` times) on a packet with BPF_PROG_TEST_RUN. */
+/** Runs a program once (or `repeat` times) on a packet with BPF_PROG_TEST_RUN; in `netns` (a path), its FIB lookups see that namespace's routes. */
 export function progTestRun(
   progFd: number,
   packet: Buffer,
-  options: { repeat?: number; ctxIn?: Buffer; dataOutSize?: number } = {},
+  options: { repeat?: number; ctxIn?: Buffer; dataOutSize?: number; netns?: string } = {},
 ): { retval: number; data: Buffer; durationNs: number } {
   const r = call(() => native().progTestRun(progFd, packet, options));
   return { retval: r.retval, data: r.data, durationNs: r.durationNs };

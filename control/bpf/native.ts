@@ -95,7 +95,7 @@ export interface NativeAddon {
   progTestRun(
     fd: number,
     data: Buffer,
-    options?: { repeat?: number; ctxIn?: Buffer; ctxOutSize?: number; dataOutSize?: number },
+    options?: { repeat?: number; ctxIn?: Buffer; ctxOutSize?: number; dataOutSize?: number; netns?: string },
   ): { retval: number; data: Buffer; ctx: Buffer | null; durationNs: number };
   progInfo(fd: number): { id: number; type: number; name: string; tag: string };
   progFdById(id: number): number;

@@ -7,6 +7,13 @@
 //   external    eth0 10.254.0.200/24,    fd00:254::200/64 (no route to any pod)
 //   pod j of i  eth0 10.244.i.(10+j)/32, fd00:10:244:i::(10+j)/128, default via the node
 //   node side of a pod's veth: veth<j>, holding 10.244.i.1/32 and fe80::1 as the pod's gateway
+// With the narrowPath option, a second client ("far") behind two routers whose link is narrow:
+//   far         eth0 10.254.9.200/24, fd00:254:9::200/64 (MTU 1500), default via edge
+//   edge        eth1 10.254.9.1/24, fd00:254:9::1/64; eth0 10.254.8.2/24, fd00:254:8::2/64 (narrow)
+//   wan         eth1 10.254.8.1/24, fd00:254:8::1/64 (narrow); eth0 on the fabric 10.254.0.2/24, fd00:254::2/64
+//   nodes       route 10.254.8.0/23, fd00:254:8::/64 and fd00:254:9::/64 via wan
+// Both ends of the narrow link share its MTU, so the far client's MSS is its own link's and only
+// path MTU discovery (routers' frag-needed / packet too big) keeps a download going.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +35,14 @@ export interface LabOptions {
   tag?: string;
   /** A TCP port where pods stream bulk data on request (benchmarks). */
   bulkPort?: number;
+  /** A far client behind two routers joined by a link of this MTU (see the address plan above). */
+  narrowPath?: { mtu: number };
+}
+
+/** A router of the narrow path: its address on the fabric side and on the far side. */
+export interface LabRouter extends LabHost {
+  farIpv4: string;
+  farIpv6: string;
 }
 
 export interface LabPod {
@@ -105,6 +120,11 @@ export class Lab {
   readonly nodes: LabNode[] = [];
   readonly pods: LabPod[] = [];
   readonly external: LabHost;
+  /** With narrowPath: the client beyond the narrow link, and the routers either side of it. */
+  readonly far: LabHost | undefined;
+  readonly wan: LabRouter | undefined;
+  readonly edge: LabRouter | undefined;
+  private readonly narrowMtu: number | undefined;
   readonly fabric: string;
   readonly ports: number[];
   readonly bulkPort: number | undefined;
@@ -119,6 +139,12 @@ export class Lab {
     this.bulkPort = options.bulkPort;
     this.fabric = `${this.prefix}-fab`;
     this.external = { name: 'ext', netns: `${this.prefix}-ext`, ipv4: '10.254.0.200', ipv6: 'fd00:254::200' };
+    this.narrowMtu = options.narrowPath?.mtu;
+    if (this.narrowMtu !== undefined) {
+      this.far = { name: 'far', netns: `${this.prefix}-far`, ipv4: '10.254.9.200', ipv6: 'fd00:254:9::200' };
+      this.wan = { name: 'wan', netns: `${this.prefix}-wan`, ipv4: '10.254.0.2', ipv6: 'fd00:254::2', farIpv4: '10.254.8.1', farIpv6: 'fd00:254:8::1' };
+      this.edge = { name: 'edge', netns: `${this.prefix}-edge`, ipv4: '10.254.8.2', ipv6: 'fd00:254:8::2', farIpv4: '10.254.9.1', farIpv6: 'fd00:254:9::1' };
+    }
     for (let i = 0; i < (options.nodes ?? 2); i++) {
       const node: LabNode = {
         name: `n${i}`,
@@ -199,6 +225,11 @@ export class Lab {
     await this.addNamespace(this.external.netns, []);
     for (const node of this.nodes) await this.addNamespace(node.netns, forwarding);
     for (const pod of this.pods) await this.addNamespace(pod.netns, []);
+    if (this.far !== undefined && this.wan !== undefined && this.edge !== undefined) {
+      await this.addNamespace(this.far.netns, []);
+      await this.addNamespace(this.wan.netns, forwarding);
+      await this.addNamespace(this.edge.netns, forwarding);
+    }
 
     await ipBatch(this.fabric, ['link set lo up', 'link add br0 type bridge', 'link set br0 up']);
     const wire = (netns: string, port: string): Promise<string> =>
@@ -206,6 +237,7 @@ export class Lab {
     await wire(this.external.netns, 'ext');
     for (const node of this.nodes) await wire(node.netns, node.name);
     await ipBatch(this.fabric, ['ext', ...this.nodes.map((n) => n.name)].map((p) => `link set ${p} master br0 up`));
+    if (this.far !== undefined) await this.buildNarrowPath();
 
     await ipBatch(this.external.netns, [
       'link set lo up',
@@ -223,6 +255,7 @@ export class Lab {
       // Like a real node, a default route (to a router that is not there): service addresses route
       // somewhere, so packets reach the FORWARD and OUTPUT hooks where iptables-mode rules act.
       lines.push('route add default via 10.254.0.1', 'route add ::/0 via fd00:254::1');
+      if (this.wan !== undefined) lines.push(`route add 10.254.8.0/23 via ${this.wan.ipv4}`, `route add fd00:254:8::/64 via ${this.wan.ipv6}`, `route add fd00:254:9::/64 via ${this.wan.ipv6}`);
       for (const other of this.nodes) {
         if (other === node) continue;
         lines.push(`route add ${other.podCidrV4} via ${other.ipv4}`);
@@ -251,6 +284,45 @@ export class Lab {
         ]);
       }
     }
+  }
+
+  /** The far client, the routers and the narrow link between them (narrowPath). */
+  private async buildNarrowPath(): Promise<void> {
+    const [far, wan, edge, mtu] = [this.far!, this.wan!, this.edge!, this.narrowMtu!];
+    await ipBatch(wan.netns, [`link add eth0 type veth peer name wan netns ${this.fabric}`]);
+    await ipBatch(this.fabric, ['link set wan master br0 up']);
+    await ipBatch(wan.netns, [`link add eth1 mtu ${mtu} type veth peer name eth0 mtu ${mtu} netns ${edge.netns}`]);
+    await ipBatch(edge.netns, [`link add eth1 type veth peer name eth0 netns ${far.netns}`]);
+    await ipBatch(wan.netns, [
+      'link set lo up',
+      `addr add ${wan.ipv4}/24 dev eth0`,
+      `addr add ${wan.ipv6}/64 dev eth0 nodad`,
+      `addr add ${wan.farIpv4}/24 dev eth1`,
+      `addr add ${wan.farIpv6}/64 dev eth1 nodad`,
+      'link set eth0 up',
+      'link set eth1 up',
+      `route add 10.254.9.0/24 via ${edge.ipv4}`,
+      `route add fd00:254:9::/64 via ${edge.ipv6}`,
+    ]);
+    await ipBatch(edge.netns, [
+      'link set lo up',
+      `addr add ${edge.ipv4}/24 dev eth0`,
+      `addr add ${edge.ipv6}/64 dev eth0 nodad`,
+      `addr add ${edge.farIpv4}/24 dev eth1`,
+      `addr add ${edge.farIpv6}/64 dev eth1 nodad`,
+      'link set eth0 up',
+      'link set eth1 up',
+      `route add default via ${wan.farIpv4}`,
+      `route add ::/0 via ${wan.farIpv6}`,
+    ]);
+    await ipBatch(far.netns, [
+      'link set lo up',
+      `addr add ${far.ipv4}/24 dev eth0`,
+      `addr add ${far.ipv6}/64 dev eth0 nodad`,
+      'link set eth0 up',
+      `route add default via ${edge.farIpv4}`,
+      `route add ::/0 via ${edge.farIpv6}`,
+    ]);
   }
 
   private startServer(netns: string, name: string): Promise<void> {

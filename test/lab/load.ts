@@ -2,6 +2,7 @@
 // close) for a while, or one bulk download; prints one JSON line.
 //   node load.ts '{"mode":"connections","host":"10.96.0.10","port":80,"seconds":3}'   (or "count":30000)
 //   node load.ts '{"mode":"bulk","host":"10.96.0.10","port":5001,"bytes":1073741824}'
+// A bulk download gives up after idleMs without data (default: never) and reports what it got.
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 
@@ -17,6 +18,8 @@ interface LoadRequest {
   /** connections: the count so far is written here after every 20 connections (tests wait on it). */
   progressFile?: string;
   bytes?: number;
+  /** bulk: give up after this long without data (a stalled path) and report the bytes so far. */
+  idleMs?: number;
 }
 
 function once(host: string, port: number): Promise<void> {
@@ -28,7 +31,7 @@ function once(host: string, port: number): Promise<void> {
   });
 }
 
-function bulk(host: string, port: number, bytes: number): Promise<number> {
+function bulk(host: string, port: number, bytes: number, idleMs?: number): Promise<number> {
   return new Promise((resolve, reject) => {
     let got = 0;
     const s = connect({ host, port }, () => {
@@ -36,6 +39,7 @@ function bulk(host: string, port: number, bytes: number): Promise<number> {
       req.writeUInt32BE(bytes);
       s.write(req);
     });
+    if (idleMs !== undefined) s.setTimeout(idleMs, () => s.destroy());
     s.on('data', (d) => (got += d.length));
     s.on('error', reject);
     s.on('close', () => resolve(got));
@@ -64,7 +68,7 @@ if (req.mode === 'connections') {
   process.stdout.write(`${JSON.stringify({ connections: n, failures, errors, perSecond: n / s })}\n`);
 } else {
   const start = process.hrtime.bigint();
-  const got = await bulk(req.host, req.port, req.bytes ?? 1 << 30);
+  const got = await bulk(req.host, req.port, req.bytes ?? 1 << 30, req.idleMs);
   const s = Number(process.hrtime.bigint() - start) / 1e9;
   process.stdout.write(`${JSON.stringify({ bytes: got, gbitPerSecond: (got * 8) / s / 1e9 })}\n`);
 }
