@@ -4,7 +4,7 @@
 // touched; logs are klog text by default and JSON on request; SIGTERM leaves no child behind.
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,7 @@ describe('agent start and stop', () => {
     return d;
   };
   const children: ChildProcess[] = [];
+  const files: string[] = [];
 
   before(async () => {
     manifests = writeManifests();
@@ -90,6 +91,7 @@ describe('agent start and stop', () => {
     busy.close();
     rmSync(manifests, { recursive: true, force: true });
     for (const d of pinDirs) rmSync(d, { recursive: true, force: true });
+    for (const f of files) rmSync(f, { force: true });
   });
 
   it('a busy health port: exit 1 with one line naming the address, nothing pinned or running', async () => {
@@ -156,10 +158,19 @@ describe('agent start and stop', () => {
   it('runs with klog text logs, and SIGTERM leaves no child (ip monitor) running', async () => {
     // In a network namespace of its own (unshare -n), gone with the process.
     const dir = pins('run');
-    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cluster-cidr', '10.244.0.0/16', '-v', '4'], ['unshare', '-n', '--']);
+    // A configuration with fields eBPF mode does not use: named, with why, in one warning.
+    const config = join(tmpdir(), `${prefix}-config.yaml`);
+    files.push(config);
+    writeFileSync(config, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nportRange: 30000-31000\nconntrack:\n  tcpBeLiberal: true\n');
+    const a = start(['--config', config, '--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cluster-cidr', '10.244.0.0/16', '-v', '4'], ['unshare', '-n', '--']);
     children.push(a.child);
     await until('the first sync', () => /"synced"/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
     assert.equal(a.child.exitCode, null, a.out.stderr);
+    const warnings = a.out.stderr.split('\n').filter((l) => l.includes('KubeProxyConfiguration fields not used in ebpf mode'));
+    assert.equal(warnings.length, 1, a.out.stderr);
+    assert.match(warnings[0]!, /conntrack\.tcpBeLiberal \(Switchyard does not set nf_conntrack_tcp_be_liberal\)/);
+    assert.match(warnings[0]!, /iptables\.localhostNodePorts \(eBPF mode serves 127\.0\.0\.1:NodePort from its socket hooks, which are off/);
+    assert.match(warnings[0]!, /portRange \(the userspace proxy's port range/);
     const kids = childrenOf(a.child.pid!);
     assert.ok(kids.length > 0, 'the agent watches links with a child process');
     for (const line of a.out.stderr.trimEnd().split('\n')) assert.match(line, KLOG, line);

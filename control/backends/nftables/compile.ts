@@ -11,7 +11,12 @@ import type { DesiredState, EndpointState, FamilyState } from '../../model/types
 import { endpointObjects, servicePortObjects } from './names.ts';
 
 export const TABLE = 'kube-proxy';
-export const MASQ_MARK = '0x00004000'; // bit 14, as in iptables mode
+/** The masquerade mark (1 << nftables.masqueradeBit) as `nft list` prints it: bit 14, the default, is 0x00004000. */
+export function masqueradeMark(bit: number): string {
+  return `0x${((1 << bit) >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+export const MASQ_MARK = masqueradeMark(14);
 
 export interface NftSet {
   kind: 'set' | 'map';
@@ -124,7 +129,8 @@ function endpointAddress(ep: EndpointState, family: Family): string {
   return family === 4 ? `${ep.ip}:${ep.port}` : `[${ep.ip}]:${ep.port}`;
 }
 
-function setup(b: Builder, fs: FamilyState, family: Family): void {
+function setup(b: Builder, fs: FamilyState, family: Family, masqueradeBit: number): void {
+  const mark = masqueradeMark(masqueradeBit);
   const ipX = family === 4 ? 'ip' : 'ip6';
   const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const noLocalhost = family === 4 ? 'ip daddr != 127.0.0.0/8' : 'ip6 daddr != ::1';
@@ -136,9 +142,9 @@ function setup(b: Builder, fs: FamilyState, family: Family): void {
   for (const [chain, from, condition] of JUMPS) rule(b, from, `${condition === '' ? '' : `${condition} `}jump ${chain}`);
 
   // Written as `nft list` prints them, so a full sync can tell an unchanged chain from its listing.
-  rule(b, 'mark-for-masquerade', `meta mark set meta mark | ${MASQ_MARK}`);
-  rule(b, 'masquerading', `meta mark & ${MASQ_MARK} == 0x00000000 return`);
-  rule(b, 'masquerading', `meta mark set meta mark ^ ${MASQ_MARK}`);
+  rule(b, 'mark-for-masquerade', `meta mark set meta mark | ${mark}`);
+  rule(b, 'masquerading', `meta mark & ${mark} == 0x00000000 return`);
+  rule(b, 'masquerading', `meta mark set meta mark ^ ${mark}`);
   rule(b, 'masquerading', 'masquerade fully-random');
 
   set(b, 'cluster-ips', { kind: 'set', type: addr, comment: 'Active ClusterIPs' });
@@ -296,15 +302,15 @@ export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft 
 const emptyFamily = (family: Family): FamilyState => ({ family, servicePorts: new Map(), localDetector: { mode: 'None', cidrs: [], interfaceName: '' }, nodePortAddresses: { all: true, addresses: [] }, nodeIPs: [] });
 
 /** The table's own objects (base chains, dispatch chains, shared sets and maps), without any service port. */
-export function compileNftFrame(fs: FamilyState | undefined, family: Family): CompiledNft {
+export function compileNftFrame(fs: FamilyState | undefined, family: Family, masqueradeBit = 14): CompiledNft {
   const b: Builder = { baseChains: new Map(), chains: new Map(), sets: new Map(), elements: new Map() };
-  setup(b, fs ?? emptyFamily(family), family);
+  setup(b, fs ?? emptyFamily(family), family, masqueradeBit);
   return { family, nftFamily: family === 4 ? 'ip' : 'ip6', ...b };
 }
 
 /** One family's table from its service ports' contributions (in the order given: sorted by key). */
-export function assembleNft(fs: FamilyState | undefined, family: Family, ports: Iterable<PortNft>): CompiledNft {
-  const frame = compileNftFrame(fs, family);
+export function assembleNft(fs: FamilyState | undefined, family: Family, ports: Iterable<PortNft>, masqueradeBit = 14): CompiledNft {
+  const frame = compileNftFrame(fs, family, masqueradeBit);
   const chains = frame.chains as Map<string, readonly string[]>;
   const sets = frame.sets as Map<string, NftSet>;
   const elements = frame.elements as Map<string, Map<string, string>>;
@@ -320,5 +326,5 @@ export function assembleNft(fs: FamilyState | undefined, family: Family, ports: 
 export function compileNftables(state: DesiredState, family: Family): CompiledNft {
   const fs = state.families.get(family);
   const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileNftPort(planServicePort(sp, fs, state.config, 'nftables'), fs));
-  return assembleNft(fs, family, ports);
+  return assembleNft(fs, family, ports, state.config.masqueradeBit);
 }
