@@ -82,6 +82,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   sy({ name: 'pod-device-prefixes', type: 'strings', default: 'veth', help: 'Interface name prefixes of pod-facing devices (eBPF mode).' }),
   sy({ name: 'external-devices', type: 'strings', help: "The node's external devices, where NodePort and LoadBalancer traffic arrives (eBPF mode)." }),
   sy({ name: 'cgroup-root', type: 'string', help: 'The cgroup v2 root for the socket-level hooks (eBPF mode); unset: no socket hooks.' }),
+  sy({ name: 'service-cluster-ip-range', type: 'strings', help: "The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops traffic to unallocated ClusterIPs in them, as kube-proxy's cluster-ips-check; the start refuses an API server address inside them unless told (apiServerViaClusterIP)." }),
 ];
 
 export type AgentFlagValues = ReadonlyMap<string, FlagValue>;
@@ -154,6 +155,7 @@ const SWITCHYARD_PATHS: Record<string, string> = {
   'pod-device-prefixes': 'podDevicePrefixes',
   'external-devices': 'externalDevices',
   'cgroup-root': 'cgroupRoot',
+  'service-cluster-ip-range': 'serviceCIDRs',
 };
 
 /** Flags read by the command itself rather than stored in the configuration. */

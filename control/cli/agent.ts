@@ -128,7 +128,8 @@ function modelSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies: readon
   const localhost = ignoredBecause('iptables.localhostNodePorts', mode, kp, sy) === undefined && at(kp, 'iptables.localhostNodePorts') !== false;
   const bitPath = mode === 'nftables' ? 'nftables.masqueradeBit' : 'iptables.masqueradeBit';
   const bit = ignoredBecause(bitPath, mode, kp, sy) === undefined ? Number(at(kp, bitPath) ?? 14) : 14;
-  return { ...modelConfigFromFlags(modelFlags), localhostNodePorts: localhost, masqueradeBit: bit, defaultAlgorithm: at(sy, 'loadBalancing.algorithm') as 'random' | 'maglev' };
+  const serviceCIDRs = (sy.serviceCIDRs as string[] | null | undefined) ?? [];
+  return { ...modelConfigFromFlags(modelFlags), localhostNodePorts: localhost, masqueradeBit: bit, serviceCIDRs, defaultAlgorithm: at(sy, 'loadBalancing.algorithm') as 'random' | 'maglev' };
 }
 
 /** What the agent runs with, but for the logger and the resolved source. */
@@ -136,7 +137,7 @@ export interface AgentSettings {
   /** The mode asked for (chooseMode turns auto into one). */
   requestedMode: string;
   logging: { format: 'json' | 'text'; verbosity: number };
-  source: ReturnType<typeof sourceRequest> & { viaClusterIP: boolean };
+  source: ReturnType<typeof sourceRequest> & { viaClusterIP: boolean; serviceCIDRs: readonly string[] };
   oomScoreAdj: unknown;
   agent: Omit<AgentOptions, 'logger' | 'source' | 'configz'>;
 }
@@ -173,7 +174,7 @@ export function agentSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies?
   return {
     requestedMode: str(kp.mode) ?? 'ebpf',
     logging: { format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) },
-    source: { ...sourceRequest(kp), viaClusterIP: sy.apiServerViaClusterIP === true },
+    source: { ...sourceRequest(kp), viaClusterIP: sy.apiServerViaClusterIP === true, serviceCIDRs: (sy.serviceCIDRs as string[] | null | undefined) ?? [] },
     oomScoreAdj: kp.oomScoreAdj,
     agent: {
       nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
@@ -291,7 +292,7 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   if (unused.length > 0) logger.warn({ flags: unused.map((f) => `--${f.name}`) }, `flags accepted but not used by Switchyard: ${unused.map((f) => `--${f.name} (${f.unused})`).join('; ')}`);
   const request = sourceRequest(kp);
   const resolved = resolveSource({ manifests: values.get('manifests') as string | undefined, master: values.get('master') as string | undefined, ...request });
-  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true } : resolved;
+  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true, serviceCIDRs: [...((sy.serviceCIDRs as string[] | null | undefined) ?? [])] } : resolved;
   modelSettings(effective, 'ebpf', values.get('ip-families') as string[] | undefined); // checked before anything else runs
   if (values.get('init-only') === true) {
     logger.info('configuration and sources checked (--init-only); Switchyard has no separate privileged initialisation');

@@ -58,6 +58,8 @@ const SWITCHYARD_SCHEMA: Schema = {
   apiServerViaClusterIP: 'bool',
   /** SNAT source ports ("MIN-MAX") when a client's own port is taken: masquerade, hairpin, NAT clashes. */
   snatPorts: 'string',
+  /** The cluster's service CIDRs (the API server's --service-cluster-ip-range): traffic to unallocated ClusterIPs in them is dropped (nftables mode, as kube-proxy). */
+  serviceCIDRs: 'stringList',
 };
 
 /** Every leaf field of KubeProxyConfiguration (v1alpha1) as a dotted path, with its type: what the field-use table and its test walk. */

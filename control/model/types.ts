@@ -91,6 +91,12 @@ export interface ModelConfig {
   localhostNodePorts: boolean;
   /** The fwmark bit of KUBE-MARK-MASQ in the rule-based modes (iptables/nftables masqueradeBit, default 14). */
   masqueradeBit: number;
+  /**
+   * The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops
+   * traffic to a ClusterIP in them that no Service holds, as kube-proxy's cluster-ips-check does.
+   * Absent or empty: unknown, nothing dropped.
+   */
+  serviceCIDRs?: readonly string[];
   /** Default for services without the algorithm annotation. */
   defaultAlgorithm: LbAlgorithm;
 }
