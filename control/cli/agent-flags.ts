@@ -184,6 +184,12 @@ export function applyAgentFlags(values: AgentFlagValues, kubeProxy: Dict, switch
   }
 }
 
+/** The KubeProxyConfiguration fields a flag sets. */
+export function flagFieldPaths(name: string): readonly string[] {
+  const paths = KUBE_PROXY_PATHS[name];
+  return paths === undefined ? [] : typeof paths === 'string' ? [paths] : paths;
+}
+
 /** Every flag given that has no effect, for the one start-up warning. */
 export function unusedFlagsGiven(values: AgentFlagValues): FlagSpec[] {
   return AGENT_FLAGS.filter((s) => s.unused !== undefined && values.has(s.name));

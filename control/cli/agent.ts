@@ -19,7 +19,7 @@ import type { CommandIO } from './io.ts';
 import type { KubeProxyConntrack } from '../backends/ebpf/conntrack.ts';
 import { modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 import { validateConfiguration } from '../config/validate.ts';
-import { AGENT_FLAGS, applyAgentFlags, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
+import { AGENT_FLAGS, applyAgentFlags, flagFieldPaths, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
 import { command, commandHelp, VERSION } from './commands.ts';
 import { FlagError, parseFlags, type FlagValue } from './flags.ts';
 import { createLogger } from './logger.ts';
@@ -115,12 +115,14 @@ function sourceRequest(kp: Dict): { kubeconfig?: string; contentType: 'json' | '
 function modelSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies: readonly string[] | undefined): ModelConfig {
   const kp = c.kubeProxy;
   const sy = c.switchyard;
+  const npa = (kp.nodePortAddresses as string[] | null) ?? [];
   const modelFlags: ModelFlagValues = {
     'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
     'detect-local-mode': str(kp.detectLocalMode),
     'pod-bridge-interface': str(at(kp, 'detectLocal.bridgeInterface')),
     'pod-interface-name-prefix': str(at(kp, 'detectLocal.interfaceNamePrefix')),
-    'nodeport-addresses': ((kp.nodePortAddresses as string[] | null) ?? []).join(','),
+    // kube-proxy's nftables mode takes an unset nodePortAddresses as "primary" (the node IPs only).
+    'nodeport-addresses': (npa.length === 0 && mode === 'nftables' ? ['primary'] : npa).join(','),
     'masquerade-all': Boolean(at(kp, 'iptables.masqueradeAll')) || Boolean(at(kp, 'nftables.masqueradeAll')),
     'ip-families': ipFamilies?.join(','),
   };
@@ -316,8 +318,11 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     return 1;
   }
   const settings = agentSettings(effective, choice.mode, values.get('ip-families') as string[] | undefined);
-  const ignoredMessage = ignoredFieldsMessage(ignoredFields(kp, choice.mode, sy), choice.mode);
-  if (ignoredMessage !== undefined) logger.warn({ fields: ignoredFields(kp, choice.mode, sy).map((f) => f.field) }, ignoredMessage);
+  // Fields no mode uses and set by a flag were named with the flag already.
+  const namedWithFlag = new Set(unused.flatMap((f) => flagFieldPaths(f.name)));
+  const ignored = ignoredFields(kp, choice.mode, sy).filter((f) => !namedWithFlag.has(f.field));
+  const ignoredMessage = ignoredFieldsMessage(ignored, choice.mode);
+  if (ignoredMessage !== undefined) logger.warn({ fields: ignored.map((f) => f.field) }, ignoredMessage);
   const pinDir = String(sy.bpffsDir);
   const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);
   const pinnedBefore = pinsPresent(pinDir);

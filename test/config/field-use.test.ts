@@ -158,6 +158,15 @@ describe('KubeProxyConfiguration: every field has its effect or is named', () =>
     assert.deepEqual((['iptables', 'ipvs', 'nftables', 'ebpf'] as const).map((m) => agentSettings(c, m).agent.model.masqueradeBit), [13, 13, 12, 14]);
   });
 
+  it('nodePortAddresses unset: every node address, but "primary" in nftables mode (as kube-proxy\'s nftables backend)', () => {
+    const c = base();
+    assert.deepEqual(agentSettings(c, 'iptables').agent.model.nodePortAddresses, []);
+    assert.deepEqual(agentSettings(c, 'ebpf').agent.model.nodePortAddresses, []);
+    assert.deepEqual(agentSettings(c, 'nftables').agent.model.nodePortAddresses, ['primary']);
+    setPath(c.kubeProxy, 'nodePortAddresses', ['192.0.2.0/24']);
+    assert.deepEqual(agentSettings(c, 'nftables').agent.model.nodePortAddresses, ['192.0.2.0/24']);
+  });
+
   it('the top-level syncPeriod/minSyncPeriod win over the mode section when set', () => {
     const c = base();
     setPath(c.kubeProxy, 'syncPeriod', '50s');
