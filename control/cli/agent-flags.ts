@@ -9,7 +9,6 @@ export const LOGGING_FORMATS = ['text', 'json'] as const;
 
 const kp = (s: Omit<FlagSpec, 'origin'>): FlagSpec => ({ ...s, origin: 'kube-proxy' });
 const sy = (s: Omit<FlagSpec, 'origin'>): FlagSpec => ({ ...s, origin: 'switchyard' });
-const NO_SYSCTL = 'Switchyard does not change nf_conntrack sysctls (the eBPF datapath tracks its own flows)';
 
 /** Flags shared with trace (they shape the model). */
 export const MODEL_FLAGS: readonly FlagSpec[] = [
@@ -55,13 +54,13 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   kp({ name: 'ipvs-udp-timeout', type: 'duration', default: '0s', help: 'IPVS UDP timeout, 0 to leave as-is.' }),
   ...MODEL_FLAGS,
   kp({ name: 'oom-score-adj', type: 'int', default: '-999', help: "The process's oom_score_adj, in [-1000, 1000]." }),
-  kp({ name: 'conntrack-max-per-core', type: 'int', default: '32768', help: 'Maximum NAT connections to track per CPU core. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-min', type: 'int', default: '131072', help: 'Minimum conntrack entries to allocate. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-timeout-established', type: 'duration', default: '24h0m0s', help: 'Idle timeout for established TCP connections. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-timeout-close-wait', type: 'duration', default: '1h0m0s', help: 'NAT timeout for TCP connections in CLOSE_WAIT. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-be-liberal', type: 'bool', default: 'false', help: 'Set nf_conntrack_tcp_be_liberal to 1.', unused: NO_SYSCTL }),
-  kp({ name: 'conntrack-udp-timeout', type: 'duration', default: '0s', help: 'Idle timeout for unreplied UDP flows. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-udp-timeout-stream', type: 'duration', default: '0s', help: 'Idle timeout for assured UDP flows. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
+  kp({ name: 'conntrack-max-per-core', type: 'int', default: '32768', help: 'Maximum NAT connections to track per CPU core. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-min', type: 'int', default: '131072', help: 'Minimum conntrack entries to allocate. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-timeout-established', type: 'duration', default: '24h0m0s', help: 'Idle timeout for established TCP connections. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-timeout-close-wait', type: 'duration', default: '1h0m0s', help: 'NAT timeout for TCP connections in CLOSE_WAIT. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-be-liberal', type: 'bool', default: 'false', help: 'Set nf_conntrack_tcp_be_liberal to 1 (the rule-based modes).' }),
+  kp({ name: 'conntrack-udp-timeout', type: 'duration', default: '0s', help: 'Idle timeout for unreplied UDP flows. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-udp-timeout-stream', type: 'duration', default: '0s', help: 'Idle timeout for assured UDP flows. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
   kp({ name: 'config-sync-period', type: 'duration', default: '15m0s', help: 'How often the datapath is re-read and drift repaired.' }),
   kp({ name: 'healthz-port', type: 'int', default: '10256', help: 'The port of the health server; 0 disables it.', deprecated: 'This flag is deprecated and will be removed in a future release. Please use --healthz-bind-address instead.' }),
   kp({ name: 'metrics-port', type: 'int', default: '10249', help: 'The port of the metrics server; 0 disables it.', deprecated: 'This flag is deprecated and will be removed in a future release. Please use --metrics-bind-address instead.' }),

@@ -2,7 +2,12 @@
 // (--config, --write-config-to), plus Switchyard's own settings. Flags given on the command line
 // override the file; the file overrides the defaults.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
+import { applyConntrackSysctls, conntrackSysctls, type ConntrackSysctl } from '../backends/conntrack-sysctls.ts';
+import { toolRunner } from '../backends/tool-runner.ts';
+
+/** CPUs for conntrack.maxPerCore (kube-proxy: the machine's). */
+const cpus = (): number => availableParallelism();
 import type { Logger } from 'pino';
 import { Agent, type AgentOptions, type SourceOptions } from '../agent/agent.ts';
 import { ignoredBecause, ignoredFields, ignoredFieldsMessage, type RunMode } from '../config/field-use.ts';
@@ -141,6 +146,8 @@ export interface AgentSettings {
   logging: { format: 'json' | 'text'; verbosity: number };
   source: ReturnType<typeof sourceRequest> & { viaClusterIP: boolean; serviceCIDRs: readonly string[] };
   oomScoreAdj: unknown;
+  /** The nf_conntrack sysctls set at start (the rule-based modes, as kube-proxy). */
+  conntrackSysctls: ConntrackSysctl[];
   agent: Omit<AgentOptions, 'logger' | 'source' | 'configz'>;
 }
 
@@ -178,6 +185,7 @@ export function agentSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies?
     logging: { format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) },
     source: { ...sourceRequest(kp), viaClusterIP: sy.apiServerViaClusterIP === true, serviceCIDRs: (sy.serviceCIDRs as string[] | null | undefined) ?? [] },
     oomScoreAdj: kp.oomScoreAdj,
+    conntrackSysctls: mode === 'iptables' || mode === 'nftables' || mode === 'ipvs' ? conntrackSysctls({ ...conntrackOf(kp), tcpBeLiberal: at(kp, 'conntrack.tcpBeLiberal') === true }, cpus()) : [],
     agent: {
       nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
       model: modelSettings(c, mode, ipFamilies),
@@ -326,6 +334,11 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const pinDir = String(sy.bpffsDir);
   const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);
   const pinnedBefore = pinsPresent(pinDir);
+  if (settings.conntrackSysctls.length > 0) {
+    const r = await applyConntrackSysctls(settings.conntrackSysctls, toolRunner());
+    if (r.set.length > 0) logger.info({ sysctls: r.set }, 'set the nf_conntrack sysctls from the conntrack section');
+    if (r.skipped.length > 0) logger.warn({ skipped: r.skipped }, `could not set ${r.skipped.map((x) => x.name).join(', ')} (read-only /proc/sys, or not this network namespace's to set); connection tracking keeps the node's values`);
+  }
   const agent = new Agent({ ...settings.agent, source, logger, configz: effective });
   logger.info({ mode: choice.mode }, choice.why);
   const stopped = new Promise<string>((resolve) => {

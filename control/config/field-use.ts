@@ -11,7 +11,7 @@ const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((
 /** The proxy modes as the agent runs them. */
 export type RunMode = 'ebpf' | 'iptables' | 'nftables' | 'ipvs' | 'kernelspace';
 
-const NO_SYSCTL = 'Switchyard does not change the nf_conntrack sysctls in the rule-based modes (eBPF mode sizes and times its own connection tracking from this section)';
+const RULE_MODES: readonly RunMode[] = ['iptables', 'nftables', 'ipvs'];
 const EBPF_NO_MIN_SYNC = 'eBPF mode applies every change at once (map updates, no rule set to rewrite)';
 const LOGGING = 'log lines are written unbuffered to stderr, one verbosity for the whole process';
 
@@ -29,7 +29,6 @@ const NEVER: Readonly<Record<string, string>> = {
   showHiddenMetricsForVersion: 'Switchyard hides no metrics',
   'ipvs.excludeCIDRs': 'Switchyard only removes IPVS virtual servers it made',
   'ipvs.strictARP': 'Switchyard does not change ARP sysctls',
-  'conntrack.tcpBeLiberal': 'Switchyard does not set nf_conntrack_tcp_be_liberal',
   portRange: "the userspace proxy's port range: there is no userspace mode",
 };
 
@@ -52,7 +51,9 @@ function byMode(mode: RunMode, kp: Dict, sy: Dict): Record<string, string | unde
     ...section(mode, ['nftables.syncPeriod', 'nftables.minSyncPeriod', 'nftables.masqueradeBit'], ['nftables'], 'applies in nftables mode only'),
     ...section(mode, ['ipvs.syncPeriod', 'ipvs.minSyncPeriod', 'ipvs.scheduler', 'ipvs.tcpTimeout', 'ipvs.tcpFinTimeout', 'ipvs.udpTimeout'], ['ipvs'], 'applies in ipvs mode only'),
     ...section(mode, ['winkernel.networkName', 'winkernel.sourceVip', 'winkernel.enableDSR', 'winkernel.rootHnsEndpointName', 'winkernel.forwardHealthCheckVip'], ['kernelspace'], 'applies in kernelspace (Windows) mode only'),
-    ...section(mode, ['conntrack.maxPerCore', 'conntrack.min', 'conntrack.tcpEstablishedTimeout', 'conntrack.tcpCloseWaitTimeout', 'conntrack.udpTimeout', 'conntrack.udpStreamTimeout'], ['ebpf'], NO_SYSCTL),
+    // The rule modes set the nf_conntrack sysctls (as kube-proxy); eBPF mode sizes and times its own table.
+    ...section(mode, ['conntrack.maxPerCore', 'conntrack.min', 'conntrack.tcpEstablishedTimeout', 'conntrack.tcpCloseWaitTimeout', 'conntrack.udpTimeout', 'conntrack.udpStreamTimeout'], ['ebpf', ...RULE_MODES], `${mode} mode neither tracks connections itself nor sets the nf_conntrack sysctls`),
+    ...section(mode, ['conntrack.tcpBeLiberal'], RULE_MODES, mode === 'ebpf' ? "eBPF mode's own connection tracking does not check TCP windows, and it does not set nf_conntrack_tcp_be_liberal" : `${mode} mode does not set nf_conntrack_tcp_be_liberal`),
     // A mode section's sync period is overridden by a top-level one that is set.
     ...(topLevel('syncPeriod') ? Object.fromEntries(['iptables', 'nftables', 'ipvs'].map((s) => [`${s}.syncPeriod`, 'the top-level syncPeriod is set and takes precedence'])) : {}),
     ...(topLevel('minSyncPeriod') ? Object.fromEntries(['iptables', 'nftables', 'ipvs'].map((s) => [`${s}.minSyncPeriod`, 'the top-level minSyncPeriod is set and takes precedence'])) : {}),

@@ -168,7 +168,7 @@ describe('agent start and stop', () => {
     assert.equal(a.child.exitCode, null, a.out.stderr);
     const warnings = a.out.stderr.split('\n').filter((l) => l.includes('KubeProxyConfiguration fields not used in ebpf mode'));
     assert.equal(warnings.length, 1, a.out.stderr);
-    assert.match(warnings[0]!, /conntrack\.tcpBeLiberal \(Switchyard does not set nf_conntrack_tcp_be_liberal\)/);
+    assert.match(warnings[0]!, /conntrack\.tcpBeLiberal \(eBPF mode's own connection tracking does not check TCP windows/);
     assert.match(warnings[0]!, /iptables\.localhostNodePorts \(eBPF mode serves 127\.0\.0\.1:NodePort from its socket hooks, which are off/);
     assert.match(warnings[0]!, /portRange \(the userspace proxy's port range/);
     const kids = childrenOf(a.child.pid!);

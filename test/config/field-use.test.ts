@@ -3,6 +3,7 @@
 // is named, with why, in the start-up warning: in every mode, for a non-default value. A field
 // added to the schema and to neither fails here.
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
 import { agentSettings } from '../../control/cli/agent.ts';
 import { ignoredFields, ignoredFieldsMessage, type RunMode } from '../../control/config/field-use.ts';
@@ -65,7 +66,7 @@ const NON_DEFAULT: Readonly<Record<string, unknown>> = {
   clusterCIDR: '10.244.0.0/16',
   nodePortAddresses: ['192.0.2.0/24'],
   oomScoreAdj: -500,
-  'conntrack.maxPerCore': 65536,
+  'conntrack.maxPerCore': 262144, // above min (131072) on any number of CPUs
   'conntrack.min': 262144,
   'conntrack.tcpEstablishedTimeout': '12h0m0s',
   'conntrack.tcpCloseWaitTimeout': '30m0s',
@@ -130,11 +131,11 @@ describe('KubeProxyConfiguration: every field has its effect or is named', () =>
 
   it('the warning is one line naming each field with its reason', () => {
     const c = base();
-    setPath(c.kubeProxy, 'conntrack.tcpBeLiberal', true);
+    setPath(c.kubeProxy, 'portRange', '30000-31000');
     setPath(c.kubeProxy, 'ipvs.strictARP', true);
     const msg = ignoredFieldsMessage(ignoredFields(c.kubeProxy, 'iptables', c.switchyard), 'iptables')!;
     assert.match(msg, /^KubeProxyConfiguration fields not used in iptables mode: /);
-    assert.match(msg, /conntrack\.tcpBeLiberal \(Switchyard does not set nf_conntrack_tcp_be_liberal\)/);
+    assert.match(msg, /portRange \(the userspace proxy's port range: there is no userspace mode\)/);
     assert.match(msg, /ipvs\.strictARP \(Switchyard does not change ARP sysctls\)/);
     assert.ok(!msg.includes('\n'));
     assert.equal(ignoredFieldsMessage(ignoredFields(base().kubeProxy, 'iptables', base().switchyard), 'iptables'), undefined, 'nothing set, nothing said');
@@ -165,6 +166,19 @@ describe('KubeProxyConfiguration: every field has its effect or is named', () =>
     assert.deepEqual(agentSettings(c, 'nftables').agent.model.nodePortAddresses, ['primary']);
     setPath(c.kubeProxy, 'nodePortAddresses', ['192.0.2.0/24']);
     assert.deepEqual(agentSettings(c, 'nftables').agent.model.nodePortAddresses, ['192.0.2.0/24']);
+  });
+
+  it('conntrack: the nf_conntrack sysctls in the rule modes (as kube-proxy), eBPF mode\'s own table, nothing in kernelspace mode', () => {
+    const c = base();
+    setPath(c.kubeProxy, 'conntrack.tcpBeLiberal', true);
+    setPath(c.kubeProxy, 'conntrack.udpTimeout', '30s');
+    const names = (m: RunMode): string[] => agentSettings(c, m).conntrackSysctls.map((x) => `${x.name}=${x.value}`);
+    const cpus = availableParallelism();
+    assert.deepEqual(names('iptables'), [`net.netfilter.nf_conntrack_max=${Math.max(32768 * cpus, 131072)}`, 'net.netfilter.nf_conntrack_tcp_timeout_established=86400', 'net.netfilter.nf_conntrack_tcp_timeout_close_wait=3600', 'net.netfilter.nf_conntrack_tcp_be_liberal=1', 'net.netfilter.nf_conntrack_udp_timeout=30']);
+    assert.deepEqual(names('nftables'), names('iptables'));
+    assert.deepEqual(names('ebpf'), []);
+    assert.equal((agentSettings(c, 'ebpf').agent.backend as { conntrack: { udpTimeoutSeconds: number } }).conntrack.udpTimeoutSeconds, 30);
+    assert.ok(ignoredFields(c.kubeProxy, 'ebpf', c.switchyard).some((i) => i.field === 'conntrack.tcpBeLiberal'));
   });
 
   it('the top-level syncPeriod/minSyncPeriod win over the mode section when set', () => {

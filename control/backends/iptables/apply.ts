@@ -327,11 +327,10 @@ export class IptablesBackend {
    */
   private async ensureRouteLocalnet(): Promise<void> {
     if (this.routeLocalnet) return;
+    // Read back: procps' sysctl exits 0 when a write is refused.
     const set = await this.run('sysctl', ['-w', `${ROUTE_LOCALNET}=1`]);
-    if (!set.ok) {
-      const now = await this.run('sysctl', ['-n', ROUTE_LOCALNET]);
-      if (!(now.ok && now.out.trim() === '1')) throw new Error(`localhost NodePorts need ${ROUTE_LOCALNET}=1, and setting it failed (${set.out.trim()}): set it on the node, or set iptables.localhostNodePorts: false (--iptables-localhost-nodeports=false)`);
-    }
+    const now = await this.run('sysctl', ['-n', ROUTE_LOCALNET]);
+    if (!(now.ok && now.out.trim() === '1')) throw new Error(`localhost NodePorts need ${ROUTE_LOCALNET}=1, and setting it failed (${set.ok ? 'the write did not take: read-only /proc/sys?' : set.out.trim()}): set it on the node, or set iptables.localhostNodePorts: false (--iptables-localhost-nodeports=false)`);
     this.routeLocalnet = true;
   }
 
