@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { applyConntrackSysctls, conntrackSysctls } from '../../control/backends/conntrack-sysctls.ts';
+import { IptablesBackend } from '../../control/backends/iptables/apply.ts';
 import { toolRunner, type ToolRunner } from '../../control/backends/tool-runner.ts';
+import { kubeProxyTestCluster } from '../cases/kube-proxy-cluster.ts';
 import { inNetns, Lab } from '../lab/lab.ts';
 
 describe('nf_conntrack sysctls (rule-based modes)', () => {
@@ -43,6 +45,14 @@ describe('nf_conntrack sysctls (rule-based modes)', () => {
       for (const { name, value } of wanted) assert.equal((await lab.exec(n.netns, 'sysctl', ['-n', name])).trim(), String(value), name);
       const again = await applyConntrackSysctls(wanted, run);
       assert.deepEqual([again.set, again.unchanged.length], [[], wanted.length]);
+    });
+
+    it('with tcp_be_liberal set (above), iptables mode leaves out the DROP of INVALID packets, as kube-proxy', async () => {
+      const n = lab.nodes[0]!;
+      await new IptablesBackend({ families: [4], commandPrefix: inNetns(n.netns) }).sync(kubeProxyTestCluster().state(), true);
+      const forward = (await lab.exec(n.netns, 'iptables', ['-w', '5', '-t', 'filter', '-S', 'KUBE-FORWARD'])).split('\n');
+      assert.ok(forward.some((l) => l.includes('kubernetes forwarding rules')), forward.join('\n'));
+      assert.ok(!forward.some((l) => l.includes('INVALID')), forward.join('\n'));
     });
 
     it('nf_conntrack_max is the initial namespace\'s: refused here (sysctl exits 0 all the same), so skipped, and nothing changes', async (t) => {

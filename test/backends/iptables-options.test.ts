@@ -25,6 +25,12 @@ describe('iptables compiler: masqueradeBit and localhostNodePorts', () => {
     assert.ok(lines(bit31).includes('-A KUBE-MARK-MASQ -j MARK --or-mark 0x80000000'), 'bit 31 is unsigned');
   });
 
+  it('nf_conntrack_tcp_be_liberal set: no DROP of INVALID packets in KUBE-FORWARD (kube-proxy)', () => {
+    const invalid = '-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP';
+    assert.ok(lines(renderRestore(compileIptables(kubeProxyTestCluster().state(), 4, { randomFully: true }))).includes(invalid));
+    assert.ok(!lines(renderRestore(compileIptables(kubeProxyTestCluster().state(), 4, { randomFully: true, conntrackTCPLiberal: true }))).includes(invalid));
+  });
+
   it('masqueradeBit reaches nftables and ipvs modes too', () => {
     const nft = renderFull(compileNftables(kubeProxyTestCluster({ masqueradeBit: 13 }).state(), 4), undefined).text;
     assert.match(nft, /meta mark set meta mark \| 0x00002000/);

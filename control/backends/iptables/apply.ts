@@ -148,6 +148,8 @@ export class IptablesBackend {
   private variant: IptablesVariant | undefined;
   /** route_localnet was set (once, as kube-proxy does at start). */
   private routeLocalnet = false;
+  /** nf_conntrack_tcp_be_liberal as read at the first full sync (kube-proxy reads it at start). */
+  private tcpLiberal: boolean | undefined;
   /** kubeproxy_sync_proxy_rules_iptables_restore_failures_total / _partial_restore_failures_total */
   restoreFailures = 0;
   partialRestoreFailures = 0;
@@ -258,7 +260,8 @@ export class IptablesBackend {
       ports.set(sp.key, { sp, rules });
       countLines(rules, 1, lines);
     }
-    const options = { randomFully: this.o.randomFully ?? true, masqueradeBit: config.masqueradeBit };
+    this.tcpLiberal ??= await this.readTcpLiberal();
+    const options = { randomFully: this.o.randomFully ?? true, masqueradeBit: config.masqueradeBit, conntrackTCPLiberal: this.tcpLiberal };
     const localhost = family === 4 && fs?.nodePortAddresses.localhost === true;
     if (localhost) await this.ensureRouteLocalnet();
     const rules = assembleIptables(fs, family, [...ports].map(([k, p]): [string, PortRules] => [k, p.rules]), options);
@@ -318,6 +321,12 @@ export class IptablesBackend {
       }
     }
     return { family, full: false, rewritten: next.size, bytes: text.length, staleChains: stale.length };
+  }
+
+  /** Whether nf_conntrack_tcp_be_liberal is set (unreadable: no, and the INVALID drop stays). */
+  private async readTcpLiberal(): Promise<boolean> {
+    const r = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
+    return r.ok && r.out.trim() !== '' && r.out.trim() !== '0';
   }
 
   /**

@@ -43,6 +43,11 @@ export interface CompileOptions {
   randomFully: boolean;
   /** iptables.masqueradeBit (default 14). */
   masqueradeBit?: number;
+  /**
+   * nf_conntrack_tcp_be_liberal is set on the node: as kube-proxy, no DROP of INVALID packets in
+   * KUBE-FORWARD (with it, only out-of-window RSTs are INVALID).
+   */
+  conntrackTCPLiberal?: boolean;
 }
 
 export interface CompiledRules {
@@ -246,7 +251,7 @@ function sharedFrame(fs: FamilyState | undefined, family: Family, options: Compi
   );
   natShared.get('KUBE-MARK-MASQ')!.push(line('KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', mark]));
   head.get('filter')!.get('KUBE-FORWARD')!.push(
-    line('KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']),
+    ...(options.conntrackTCPLiberal === true ? [] : [line('KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'])]),
     line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding rules'), '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT']),
     line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding conntrack rule'), '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']),
   );
