@@ -5,9 +5,6 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { applyConntrackSysctls, conntrackSysctls, type ConntrackSysctl } from '../backends/conntrack-sysctls.ts';
 import { toolRunner } from '../backends/tool-runner.ts';
-
-/** CPUs for conntrack.maxPerCore (kube-proxy: the machine's). */
-const cpus = (): number => availableParallelism();
 import type { Logger } from 'pino';
 import { Agent, type AgentOptions, type SourceOptions } from '../agent/agent.ts';
 import { ignoredBecause, ignoredFields, ignoredFieldsMessage, type RunMode } from '../config/field-use.ts';
@@ -31,6 +28,9 @@ import { createLogger } from './logger.ts';
 import { bindProblem, resolveSource } from './preflight.ts';
 import { explain } from './explain.ts';
 
+
+/** CPUs for conntrack.maxPerCore (kube-proxy: the machine's). */
+const cpus = (): number => availableParallelism();
 
 type Dict = Record<string, unknown>;
 const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Dict)[k] : undefined), o);

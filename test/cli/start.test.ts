@@ -96,7 +96,7 @@ describe('agent start and stop', () => {
 
   it('a busy health port: exit 1 with one line naming the address, nothing pinned or running', async () => {
     const dir = pins('busy');
-    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', `127.0.0.1:${busyPort}`, '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--conntrack-tcp-be-liberal=true']);
+    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', `127.0.0.1:${busyPort}`, '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--ipvs-strict-arp=true']);
     children.push(a.child);
     const r = await a.done;
     assert.equal(r.code, 1, r.stderr);
@@ -104,7 +104,7 @@ describe('agent start and stop', () => {
     const problems = lines.filter((l) => !KLOG.test(l));
     assert.deepEqual(problems, [`switchyard: serving health checks on 127.0.0.1:${busyPort}: address already in use (is kube-proxy or another agent still running?)`]);
     // The one other line: the warning naming the flag Switchyard does not use, in klog's text format.
-    assert.match(r.stderr, /^W\d{4} .* "flags accepted but not used by Switchyard: --conntrack-tcp-be-liberal \(/m);
+    assert.match(r.stderr, /^W\d{4} .* "flags accepted but not used by Switchyard: --ipvs-strict-arp \(/m);
     assert.equal(existsSync(dir), false, 'nothing pinned');
     assert.deepEqual(childrenOf(a.child.pid!), []);
     process.stdout.write(`# busy port: exited ${r.code} after ${r.ms} ms (node start-up included)\n`);
