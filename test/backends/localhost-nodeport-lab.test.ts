@@ -16,19 +16,23 @@ import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
 import { semanticTracker } from './semantic-lab.ts';
 
 const NODE_PORT = 30180;
+const LOCAL_NODE_PORT = 30181;
 const PORT = 8080;
 
-/** One NodePort service (eTP Cluster) with the node's two pods as endpoints. */
+/** Two NodePort services, eTP Cluster and eTP Local, with the node's two pods as endpoints. */
 const fill = (n: LabNode) => (t: ChangeTracker): void => {
   t.upsertService(service({ name: 'lh', type: 'NodePort', clusterIPs: ['10.96.0.180'], ports: [{ port: 80, targetPort: PORT, nodePort: NODE_PORT }] }));
   t.upsertSlice(slice({ name: 'lh-x', service: 'lh', ports: [{ port: PORT }], endpoints: n.pods.map((p) => ({ ip: p.ipv4, node: n.name })) }));
+  t.upsertService(service({ name: 'lhl', type: 'NodePort', clusterIPs: ['10.96.0.181'], ports: [{ port: 80, targetPort: PORT, nodePort: LOCAL_NODE_PORT }], eTP: 'Local' }));
+  t.upsertSlice(slice({ name: 'lhl-x', service: 'lhl', ports: [{ port: PORT }], endpoints: n.pods.map((p) => ({ ip: p.ipv4, node: n.name })) }));
 };
 
 const model = (localhostNodePorts: boolean): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, families: [4, 6], clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR', localhostNodePorts });
 
-/** What the node's own process gets from 127.0.0.1:NodePort: the pod that answered, or the error. */
+/** What the node's own process gets from 127.0.0.1 at both NodePorts (2 tries each): the pod that answered, or the error. */
 async function fromLoopback(lab: Lab, n: LabNode, cgroup?: string): Promise<string[]> {
-  const r = await lab.probe(n.netns, { targets: [{ proto: 'tcp', host: '127.0.0.1', port: NODE_PORT }], count: 4, timeoutMs: 2000, cgroup });
+  const targets = [NODE_PORT, LOCAL_NODE_PORT].map((port) => ({ proto: 'tcp' as const, host: '127.0.0.1', port }));
+  const r = await lab.probe(n.netns, { targets, count: 2, timeoutMs: 2000, cgroup });
   return r.map((x) => (x.ok ? x.reply.pod : x.error));
 }
 
@@ -52,9 +56,11 @@ describe('localhostNodePorts, iptables mode: 127.0.0.1:NodePort from the node', 
     assert.equal((await lab.exec(n.netns, 'sysctl', ['-n', ROUTE_LOCALNET])).trim(), '1');
     const answers = await fromLoopback(lab, n);
     assert.ok(answers.every((a) => n.pods.some((p) => p.name === a)), answers.join(' '));
-    const t = trace(tracker.state(), LOOPBACK, { mode: 'iptables' });
-    assert.equal(t.verdict, 'FORWARD');
-    assert.ok(t.verdict === 'FORWARD' && t.endpoints.every((e) => e.sourceTranslated), 'masqueraded (the pod cannot answer 127.0.0.1)');
+    for (const port of [NODE_PORT, LOCAL_NODE_PORT]) {
+      const t = trace(tracker.state(), { ...LOOPBACK, port }, { mode: 'iptables' });
+      assert.equal(t.verdict, 'FORWARD');
+      assert.ok(t.verdict === 'FORWARD' && t.endpoints.every((e) => e.sourceTranslated), 'masqueraded (the pod cannot answer 127.0.0.1), eTP Local too');
+    }
     assert.equal(trace(tracker.state(), { ...LOOPBACK, dst: '127.0.0.2' }, { mode: 'iptables' }).verdict, 'FORWARD', 'all of 127.0.0.0/8, as addrtype LOCAL');
   });
 
@@ -89,7 +95,7 @@ describe('localhostNodePorts, eBPF mode: 127.0.0.1:NodePort from the node\'s soc
     const n = lab.nodes[0]!;
     p = programNode(lab, n, fill(n), undefined, { model: model(true) });
     const fe = [...compileDatapath(p.tracker.state()).frontends.values()].filter((f) => f.addr === '127.0.0.1');
-    assert.deepEqual(fe.map((f) => f.port), [NODE_PORT], 'one loopback frontend, at the NodePort');
+    assert.deepEqual([...new Set(fe.map((f) => f.port))].sort(), [NODE_PORT, LOCAL_NODE_PORT], 'loopback frontends at each NodePort (eTP Local: both scopes)');
     const answers = await fromLoopback(lab, n, p.cgroup);
     assert.ok(answers.every((a) => n.pods.some((pod) => pod.name === a)), answers.join(' '));
     assert.equal(trace(p.tracker.state(), LOOPBACK, { mode: 'ebpf' }).verdict, 'FORWARD');
