@@ -43,7 +43,8 @@ function byMode(mode: RunMode, kp: Dict, sy: Dict): Record<string, string | unde
     : mode === 'kernelspace' ? 'kernelspace mode does not serve NodePorts on localhost'
     : mode === 'ebpf' && (sy.socketLB === false || typeof sy.cgroupRoot !== 'string' || sy.cgroupRoot === '') ? 'eBPF mode serves 127.0.0.1:NodePort from its socket hooks, which are off (set cgroupRoot in the SwitchyardConfiguration)'
     : undefined;
-  const topLevel = (path: string): boolean => typeof at(kp, path) === 'string' && !/^0[a-zµ]*$/.test(String(at(kp, path)));
+  // Set: a duration other than 0 ("0s", "0m0s" are unset), as syncPeriods reads it.
+  const topLevel = (path: string): boolean => typeof at(kp, path) === 'string' && /[1-9]/.test(String(at(kp, path)));
   return {
     'iptables.localhostNodePorts': loopbackNodePorts,
     'iptables.masqueradeBit': mode === 'iptables' || mode === 'ipvs' ? undefined : mode === 'nftables' ? 'nftables mode uses nftables.masqueradeBit' : `${mode} mode marks no packets for masquerading`,
