@@ -9,7 +9,6 @@ export const LOGGING_FORMATS = ['text', 'json'] as const;
 
 const kp = (s: Omit<FlagSpec, 'origin'>): FlagSpec => ({ ...s, origin: 'kube-proxy' });
 const sy = (s: Omit<FlagSpec, 'origin'>): FlagSpec => ({ ...s, origin: 'switchyard' });
-const NO_SYSCTL = 'Switchyard does not change nf_conntrack sysctls (the eBPF datapath tracks its own flows)';
 
 /** Flags shared with trace (they shape the model). */
 export const MODEL_FLAGS: readonly FlagSpec[] = [
@@ -41,8 +40,8 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   kp({ name: 'profiling', type: 'bool', default: 'false', help: 'Serve /debug/pprof.', unused: 'no pprof in Node.js; use --inspect or the metrics server instead' }),
   kp({ name: 'show-hidden-metrics-for-version', type: 'string', help: 'The previous version for which to show hidden metrics.', unused: 'Switchyard hides no metrics' }),
   kp({ name: 'proxy-mode', type: 'enum', values: PROXY_MODES, default: 'ebpf', help: 'Which proxy mode to use; auto probes the kernel and picks ebpf, then nftables, then iptables.' }),
-  kp({ name: 'iptables-masquerade-bit', type: 'int', default: '14', help: 'The fwmark bit that marks packets needing SNAT, in [0, 31].', unused: 'the rule-based modes use bit 14 (0x4000), kube-proxy\'s default; eBPF mode has no fwmark' }),
-  kp({ name: 'iptables-localhost-nodeports', type: 'bool', default: 'true', help: 'Allow NodePort services to be reached via localhost (iptables mode, IPv4).', unused: 'NodePorts are never served on localhost' }),
+  kp({ name: 'iptables-masquerade-bit', type: 'int', default: '14', help: 'The fwmark bit that marks packets needing SNAT, in [0, 31] (iptables, nftables and ipvs modes; eBPF mode has no fwmark).' }),
+  kp({ name: 'iptables-localhost-nodeports', type: 'bool', default: 'true', help: 'Serve NodePorts on 127.0.0.1 as well (IPv4): iptables mode sets route_localnet=1 as kube-proxy does; eBPF mode serves them from its socket hooks (cgroupRoot). nftables mode never does (as kube-proxy).' }),
   kp({ name: 'iptables-sync-period', type: 'duration', default: '30s', help: 'How often a full resync runs (iptables, nftables and ebpf modes); also half the health timeout.' }),
   kp({ name: 'iptables-min-sync-period', type: 'duration', default: '1s', help: 'The minimum period between syncs (iptables, nftables and ebpf modes); 0: every change syncs at once.' }),
   kp({ name: 'ipvs-sync-period', type: 'duration', default: '30s', help: 'How often a full resync runs in ipvs mode.' }),
@@ -55,13 +54,13 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   kp({ name: 'ipvs-udp-timeout', type: 'duration', default: '0s', help: 'IPVS UDP timeout, 0 to leave as-is.' }),
   ...MODEL_FLAGS,
   kp({ name: 'oom-score-adj', type: 'int', default: '-999', help: "The process's oom_score_adj, in [-1000, 1000]." }),
-  kp({ name: 'conntrack-max-per-core', type: 'int', default: '32768', help: 'Maximum NAT connections to track per CPU core. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-min', type: 'int', default: '131072', help: 'Minimum conntrack entries to allocate. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-timeout-established', type: 'duration', default: '24h0m0s', help: 'Idle timeout for established TCP connections. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-timeout-close-wait', type: 'duration', default: '1h0m0s', help: 'NAT timeout for TCP connections in CLOSE_WAIT. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-tcp-be-liberal', type: 'bool', default: 'false', help: 'Set nf_conntrack_tcp_be_liberal to 1.', unused: NO_SYSCTL }),
-  kp({ name: 'conntrack-udp-timeout', type: 'duration', default: '0s', help: 'Idle timeout for unreplied UDP flows. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
-  kp({ name: 'conntrack-udp-timeout-stream', type: 'duration', default: '0s', help: 'Idle timeout for assured UDP flows. eBPF mode: its own connection tracking (nf_conntrack sysctls are not changed in any mode).' }),
+  kp({ name: 'conntrack-max-per-core', type: 'int', default: '32768', help: 'Maximum NAT connections to track per CPU core. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-min', type: 'int', default: '131072', help: 'Minimum conntrack entries to allocate. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-timeout-established', type: 'duration', default: '24h0m0s', help: 'Idle timeout for established TCP connections. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-timeout-close-wait', type: 'duration', default: '1h0m0s', help: 'NAT timeout for TCP connections in CLOSE_WAIT. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-tcp-be-liberal', type: 'bool', default: 'false', help: 'Set nf_conntrack_tcp_be_liberal to 1 (the rule-based modes).' }),
+  kp({ name: 'conntrack-udp-timeout', type: 'duration', default: '0s', help: 'Idle timeout for unreplied UDP flows. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
+  kp({ name: 'conntrack-udp-timeout-stream', type: 'duration', default: '0s', help: 'Idle timeout for assured UDP flows. The rule-based modes set the nf_conntrack sysctl, as kube-proxy; eBPF mode sizes or times its own connection tracking.' }),
   kp({ name: 'config-sync-period', type: 'duration', default: '15m0s', help: 'How often the datapath is re-read and drift repaired.' }),
   kp({ name: 'healthz-port', type: 'int', default: '10256', help: 'The port of the health server; 0 disables it.', deprecated: 'This flag is deprecated and will be removed in a future release. Please use --healthz-bind-address instead.' }),
   kp({ name: 'metrics-port', type: 'int', default: '10249', help: 'The port of the metrics server; 0 disables it.', deprecated: 'This flag is deprecated and will be removed in a future release. Please use --metrics-bind-address instead.' }),
@@ -82,6 +81,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   sy({ name: 'pod-device-prefixes', type: 'strings', default: 'veth', help: 'Interface name prefixes of pod-facing devices (eBPF mode).' }),
   sy({ name: 'external-devices', type: 'strings', help: "The node's external devices, where NodePort and LoadBalancer traffic arrives (eBPF mode)." }),
   sy({ name: 'cgroup-root', type: 'string', help: 'The cgroup v2 root for the socket-level hooks (eBPF mode); unset: no socket hooks.' }),
+  sy({ name: 'service-cluster-ip-range', type: 'strings', help: "The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops traffic to unallocated ClusterIPs in them, as kube-proxy's cluster-ips-check; the start refuses an API server address inside them unless told (apiServerViaClusterIP)." }),
 ];
 
 export type AgentFlagValues = ReadonlyMap<string, FlagValue>;
@@ -130,12 +130,12 @@ const KUBE_PROXY_PATHS: Record<string, string | string[]> = {
   'config-sync-period': 'configSyncPeriod',
   v: 'logging.verbosity',
   'logging-format': 'logging.format',
+  'iptables-masquerade-bit': ['iptables.masqueradeBit', 'nftables.masqueradeBit'],
+  'iptables-localhost-nodeports': 'iptables.localhostNodePorts',
   // Accepted and kept in the configuration (/configz shows them), without effect: see `unused`.
   'feature-gates': 'featureGates',
   profiling: 'enableProfiling',
   'show-hidden-metrics-for-version': 'showHiddenMetricsForVersion',
-  'iptables-masquerade-bit': ['iptables.masqueradeBit', 'nftables.masqueradeBit'],
-  'iptables-localhost-nodeports': 'iptables.localhostNodePorts',
   'ipvs-exclude-cidrs': 'ipvs.excludeCIDRs',
   'ipvs-strict-arp': 'ipvs.strictARP',
   'conntrack-max-per-core': 'conntrack.maxPerCore',
@@ -154,6 +154,7 @@ const SWITCHYARD_PATHS: Record<string, string> = {
   'pod-device-prefixes': 'podDevicePrefixes',
   'external-devices': 'externalDevices',
   'cgroup-root': 'cgroupRoot',
+  'service-cluster-ip-range': 'serviceCIDRs',
 };
 
 /** Flags read by the command itself rather than stored in the configuration. */
@@ -180,6 +181,12 @@ export function applyAgentFlags(values: AgentFlagValues, kubeProxy: Dict, switch
     const mp = values.get('metrics-port') as number | undefined;
     if (mp !== undefined) set(kubeProxy, 'metricsBindAddress', withPort(kubeProxy.metricsBindAddress, mp));
   }
+}
+
+/** The KubeProxyConfiguration fields a flag sets. */
+export function flagFieldPaths(name: string): readonly string[] {
+  const paths = KUBE_PROXY_PATHS[name];
+  return paths === undefined ? [] : typeof paths === 'string' ? [paths] : paths;
 }
 
 /** Every flag given that has no effect, for the one start-up warning. */

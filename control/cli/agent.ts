@@ -2,9 +2,13 @@
 // (--config, --write-config-to), plus Switchyard's own settings. Flags given on the command line
 // override the file; the file overrides the defaults.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
+import { applyConntrackSysctls, conntrackSysctls, type ConntrackSysctl } from '../backends/conntrack-sysctls.ts';
+import { toolRunner } from '../backends/tool-runner.ts';
 import type { Logger } from 'pino';
-import { Agent, type SourceOptions } from '../agent/agent.ts';
+import { Agent, type AgentOptions, type SourceOptions } from '../agent/agent.ts';
+import { ignoredBecause, ignoredFields, ignoredFieldsMessage, type RunMode } from '../config/field-use.ts';
+import type { ModelConfig } from '../model/types.ts';
 import { ConfigError, decodeConfiguration, defaultKubeProxyConfiguration, defaultSwitchyardConfiguration, encodeConfiguration, type LoadedConfiguration } from '../config/kube-proxy-config.ts';
 import { cleanupEbpf } from '../backends/ebpf/cleanup.ts';
 import { cleanupIptables } from '../backends/iptables/cleanup.ts';
@@ -17,13 +21,16 @@ import type { CommandIO } from './io.ts';
 import type { KubeProxyConntrack } from '../backends/ebpf/conntrack.ts';
 import { modelConfigFromFlags, type ModelFlagValues } from './model-flags.ts';
 import { validateConfiguration } from '../config/validate.ts';
-import { AGENT_FLAGS, applyAgentFlags, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
+import { AGENT_FLAGS, applyAgentFlags, flagFieldPaths, unusedFlagsGiven, type AgentFlagValues } from './agent-flags.ts';
 import { command, commandHelp, VERSION } from './commands.ts';
 import { FlagError, parseFlags, type FlagValue } from './flags.ts';
 import { createLogger } from './logger.ts';
 import { bindProblem, resolveSource } from './preflight.ts';
 import { explain } from './explain.ts';
 
+
+/** CPUs for conntrack.maxPerCore (kube-proxy: the machine's). */
+const cpus = (): number => availableParallelism();
 
 type Dict = Record<string, unknown>;
 const at = (o: Dict, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Dict)[k] : undefined), o);
@@ -87,9 +94,109 @@ function ipvsBackend(kp: Dict, minSyncPeriodMs: number): { mode: 'ipvs'; minSync
  */
 export function syncPeriods(kp: Dict, mode: string): { syncPeriodMs: number; minSyncPeriodMs: number } {
   const section = mode === 'nftables' || mode === 'ipvs' ? mode : 'iptables';
+  // The top-level fields (kube-proxy 1.34's), when set to other than 0, win over the mode's.
+  const pick = (name: 'syncPeriod' | 'minSyncPeriod', fallback: string): [string, string] => {
+    const top = at(kp, name);
+    if (typeof top === 'string' && parseDuration(top, name) > 0) return [top, name];
+    return [String(at(kp, `${section}.${name}`) ?? fallback), `${section}.${name}`];
+  };
+  const [sync, syncPath] = pick('syncPeriod', '30s');
+  const [min, minPath] = pick('minSyncPeriod', mode === 'ipvs' ? '0s' : '1s');
+  return { syncPeriodMs: parseDuration(sync, syncPath), minSyncPeriodMs: parseDuration(min, minPath) };
+}
+
+/** What the API client is asked for, from clientConnection. */
+function sourceRequest(kp: Dict): { kubeconfig?: string; contentType: 'json' | 'protobuf'; qps: number; burst: number } {
+  const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
   return {
-    syncPeriodMs: parseDuration(String(at(kp, `${section}.syncPeriod`) ?? '30s'), `${section}.syncPeriod`),
-    minSyncPeriodMs: parseDuration(String(at(kp, `${section}.minSyncPeriod`) ?? (mode === 'ipvs' ? '0s' : '1s')), `${section}.minSyncPeriod`),
+    kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
+    contentType: contentType.includes('json') ? 'json' : 'protobuf',
+    qps: Number(at(kp, 'clientConnection.qps') || 5),
+    burst: Number(at(kp, 'clientConnection.burst') || 10),
+  };
+}
+
+/** The model's configuration in `mode`: kube-proxy's fields that shape the model (checked: throws naming a bad value). */
+function modelSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies: readonly string[] | undefined): ModelConfig {
+  const kp = c.kubeProxy;
+  const sy = c.switchyard;
+  const npa = (kp.nodePortAddresses as string[] | null) ?? [];
+  const modelFlags: ModelFlagValues = {
+    'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
+    'detect-local-mode': str(kp.detectLocalMode),
+    'pod-bridge-interface': str(at(kp, 'detectLocal.bridgeInterface')),
+    'pod-interface-name-prefix': str(at(kp, 'detectLocal.interfaceNamePrefix')),
+    // kube-proxy's nftables mode takes an unset nodePortAddresses as "primary" (the node IPs only).
+    'nodeport-addresses': (npa.length === 0 && mode === 'nftables' ? ['primary'] : npa).join(','),
+    'masquerade-all': Boolean(at(kp, 'iptables.masqueradeAll')) || Boolean(at(kp, 'nftables.masqueradeAll')),
+    'ip-families': ipFamilies?.join(','),
+  };
+  // Only where the mode has the field's effect (else the start-up warning names it).
+  const localhost = ignoredBecause('iptables.localhostNodePorts', mode, kp, sy) === undefined && at(kp, 'iptables.localhostNodePorts') !== false;
+  const bitPath = mode === 'nftables' ? 'nftables.masqueradeBit' : 'iptables.masqueradeBit';
+  const bit = ignoredBecause(bitPath, mode, kp, sy) === undefined ? Number(at(kp, bitPath) ?? 14) : 14;
+  const serviceCIDRs = (sy.serviceCIDRs as string[] | null | undefined) ?? [];
+  return { ...modelConfigFromFlags(modelFlags), localhostNodePorts: localhost, masqueradeBit: bit, serviceCIDRs, defaultAlgorithm: at(sy, 'loadBalancing.algorithm') as 'random' | 'maglev' };
+}
+
+/** What the agent runs with, but for the logger and the resolved source. */
+export interface AgentSettings {
+  /** The mode asked for (chooseMode turns auto into one). */
+  requestedMode: string;
+  logging: { format: 'json' | 'text'; verbosity: number };
+  source: ReturnType<typeof sourceRequest> & { viaClusterIP: boolean; serviceCIDRs: readonly string[] };
+  oomScoreAdj: unknown;
+  /** The nf_conntrack sysctls set at start (the rule-based modes, as kube-proxy). */
+  conntrackSysctls: ConntrackSysctl[];
+  agent: Omit<AgentOptions, 'logger' | 'source' | 'configz'>;
+}
+
+/**
+ * Everything the configuration decides for a run in `mode`, derived in one place (pure but for
+ * the hostname default): the agent is built from it, and the field-use test compares it field by
+ * field to tell a field that has its effect from one that is named in the start-up warning.
+ */
+export function agentSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies?: readonly string[]): AgentSettings {
+  const kp = c.kubeProxy;
+  const sy = c.switchyard;
+  const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
+  const maxEntries = Object.fromEntries(
+    Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
+  ) as Record<string, number>;
+  const periods = syncPeriods(kp, mode);
+  const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);
+  const backend: AgentOptions['backend'] =
+    mode === 'kernelspace' ? { mode: 'kernelspace', minSyncPeriodMs: periods.minSyncPeriodMs, winkernel: winkernelConfig(kp), healthzPort: healthzPort(kp) }
+    : mode === 'iptables' || mode === 'nftables' ? { mode, minSyncPeriodMs: periods.minSyncPeriodMs }
+    : mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs)
+    : {
+        mode: 'ebpf',
+        pinDir: String(sy.bpffsDir),
+        maxEntries,
+        podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],
+        externalDevices: (sy.externalDevices as string[] | null) ?? [],
+        cgroup,
+        xdpMode: xdpModeOf(sy.xdpMode),
+        conntrack: conntrackOf(kp),
+        snatPorts: snatPortsOf(sy.snatPorts),
+      };
+  return {
+    requestedMode: str(kp.mode) ?? 'ebpf',
+    logging: { format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) },
+    source: { ...sourceRequest(kp), viaClusterIP: sy.apiServerViaClusterIP === true, serviceCIDRs: (sy.serviceCIDRs as string[] | null | undefined) ?? [] },
+    oomScoreAdj: kp.oomScoreAdj,
+    conntrackSysctls: mode === 'iptables' || mode === 'nftables' || mode === 'ipvs' ? conntrackSysctls({ ...conntrackOf(kp), tcpBeLiberal: at(kp, 'conntrack.tcpBeLiberal') === true }, cpus()) : [],
+    agent: {
+      nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
+      model: modelSettings(c, mode, ipFamilies),
+      backend,
+      healthzBindAddress: str(kp.healthzBindAddress),
+      metricsBindAddress: str(kp.metricsBindAddress),
+      bindAddressHardFail: kp.bindAddressHardFail === true,
+      syncPeriodMs: periods.syncPeriodMs,
+      configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
+      bindAddress: str(kp.bindAddress),
+    },
   };
 }
 
@@ -193,27 +300,10 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
   const logger = createLogger({ format: at(kp, 'logging.format') === 'json' ? 'json' : 'text', verbosity: Number(at(kp, 'logging.verbosity') ?? 0) });
   const unused = unusedFlagsGiven(values);
   if (unused.length > 0) logger.warn({ flags: unused.map((f) => `--${f.name}`) }, `flags accepted but not used by Switchyard: ${unused.map((f) => `--${f.name} (${f.unused})`).join('; ')}`);
-  const contentType = String(at(kp, 'clientConnection.contentType') ?? '');
-  const resolved = resolveSource({
-    manifests: values.get('manifests') as string | undefined,
-    kubeconfig: str(at(kp, 'clientConnection.kubeconfig')),
-    master: values.get('master') as string | undefined,
-    contentType: contentType.includes('json') ? 'json' : 'protobuf',
-    qps: Number(at(kp, 'clientConnection.qps') || 5),
-    burst: Number(at(kp, 'clientConnection.burst') || 10),
-  });
-  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true } : resolved;
-  const modelFlags: ModelFlagValues = {
-    'cluster-cidr': [str(kp.clusterCIDR), ...((at(kp, 'detectLocal.clusterCIDRs') as string[] | null | undefined) ?? [])].filter((x) => x !== undefined).join(','),
-    'detect-local-mode': str(kp.detectLocalMode),
-    'pod-bridge-interface': str(at(kp, 'detectLocal.bridgeInterface')),
-    'pod-interface-name-prefix': str(at(kp, 'detectLocal.interfaceNamePrefix')),
-    'nodeport-addresses': ((kp.nodePortAddresses as string[] | null) ?? []).join(','),
-    'masquerade-all': Boolean(at(kp, 'iptables.masqueradeAll')) || Boolean(at(kp, 'nftables.masqueradeAll')),
-    'ip-families': (values.get('ip-families') as string[] | undefined)?.join(','),
-  };
-  const model = modelConfigFromFlags(modelFlags);
-  const algorithm = at(sy, 'loadBalancing.algorithm') as 'random' | 'maglev';
+  const request = sourceRequest(kp);
+  const resolved = resolveSource({ manifests: values.get('manifests') as string | undefined, master: values.get('master') as string | undefined, ...request });
+  const source: SourceOptions = resolved.kind === 'kube' ? { ...resolved, viaClusterIP: sy.apiServerViaClusterIP === true, serviceCIDRs: [...((sy.serviceCIDRs as string[] | null | undefined) ?? [])] } : resolved;
+  modelSettings(effective, 'ebpf', values.get('ip-families') as string[] | undefined); // checked before anything else runs
   if (values.get('init-only') === true) {
     logger.info('configuration and sources checked (--init-only); Switchyard has no separate privileged initialisation');
     return 0;
@@ -235,38 +325,21 @@ export async function agentCommand(argv: string[], io: CommandIO): Promise<numbe
     io.stderr(`switchyard: ${explain(choice)}\n`);
     return 1;
   }
-  const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
-  const maxEntries = Object.fromEntries(
-    Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
-  ) as Record<string, number>;
-  const periods = syncPeriods(kp, choice.mode);
+  const settings = agentSettings(effective, choice.mode, values.get('ip-families') as string[] | undefined);
+  // Fields no mode uses and set by a flag were named with the flag already.
+  const namedWithFlag = new Set(unused.flatMap((f) => flagFieldPaths(f.name)));
+  const ignored = ignoredFields(kp, choice.mode, sy).filter((f) => !namedWithFlag.has(f.field));
+  const ignoredMessage = ignoredFieldsMessage(ignored, choice.mode);
+  if (ignoredMessage !== undefined) logger.warn({ fields: ignored.map((f) => f.field) }, ignoredMessage);
   const pinDir = String(sy.bpffsDir);
   const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);
   const pinnedBefore = pinsPresent(pinDir);
-  const agent = new Agent({
-    nodeName: str(kp.hostnameOverride) ?? hostname().toLowerCase(),
-    model: { ...model, defaultAlgorithm: algorithm },
-    source,
-    backend: choice.mode === 'kernelspace' ? { mode: 'kernelspace', minSyncPeriodMs: periods.minSyncPeriodMs, winkernel: winkernelConfig(kp), healthzPort: healthzPort(kp) } : choice.mode === 'iptables' || choice.mode === 'nftables' ? { mode: choice.mode, minSyncPeriodMs: periods.minSyncPeriodMs } : choice.mode === 'ipvs' ? ipvsBackend(kp, periods.minSyncPeriodMs) : {
-      mode: 'ebpf',
-      pinDir,
-      maxEntries,
-      podDevicePrefixes: (sy.podDevicePrefixes as string[] | null) ?? [],
-      externalDevices: (sy.externalDevices as string[] | null) ?? [],
-      cgroup,
-      xdpMode: xdpModeOf(sy.xdpMode),
-      conntrack: conntrackOf(kp),
-      snatPorts: snatPortsOf(sy.snatPorts),
-    },
-    logger,
-    healthzBindAddress: str(kp.healthzBindAddress),
-    metricsBindAddress: str(kp.metricsBindAddress),
-    bindAddressHardFail: kp.bindAddressHardFail === true,
-    syncPeriodMs: periods.syncPeriodMs,
-    configz: effective,
-    configSyncPeriodMs: parseDuration(String(kp.configSyncPeriod ?? '15m0s'), 'configSyncPeriod'),
-    bindAddress: str(kp.bindAddress),
-  });
+  if (settings.conntrackSysctls.length > 0) {
+    const r = await applyConntrackSysctls(settings.conntrackSysctls, toolRunner());
+    if (r.set.length > 0) logger.info({ sysctls: r.set }, 'set the nf_conntrack sysctls from the conntrack section');
+    if (r.skipped.length > 0) logger.warn({ skipped: r.skipped }, `could not set ${r.skipped.map((x) => x.name).join(', ')} (read-only /proc/sys, or not this network namespace's to set); connection tracking keeps the node's values`);
+  }
+  const agent = new Agent({ ...settings.agent, source, logger, configz: effective });
   logger.info({ mode: choice.mode }, choice.why);
   const stopped = new Promise<string>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));

@@ -58,7 +58,23 @@ const SWITCHYARD_SCHEMA: Schema = {
   apiServerViaClusterIP: 'bool',
   /** SNAT source ports ("MIN-MAX") when a client's own port is taken: masquerade, hairpin, NAT clashes. */
   snatPorts: 'string',
+  /** The cluster's service CIDRs (the API server's --service-cluster-ip-range): traffic to unallocated ClusterIPs in them is dropped (nftables mode, as kube-proxy). */
+  serviceCIDRs: 'stringList',
 };
+
+/** Every leaf field of KubeProxyConfiguration (v1alpha1) as a dotted path, with its type: what the field-use table and its test walk. */
+export function kubeProxyFields(): Array<{ path: string; type: Exclude<FieldType, { object: Schema }> }> {
+  const out: Array<{ path: string; type: Exclude<FieldType, { object: Schema }> }> = [];
+  const walk = (schema: Schema, prefix: string): void => {
+    for (const [k, t] of Object.entries(schema)) {
+      const path = prefix === '' ? k : `${prefix}.${k}`;
+      if (typeof t === 'object') walk(t.object, path);
+      else out.push({ path, type: t });
+    }
+  };
+  walk(KUBE_PROXY_SCHEMA, '');
+  return out;
+}
 
 export const KUBE_PROXY_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 export const SWITCHYARD_API_VERSION = 'switchyard.io/v1alpha1';

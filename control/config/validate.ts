@@ -63,6 +63,7 @@ export function configurationProblems(c: LoadedConfiguration): string[] {
   }
   oneOf(p, 'loadBalancing.algorithm', at(sy, 'loadBalancing.algorithm'), ['random', 'maglev']);
   oneOf(p, 'xdpMode', at(sy, 'xdpMode') ?? 'auto', ['native', 'generic', 'auto', 'off']);
+  for (const c of (at(sy, 'serviceCIDRs') as string[] | null | undefined) ?? []) if (parseCidr(c) === undefined) p.push(`serviceCIDRs: ${JSON.stringify(c)} is not a CIDR`);
   const bpffs = at(sy, 'bpffsDir');
   if (typeof bpffs !== 'string' || !bpffs.startsWith('/')) p.push(`bpffsDir: ${JSON.stringify(bpffs)} is not an absolute path`);
   return p;

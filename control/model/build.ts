@@ -121,12 +121,15 @@ export function localDetector(config: ModelConfig, node: NodeFacts, family: Fami
 /** kube-proxy's --nodeport-addresses: empty means all, "primary" means the node IP. */
 export function nodePortAddresses(config: ModelConfig, node: NodeFacts, family: Family): NodePortAddresses {
   const spec = config.nodePortAddresses;
-  if (spec.length === 0) return { all: true, addresses: node.addresses[family] };
+  // kube-proxy (iptables NewProxier): localhost NodePorts only for IPv4, and only when
+  // nodePortAddresses takes in a loopback address (all of them do when it is empty).
+  const localhost = (cidrs: readonly Cidr[] | 'all'): boolean => family === 4 && config.localhostNodePorts !== false && (cidrs === 'all' || anyContains(cidrs, '127.0.0.1'));
+  if (spec.length === 0) return { all: true, addresses: node.addresses[family], localhost: localhost('all') };
   if (spec.length === 1 && spec[0] === 'primary') {
     const ip = node.primaryIPs[family];
-    return { all: false, addresses: ip === undefined ? [] : [ip] };
+    return { all: false, addresses: ip === undefined ? [] : [ip], localhost: false };
   }
   const cidrs = spec.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined && c.family === family);
-  if (cidrs.some((c) => c.prefix === 0)) return { all: true, addresses: node.addresses[family] };
-  return { all: false, addresses: node.addresses[family].filter((ip) => anyContains(cidrs, ip)) };
+  if (cidrs.some((c) => c.prefix === 0)) return { all: true, addresses: node.addresses[family], localhost: localhost('all') };
+  return { all: false, addresses: node.addresses[family].filter((ip) => anyContains(cidrs, ip)), localhost: localhost(cidrs) };
 }

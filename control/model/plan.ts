@@ -120,6 +120,9 @@ function sourceRanges(sp: ServicePortState, kind: FrontendKind): string[] {
   return [...sp.loadBalancerSourceRanges, ...(sp.sourceRangesAllowLbIp ? sp.loadBalancerIPs.map((ip) => `${ip}/${host}`) : [])];
 }
 
+/** The loopback address eBPF mode serves NodePorts on with localhostNodePorts (IPv4 only, as kube-proxy). */
+export const LOCALHOST_NODE_PORT_ADDRESS = '127.0.0.1';
+
 /** The addresses NodePorts listen on: the listed ones, or every node IP. */
 export function nodePortAddressList(fs: FamilyState): readonly string[] {
   return fs.nodePortAddresses.all ? fs.nodeIPs : fs.nodePortAddresses.addresses;
@@ -142,6 +145,9 @@ export function planServicePort(sp: ServicePortState, fs: FamilyState, config: M
   for (const ip of sp.externalIPs) frontends.push(frontend('ExternalIP', ip, sp.port));
   for (const ip of sp.loadBalancerIPs) frontends.push(frontend('LoadBalancer', ip, sp.port));
   if (sp.nodePort !== 0) for (const ip of nodePortAddressList(fs)) frontends.push(frontend('NodePort', ip, sp.nodePort));
+  // localhostNodePorts: eBPF mode serves 127.0.0.1:NodePort at the node's own sockets (the
+  // cgroup connect hook); the rule modes match loopback in their NodePort dispatch instead.
+  if (sp.nodePort !== 0 && mode === 'ebpf' && fs.nodePortAddresses.localhost === true && !nodePortAddressList(fs).includes(LOCALHOST_NODE_PORT_ADDRESS)) frontends.push(frontend('NodePort', LOCALHOST_NODE_PORT_ADDRESS, sp.nodePort));
   // kube-proxy: externally accessible ports need the cluster endpoints (pods short-circuit to
   // them); the local ones serve iTP Local and eTP Local external traffic.
   const use: EndpointUse = {

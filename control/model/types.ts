@@ -84,6 +84,19 @@ export interface ModelConfig {
   /** CIDRs, or ["primary"]; empty means every local address. */
   nodePortAddresses: readonly string[];
   masqueradeAll: boolean;
+  /**
+   * kube-proxy's iptables.localhostNodePorts (default true): NodePorts also answer on 127.0.0.1,
+   * IPv4 only, and only where nodePortAddresses takes in a loopback address.
+   */
+  localhostNodePorts: boolean;
+  /** The fwmark bit of KUBE-MARK-MASQ in the rule-based modes (iptables/nftables masqueradeBit, default 14). */
+  masqueradeBit: number;
+  /**
+   * The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops
+   * traffic to a ClusterIP in them that no Service holds, as kube-proxy's cluster-ips-check does.
+   * Absent or empty: unknown, nothing dropped.
+   */
+  serviceCIDRs?: readonly string[];
   /** Default for services without the algorithm annotation. */
   defaultAlgorithm: LbAlgorithm;
 }
@@ -96,6 +109,8 @@ export const DEFAULT_MODEL_CONFIG: ModelConfig = {
   interfaceNamePrefix: '',
   nodePortAddresses: [],
   masqueradeAll: false,
+  localhostNodePorts: true,
+  masqueradeBit: 14,
   defaultAlgorithm: 'random',
 };
 
@@ -129,6 +144,11 @@ export const UNKNOWN_NODE: NodeFacts = {
 export interface NodePortAddresses {
   all: boolean;
   addresses: readonly string[];
+  /**
+   * NodePorts answer on the node's loopback (kube-proxy's localhostNodePorts in effect: IPv4, the
+   * setting on, and nodePortAddresses empty or holding 127.0.0.1). Absent: false.
+   */
+  localhost?: boolean;
 }
 
 export interface FamilyState {

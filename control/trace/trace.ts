@@ -67,7 +67,7 @@ interface Match {
   frontend: TraceFrontend;
 }
 
-function findFrontend(fs: FamilyState, dst: string, port: number, protocol: Protocol): Match | undefined {
+function findFrontend(fs: FamilyState, dst: string, port: number, protocol: Protocol, mode: PlanMode): Match | undefined {
   const ports = [...fs.servicePorts.values()].filter((sp) => sp.protocol === protocol);
   for (const sp of ports) {
     if (sp.port !== port) continue;
@@ -75,7 +75,11 @@ function findFrontend(fs: FamilyState, dst: string, port: number, protocol: Prot
     if (sp.externalIPs.includes(dst)) return { sp, frontend: { kind: 'ExternalIP', address: dst, port } };
     if (sp.loadBalancerIPs.includes(dst)) return { sp, frontend: { kind: 'LoadBalancer', address: dst, port } };
   }
-  const nodePortAddress = fs.nodePortAddresses.all ? fs.nodeIPs.includes(dst) : fs.nodePortAddresses.addresses.includes(dst);
+  // Loopback: served with localhostNodePorts in iptables mode (all of 127.0.0.0/8 where every
+  // local address is a NodePort address) and eBPF mode (127.0.0.1); never in nftables or IPVS mode.
+  const loopback = familyOf(dst) === 4 ? dst.startsWith('127.') : dst === '::1';
+  const localhost = fs.nodePortAddresses.localhost === true && (mode === 'iptables' ? fs.nodePortAddresses.all || dst === '127.0.0.1' : mode === 'ebpf' && dst === '127.0.0.1');
+  const nodePortAddress = loopback ? localhost : fs.nodePortAddresses.all ? fs.nodeIPs.includes(dst) : fs.nodePortAddresses.addresses.includes(dst);
   if (!nodePortAddress) return undefined;
   const sp = ports.find((p) => p.nodePort === port);
   return sp === undefined ? undefined : { sp, frontend: { kind: 'NodePort', address: dst, port } };
@@ -139,7 +143,7 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
   if (familyOf(src) !== family) return { verdict: 'NO_SERVICE', reason: 'source and destination are of different IP families' };
   const fs = state.families.get(family);
   if (fs === undefined) return { verdict: 'NO_SERVICE', reason: `IPv${family} is not proxied` };
-  const match = findFrontend(fs, dst, packet.port, packet.protocol);
+  const match = findFrontend(fs, dst, packet.port, packet.protocol, planMode(options.mode));
   const source = sourceKind(fs, src, packet.inInterface);
   if (match === undefined) {
     const ports = [...fs.servicePorts.values()];
@@ -153,6 +157,15 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       const kind: FrontendKind = owner.clusterIP === dst ? 'ClusterIP' : owner.externalIPs.includes(dst) ? 'ExternalIP' : 'LoadBalancer';
       const frontend: TraceFrontend = { kind, address: dst, port: packet.port };
       return { verdict: 'REJECT', servicePort: owner.servicePortName, key: owner.key, frontend, protocol: packet.protocol, source, reason: `${options.mode} mode rejects new connections to service address ${dst} on a port it does not serve` };
+    }
+    const loopback = family === 4 ? dst.startsWith('127.') : dst === '::1';
+    if (loopback && ports.some((sp) => sp.protocol === packet.protocol && sp.nodePort === packet.port)) {
+      const why =
+        family === 6 ? 'NodePorts are never served on IPv6 loopback (as in kube-proxy)'
+        : planMode(options.mode) === 'nftables' || planMode(options.mode) === 'ipvs' ? `${planMode(options.mode)} mode does not serve NodePorts on localhost (as kube-proxy's)`
+        : fs.nodePortAddresses.localhost !== true ? 'localhost NodePorts are off (iptables.localhostNodePorts false, or nodePortAddresses leaves out 127.0.0.1)'
+        : `eBPF mode serves localhost NodePorts on 127.0.0.1 only`;
+      return { verdict: 'NO_SERVICE', reason: `${dst}:${packet.port}/${packet.protocol} is a NodePort on loopback: ${why}` };
     }
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }

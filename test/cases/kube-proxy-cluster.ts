@@ -3,12 +3,12 @@
 // golden outputs can be read side by side with kube-proxy's expectations.
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
-import { DEFAULT_MODEL_CONFIG } from '../../control/model/types.ts';
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../../control/model/types.ts';
 import { service, slice } from './objects.ts';
 
-export function kubeProxyTestCluster(): ChangeTracker {
+export function kubeProxyTestCluster(config: Partial<ModelConfig> = {}): ChangeTracker {
   const t = new ChangeTracker(
-    { ...DEFAULT_MODEL_CONFIG, families: [4], clusterCIDRs: ['10.0.0.0/8'], detectLocalMode: 'ClusterCIDR' },
+    { ...DEFAULT_MODEL_CONFIG, families: [4], clusterCIDRs: ['10.0.0.0/8'], detectLocalMode: 'ClusterCIDR', ...config },
     nodeFacts('test-node', { metadata: { name: 'test-node' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.0.2' }] } }),
   );
   t.upsertService(service({ ns: 'ns1', name: 'svc1', clusterIPs: ['172.30.0.41'], ports: [{ name: 'p80', port: 80 }] }));

@@ -4,7 +4,7 @@
 // touched; logs are klog text by default and JSON on request; SIGTERM leaves no child behind.
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,7 @@ describe('agent start and stop', () => {
     return d;
   };
   const children: ChildProcess[] = [];
+  const files: string[] = [];
 
   before(async () => {
     manifests = writeManifests();
@@ -90,11 +91,12 @@ describe('agent start and stop', () => {
     busy.close();
     rmSync(manifests, { recursive: true, force: true });
     for (const d of pinDirs) rmSync(d, { recursive: true, force: true });
+    for (const f of files) rmSync(f, { force: true });
   });
 
   it('a busy health port: exit 1 with one line naming the address, nothing pinned or running', async () => {
     const dir = pins('busy');
-    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', `127.0.0.1:${busyPort}`, '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--conntrack-tcp-be-liberal=true']);
+    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', `127.0.0.1:${busyPort}`, '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--ipvs-strict-arp=true']);
     children.push(a.child);
     const r = await a.done;
     assert.equal(r.code, 1, r.stderr);
@@ -102,7 +104,7 @@ describe('agent start and stop', () => {
     const problems = lines.filter((l) => !KLOG.test(l));
     assert.deepEqual(problems, [`switchyard: serving health checks on 127.0.0.1:${busyPort}: address already in use (is kube-proxy or another agent still running?)`]);
     // The one other line: the warning naming the flag Switchyard does not use, in klog's text format.
-    assert.match(r.stderr, /^W\d{4} .* "flags accepted but not used by Switchyard: --conntrack-tcp-be-liberal \(/m);
+    assert.match(r.stderr, /^W\d{4} .* "flags accepted but not used by Switchyard: --ipvs-strict-arp \(/m);
     assert.equal(existsSync(dir), false, 'nothing pinned');
     assert.deepEqual(childrenOf(a.child.pid!), []);
     process.stdout.write(`# busy port: exited ${r.code} after ${r.ms} ms (node start-up included)\n`);
@@ -156,10 +158,19 @@ describe('agent start and stop', () => {
   it('runs with klog text logs, and SIGTERM leaves no child (ip monitor) running', async () => {
     // In a network namespace of its own (unshare -n), gone with the process.
     const dir = pins('run');
-    const a = start(['--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cluster-cidr', '10.244.0.0/16', '-v', '4'], ['unshare', '-n', '--']);
+    // A configuration with fields eBPF mode does not use: named, with why, in one warning.
+    const config = join(tmpdir(), `${prefix}-config.yaml`);
+    files.push(config);
+    writeFileSync(config, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nportRange: 30000-31000\nconntrack:\n  tcpBeLiberal: true\n');
+    const a = start(['--config', config, '--manifests', manifests, '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--bpffs-dir', dir, '--cluster-cidr', '10.244.0.0/16', '-v', '4'], ['unshare', '-n', '--']);
     children.push(a.child);
     await until('the first sync', () => /"synced"/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
     assert.equal(a.child.exitCode, null, a.out.stderr);
+    const warnings = a.out.stderr.split('\n').filter((l) => l.includes('KubeProxyConfiguration fields not used in ebpf mode'));
+    assert.equal(warnings.length, 1, a.out.stderr);
+    assert.match(warnings[0]!, /conntrack\.tcpBeLiberal \(eBPF mode's own connection tracking does not check TCP windows/);
+    assert.match(warnings[0]!, /iptables\.localhostNodePorts \(eBPF mode serves 127\.0\.0\.1:NodePort from its socket hooks, which are off/);
+    assert.match(warnings[0]!, /portRange \(the userspace proxy's port range/);
     const kids = childrenOf(a.child.pid!);
     assert.ok(kids.length > 0, 'the agent watches links with a child process');
     for (const line of a.out.stderr.trimEnd().split('\n')) assert.match(line, KLOG, line);

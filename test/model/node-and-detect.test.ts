@@ -80,9 +80,16 @@ describe('local traffic detection', () => {
 describe('nodePortAddresses', () => {
   const node = nodeFacts('n0', nodeObj, ['192.168.7.1']);
   const cfg = (nodePortAddresses: string[]): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, nodePortAddresses });
-  it('empty means every node address', () => assert.deepEqual(nodePortAddresses(cfg([]), node, 4), { all: true, addresses: ['10.254.0.11', '203.0.113.5', '192.168.7.1'] }));
-  it('"primary" means the node IP of the family', () => assert.deepEqual(nodePortAddresses(cfg(['primary']), node, 6), { all: false, addresses: ['fd00:254::b'] }));
-  it('CIDRs select addresses', () => assert.deepEqual(nodePortAddresses(cfg(['192.168.0.0/16', 'fd00::/8']), node, 4), { all: false, addresses: ['192.168.7.1'] }));
+  it('empty means every node address', () => assert.deepEqual(nodePortAddresses(cfg([]), node, 4), { all: true, addresses: ['10.254.0.11', '203.0.113.5', '192.168.7.1'], localhost: true }));
+  it('"primary" means the node IP of the family', () => assert.deepEqual(nodePortAddresses(cfg(['primary']), node, 6), { all: false, addresses: ['fd00:254::b'], localhost: false }));
+  it('CIDRs select addresses', () => assert.deepEqual(nodePortAddresses(cfg(['192.168.0.0/16', 'fd00::/8']), node, 4), { all: false, addresses: ['192.168.7.1'], localhost: false }));
+  it('localhost NodePorts (kube-proxy): IPv4 only, with the setting on, and only where nodePortAddresses takes in 127.0.0.1', () => {
+    assert.equal(nodePortAddresses(cfg([]), node, 6).localhost, false, 'never on IPv6');
+    assert.equal(nodePortAddresses({ ...cfg([]), localhostNodePorts: false }, node, 4).localhost, false);
+    assert.equal(nodePortAddresses(cfg(['0.0.0.0/0']), node, 4).localhost, true);
+    assert.equal(nodePortAddresses(cfg(['127.0.0.0/8', '192.168.0.0/16']), node, 4).localhost, true);
+    assert.equal(nodePortAddresses(cfg(['primary']), node, 4).localhost, false);
+  });
   it('0.0.0.0/0 means all', () => assert.equal(nodePortAddresses(cfg(['0.0.0.0/0']), node, 4).all, true));
   it('the detector of another family is independent', () => assert.equal(localDetector({ ...DEFAULT_MODEL_CONFIG, detectLocalMode: 'NodeCIDR' }, node, 6).cidrs[0], 'fd00:10:244::/64'));
 });

@@ -10,7 +10,10 @@ import type { Family } from '../../model/ip.ts';
 import { planServicePort } from '../../model/plan.ts';
 import type { ChangeSet, DesiredState, FamilyState, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { RecentLog, toolRunner, type StoppableToolRunner, type ToolRunner } from '../tool-runner.ts';
-import { assembleIptables, compileIptablesPort, JUMPS, renderRestore, type PortRules } from './compile.ts';
+import { assembleIptables, compileIptablesPort, JUMPS, LOCALHOST_JUMPS, renderRestore, type PortRules } from './compile.ts';
+
+/** What localhost NodePorts need (kube-proxy sets it at start): the kernel routes packets rerouted to 127.0.0.0/8 off the loopback. */
+export const ROUTE_LOCALNET = 'net.ipv4.conf.all.route_localnet';
 
 /** kube-proxy's wait for the xtables lock: -w 5 (seconds). */
 export const XTABLES_WAIT = ['-w', '5'];
@@ -68,7 +71,7 @@ function familyKey(fs: FamilyState | undefined, config: ModelConfig): string {
   if (fs === undefined) return '';
   const d = fs.localDetector;
   const np = fs.nodePortAddresses;
-  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, ...np.addresses, '|', config.masqueradeAll].join(' ');
+  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, np.localhost === true, ...np.addresses, '|', config.masqueradeAll, config.masqueradeBit].join(' ');
 }
 
 class FamilyRules {
@@ -143,6 +146,10 @@ export class IptablesBackend {
   private readonly run: ToolRunner;
   private readonly families = new Map<Family, FamilyRules>();
   private variant: IptablesVariant | undefined;
+  /** route_localnet was set (once, as kube-proxy does at start). */
+  private routeLocalnet = false;
+  /** nf_conntrack_tcp_be_liberal as read at the first full sync (kube-proxy reads it at start). */
+  private tcpLiberal: boolean | undefined;
   /** kubeproxy_sync_proxy_rules_iptables_restore_failures_total / _partial_restore_failures_total */
   restoreFailures = 0;
   partialRestoreFailures = 0;
@@ -253,7 +260,11 @@ export class IptablesBackend {
       ports.set(sp.key, { sp, rules });
       countLines(rules, 1, lines);
     }
-    const rules = assembleIptables(fs, family, [...ports].map(([k, p]): [string, PortRules] => [k, p.rules]), { randomFully: this.o.randomFully ?? true });
+    this.tcpLiberal ??= await this.readTcpLiberal();
+    const options = { randomFully: this.o.randomFully ?? true, masqueradeBit: config.masqueradeBit, conntrackTCPLiberal: this.tcpLiberal };
+    const localhost = family === 4 && fs?.nodePortAddresses.localhost === true;
+    if (localhost) await this.ensureRouteLocalnet();
+    const rules = assembleIptables(fs, family, [...ports].map(([k, p]): [string, PortRules] => [k, p.rules]), options);
     const live = new Set<string>();
     for (const p of ports.values()) for (const c of p.rules.owned.keys()) live.add(c);
     const stale = [...fr.chains].filter((c) => !live.has(c));
@@ -261,9 +272,9 @@ export class IptablesBackend {
     fr.valid = false;
     for (const c of live) fr.chains.add(c);
     await this.restore(family, variant, text, true);
-    await this.ensureJumps(family, variant);
+    await this.ensureJumps(family, variant, localhost);
     // The fixed lines of the shared chains, beside the ports' own.
-    const frame = assembleIptables(fs, family, [], { randomFully: this.o.randomFully ?? true });
+    const frame = assembleIptables(fs, family, [], options);
     for (const [table, chains] of frame.shared) for (const l of chains.values()) lines.set(table, (lines.get(table) ?? 0) + l.length);
     Object.assign(fr, { ports, key, config, chains: live, lines, valid: true });
     return { family, full: true, rewritten: ports.size, bytes: text.length, staleChains: stale.length };
@@ -312,9 +323,29 @@ export class IptablesBackend {
     return { family, full: false, rewritten: next.size, bytes: text.length, staleChains: stale.length };
   }
 
-  private async ensureJumps(family: Family, variant: IptablesVariant): Promise<void> {
+  /** Whether nf_conntrack_tcp_be_liberal is set (unreadable: no, and the INVALID drop stays). */
+  private async readTcpLiberal(): Promise<boolean> {
+    const r = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
+    return r.ok && r.out.trim() !== '' && r.out.trim() !== '0';
+  }
+
+  /**
+   * net.ipv4.conf.all.route_localnet=1, without which a packet DNATed away from 127.0.0.1 is
+   * dropped as a martian. A refusal (a read-only /proc/sys) fails the sync, as kube-proxy fails
+   * to start, unless the value is 1 already.
+   */
+  private async ensureRouteLocalnet(): Promise<void> {
+    if (this.routeLocalnet) return;
+    // Read back: procps' sysctl exits 0 when a write is refused.
+    const set = await this.run('sysctl', ['-w', `${ROUTE_LOCALNET}=1`]);
+    const now = await this.run('sysctl', ['-n', ROUTE_LOCALNET]);
+    if (!(now.ok && now.out.trim() === '1')) throw new Error(`localhost NodePorts need ${ROUTE_LOCALNET}=1, and setting it failed (${set.ok ? 'the write did not take: read-only /proc/sys?' : set.out.trim()}): set it on the node, or set iptables.localhostNodePorts: false (--iptables-localhost-nodeports=false)`);
+    this.routeLocalnet = true;
+  }
+
+  private async ensureJumps(family: Family, variant: IptablesVariant, localhost: boolean): Promise<void> {
     const bin = iptablesTools(family, variant).iptables;
-    for (const j of JUMPS) {
+    for (const j of localhost ? [...JUMPS, ...LOCALHOST_JUMPS] : JUMPS) {
       const exists = await this.run(bin, [...XTABLES_WAIT, '-t', j.table, '-C', j.chain, ...j.args]);
       if (exists.ok) continue;
       const added = await this.run(bin, [...XTABLES_WAIT, '-t', j.table, '-I', j.chain, ...j.args]);

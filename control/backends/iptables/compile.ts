@@ -8,7 +8,19 @@ import { chainUse, isForward, planServicePort, type Decision, type ServicePortPl
 import type { DesiredState, EndpointState, FamilyState, ServicePortState } from '../../model/types.ts';
 import { endpointChain, externalChain, firewallChain, serviceChain, serviceLocalChain } from './names.ts';
 
-export const MASQ_MARK = '0x4000/0x4000'; // bit 14, kube-proxy's --iptables-masquerade-bit default
+/** The fwmark of KUBE-MARK-MASQ (1 << masqueradeBit) as iptables-save prints it: bit 14, the default, is 0x4000. */
+export function masqueradeMark(bit: number): string {
+  return `0x${((1 << bit) >>> 0).toString(16)}`;
+}
+
+/** kube-proxy's mark/mask for the default bit (14). */
+export const MASQ_MARK = `${masqueradeMark(14)}/${masqueradeMark(14)}`;
+
+/** The jumps to KUBE-FIREWALL (kubelet's anti-martian chain) kube-proxy keeps when it serves localhost NodePorts. */
+export const LOCALHOST_JUMPS: ReadonlyArray<{ table: string; chain: string; args: string[] }> = [
+  { table: 'filter', chain: 'INPUT', args: ['-j', 'KUBE-FIREWALL'] },
+  { table: 'filter', chain: 'OUTPUT', args: ['-j', 'KUBE-FIREWALL'] },
+];
 
 /** The jumps kube-proxy keeps in the built-in chains (ensured one by one, not restored). */
 export const JUMPS: ReadonlyArray<{ table: string; chain: string; args: string[] }> = [
@@ -29,6 +41,13 @@ export const JUMPS: ReadonlyArray<{ table: string; chain: string; args: string[]
 export interface CompileOptions {
   /** MASQUERADE --random-fully where the iptables binary supports it. */
   randomFully: boolean;
+  /** iptables.masqueradeBit (default 14). */
+  masqueradeBit?: number;
+  /**
+   * nf_conntrack_tcp_be_liberal is set on the node: as kube-proxy, no DROP of INVALID packets in
+   * KUBE-FORWARD (with it, only out-of-window RSTs are INVALID).
+   */
+  conntrackTCPLiberal?: boolean;
 }
 
 export interface CompiledRules {
@@ -224,24 +243,41 @@ export function compileIptablesPort(plan: ServicePortPlan, fs: FamilyState): Por
 function sharedFrame(fs: FamilyState | undefined, family: Family, options: CompileOptions): { head: CompiledRules['shared']; tail: Array<[string, string, string]> } {
   const head: CompiledRules['shared'] = new Map(Object.entries(SHARED_CHAINS).map(([t, chains]) => [t, new Map(chains.map((c) => [c, [] as string[]]))]));
   const natShared = head.get('nat')!;
+  const mark = masqueradeMark(options.masqueradeBit ?? 14);
   natShared.get('KUBE-POSTROUTING')!.push(
-    line('KUBE-POSTROUTING', ['-m', 'mark', '!', '--mark', MASQ_MARK, '-j', 'RETURN']),
-    line('KUBE-POSTROUTING', ['-j', 'MARK', '--xor-mark', '0x4000']),
+    line('KUBE-POSTROUTING', ['-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN']),
+    line('KUBE-POSTROUTING', ['-j', 'MARK', '--xor-mark', mark]),
     line('KUBE-POSTROUTING', ['-m', 'comment', '--comment', quote('kubernetes service traffic requiring SNAT'), '-j', 'MASQUERADE', ...(options.randomFully ? ['--random-fully'] : [])]),
   );
-  natShared.get('KUBE-MARK-MASQ')!.push(line('KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', '0x4000']));
+  natShared.get('KUBE-MARK-MASQ')!.push(line('KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', mark]));
   head.get('filter')!.get('KUBE-FORWARD')!.push(
-    line('KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']),
-    line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding rules'), '-m', 'mark', '--mark', MASQ_MARK, '-j', 'ACCEPT']),
+    ...(options.conntrackTCPLiberal === true ? [] : [line('KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'])]),
+    line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding rules'), '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT']),
     line('KUBE-FORWARD', ['-m', 'comment', '--comment', quote('kubernetes forwarding conntrack rule'), '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']),
   );
   const tail: Array<[string, string, string]> = [];
   if (fs !== undefined) {
-    // NodePorts: on every local address, or on the listed ones; this must be the last rule.
-    const last = quote('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
     const np = fs.nodePortAddresses;
-    if (np.all) tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS'])]);
-    else for (const ip of np.addresses) tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-d', hostCidr(ip, family), '-j', 'KUBE-NODEPORTS'])]);
+    const localhost = family === 4 && np.localhost === true;
+    if (localhost) {
+      // kube-proxy's copy of kubelet's anti-martian rule: with route_localnet=1, packets from
+      // elsewhere to 127.0.0.0/8 must not reach the host's loopback services.
+      head.get('filter')!.set('KUBE-FIREWALL', [
+        line('KUBE-FIREWALL', ['-m', 'comment', '--comment', quote('block incoming localnet connections'), '-d', '127.0.0.0/8', '!', '-s', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'DROP']),
+      ]);
+    }
+    // NodePorts: on every local address, or on the listed ones; this must be the last rule.
+    // Loopback: served only with localhostNodePorts (IPv4), never on IPv6's ::1.
+    const last = quote('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
+    const isLoopback = (ip: string): boolean => (family === 4 ? ip.startsWith('127.') : ip === '::1');
+    if (np.all) {
+      const notLoopback = family === 6 ? ['!', '-d', '::1/128'] : localhost ? [] : ['!', '-d', '127.0.0.0/8'];
+      tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-m', 'addrtype', '--dst-type', 'LOCAL', ...notLoopback, '-j', 'KUBE-NODEPORTS'])]);
+    } else {
+      const ips = np.addresses.filter((ip) => !isLoopback(ip));
+      if (localhost) ips.push('127.0.0.1');
+      for (const ip of ips) tail.push(['nat', 'KUBE-SERVICES', line('KUBE-SERVICES', ['-m', 'comment', '--comment', last, '-d', hostCidr(ip, family), '-j', 'KUBE-NODEPORTS'])]);
+    }
   }
   return { head, tail };
 }
@@ -267,7 +303,7 @@ export function sortedPorts(fs: FamilyState): ServicePortState[] {
 export function compileIptables(state: DesiredState, family: Family, options: CompileOptions): CompiledRules {
   const fs = state.families.get(family);
   const ports = fs === undefined ? [] : sortedPorts(fs).map((sp): [string, PortRules] => [sp.key, compileIptablesPort(planServicePort(sp, fs, state.config, 'iptables'), fs)]);
-  return assembleIptables(fs, family, ports, options);
+  return assembleIptables(fs, family, ports, { masqueradeBit: state.config.masqueradeBit, ...options });
 }
 
 /**

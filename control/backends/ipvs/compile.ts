@@ -9,7 +9,7 @@
 import { hostPort, type Family } from '../../model/ip.ts';
 import { clusterIPMasquerade, planServicePort, SOURCE_CLASSES, type ServicePortPlan, type SourceDecisions } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, Protocol } from '../../model/types.ts';
-import { MASQ_MARK, type CompiledRules } from '../iptables/compile.ts';
+import { masqueradeMark, type CompiledRules } from '../iptables/compile.ts';
 
 export const DUMMY_DEVICE = 'kube-ipvs0';
 
@@ -179,6 +179,8 @@ function compileServicePort(b: Builder, plan: ServicePortPlan): void {
 }
 
 function iptablesRules(state: DesiredState, fs: FamilyState | undefined, family: Family, randomFully: boolean): CompiledRules {
+  const mark = masqueradeMark(state.config.masqueradeBit ?? 14);
+  const MASQ_MARK = `${mark}/${mark}`;
   const s = (base: string): string => setName(base, family);
   const comment = (text: string): string[] => ['-m', 'comment', '--comment', `"${text}"`];
   const nat: Array<[string, string[]]> = [];
@@ -208,9 +210,9 @@ function iptablesRules(state: DesiredState, fs: FamilyState | undefined, family:
     ['KUBE-NODE-PORT', ['-p', 'sctp', ...comment('Kubernetes nodeport sctp port for masquerade purpose'), '-m', 'set', '--match-set', s('NODE-PORT-SCTP-HASH'), 'dst,dst', '-j', 'KUBE-MARK-MASQ']],
     ['KUBE-POSTROUTING', [...comment('Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose'), '-m', 'set', '--match-set', s('LOOP-BACK'), 'dst,dst,src', '-j', 'MASQUERADE']],
     ['KUBE-POSTROUTING', ['-m', 'mark', '!', '--mark', `${MASQ_MARK}`, '-j', 'RETURN']],
-    ['KUBE-POSTROUTING', ['-j', 'MARK', '--xor-mark', '0x4000']],
+    ['KUBE-POSTROUTING', ['-j', 'MARK', '--xor-mark', mark]],
     ['KUBE-POSTROUTING', [...comment('kubernetes service traffic requiring SNAT'), '-j', 'MASQUERADE', ...(randomFully ? ['--random-fully'] : [])]],
-    ['KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', '0x4000']],
+    ['KUBE-MARK-MASQ', ['-j', 'MARK', '--or-mark', mark]],
   );
   filter.push(
     ['KUBE-FORWARD', ['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']],

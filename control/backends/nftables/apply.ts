@@ -11,7 +11,7 @@ import type { Family } from '../../model/ip.ts';
 import { planServicePort } from '../../model/plan.ts';
 import type { ChangeSet, DesiredState, FamilyState, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { RecentLog, toolRunner, type StoppableToolRunner, type ToolRunner } from '../tool-runner.ts';
-import { assembleNft, compileNftFrame, compileNftPort, TABLE, type CompiledNft, type NftSet, type PortNft } from './compile.ts';
+import { assembleNft, compileNftFrame, compileNftPort, frameOptions, TABLE, type CompiledNft, type NftSet, type PortNft } from './compile.ts';
 import { parseListingText, type ExistingTable } from './listing.ts';
 import { renderDiff, renderFull, type RenderedTransaction } from './render.ts';
 
@@ -39,7 +39,7 @@ function familyKey(fs: FamilyState | undefined, config: ModelConfig): string {
   if (fs === undefined) return '';
   const d = fs.localDetector;
   const np = fs.nodePortAddresses;
-  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, ...np.addresses, '|', config.masqueradeAll].join(' ');
+  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, ...np.addresses, '|', config.masqueradeAll, config.masqueradeBit, ...(config.serviceCIDRs ?? [])].join(' ');
 }
 
 class FamilyTable {
@@ -159,13 +159,13 @@ export class NftablesBackend {
       const cached = t.ports.get(sp.key);
       ports.set(sp.key, { sp, nft: reuse && cached?.sp === sp ? cached.nft : this.compile(fs!, config, sp) });
     }
-    const next = assembleNft(fs, family, [...ports.values()].map((p) => p.nft));
+    const next = assembleNft(fs, family, [...ports.values()].map((p) => p.nft), frameOptions(config));
     t.valid = false;
     const tx = renderFull(next, await this.listTable(next.nftFamily));
     await this.send(family, tx.text, true, tx.text);
     const fresh = new FamilyTable();
     for (const [k, p] of ports) fresh.hold(k, p.nft, true);
-    Object.assign(t, { ports, holders: fresh.holders, frame: compileNftFrame(fs, family), key, config, valid: true });
+    Object.assign(t, { ports, holders: fresh.holders, frame: compileNftFrame(fs, family, frameOptions(config)), key, config, valid: true });
     const { text, ...counts } = tx;
     return { family, full: true, bytes: text.length, servicePorts: ports.size, ...counts };
   }

@@ -7,11 +7,16 @@
 // whole or as the difference from what was applied before.
 import { canonicalIp, familyOf, ipToBigInt, type Family } from '../../model/ip.ts';
 import { chainUse, EXTERNAL_KINDS, isForward, planServicePort, type Decision, type ServicePortPlan } from '../../model/plan.ts';
-import type { DesiredState, EndpointState, FamilyState } from '../../model/types.ts';
+import type { DesiredState, EndpointState, FamilyState, ModelConfig } from '../../model/types.ts';
 import { endpointObjects, servicePortObjects } from './names.ts';
 
 export const TABLE = 'kube-proxy';
-export const MASQ_MARK = '0x00004000'; // bit 14, as in iptables mode
+/** The masquerade mark (1 << nftables.masqueradeBit) as `nft list` prints it: bit 14, the default, is 0x00004000. */
+export function masqueradeMark(bit: number): string {
+  return `0x${((1 << bit) >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+export const MASQ_MARK = masqueradeMark(14);
 
 export interface NftSet {
   kind: 'set' | 'map';
@@ -44,33 +49,37 @@ interface Builder {
   elements: Map<string, Map<string, string>>;
 }
 
-// The filter chains run before DNAT (dstnat - 10) so they see the service address; one output
-// chain runs after it (dstnat + 10) to catch what DNAT left at a ClusterIP.
+// kube-proxy's base chains (pkg/proxy/nftables, v1.33 and later): the firewall check must see
+// the service address, so it runs before DNAT (dstnat - 10 = -110) in prerouting and output; the
+// endpoint and cluster-IP checks run at filter priority (0), after DNAT in the output hook too,
+// where what is still addressed to a ClusterIP was not translated: a port the service does not
+// serve. Earlier layouts (filter-prerouting, filter-output-post-dnat at -90, the filter chains at
+// -110) are replaced by a full sync: it deletes chains not wanted or declared otherwise.
 const BASE_CHAINS: ReadonlyArray<[string, string]> = [
-  ['filter-prerouting', 'type filter hook prerouting priority -110'],
-  ['filter-input', 'type filter hook input priority -110'],
-  ['filter-forward', 'type filter hook forward priority -110'],
-  ['filter-output', 'type filter hook output priority -110'],
-  ['filter-output-post-dnat', 'type filter hook output priority -90'],
+  ['filter-prerouting-pre-dnat', 'type filter hook prerouting priority -110'],
+  ['filter-output-pre-dnat', 'type filter hook output priority -110'],
+  ['filter-input', 'type filter hook input priority 0'],
+  ['filter-forward', 'type filter hook forward priority 0'],
+  ['filter-output', 'type filter hook output priority 0'],
   ['nat-prerouting', 'type nat hook prerouting priority -100'],
   ['nat-output', 'type nat hook output priority -100'],
   ['nat-postrouting', 'type nat hook postrouting priority 100'],
 ];
 
-// [chain, from base chain, condition]: reject is only valid in input/forward/output before 5.9,
-// so the endpoints checks are not in prerouting.
+// [chain, from base chain, condition], in kube-proxy's order: reject is only valid in
+// input/forward/output before 5.9, so the endpoints checks are not in prerouting.
 const JUMPS: ReadonlyArray<[string, string, string]> = [
   ['nodeport-endpoints-check', 'filter-input', 'ct state new'],
   ['service-endpoints-check', 'filter-input', 'ct state new'],
   ['service-endpoints-check', 'filter-forward', 'ct state new'],
   ['service-endpoints-check', 'filter-output', 'ct state new'],
-  ['firewall-check', 'filter-prerouting', 'ct state new'],
-  ['firewall-check', 'filter-output', 'ct state new'],
+  ['firewall-check', 'filter-prerouting-pre-dnat', 'ct state new'],
+  ['firewall-check', 'filter-output-pre-dnat', 'ct state new'],
   ['services', 'nat-output', ''],
   ['services', 'nat-prerouting', ''],
   ['masquerading', 'nat-postrouting', ''],
   ['cluster-ips-check', 'filter-forward', 'ct state new'],
-  ['cluster-ips-check', 'filter-output-post-dnat', 'ct state new'],
+  ['cluster-ips-check', 'filter-output', 'ct state new'],
 ];
 
 function quote(text: string): string {
@@ -124,7 +133,16 @@ function endpointAddress(ep: EndpointState, family: Family): string {
   return family === 4 ? `${ep.ip}:${ep.port}` : `[${ep.ip}]:${ep.port}`;
 }
 
-function setup(b: Builder, fs: FamilyState, family: Family): void {
+/** What the table's frame takes from the configuration beside the family's state. */
+export interface FrameOptions {
+  /** nftables.masqueradeBit (default 14). */
+  masqueradeBit?: number;
+  /** The service CIDRs (of every family; the family's own are used). */
+  serviceCIDRs?: readonly string[];
+}
+
+function setup(b: Builder, fs: FamilyState, family: Family, options: FrameOptions): void {
+  const mark = masqueradeMark(options.masqueradeBit ?? 14);
   const ipX = family === 4 ? 'ip' : 'ip6';
   const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const noLocalhost = family === 4 ? 'ip daddr != 127.0.0.0/8' : 'ip6 daddr != ::1';
@@ -136,13 +154,16 @@ function setup(b: Builder, fs: FamilyState, family: Family): void {
   for (const [chain, from, condition] of JUMPS) rule(b, from, `${condition === '' ? '' : `${condition} `}jump ${chain}`);
 
   // Written as `nft list` prints them, so a full sync can tell an unchanged chain from its listing.
-  rule(b, 'mark-for-masquerade', `meta mark set meta mark | ${MASQ_MARK}`);
-  rule(b, 'masquerading', `meta mark & ${MASQ_MARK} == 0x00000000 return`);
-  rule(b, 'masquerading', `meta mark set meta mark ^ ${MASQ_MARK}`);
+  rule(b, 'mark-for-masquerade', `meta mark set meta mark | ${mark}`);
+  rule(b, 'masquerading', `meta mark & ${mark} == 0x00000000 return`);
+  rule(b, 'masquerading', `meta mark set meta mark ^ ${mark}`);
   rule(b, 'masquerading', 'masquerade fully-random');
 
   set(b, 'cluster-ips', { kind: 'set', type: addr, comment: 'Active ClusterIPs' });
   rule(b, 'cluster-ips-check', `${ipX} daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"`);
+  // What is still addressed into the service CIDRs here is a ClusterIP no Service holds.
+  const serviceCIDRs = (options.serviceCIDRs ?? []).filter((c) => familyOf(c.split('/')[0]!) === family);
+  if (serviceCIDRs.length > 0) rule(b, 'cluster-ips-check', `${ipX} daddr ${nftAddressSet(serviceCIDRs)} drop comment "Drop traffic to unallocated ClusterIPs"`);
 
   const nodePortsOn = fs.nodePortAddresses.all ? `fib daddr type local ${noLocalhost}` : `${ipX} daddr @nodeport-ips`;
   if (!fs.nodePortAddresses.all) {
@@ -295,16 +316,21 @@ export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft 
 
 const emptyFamily = (family: Family): FamilyState => ({ family, servicePorts: new Map(), localDetector: { mode: 'None', cidrs: [], interfaceName: '' }, nodePortAddresses: { all: true, addresses: [] }, nodeIPs: [] });
 
+/** The frame's settings from the model's configuration. */
+export function frameOptions(config: ModelConfig): FrameOptions {
+  return { masqueradeBit: config.masqueradeBit, serviceCIDRs: config.serviceCIDRs ?? [] };
+}
+
 /** The table's own objects (base chains, dispatch chains, shared sets and maps), without any service port. */
-export function compileNftFrame(fs: FamilyState | undefined, family: Family): CompiledNft {
+export function compileNftFrame(fs: FamilyState | undefined, family: Family, options: FrameOptions = {}): CompiledNft {
   const b: Builder = { baseChains: new Map(), chains: new Map(), sets: new Map(), elements: new Map() };
-  setup(b, fs ?? emptyFamily(family), family);
+  setup(b, fs ?? emptyFamily(family), family, options);
   return { family, nftFamily: family === 4 ? 'ip' : 'ip6', ...b };
 }
 
 /** One family's table from its service ports' contributions (in the order given: sorted by key). */
-export function assembleNft(fs: FamilyState | undefined, family: Family, ports: Iterable<PortNft>): CompiledNft {
-  const frame = compileNftFrame(fs, family);
+export function assembleNft(fs: FamilyState | undefined, family: Family, ports: Iterable<PortNft>, options: FrameOptions = {}): CompiledNft {
+  const frame = compileNftFrame(fs, family, options);
   const chains = frame.chains as Map<string, readonly string[]>;
   const sets = frame.sets as Map<string, NftSet>;
   const elements = frame.elements as Map<string, Map<string, string>>;
@@ -320,5 +346,5 @@ export function assembleNft(fs: FamilyState | undefined, family: Family, ports: 
 export function compileNftables(state: DesiredState, family: Family): CompiledNft {
   const fs = state.families.get(family);
   const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileNftPort(planServicePort(sp, fs, state.config, 'nftables'), fs));
-  return assembleNft(fs, family, ports);
+  return assembleNft(fs, family, ports, frameOptions(state.config));
 }
