@@ -23,7 +23,7 @@ function sliceOf(i: number, generation: number): object {
     service: `svc-${i}`,
     ports: [{ name: 'http', port: 8080 }],
     endpoints: Array.from({ length: endpoints }, (_, j) => ({ ip: endpointIp(i, j), node: `node-${j}`, zone: `zone-${j % 3}` })),
-  }) as { metadata: Record<string, unknown>; endpoints: Array<{ conditions?: Record<string, boolean> }> };
+  }) as unknown as { metadata: Record<string, unknown>; endpoints: Array<{ conditions?: Record<string, boolean> }> };
   if (generation > 0) {
     s.metadata.annotations = { 'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString() };
     // A change the model sees: one endpoint flips between ready and not ready.
