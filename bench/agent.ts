@@ -6,7 +6,9 @@
 //   npm run bench:agent                       (eBPF mode at 1k and 10k services)
 //   BENCH_AGENT_SERVICES=10000,100000 BENCH_AGENT_MODES=ebpf,iptables,nftables BENCH_AGENT_CHURN_S=60 npm run bench:agent
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Lab, netnsPath } from '../test/lab/lab.ts';
@@ -18,6 +20,7 @@ const SIZES = (process.env.BENCH_AGENT_SERVICES ?? '1000,10000').split(',').map(
 const MODES = (process.env.BENCH_AGENT_MODES ?? 'ebpf').split(',');
 const CHURN_S = Number(process.env.BENCH_AGENT_CHURN_S ?? 30);
 const CHURN_PER_S = 20;
+const FIRST_SYNC_S = Number(process.env.BENCH_AGENT_FIRST_SYNC_S ?? 600);
 
 function rssMiB(pid: number): number {
   try {
@@ -92,8 +95,8 @@ for (const mode of MODES) {
     let agent: ChildProcess | undefined;
     try {
       const { url } = (await cluster.next()) as { url: string };
-      const kubeconfig = `${lab.bpffsDir('kubeconfig')}.yaml`;
-      writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${url}"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
+      const kubeconfig = join(mkdtempSync(join(tmpdir(), 'switchyard-bench-agent-')), 'kubeconfig.yaml');
+      writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${url}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
       const t0 = performance.now();
       agent = spawn('nsenter', [
         `--net=${netnsPath(n0.netns)}`, '--', process.execPath, MAIN,
@@ -110,8 +113,9 @@ for (const mode of MODES) {
       let firstSyncS: number | undefined;
       const firstSync = new Promise<void>((resolve, reject) => {
         createInterface({ input: agent!.stderr! }).on('line', (l) => {
-          if (!l.startsWith('{')) return;
-          const e = JSON.parse(l) as { msg?: string };
+          if (!l.startsWith('{')) return void process.stderr.write(`agent: ${l}\n`);
+          const e = JSON.parse(l) as { msg?: string; level?: string | number };
+          if (process.env.BENCH_AGENT_VERBOSE || e.level === 'error' || e.level === 50 || e.level === 'warn' || e.level === 40) process.stderr.write(`agent: ${l.slice(0, 400)}\n`);
           if (e.msg === 'synced') {
             syncs++;
             if (firstSyncS === undefined) {
@@ -122,7 +126,7 @@ for (const mode of MODES) {
         });
         agent!.once('exit', (code) => reject(new Error(`agent exited (${code}) before its first sync`)));
       });
-      await Promise.race([firstSync, new Promise((_, rej) => setTimeout(() => rej(new Error('no first sync within 600 s')), 600_000))]);
+      await Promise.race([firstSync, new Promise((_, rej) => setTimeout(() => rej(new Error(`no first sync within ${FIRST_SYNC_S} s`)), FIRST_SYNC_S * 1000))]);
       const idleRss = treeRssMiB(pid);
       await cluster.ask({ cmd: 'probe', start: true }, false);
       await cluster.ask({ cmd: 'metrics' }); // resets the event-loop lag histogram (prom-client resets it per scrape)
