@@ -5,7 +5,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { kubeConfigClass } from './kubeconfig-class.ts';
 
 export interface ApiResponse {
   status: number;
@@ -28,7 +29,7 @@ export interface KubeConfigOptions {
 
 /** Loads a KubeConfig the way kube-proxy does with --kubeconfig / --master. */
 export function loadKubeConfig(options: KubeConfigOptions): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = new (kubeConfigClass())();
   if (options.kubeconfig !== undefined && options.kubeconfig !== '') {
     kc.loadFromFile(options.kubeconfig);
   } else if (options.master !== undefined && options.master !== '' && process.env.KUBERNETES_SERVICE_HOST === undefined && process.env.KUBECONFIG === undefined) {
