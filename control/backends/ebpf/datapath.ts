@@ -42,7 +42,7 @@ import {
   type SourceRangeKey,
 } from '../../bpf/layout.ts';
 import { parseCidr } from '../../model/ip.ts';
-import { backendFlags, backendKey, frontendKeyText, type CompiledDatapath, type FrontendSpec } from './compile.ts';
+import { backendFlags, backendKey, frontendKeyText, type BackendSpec, type CompiledDatapath, type CompiledDelta, type FrontendSpec } from './compile.ts';
 import { IdAllocator } from './ids.ts';
 import { abandonV1, finishV1, migrateV1, prepareV1, v1Pending } from './migrate.ts';
 
@@ -93,7 +93,7 @@ export interface SyncReport {
   backendsWritten: number;
   backendsRemoved: number;
   /** Frontends that could not be programmed (a map was full); everything else was. */
-  failed: Array<{ frontend: string; error: string }>;
+  failed: Array<{ frontend: string; error: string; servicePort?: string }>;
   /** Service ports this datapath cannot translate at all (see CompiledDatapath.unsupported). */
   unsupported: Array<{ servicePort: string; reason: string }>;
 }
@@ -115,6 +115,67 @@ interface BackendWrite {
   id: number;
   fresh: boolean;
   value: Backend;
+}
+
+/** The changes one apply makes; iterables, so that a full sync copies nothing. */
+interface Changes {
+  /** Service ports that need a service id (they have frontends or backends). */
+  livePorts: Iterable<string>;
+  frontendWrites: Iterable<[string, FrontendSpec | undefined]>;
+  backendWrites: Iterable<[string, BackendSpec | undefined]>;
+  frontendRemovals(): Iterable<string>;
+  backendRemovals(): Iterable<string>;
+  deadPorts(): Iterable<string>;
+}
+
+function deltaChanges(d: CompiledDelta): Changes {
+  return {
+    livePorts: [...d.ports].filter(([, live]) => live).map(([sp]) => sp),
+    frontendWrites: d.frontends,
+    backendWrites: d.backends,
+    *frontendRemovals() {
+      for (const [text, spec] of d.frontends) if (spec === undefined) yield text;
+    },
+    *backendRemovals() {
+      for (const [key, b] of d.backends) if (b === undefined) yield key;
+    },
+    *deadPorts() {
+      for (const [sp, live] of d.ports) if (!live) yield sp;
+    },
+  };
+}
+
+/** Backends written (or freed) per batch, and per slice of a sliced apply at most. */
+const BACKEND_BATCH = 4096;
+/** How long a sliced apply or compile runs before the event loop gets a turn. */
+export const SLICE_MS = 5;
+
+function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+async function drainSliced<T>(steps: Generator<void, T>, sliceMs: number): Promise<T> {
+  let t0 = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    if (performance.now() - t0 > sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      t0 = performance.now();
+    }
+  }
+}
+
+function sameFrontendValue(a: FrontendValue, b: FrontendValue): boolean {
+  return a.setId === b.setId && a.revNatId === b.revNatId && a.serviceId === b.serviceId && a.affinityTimeout === b.affinityTimeout && a.count === b.count && a.algorithm === b.algorithm && a.flags === b.flags;
+}
+
+/** An id allocator ran out: the map whose size bounds it is full. */
+function idError(map: string, what: string, e: unknown): string {
+  return e instanceof RangeError ? `map full: ${map}: ${what} exhausted (${e.message}); raise its size (mapSizes)` : (e as Error).message;
 }
 
 export class LayoutMismatchError extends Error {
@@ -404,17 +465,43 @@ export class EbpfDatapath {
     return this.serviceIds.get(servicePort);
   }
 
-  /** Applies compiled state; a frontend that does not fit is reported and left as it was. */
+  /**
+   * Applies the whole compiled state: what it lacks is removed. A frontend that does not fit is
+   * reported and left as it was.
+   */
   sync(compiled: CompiledDatapath): SyncReport {
-    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported: compiled.unsupported };
+    return drain(this.applySteps(this.fullChanges(compiled), compiled.unsupported));
+  }
+
+  /** The same, yielding to the event loop whenever a slice has run sliceMs. */
+  syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
+    return drainSliced(this.applySteps(this.fullChanges(compiled), compiled.unsupported), sliceMs);
+  }
+
+  /**
+   * Applies what changed (CompiledModel's delta): only the entries it names are written or
+   * removed. Needs a full sync first (adopted pins are matched to service ports there).
+   */
+  apply(delta: CompiledDelta, unsupported: SyncReport['unsupported'] = []): SyncReport {
+    return drain(this.applySteps(deltaChanges(delta), unsupported));
+  }
+
+  /** True once adopted pins are matched to their service ports (a full sync did it). */
+  get settled(): boolean {
+    return this.adoptedBackends.size === 0;
+  }
+
+  /** The compiled state as changes: everything it holds, and removal of whatever else is programmed. */
+  private fullChanges(compiled: CompiledDatapath): Changes {
     // Service ids of adopted frontends are learnt from the compiled specs they match...
     for (const [text, spec] of compiled.frontends) {
       const p = this.programmed.get(text);
       if (p !== undefined && !this.serviceIds.has(spec.servicePort)) this.serviceIds.set(spec.servicePort, p.value.serviceId);
     }
-    // ...and with them the keys of adopted backends; those of services now gone are deleted below.
+    // ...and with them the keys of adopted backends; those of services now gone are deleted.
     if (this.adoptedBackends.size > 0) {
-      const portOf = new Map([...this.serviceIds].map(([sp, id]) => [id, sp]));
+      const portOf = new Map<number, string>();
+      for (const [sp, id] of this.serviceIds) portOf.set(id, sp);
       for (const [id, b] of this.adoptedBackends) {
         const servicePort = portOf.get(b.serviceId);
         const key = servicePort === undefined ? `orphan|${id}` : backendKey({ servicePort, addr: b.addr, port: b.port, proto: b.proto });
@@ -423,47 +510,91 @@ export class EbpfDatapath {
       }
       this.adoptedBackends = new Map();
     }
-    // Every service port gets its id before its backends are written.
-    for (const spec of compiled.frontends.values()) {
-      if (!this.serviceIds.has(spec.servicePort)) {
-        try {
-          this.serviceIds.set(spec.servicePort, this.ids.service.alloc());
-        } catch (e) {
-          report.failed.push({ frontend: spec.servicePort, error: (e as Error).message });
-        }
+    const live = new Set<string>();
+    for (const f of compiled.frontends.values()) live.add(f.servicePort);
+    for (const b of compiled.backends.values()) live.add(b.servicePort);
+    const programmed = this.programmed;
+    const backendIds = this.backendIds;
+    const serviceIds = this.serviceIds;
+    return {
+      livePorts: live,
+      frontendWrites: compiled.frontends,
+      backendWrites: compiled.backends,
+      // Evaluated after the writes, which add only keys the compiled state has.
+      *frontendRemovals() {
+        for (const text of programmed.keys()) if (!compiled.frontends.has(text)) yield text;
+      },
+      *backendRemovals() {
+        for (const key of backendIds.keys()) if (!compiled.backends.has(key)) yield key;
+      },
+      *deadPorts() {
+        for (const sp of serviceIds.keys()) if (!live.has(sp)) yield sp;
+      },
+    };
+  }
+
+  /**
+   * The apply, as steps (each yield is a point where the event loop may run): service ids, then
+   * backends (new ones, and flag changes such as terminating) in batches, then each frontend
+   * make-before-break (new set, flip, old set away), then frontends that are gone, then backends
+   * nothing may use any more, then the service ids of service ports that are gone.
+   */
+  private *applySteps(c: Changes, unsupported: SyncReport['unsupported']): Generator<void, SyncReport> {
+    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported };
+    const noId = new Set<string>();
+    for (const sp of c.livePorts) {
+      if (this.serviceIds.has(sp)) continue;
+      try {
+        this.serviceIds.set(sp, this.ids.service.alloc());
+      } catch (e) {
+        noId.add(sp);
+        report.failed.push({ frontend: sp, servicePort: sp, error: idError('sy_stats', 'service ids', e) });
       }
     }
-    // 1. Backends (new ones, and flag changes such as terminating), written in batches.
-    const backendWrites: BackendWrite[] = [];
-    for (const [key, b] of compiled.backends) {
+    yield;
+    let batch: BackendWrite[] = [];
+    const flush = (): void => {
+      for (const w of this.writeBackends(batch, report)) {
+        this.backendIds.set(w.key, w.id);
+        this.backendFlagsById.set(w.id, w.value.flags);
+        report.backendsWritten++;
+      }
+      batch = [];
+    };
+    for (const [key, b] of c.backendWrites) {
+      if (b === undefined) continue;
       const known = this.backendIds.get(key);
       const flags = backendFlags(b);
+      if (known !== undefined && this.backendFlagsById.get(known) === flags) continue;
       const serviceId = this.serviceIds.get(b.servicePort);
       if (serviceId === undefined) continue; // its service port got no id: reported above
-      if (known !== undefined && this.backendFlagsById.get(known) === flags) continue;
       try {
         const id = known ?? this.ids.backend.alloc();
-        backendWrites.push({ key, id, fresh: known === undefined, value: { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId } });
+        batch.push({ key, id, fresh: known === undefined, value: { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId } });
       } catch (e) {
-        report.failed.push({ frontend: `backend ${key}`, error: (e as Error).message });
+        report.failed.push({ frontend: `backend ${key}`, servicePort: b.servicePort, error: idError('sy_backends', 'backend ids', e) });
+      }
+      if (batch.length >= BACKEND_BATCH) {
+        flush();
+        yield;
       }
     }
-    for (const w of this.writeBackends(backendWrites, report)) {
-      this.backendIds.set(w.key, w.id);
-      this.backendFlagsById.set(w.id, w.value.flags);
-      report.backendsWritten++;
-    }
-    // 2. Frontends: new set, flip, old set away.
-    for (const [text, spec] of compiled.frontends) {
+    flush();
+    yield;
+    let n = 0;
+    for (const [text, spec] of c.frontendWrites) {
+      if (spec === undefined) continue;
+      if (noId.has(spec.servicePort)) continue; // reported above
       try {
         if (this.writeFrontend(text, spec)) report.frontendsWritten++;
       } catch (e) {
-        report.failed.push({ frontend: text, error: e instanceof MapFullError ? `map full: ${e.message}` : (e as Error).message });
+        report.failed.push({ frontend: text, servicePort: spec.servicePort, error: e instanceof MapFullError ? `map full: ${e.message}` : e instanceof RangeError ? idError('sy_revnat', 'rev-NAT ids', e) : (e as Error).message });
       }
+      if ((++n & 31) === 0) yield;
     }
-    // 3. Frontends that are gone, then backends nothing may use any more.
-    for (const [text, p] of [...this.programmed]) {
-      if (compiled.frontends.has(text)) continue;
+    for (const text of c.frontendRemovals()) {
+      const p = this.programmed.get(text);
+      if (p === undefined) continue;
       this.frontends.delete(p.key);
       this.maglev.delete(p.value.setId);
       this.deleteSlots(p.value.setId, p.backendIds.length);
@@ -475,18 +606,32 @@ export class EbpfDatapath {
       this.heldRevNat.set(revNatText({ addr: p.key.addr, port: p.key.port, family: p.key.family }), p.value.revNatId);
       this.programmed.delete(text);
       report.frontendsRemoved++;
+      if ((++n & 31) === 0) yield;
     }
-    const freed = [...this.backendIds].filter(([key]) => !compiled.backends.has(key));
-    if (freed.length > 0) this.backends.setMany(freed.map(([, id]) => [id, FREE_BACKEND] as const));
-    for (const [key, id] of freed) {
-      this.backendIds.delete(key);
-      this.backendFlagsById.delete(id);
-      this.ids.backend.release(id);
-      report.backendsRemoved++;
+    let freed: Array<[string, number]> = [];
+    const free = (): void => {
+      if (freed.length > 0) this.backends.setMany(freed.map(([, id]) => [id, FREE_BACKEND] as const));
+      for (const [key, id] of freed) {
+        this.backendIds.delete(key);
+        this.backendFlagsById.delete(id);
+        this.ids.backend.release(id);
+        report.backendsRemoved++;
+      }
+      freed = [];
+    };
+    for (const key of c.backendRemovals()) {
+      const id = this.backendIds.get(key);
+      if (id === undefined) continue;
+      freed.push([key, id]);
+      if (freed.length >= BACKEND_BATCH) {
+        free();
+        yield;
+      }
     }
-    const live = new Set([...compiled.frontends.values()].map((f) => f.servicePort));
-    for (const [sp, id] of [...this.serviceIds]) {
-      if (live.has(sp)) continue;
+    free();
+    for (const sp of c.deadPorts()) {
+      const id = this.serviceIds.get(sp);
+      if (id === undefined) continue;
       this.serviceIds.delete(sp);
       this.ids.service.release(id);
     }
@@ -534,7 +679,7 @@ export class EbpfDatapath {
       }
       const key: FrontendKey = { addr: spec.addr, port: spec.port, proto: spec.proto, family: spec.family, scope: spec.scope };
       const value: FrontendValue = { setId, revNatId, serviceId, affinityTimeout: spec.affinityTimeout, count: backendIds.length, algorithm: spec.algorithm, flags: spec.flags };
-      const unchanged = current !== undefined && sameSet && JSON.stringify(current.value) === JSON.stringify(value) && current.sourceRanges.length === spec.sourceRanges.length && addedRanges.length === 0;
+      const unchanged = current !== undefined && sameSet && sameFrontendValue(current.value, value) && current.sourceRanges.length === spec.sourceRanges.length && addedRanges.length === 0;
       if (unchanged) return false;
       this.frontends.set(key, value); // the flip: packets see the old set or the new one, never a mix
       if (current !== undefined && !sameSet) {
