@@ -89,7 +89,7 @@ export class EbpfBackend {
         // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
         // Handshakes in progress get a quarter: a SYN flood churns them, never the established ones.
         const synSize = Math.max(16384, ctSize >> 2);
-        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...o.maxEntries };
+        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...serviceMapSizes(o) };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
         const build = buildOfObject(object);
@@ -270,6 +270,36 @@ export class EbpfBackend {
     this.watcher?.stop();
     this.datapath.close();
   }
+}
+
+/** The maps whose size follows the cluster (services, frontends, backends). */
+const SERVICE_MAPS = ['sy_frontends', 'sy_slots', 'sy_backends', 'sy_revnat', 'sy_stats', 'sy_affinity', 'sy_source_ranges'] as const;
+/** maps.h's size of sy_revnat and sy_stats. */
+const DEFAULT_IDS = 65536;
+
+/**
+ * Sizes of the maps that follow the cluster: as configured (mapSizes), and sy_revnat (one entry
+ * per frontend, plus those held for open flows of deleted ones) and sy_stats (one per service
+ * port) grown with sy_frontends, so that none of them caps the others at 65,536. A map already
+ * pinned keeps its size (libbpf reuses a pin only as it is, and its entries are live); a
+ * configured size it does not have is said in the log.
+ */
+export function serviceMapSizes(o: Pick<EbpfBackendOptions, 'maxEntries' | 'pinDir' | 'log'>): Record<string, number> {
+  const want: Record<string, number> = { ...o.maxEntries };
+  const frontends = want.sy_frontends;
+  if (frontends !== undefined) {
+    want.sy_revnat ??= Math.max(DEFAULT_IDS, frontends + (frontends >> 2));
+    want.sy_stats ??= Math.max(DEFAULT_IDS, frontends + 1);
+  }
+  for (const name of SERVICE_MAPS) {
+    const pinned = pinnedSize(o.pinDir, name);
+    if (pinned === undefined) continue;
+    if (want[name] !== undefined && want[name] !== pinned) {
+      o.log({ map: name, pinned, configured: want[name] }, `${name} keeps its pinned size ${pinned} (configured ${want[name]}); \`switchyard cleanup\` and a restart apply the new size`);
+    }
+    want[name] = pinned;
+  }
+  return want;
 }
 
 /** The entries of a map pinned under pinDir, if it is. */
