@@ -236,6 +236,11 @@ export class CompiledModel implements CompiledDatapath {
 
   /** Settles the frontends touched since the last call: their winners and twin flags, into delta. */
   resolve(delta: CompiledDelta): void {
+    for (const _ of this.resolveSteps(delta));
+  }
+
+  /** resolve() as steps: a yield every few hundred frontends (a full compile touches all of them). */
+  *resolveSteps(delta: CompiledDelta): Generator<void> {
     const keys = new Set(this.touched);
     for (const text of this.touched) {
       // The external twin's SY_FE_HAS_INTERNAL follows the internal entry.
@@ -243,7 +248,9 @@ export class CompiledModel implements CompiledDatapath {
       if (Number(text.slice(i + 1)) === SCOPE.INTERNAL) keys.add(`${text.slice(0, i)}|${SCOPE.EXTERNAL}`);
     }
     this.touched.clear();
+    let n = 0;
     for (const text of keys) {
+      if ((++n & 511) === 0) yield;
       const spec = this.effective(text);
       const prev = this.frontends.get(text);
       if (spec === undefined) {
@@ -306,7 +313,12 @@ export async function compileDatapathSliced(state: DesiredState, sliceMs = 5): P
       }
     }
   }
-  model.resolve(delta);
+  for (const _ of model.resolveSteps(delta)) {
+    if (performance.now() - t0 > sliceMs) {
+      await new Promise<void>((r) => setImmediate(r));
+      t0 = performance.now();
+    }
+  }
   return model;
 }
 

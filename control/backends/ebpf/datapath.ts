@@ -120,7 +120,7 @@ interface BackendWrite {
 /** The changes one apply makes; iterables, so that a full sync copies nothing. */
 interface Changes {
   /** Service ports that need a service id (they have frontends or backends). */
-  livePorts: Iterable<string>;
+  livePorts(): Iterable<string>;
   frontendWrites: Iterable<[string, FrontendSpec | undefined]>;
   backendWrites: Iterable<[string, BackendSpec | undefined]>;
   frontendRemovals(): Iterable<string>;
@@ -130,7 +130,9 @@ interface Changes {
 
 function deltaChanges(d: CompiledDelta): Changes {
   return {
-    livePorts: [...d.ports].filter(([, live]) => live).map(([sp]) => sp),
+    *livePorts() {
+      for (const [sp, live] of d.ports) if (live) yield sp;
+    },
     frontendWrites: d.frontends,
     backendWrites: d.backends,
     *frontendRemovals() {
@@ -209,6 +211,8 @@ export class EbpfDatapath {
   private timeouts: ConntrackTimeouts = DEFAULT_TIMEOUTS;
   /** Rev-NAT ids held after their frontend went, by address|port|family. */
   private readonly heldRevNat = new Map<string, number>();
+  /** A sliced re-adoption is under way: the id tables are partial, gc() releases none. */
+  private adopting = false;
   private ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
   private constructor(object: LoadedObject, pinDir: string) {
@@ -286,6 +290,22 @@ export class EbpfDatapath {
    * whatever changed behind its back (the periodic resync).
    */
   readopt(): void {
+    this.forget();
+    drain(this.adoptSteps());
+  }
+
+  /** The same, a page of each map at a time, giving the event loop a turn whenever a slice has run sliceMs. */
+  async readoptSliced(sliceMs = SLICE_MS): Promise<void> {
+    this.forget();
+    this.adopting = true;
+    try {
+      await drainSliced(this.adoptSteps(), sliceMs);
+    } finally {
+      this.adopting = false;
+    }
+  }
+
+  private forget(): void {
     this.backendIds.clear();
     this.backendFlagsById.clear();
     this.serviceIds.clear();
@@ -293,50 +313,69 @@ export class EbpfDatapath {
     this.heldRevNat.clear();
     this.adoptedBackends = new Map();
     for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit, { quarantine: this.ids[name].quarantine });
-    this.adopt();
   }
 
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
   private adopt(): void {
-    for (const [id, b] of this.backends.entries()) {
-      if (b.family === 0) continue; // a free id
-      this.adoptedBackends.set(id, b);
-      this.ids.backend.claim(id);
+    drain(this.adoptSteps());
+  }
+
+  /** adopt() as steps: one batched read per page of each map (1M slots: seconds of syscalls one by one), O(entries). */
+  private *adoptSteps(): Generator<void> {
+    for (const page of this.backends.entryPages()) {
+      for (const [id, b] of page) {
+        if (b.family === 0) continue; // a free id
+        this.adoptedBackends.set(id, b);
+        this.ids.backend.claim(id);
+      }
+      yield;
     }
     const ranges = new Map<number, string[]>();
-    for (const [k] of this.ranges.entries()) {
-      const list = ranges.get(k.revNatId) ?? [];
-      list.push(`${k.addr}/${k.prefixlen - 32}`);
-      ranges.set(k.revNatId, list);
-    }
-    // One batched read of every slot instead of a lookup per slot (1M slots: seconds of syscalls).
-    const slotsBySet = new Map<number, Map<number, number>>();
-    for (const [k, id] of this.slots.entries()) {
-      let set = slotsBySet.get(k.setId);
-      if (set === undefined) slotsBySet.set(k.setId, (set = new Map()));
-      set.set(k.slot, id);
-    }
-    for (const [key, value] of this.frontends.entries()) {
-      const backendIds: number[] = [];
-      const set = slotsBySet.get(value.setId);
-      for (let slot = 1; slot <= value.count; slot++) {
-        const id = set?.get(slot);
-        if (id !== undefined) backendIds.push(id);
+    for (const page of this.ranges.entryPages()) {
+      for (const [k] of page) {
+        const list = ranges.get(k.revNatId) ?? [];
+        list.push(`${k.addr}/${k.prefixlen - 32}`);
+        ranges.set(k.revNatId, list);
       }
-      this.ids.set.claim(value.setId);
-      this.ids.revnat.claim(value.revNatId);
-      this.ids.service.claim(value.serviceId);
-      this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+      yield;
+    }
+    const slotsBySet = new Map<number, Map<number, number>>();
+    for (const page of this.slots.entryPages()) {
+      for (const [k, id] of page) {
+        let set = slotsBySet.get(k.setId);
+        if (set === undefined) slotsBySet.set(k.setId, (set = new Map()));
+        set.set(k.slot, id);
+      }
+      yield;
+    }
+    const inUse = new Set<number>();
+    for (const page of this.frontends.entryPages()) {
+      for (const [key, value] of page) {
+        const backendIds: number[] = [];
+        const set = slotsBySet.get(value.setId);
+        for (let slot = 1; slot <= value.count; slot++) {
+          const id = set?.get(slot);
+          if (id !== undefined) backendIds.push(id);
+        }
+        this.ids.set.claim(value.setId);
+        this.ids.revnat.claim(value.revNatId);
+        this.ids.service.claim(value.serviceId);
+        inUse.add(value.revNatId);
+        this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+      }
+      yield;
     }
     // Rev-NAT entries of deleted frontends stay while their flows live: held, not free.
-    const inUse = new Set([...this.programmed.values()].map((p) => p.value.revNatId));
-    for (const [id, rn] of this.revnat.entries()) {
-      if (rn.family === 0 || id === 0) continue;
-      if (!inUse.has(id)) {
-        this.ids.revnat.claim(id);
-        this.ids.revnat.release(id);
-        this.heldRevNat.set(revNatText(rn), id);
+    for (const page of this.revnat.entryPages()) {
+      for (const [id, rn] of page) {
+        if (rn.family === 0 || id === 0) continue;
+        if (!inUse.has(id)) {
+          this.ids.revnat.claim(id);
+          this.ids.revnat.release(id);
+          this.heldRevNat.set(revNatText(rn), id);
+        }
       }
+      yield;
     }
   }
 
@@ -440,6 +479,8 @@ export class EbpfDatapath {
       for (const id of r.serviceIds) serviceIds.add(id);
       for (const id of r.revNatIds) revNatIds.add(id);
     }
+    // Service ports and ids not read back yet would look deleted and unused: affinity and ids wait.
+    if (this.adopting) return report;
     // Affinity: entries of live service ports expire by their timeout; those of deleted ones go.
     const timeoutOf = new Map<number, number>();
     for (const p of this.programmed.values()) timeoutOf.set(p.value.serviceId, Math.max(timeoutOf.get(p.value.serviceId) ?? 0, p.value.affinityTimeout));
@@ -470,12 +511,12 @@ export class EbpfDatapath {
    * reported and left as it was.
    */
   sync(compiled: CompiledDatapath): SyncReport {
-    return drain(this.applySteps(this.fullChanges(compiled), compiled.unsupported));
+    return drain(this.fullSteps(compiled));
   }
 
   /** The same, yielding to the event loop whenever a slice has run sliceMs. */
   syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
-    return drainSliced(this.applySteps(this.fullChanges(compiled), compiled.unsupported), sliceMs);
+    return drainSliced(this.fullSteps(compiled), sliceMs);
   }
 
   /**
@@ -491,10 +532,15 @@ export class EbpfDatapath {
     return this.adoptedBackends.size === 0;
   }
 
-  /** The compiled state as changes: everything it holds, and removal of whatever else is programmed. */
-  private fullChanges(compiled: CompiledDatapath): Changes {
+  /**
+   * A full sync as steps: adopted entries matched to the compiled state's service ports, then
+   * everything it holds applied, and whatever else is programmed removed.
+   */
+  private *fullSteps(compiled: CompiledDatapath): Generator<void, SyncReport> {
+    let n = 0;
     // Service ids of adopted frontends are learnt from the compiled specs they match...
     for (const [text, spec] of compiled.frontends) {
+      if ((++n & 1023) === 0) yield;
       const p = this.programmed.get(text);
       if (p !== undefined && !this.serviceIds.has(spec.servicePort)) this.serviceIds.set(spec.servicePort, p.value.serviceId);
     }
@@ -503,6 +549,7 @@ export class EbpfDatapath {
       const portOf = new Map<number, string>();
       for (const [sp, id] of this.serviceIds) portOf.set(id, sp);
       for (const [id, b] of this.adoptedBackends) {
+        if ((++n & 1023) === 0) yield;
         const servicePort = portOf.get(b.serviceId);
         const key = servicePort === undefined ? `orphan|${id}` : backendKey({ servicePort, addr: b.addr, port: b.port, proto: b.proto });
         this.backendIds.set(key, id);
@@ -510,14 +557,24 @@ export class EbpfDatapath {
       }
       this.adoptedBackends = new Map();
     }
+    // Filled as the apply walks it (its first step), read by deadPorts (its last).
     const live = new Set<string>();
-    for (const f of compiled.frontends.values()) live.add(f.servicePort);
-    for (const b of compiled.backends.values()) live.add(b.servicePort);
     const programmed = this.programmed;
     const backendIds = this.backendIds;
     const serviceIds = this.serviceIds;
-    return {
-      livePorts: live,
+    const changes: Changes = {
+      *livePorts() {
+        for (const f of compiled.frontends.values()) {
+          if (live.has(f.servicePort)) continue;
+          live.add(f.servicePort);
+          yield f.servicePort;
+        }
+        for (const b of compiled.backends.values()) {
+          if (live.has(b.servicePort)) continue;
+          live.add(b.servicePort);
+          yield b.servicePort;
+        }
+      },
       frontendWrites: compiled.frontends,
       backendWrites: compiled.backends,
       // Evaluated after the writes, which add only keys the compiled state has.
@@ -531,6 +588,7 @@ export class EbpfDatapath {
         for (const sp of serviceIds.keys()) if (!live.has(sp)) yield sp;
       },
     };
+    return yield* this.applySteps(changes, compiled.unsupported);
   }
 
   /**
@@ -542,7 +600,9 @@ export class EbpfDatapath {
   private *applySteps(c: Changes, unsupported: SyncReport['unsupported']): Generator<void, SyncReport> {
     const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported };
     const noId = new Set<string>();
-    for (const sp of c.livePorts) {
+    let n = 0;
+    for (const sp of c.livePorts()) {
+      if ((++n & 1023) === 0) yield;
       if (this.serviceIds.has(sp)) continue;
       try {
         this.serviceIds.set(sp, this.ids.service.alloc());
@@ -562,6 +622,7 @@ export class EbpfDatapath {
       batch = [];
     };
     for (const [key, b] of c.backendWrites) {
+      if ((++n & 1023) === 0) yield;
       if (b === undefined) continue;
       const known = this.backendIds.get(key);
       const flags = backendFlags(b);
@@ -581,8 +642,8 @@ export class EbpfDatapath {
     }
     flush();
     yield;
-    let n = 0;
     for (const [text, spec] of c.frontendWrites) {
+      if ((++n & 255) === 0) yield;
       if (spec === undefined) continue;
       if (noId.has(spec.servicePort)) continue; // reported above
       try {
@@ -590,9 +651,9 @@ export class EbpfDatapath {
       } catch (e) {
         report.failed.push({ frontend: text, servicePort: spec.servicePort, error: e instanceof MapFullError ? `map full: ${e.message}` : e instanceof RangeError ? idError('sy_revnat', 'rev-NAT ids', e) : (e as Error).message });
       }
-      if ((++n & 31) === 0) yield;
     }
     for (const text of c.frontendRemovals()) {
+      if ((++n & 255) === 0) yield;
       const p = this.programmed.get(text);
       if (p === undefined) continue;
       this.frontends.delete(p.key);
@@ -606,7 +667,6 @@ export class EbpfDatapath {
       this.heldRevNat.set(revNatText({ addr: p.key.addr, port: p.key.port, family: p.key.family }), p.value.revNatId);
       this.programmed.delete(text);
       report.frontendsRemoved++;
-      if ((++n & 31) === 0) yield;
     }
     let freed: Array<[string, number]> = [];
     const free = (): void => {
@@ -620,6 +680,7 @@ export class EbpfDatapath {
       freed = [];
     };
     for (const key of c.backendRemovals()) {
+      if ((++n & 1023) === 0) yield;
       const id = this.backendIds.get(key);
       if (id === undefined) continue;
       freed.push([key, id]);
@@ -630,6 +691,7 @@ export class EbpfDatapath {
     }
     free();
     for (const sp of c.deadPorts()) {
+      if ((++n & 1023) === 0) yield;
       const id = this.serviceIds.get(sp);
       if (id === undefined) continue;
       this.serviceIds.delete(sp);
