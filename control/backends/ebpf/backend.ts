@@ -161,6 +161,9 @@ export class EbpfBackend {
   async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
     const model = this.model;
     if (full || model === undefined || changes.nodeChanged || !this.datapath.settled) {
+      // The old model goes first: one copy of the compiled state on the heap, not two (at 100k
+      // services the heap, and with it each garbage collection pause, would be half as big again).
+      this.model = undefined;
       const next = await compileDatapathSliced(state, SLICE_MS);
       const report = await this.datapath.syncSliced(next, SLICE_MS);
       this.model = next;

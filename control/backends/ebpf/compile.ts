@@ -177,7 +177,7 @@ export class CompiledModel implements CompiledDatapath {
   private readonly claims = new Map<string, string[]>();
   private readonly unsupportedPorts = new Map<string, string>();
   /** Frontend keys whose winner or flags may have changed since the last resolve(). */
-  private readonly touched = new Set<string>();
+  private touched = new Set<string>();
 
   get unsupported(): Array<{ servicePort: string; reason: string }> {
     return [...this.unsupportedPorts].map(([servicePort, reason]) => ({ servicePort, reason }));
@@ -241,14 +241,15 @@ export class CompiledModel implements CompiledDatapath {
 
   /** resolve() as steps: a yield every few hundred frontends (a full compile touches all of them). */
   *resolveSteps(delta: CompiledDelta): Generator<void> {
-    const keys = new Set(this.touched);
-    for (const text of this.touched) {
+    const keys = this.touched;
+    this.touched = new Set();
+    let n = 0;
+    for (const text of [...keys]) {
       // The external twin's SY_FE_HAS_INTERNAL follows the internal entry.
+      if ((++n & 1023) === 0) yield;
       const i = text.lastIndexOf('|');
       if (Number(text.slice(i + 1)) === SCOPE.INTERNAL) keys.add(`${text.slice(0, i)}|${SCOPE.EXTERNAL}`);
     }
-    this.touched.clear();
-    let n = 0;
     for (const text of keys) {
       if ((++n & 511) === 0) yield;
       const spec = this.effective(text);

@@ -119,13 +119,13 @@ interface BackendWrite {
 
 /** The changes one apply makes; iterables, so that a full sync copies nothing. */
 interface Changes {
-  /** Service ports that need a service id (they have frontends or backends). */
-  livePorts(): Iterable<string>;
+  /** Service ports that need a service id (they have frontends or backends). null: a turn may be given (a long scan). */
+  livePorts(): Iterable<string | null>;
   frontendWrites: Iterable<[string, FrontendSpec | undefined]>;
   backendWrites: Iterable<[string, BackendSpec | undefined]>;
-  frontendRemovals(): Iterable<string>;
-  backendRemovals(): Iterable<string>;
-  deadPorts(): Iterable<string>;
+  frontendRemovals(): Iterable<string | null>;
+  backendRemovals(): Iterable<string | null>;
+  deadPorts(): Iterable<string | null>;
 }
 
 function deltaChanges(d: CompiledDelta): Changes {
@@ -547,7 +547,10 @@ export class EbpfDatapath {
     // ...and with them the keys of adopted backends; those of services now gone are deleted.
     if (this.adoptedBackends.size > 0) {
       const portOf = new Map<number, string>();
-      for (const [sp, id] of this.serviceIds) portOf.set(id, sp);
+      for (const [sp, id] of this.serviceIds) {
+        portOf.set(id, sp);
+        if ((++n & 1023) === 0) yield;
+      }
       for (const [id, b] of this.adoptedBackends) {
         if ((++n & 1023) === 0) yield;
         const servicePort = portOf.get(b.serviceId);
@@ -564,12 +567,15 @@ export class EbpfDatapath {
     const serviceIds = this.serviceIds;
     const changes: Changes = {
       *livePorts() {
+        let n = 0;
         for (const f of compiled.frontends.values()) {
+          if ((++n & 1023) === 0) yield null;
           if (live.has(f.servicePort)) continue;
           live.add(f.servicePort);
           yield f.servicePort;
         }
         for (const b of compiled.backends.values()) {
+          if ((++n & 1023) === 0) yield null;
           if (live.has(b.servicePort)) continue;
           live.add(b.servicePort);
           yield b.servicePort;
@@ -579,13 +585,19 @@ export class EbpfDatapath {
       backendWrites: compiled.backends,
       // Evaluated after the writes, which add only keys the compiled state has.
       *frontendRemovals() {
+        let n = 0;
         for (const text of programmed.keys()) if (!compiled.frontends.has(text)) yield text;
+        else if ((++n & 1023) === 0) yield null;
       },
       *backendRemovals() {
+        let n = 0;
         for (const key of backendIds.keys()) if (!compiled.backends.has(key)) yield key;
+        else if ((++n & 1023) === 0) yield null;
       },
       *deadPorts() {
+        let n = 0;
         for (const sp of serviceIds.keys()) if (!live.has(sp)) yield sp;
+        else if ((++n & 1023) === 0) yield null;
       },
     };
     return yield* this.applySteps(changes, compiled.unsupported);
@@ -602,8 +614,8 @@ export class EbpfDatapath {
     const noId = new Set<string>();
     let n = 0;
     for (const sp of c.livePorts()) {
-      if ((++n & 1023) === 0) yield;
-      if (this.serviceIds.has(sp)) continue;
+      if ((++n & 1023) === 0 || sp === null) yield;
+      if (sp === null || this.serviceIds.has(sp)) continue;
       try {
         this.serviceIds.set(sp, this.ids.service.alloc());
       } catch (e) {
@@ -653,7 +665,8 @@ export class EbpfDatapath {
       }
     }
     for (const text of c.frontendRemovals()) {
-      if ((++n & 255) === 0) yield;
+      if ((++n & 255) === 0 || text === null) yield;
+      if (text === null) continue;
       const p = this.programmed.get(text);
       if (p === undefined) continue;
       this.frontends.delete(p.key);
@@ -680,7 +693,8 @@ export class EbpfDatapath {
       freed = [];
     };
     for (const key of c.backendRemovals()) {
-      if ((++n & 1023) === 0) yield;
+      if ((++n & 1023) === 0 || key === null) yield;
+      if (key === null) continue;
       const id = this.backendIds.get(key);
       if (id === undefined) continue;
       freed.push([key, id]);
@@ -691,7 +705,8 @@ export class EbpfDatapath {
     }
     free();
     for (const sp of c.deadPorts()) {
-      if ((++n & 1023) === 0) yield;
+      if ((++n & 1023) === 0 || sp === null) yield;
+      if (sp === null) continue;
       const id = this.serviceIds.get(sp);
       if (id === undefined) continue;
       this.serviceIds.delete(sp);
