@@ -197,9 +197,13 @@ export class Agent {
         if (typeof report.details.full === 'boolean') (report.details.full ? m.fullSyncDuration : m.partialSyncDuration).observe(ms / 1000);
         m.lastSync.set(Date.now() / 1000);
         // Only after success, as kube-proxy: a failed sync's trigger times are not observed.
+        // Only what reached the kernel: a service with a port the maps do not hold is not programmed.
         const now = Date.now();
-        for (const t of changes.lastChangeTriggerTimes) {
-          const seconds = Math.max(0, now - t) / 1000;
+        const blocked = new Set((report.notProgrammed ?? []).map((f) => f.service));
+        const triggers = changes.lastChangeTriggers ?? changes.lastChangeTriggerTimes.map((time) => ({ service: '', time }));
+        for (const t of triggers) {
+          if (blocked.has(t.service)) continue;
+          const seconds = Math.max(0, now - t.time) / 1000;
           m.networkProgramming.observe(seconds);
           m.networkProgrammingFine.observe(seconds);
         }
@@ -220,10 +224,11 @@ export class Agent {
         this.serviceHealth.update(state);
         const perTable = report.details.rulesPerTable as Record<string, number> | undefined;
         for (const [table, n] of Object.entries(perTable ?? {})) m.iptablesRules.set({ table }, n);
-        for (const f of report.failed) log.error({ frontend: f.frontend, error: f.error }, `could not program ${f.frontend}: ${f.error}`);
-        const mapFull = report.failed.filter((f) => f.error.startsWith('map full')).length;
+        for (const f of report.failed) log.error({ frontend: f.frontend, servicePort: f.servicePort, error: f.error }, `could not program ${f.servicePort !== undefined && f.servicePort !== f.frontend ? `${f.servicePort} (${f.frontend})` : f.frontend}: ${f.error}`);
+        const failedNow = report.notProgrammed ?? report.failed;
+        const mapFull = failedNow.filter((f) => f.error.startsWith('map full')).length;
         this.metrics.notProgrammed.set({ reason: 'map-full' }, mapFull);
-        this.metrics.notProgrammed.set({ reason: 'other' }, report.failed.length - mapFull);
+        this.metrics.notProgrammed.set({ reason: 'other' }, failedNow.length - mapFull);
         this.metrics.notProgrammed.set({ reason: 'unsupported' }, report.unsupported.length);
         for (const u of report.unsupported) {
           if (this.unsupportedLogged.has(u.servicePort)) continue;

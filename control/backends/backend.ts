@@ -3,8 +3,13 @@
 import type { ChangeSet, DesiredState } from '../model/types.ts';
 
 export interface BackendSyncResult {
-  failed: Array<{ frontend: string; error: string }>;
+  failed: Array<{ frontend: string; error: string; servicePort?: string }>;
   unsupported: Array<{ servicePort: string; reason: string }>;
+  /**
+   * Backends that sync incrementally: every service port not programmed now (failed names only
+   * this sync's failures). Trigger times of their services are not observed as programmed.
+   */
+  notProgrammed?: Array<{ servicePort: string; service: string; frontend: string; error: string }>;
   /** Mode-specific figures for the log line. */
   details: Record<string, unknown>;
 }

@@ -131,6 +131,43 @@ export class BpfMap<K, V> {
   }
 
   /**
+   * Every entry, a page at a time and synchronously, with entries()'s fallback to a key walk:
+   * for walks of large maps whose caller gives the event loop a turn between pages.
+   */
+  *entryPages(size = BATCH): Generator<Array<[K, V]>> {
+    if (this.batchSupported !== false) {
+      let cursor: Buffer | null = null;
+      for (let first = true; ; first = false) {
+        const prev: Buffer | null = cursor;
+        let page: { keys: Buffer; values: Buffer; count: number; cursor: Buffer | null };
+        try {
+          page = call(() => native().mapLookupBatch(this.fd, prev, this.key.size, this.value.size, size));
+        } catch (e) {
+          if (!first || !(e instanceof BpfError) || !batchUnsupported(e) || this.batchSupported === true) throw e;
+          this.batchSupported = false;
+          break;
+        }
+        this.batchSupported = true;
+        const out: Array<[K, V]> = [];
+        for (let i = 0; i < page.count; i++) out.push([this.key.decodeFrom(page.keys, i * this.key.size), this.value.decodeFrom(page.values, i * this.value.size)]);
+        if (out.length > 0) yield out;
+        if (page.cursor === null) return;
+        cursor = page.cursor;
+      }
+    }
+    let out: Array<[K, V]> = [];
+    for (const k of this.keys()) {
+      const v = this.get(k);
+      if (v !== undefined) out.push([k, v]);
+      if (out.length >= size) {
+        yield out;
+        out = [];
+      }
+    }
+    if (out.length > 0) yield out;
+  }
+
+  /**
    * The entries a page at a time (batch lookups), for walks of large maps that must let the event
    * loop run between pages. Entries written or deleted meanwhile may or may not be seen.
    */

@@ -21,8 +21,34 @@ export function lastChangeTriggerTime(obj: unknown): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
+/**
+ * Structural equality of model values (plain objects, arrays, primitives), as the model builds
+ * them: no string is built, and the first difference ends the walk. Arrays compare in order
+ * (endpoints are sorted by the model), objects by their own keys.
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in ra) {
+    if (!Object.hasOwn(ra, k)) continue;
+    n++;
+    if (!Object.hasOwn(rb, k) || !sameValue(ra[k], rb[k])) return false;
+  }
+  for (const k in rb) if (Object.hasOwn(rb, k)) n--;
+  return n === 0;
+}
+
 function sameState(a: ServicePortState, b: ServicePortState): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return sameValue(a, b);
 }
 
 export class ChangeTracker {
@@ -39,7 +65,7 @@ export class ChangeTracker {
   private nodeChanged = false;
   private serviceChanges = 0;
   private endpointChanges = 0;
-  private triggerTimes: number[] = [];
+  private triggerTimes: Array<{ service: string; time: number }> = [];
 
   /** Trigger times before this (epoch ms) are not reported: kube-proxy's trackerStartTime. */
   private readonly triggersAfter: number;
@@ -84,7 +110,7 @@ export class ChangeTracker {
       this.markEndpoints(verdict.slice.serviceKey);
       const trigger = lastChangeTriggerTime(obj);
       // Changes older than the tracker (the initial list) would measure the slice's age, not latency.
-      if (trigger !== undefined && trigger > this.triggersAfter) this.triggerTimes.push(trigger);
+      if (trigger !== undefined && trigger > this.triggersAfter) this.triggerTimes.push({ service: verdict.slice.serviceKey, time: trigger });
     } else if (key !== undefined) {
       this.deleteSlice(key);
     }
@@ -101,7 +127,7 @@ export class ChangeTracker {
 
   /** New node facts: every service is recomputed (locality and topology depend on them). */
   setNode(node: NodeFacts): void {
-    if (JSON.stringify(node) === JSON.stringify(this.node)) return;
+    if (sameValue(node, this.node)) return;
     this.node = node;
     this.nodeChanged = true;
     for (const k of this.services.keys()) this.dirty.add(k);
@@ -168,7 +194,8 @@ export class ChangeTracker {
       nodeChanged: this.nodeChanged,
       serviceChanges: this.serviceChanges,
       endpointChanges: this.endpointChanges,
-      lastChangeTriggerTimes: this.triggerTimes,
+      lastChangeTriggerTimes: this.triggerTimes.map((t) => t.time),
+      lastChangeTriggers: this.triggerTimes,
     };
     this.triggerTimes = [];
     this.dirty.clear();

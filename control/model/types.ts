@@ -180,4 +180,6 @@ export interface ChangeSet {
    * the sync that carries them has succeeded. Deletions carry none, as in kube-proxy.
    */
   lastChangeTriggerTimes: number[];
+  /** The same trigger times with the service ("ns/name") whose slice carried each. */
+  lastChangeTriggers?: Array<{ service: string; time: number }>;
 }

@@ -3,10 +3,10 @@
 // the cgroup, kept up to date as pod devices come and go.
 import { BpffsMissingError } from '../../bpf/errors.ts';
 import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, xdpDetachOurs, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
-import type { DesiredState, NodeFacts } from '../../model/types.ts';
-import { compileDatapath } from './compile.ts';
+import type { ChangeSet, DesiredState, NodeFacts } from '../../model/types.ts';
+import { compileDatapath, compileDatapathSliced, compilePort, emptyDelta, type CompiledModel } from './compile.ts';
 import { conntrackEntries, conntrackTimeouts, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
-import { EbpfDatapath, LayoutMismatchError, type GcReport, type SyncReport } from './datapath.ts';
+import { EbpfDatapath, LayoutMismatchError, SLICE_MS, type GcReport, type SyncReport } from './datapath.ts';
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
@@ -49,6 +49,15 @@ export const DEFAULT_SNAT_PORTS = { min: 1024, max: 65535 };
 
 const SOCKET_HOOKS: readonly CgroupAttachType[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
 
+/** A service port the maps do not hold as compiled, and why. */
+export interface NotProgrammed {
+  servicePort: string;
+  /** Its service, "ns/name". */
+  service: string;
+  frontend: string;
+  error: string;
+}
+
 export class EbpfBackend {
   readonly datapath: EbpfDatapath;
   private readonly o: EbpfBackendOptions;
@@ -62,6 +71,10 @@ export class EbpfBackend {
   private watcher: NetlinkWatcher | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcRunning: Promise<void> | undefined;
+  /** The compiled model the maps were last written from (undefined before the first sync). */
+  private model: CompiledModel | undefined;
+  /** Service ports that could not be programmed (a map full), with what failed. */
+  private readonly notProgrammed = new Map<string, NotProgrammed[]>();
   /** The last garbage collection pass, for metrics and logs. */
   lastGc: (GcReport & { at: number; ms: number }) | undefined;
 
@@ -80,7 +93,7 @@ export class EbpfBackend {
         // Handshakes in progress get a quarter: a SYN flood churns them, never the established ones.
         const synSize = Math.max(16384, ctSize >> 2);
         const sockSizes = Object.entries(socketMapSizes(ctSize)).map(([name, n]) => [name, pinnedSize(o.pinDir, name) ?? n]);
-        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...o.maxEntries };
+        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
         o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
         const build = buildOfObject(object);
@@ -135,10 +148,66 @@ export class EbpfBackend {
     return r;
   }
 
+  /** A full sync of the state, compiled and applied whole (tests, tools). */
   sync(state: DesiredState): SyncReport {
-    const report = this.datapath.sync(compileDatapath(state));
+    const model = compileDatapath(state);
+    const report = this.datapath.sync(model);
+    this.model = model;
+    this.recordFailures(state, report, undefined);
     if (report.backendsRemoved > 0) this.destroySockets();
     return report;
+  }
+
+  /**
+   * The agent's sync: the change set is the contract. A full sync (start-up, resync, node facts
+   * changed, or pins adopted and not yet matched) compiles and applies everything in slices that
+   * yield to the event loop; otherwise only the changed service ports are compiled and only their
+   * entries written. Service ports that failed are retried when a change freed room, and on
+   * every full sync.
+   */
+  async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
+    const model = this.model;
+    if (full || model === undefined || changes.nodeChanged || !this.datapath.settled) {
+      // The old model goes first: one copy of the compiled state on the heap, not two (at 100k
+      // services the heap, and with it each garbage collection pause, would be half as big again).
+      this.model = undefined;
+      const next = await compileDatapathSliced(state, SLICE_MS);
+      const report = await this.datapath.syncSliced(next, SLICE_MS);
+      this.model = next;
+      this.recordFailures(state, report, undefined);
+      if (report.backendsRemoved > 0) this.destroySockets();
+      return { ...report, notProgrammed: [...this.notProgrammed.values()].flat() };
+    }
+    const delta = emptyDelta();
+    for (const sp of changes.removed) model.set(sp.key, undefined, delta);
+    for (const sp of changes.upserted) {
+      const fs = state.families.get(sp.family);
+      if (fs !== undefined) model.set(sp.key, compilePort(sp, fs, state.config), delta);
+    }
+    model.resolve(delta);
+    const freedRoom = changes.removed.length > 0 || [...delta.frontends.values()].some((f) => f === undefined) || [...delta.backends.values()].some((b) => b === undefined);
+    if (freedRoom) for (const sp of this.notProgrammed.keys()) if (!delta.ports.has(sp)) model.rewrite(sp, delta);
+    const report = this.datapath.apply(delta, model.unsupported);
+    this.recordFailures(state, report, delta.ports.keys());
+    if (report.backendsRemoved > 0) this.destroySockets();
+    return { ...report, notProgrammed: [...this.notProgrammed.values()].flat() };
+  }
+
+  /** Service ports not programmed now: those this sync covered are replaced by its verdict. */
+  private recordFailures(state: DesiredState, report: SyncReport, covered: Iterable<string> | undefined): void {
+    if (covered === undefined) this.notProgrammed.clear();
+    else for (const sp of covered) this.notProgrammed.delete(sp);
+    for (const f of report.failed) {
+      const servicePort = f.servicePort ?? f.frontend;
+      let service = servicePort;
+      for (const fs of state.families.values()) {
+        const sp = fs.servicePorts.get(servicePort);
+        if (sp !== undefined) service = `${sp.namespace}/${sp.name}`;
+      }
+      const list = this.notProgrammed.get(servicePort) ?? [];
+      list.push({ servicePort, service, frontend: f.frontend, error: f.error });
+      this.notProgrammed.set(servicePort, list);
+    }
   }
 
   /** Resets the node's sockets that the hooks connected to a backend now gone (sockets.ts). */
@@ -243,6 +312,36 @@ export class EbpfBackend {
     this.sockets?.close();
     this.datapath.close();
   }
+}
+
+/** The maps whose size follows the cluster (services, frontends, backends). */
+const SERVICE_MAPS = ['sy_frontends', 'sy_slots', 'sy_backends', 'sy_revnat', 'sy_stats', 'sy_affinity', 'sy_source_ranges'] as const;
+/** maps.h's size of sy_revnat and sy_stats. */
+const DEFAULT_IDS = 65536;
+
+/**
+ * Sizes of the maps that follow the cluster: as configured (mapSizes), and sy_revnat (one entry
+ * per frontend, plus those held for open flows of deleted ones) and sy_stats (one per service
+ * port) grown with sy_frontends, so that none of them caps the others at 65,536. A map already
+ * pinned keeps its size (libbpf reuses a pin only as it is, and its entries are live); a
+ * configured size it does not have is said in the log.
+ */
+export function serviceMapSizes(o: Pick<EbpfBackendOptions, 'maxEntries' | 'pinDir' | 'log'>): Record<string, number> {
+  const want: Record<string, number> = { ...o.maxEntries };
+  const frontends = want.sy_frontends;
+  if (frontends !== undefined) {
+    want.sy_revnat ??= Math.max(DEFAULT_IDS, frontends + (frontends >> 2));
+    want.sy_stats ??= Math.max(DEFAULT_IDS, frontends + 1);
+  }
+  for (const name of SERVICE_MAPS) {
+    const pinned = pinnedSize(o.pinDir, name);
+    if (pinned === undefined) continue;
+    if (want[name] !== undefined && want[name] !== pinned) {
+      o.log({ map: name, pinned, configured: want[name] }, `${name} keeps its pinned size ${pinned} (configured ${want[name]}); \`switchyard cleanup\` and a restart apply the new size`);
+    }
+    want[name] = pinned;
+  }
+  return want;
 }
 
 /** The entries of a map pinned under pinDir, if it is. */

@@ -2,8 +2,8 @@
 // datapath maps must hold. Pure; ids are assigned later, by the adapter, so that they stay
 // stable across syncs and restarts.
 import type { Family } from '../../model/ip.ts';
-import { planServicePort, type Decision, type FrontendPlan, type ServicePortPlan, type SourceClass } from '../../model/plan.ts';
-import type { DesiredState, EndpointState, FamilyState, FrontendKind, ServicePortState } from '../../model/types.ts';
+import { planServicePort, type Decision, type FrontendPlan, type SourceClass } from '../../model/plan.ts';
+import type { DesiredState, EndpointState, FamilyState, FrontendKind, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { ALGORITHM, BE, FE, IPPROTO, SCOPE } from '../../bpf/layout.ts';
 
 export interface BackendSpec {
@@ -73,6 +73,30 @@ function sameDecision(a: Decision, b: Decision): boolean {
   return a.policy === b.policy && a.masquerade === b.masquerade && a.endpoints.length === b.endpoints.length && a.endpoints.every((ep, i) => ep === b.endpoints[i]);
 }
 
+/** One service port compiled alone: what it asks the maps to hold, keyed as in CompiledDatapath. */
+export interface PortCompiled {
+  servicePort: string;
+  /** Its frontends, without SY_FE_HAS_INTERNAL (that depends on the other frontends: CompiledModel). */
+  frontends: Map<string, FrontendSpec>;
+  backends: Map<string, BackendSpec>;
+  /** Why the datapath cannot translate it (then it has no frontends and no backends). */
+  unsupported?: string;
+}
+
+/** What a change to the compiled model asks of the maps: entries to write (a spec) or remove (undefined). */
+export interface CompiledDelta {
+  frontends: Map<string, FrontendSpec | undefined>;
+  backends: Map<string, BackendSpec | undefined>;
+  /** Service ports touched: true while they have frontends or backends (they need a service id), false once gone. */
+  ports: Map<string, boolean>;
+}
+
+export function emptyDelta(): CompiledDelta {
+  return { frontends: new Map(), backends: new Map(), ports: new Map() };
+}
+
+const SCTP_REASON = 'SCTP is not translated by the eBPF datapath (its CRC32c checksum cannot be updated in place)';
+
 /**
  * Translates one service port's plan. The external scope carries the decision for sources that are
  * neither this node's pods nor the node; the internal scope, looked up for packets from this node's
@@ -80,8 +104,13 @@ function sameDecision(a: Decision, b: Decision): boolean {
  * decision where kube-proxy tells local pods apart at all (else the same as everyone's), and
  * exists only where it differs.
  */
-function compileServicePort(plan: ServicePortPlan, fs: FamilyState, out: CompiledDatapath): void {
-  const { sp } = plan;
+export function compilePort(sp: ServicePortState, fs: FamilyState, config: ModelConfig): PortCompiled {
+  const out: PortCompiled = { servicePort: sp.key, frontends: new Map(), backends: new Map() };
+  if (sp.protocol === 'SCTP') {
+    out.unsupported = SCTP_REASON;
+    return out;
+  }
+  const plan = planServicePort(sp, fs, config, 'ebpf');
   const proto = PROTO[sp.protocol]!;
   const family = sp.family;
   for (const ep of sp.endpoints) {
@@ -112,30 +141,186 @@ function compileServicePort(plan: ServicePortPlan, fs: FamilyState, out: Compile
     add(fp, fp.bySource.other, SCOPE.EXTERNAL);
     if (!sameDecision(fp.bySource[podSource], fp.bySource.other)) add(fp, fp.bySource[podSource], SCOPE.INTERNAL);
   }
+  return out;
 }
 
-/** Marks each external-scope frontend that has an internal-scope twin (the datapath looks for it only then). */
-function markTwins(out: CompiledDatapath): void {
-  for (const spec of out.frontends.values()) {
-    if (spec.scope !== SCOPE.INTERNAL) continue;
-    const external = out.frontends.get(frontendKeyText({ ...spec, scope: SCOPE.EXTERNAL }));
-    if (external !== undefined) external.flags |= FE.HAS_INTERNAL;
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function sameFrontendSpec(a: FrontendSpec, b: FrontendSpec): boolean {
+  return (
+    a.addr === b.addr && a.port === b.port && a.proto === b.proto && a.family === b.family && a.scope === b.scope && a.servicePort === b.servicePort &&
+    a.flags === b.flags && a.algorithm === b.algorithm && a.affinityTimeout === b.affinityTimeout && a.nodeAddress === b.nodeAddress &&
+    sameStrings(a.backends, b.backends) && sameStrings(a.sourceRanges, b.sourceRanges)
+  );
+}
+
+export function sameBackendSpec(a: BackendSpec, b: BackendSpec): boolean {
+  return a.servicePort === b.servicePort && a.addr === b.addr && a.port === b.port && a.proto === b.proto && a.family === b.family && a.terminating === b.terminating;
+}
+
+/**
+ * The compiled datapath kept up to date one service port at a time. A frontend key claimed by
+ * several service ports (two services listing the same external IP and port) goes to the
+ * service port whose key sorts first, whatever order they came in, so an incremental update
+ * and a full compile agree; an external-scope frontend carries SY_FE_HAS_INTERNAL while its
+ * internal twin exists.
+ */
+export class CompiledModel implements CompiledDatapath {
+  readonly frontends = new Map<string, FrontendSpec>();
+  readonly backends = new Map<string, BackendSpec>();
+  private readonly ports = new Map<string, PortCompiled>();
+  /** Frontend key -> the service ports that compile it. */
+  private readonly claims = new Map<string, string[]>();
+  private readonly unsupportedPorts = new Map<string, string>();
+  /** Frontend keys whose winner or flags may have changed since the last resolve(). */
+  private touched = new Set<string>();
+
+  get unsupported(): Array<{ servicePort: string; reason: string }> {
+    return [...this.unsupportedPorts].map(([servicePort, reason]) => ({ servicePort, reason }));
   }
-}
 
-export function compileDatapath(state: DesiredState): CompiledDatapath {
-  const out: CompiledDatapath = { frontends: new Map(), backends: new Map(), unsupported: [] };
-  for (const fs of state.families.values()) {
-    for (const sp of fs.servicePorts.values()) {
-      if (sp.protocol === 'SCTP') {
-        out.unsupported.push({ servicePort: sp.key, reason: 'SCTP is not translated by the eBPF datapath (its CRC32c checksum cannot be updated in place)' });
-        continue;
+  get portCount(): number {
+    return this.ports.size;
+  }
+
+  has(servicePort: string): boolean {
+    return this.ports.has(servicePort);
+  }
+
+  /** Replaces one service port's compiled form (undefined: it is gone), noting in delta what changes. */
+  set(servicePort: string, next: PortCompiled | undefined, delta: CompiledDelta): void {
+    const old = this.ports.get(servicePort);
+    if (old !== undefined) {
+      for (const key of old.backends.keys()) {
+        if (next?.backends.has(key) === true) continue;
+        this.backends.delete(key);
+        delta.backends.set(key, undefined);
       }
-      compileServicePort(planServicePort(sp, fs, state.config, 'ebpf'), fs, out);
+      for (const text of old.frontends.keys()) {
+        if (next?.frontends.has(text) === true) continue;
+        const list = this.claims.get(text);
+        if (list !== undefined) {
+          const rest = list.filter((p) => p !== servicePort);
+          if (rest.length > 0) this.claims.set(text, rest);
+          else this.claims.delete(text);
+        }
+        this.touched.add(text);
+      }
+    }
+    if (next !== undefined) {
+      for (const [key, b] of next.backends) {
+        const prev = this.backends.get(key);
+        if (prev !== undefined && sameBackendSpec(prev, b)) continue;
+        this.backends.set(key, b);
+        delta.backends.set(key, b);
+      }
+      for (const text of next.frontends.keys()) {
+        const list = this.claims.get(text);
+        if (list === undefined) this.claims.set(text, [servicePort]);
+        else if (!list.includes(servicePort)) list.push(servicePort);
+        this.touched.add(text);
+      }
+      this.ports.set(servicePort, next);
+      if (next.unsupported !== undefined) this.unsupportedPorts.set(servicePort, next.unsupported);
+      else this.unsupportedPorts.delete(servicePort);
+    } else {
+      this.ports.delete(servicePort);
+      this.unsupportedPorts.delete(servicePort);
+    }
+    delta.ports.set(servicePort, next !== undefined && (next.frontends.size > 0 || next.backends.size > 0));
+  }
+
+  /** Settles the frontends touched since the last call: their winners and twin flags, into delta. */
+  resolve(delta: CompiledDelta): void {
+    for (const _ of this.resolveSteps(delta));
+  }
+
+  /** resolve() as steps: a yield every few hundred frontends (a full compile touches all of them). */
+  *resolveSteps(delta: CompiledDelta): Generator<void> {
+    const keys = this.touched;
+    this.touched = new Set();
+    let n = 0;
+    for (const text of [...keys]) {
+      // The external twin's SY_FE_HAS_INTERNAL follows the internal entry.
+      if ((++n & 1023) === 0) yield;
+      const i = text.lastIndexOf('|');
+      if (Number(text.slice(i + 1)) === SCOPE.INTERNAL) keys.add(`${text.slice(0, i)}|${SCOPE.EXTERNAL}`);
+    }
+    for (const text of keys) {
+      if ((++n & 511) === 0) yield;
+      const spec = this.effective(text);
+      const prev = this.frontends.get(text);
+      if (spec === undefined) {
+        if (prev === undefined) continue;
+        this.frontends.delete(text);
+        delta.frontends.set(text, undefined);
+      } else if (prev === undefined || !sameFrontendSpec(prev, spec)) {
+        this.frontends.set(text, spec);
+        delta.frontends.set(text, spec);
+      }
     }
   }
-  markTwins(out);
-  return out;
+
+  /** A delta that writes everything one service port has (to retry it after a failure). */
+  rewrite(servicePort: string, delta: CompiledDelta): void {
+    const p = this.ports.get(servicePort);
+    if (p === undefined) return;
+    for (const key of p.backends.keys()) delta.backends.set(key, this.backends.get(key));
+    for (const text of p.frontends.keys()) if (this.frontends.has(text)) delta.frontends.set(text, this.frontends.get(text));
+    delta.ports.set(servicePort, p.frontends.size > 0 || p.backends.size > 0);
+  }
+
+  private effective(text: string): FrontendSpec | undefined {
+    const list = this.claims.get(text);
+    if (list === undefined) return undefined;
+    let winner = list[0]!;
+    for (const p of list) if (p < winner) winner = p;
+    const spec = this.ports.get(winner)!.frontends.get(text)!;
+    if (spec.scope !== SCOPE.EXTERNAL) return spec;
+    const i = text.lastIndexOf('|');
+    if (!this.claims.has(`${text.slice(0, i)}|${SCOPE.INTERNAL}`)) return spec;
+    return { ...spec, flags: spec.flags | FE.HAS_INTERNAL };
+  }
+}
+
+/** Compiles every service port of the state: start-up, resyncs, and whoever wants the whole picture. */
+export function compileDatapath(state: DesiredState): CompiledModel {
+  const model = new CompiledModel();
+  const delta = emptyDelta();
+  for (const fs of state.families.values()) for (const sp of fs.servicePorts.values()) model.set(sp.key, compilePort(sp, fs, state.config), delta);
+  model.resolve(delta);
+  return model;
+}
+
+/**
+ * The same, a slice at a time: the event loop gets a turn whenever a slice has run sliceMs, so
+ * health and metrics keep answering while a large state compiles.
+ */
+export async function compileDatapathSliced(state: DesiredState, sliceMs = 5): Promise<CompiledModel> {
+  const model = new CompiledModel();
+  const delta = emptyDelta();
+  let t0 = performance.now();
+  let n = 0;
+  for (const fs of state.families.values()) {
+    for (const sp of fs.servicePorts.values()) {
+      model.set(sp.key, compilePort(sp, fs, state.config), delta);
+      if ((++n & 63) === 0 && performance.now() - t0 > sliceMs) {
+        await new Promise<void>((r) => setImmediate(r));
+        t0 = performance.now();
+      }
+    }
+  }
+  for (const _ of model.resolveSteps(delta)) {
+    if (performance.now() - t0 > sliceMs) {
+      await new Promise<void>((r) => setImmediate(r));
+      t0 = performance.now();
+    }
+  }
+  return model;
 }
 
 /** The backend flags the map holds for a spec. */

@@ -42,7 +42,7 @@ import {
   type SourceRangeKey,
 } from '../../bpf/layout.ts';
 import { parseCidr } from '../../model/ip.ts';
-import { backendFlags, backendKey, frontendKeyText, type CompiledDatapath, type FrontendSpec } from './compile.ts';
+import { backendFlags, backendKey, frontendKeyText, type BackendSpec, type CompiledDatapath, type CompiledDelta, type FrontendSpec } from './compile.ts';
 import { IdAllocator } from './ids.ts';
 import { abandonV1, finishV1, migrateV1, prepareV1, v1Pending } from './migrate.ts';
 
@@ -93,7 +93,7 @@ export interface SyncReport {
   backendsWritten: number;
   backendsRemoved: number;
   /** Frontends that could not be programmed (a map was full); everything else was. */
-  failed: Array<{ frontend: string; error: string }>;
+  failed: Array<{ frontend: string; error: string; servicePort?: string }>;
   /** Service ports this datapath cannot translate at all (see CompiledDatapath.unsupported). */
   unsupported: Array<{ servicePort: string; reason: string }>;
 }
@@ -115,6 +115,69 @@ interface BackendWrite {
   id: number;
   fresh: boolean;
   value: Backend;
+}
+
+/** The changes one apply makes; iterables, so that a full sync copies nothing. */
+interface Changes {
+  /** Service ports that need a service id (they have frontends or backends). null: a turn may be given (a long scan). */
+  livePorts(): Iterable<string | null>;
+  frontendWrites: Iterable<[string, FrontendSpec | undefined]>;
+  backendWrites: Iterable<[string, BackendSpec | undefined]>;
+  frontendRemovals(): Iterable<string | null>;
+  backendRemovals(): Iterable<string | null>;
+  deadPorts(): Iterable<string | null>;
+}
+
+function deltaChanges(d: CompiledDelta): Changes {
+  return {
+    *livePorts() {
+      for (const [sp, live] of d.ports) if (live) yield sp;
+    },
+    frontendWrites: d.frontends,
+    backendWrites: d.backends,
+    *frontendRemovals() {
+      for (const [text, spec] of d.frontends) if (spec === undefined) yield text;
+    },
+    *backendRemovals() {
+      for (const [key, b] of d.backends) if (b === undefined) yield key;
+    },
+    *deadPorts() {
+      for (const [sp, live] of d.ports) if (!live) yield sp;
+    },
+  };
+}
+
+/** Backends written (or freed) per batch, and per slice of a sliced apply at most. */
+const BACKEND_BATCH = 4096;
+/** How long a sliced apply or compile runs before the event loop gets a turn. */
+export const SLICE_MS = 5;
+
+function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+async function drainSliced<T>(steps: Generator<void, T>, sliceMs: number): Promise<T> {
+  let t0 = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    if (performance.now() - t0 > sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      t0 = performance.now();
+    }
+  }
+}
+
+function sameFrontendValue(a: FrontendValue, b: FrontendValue): boolean {
+  return a.setId === b.setId && a.revNatId === b.revNatId && a.serviceId === b.serviceId && a.affinityTimeout === b.affinityTimeout && a.count === b.count && a.algorithm === b.algorithm && a.flags === b.flags;
+}
+
+/** An id allocator ran out: the map whose size bounds it is full. */
+function idError(map: string, what: string, e: unknown): string {
+  return e instanceof RangeError ? `map full: ${map}: ${what} exhausted (${e.message}); raise its size (mapSizes)` : (e as Error).message;
 }
 
 export class LayoutMismatchError extends Error {
@@ -148,6 +211,8 @@ export class EbpfDatapath {
   private timeouts: ConntrackTimeouts = DEFAULT_TIMEOUTS;
   /** Rev-NAT ids held after their frontend went, by address|port|family. */
   private readonly heldRevNat = new Map<string, number>();
+  /** A sliced re-adoption is under way: the id tables are partial, gc() releases none. */
+  private adopting = false;
   private ids: { backend: IdAllocator; set: IdAllocator; revnat: IdAllocator; service: IdAllocator };
 
   private constructor(object: LoadedObject, pinDir: string) {
@@ -225,6 +290,22 @@ export class EbpfDatapath {
    * whatever changed behind its back (the periodic resync).
    */
   readopt(): void {
+    this.forget();
+    drain(this.adoptSteps());
+  }
+
+  /** The same, a page of each map at a time, giving the event loop a turn whenever a slice has run sliceMs. */
+  async readoptSliced(sliceMs = SLICE_MS): Promise<void> {
+    this.forget();
+    this.adopting = true;
+    try {
+      await drainSliced(this.adoptSteps(), sliceMs);
+    } finally {
+      this.adopting = false;
+    }
+  }
+
+  private forget(): void {
     this.backendIds.clear();
     this.backendFlagsById.clear();
     this.serviceIds.clear();
@@ -232,50 +313,69 @@ export class EbpfDatapath {
     this.heldRevNat.clear();
     this.adoptedBackends = new Map();
     for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit, { quarantine: this.ids[name].quarantine });
-    this.adopt();
   }
 
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
   private adopt(): void {
-    for (const [id, b] of this.backends.entries()) {
-      if (b.family === 0) continue; // a free id
-      this.adoptedBackends.set(id, b);
-      this.ids.backend.claim(id);
+    drain(this.adoptSteps());
+  }
+
+  /** adopt() as steps: one batched read per page of each map (1M slots: seconds of syscalls one by one), O(entries). */
+  private *adoptSteps(): Generator<void> {
+    for (const page of this.backends.entryPages()) {
+      for (const [id, b] of page) {
+        if (b.family === 0) continue; // a free id
+        this.adoptedBackends.set(id, b);
+        this.ids.backend.claim(id);
+      }
+      yield;
     }
     const ranges = new Map<number, string[]>();
-    for (const [k] of this.ranges.entries()) {
-      const list = ranges.get(k.revNatId) ?? [];
-      list.push(`${k.addr}/${k.prefixlen - 32}`);
-      ranges.set(k.revNatId, list);
-    }
-    // One batched read of every slot instead of a lookup per slot (1M slots: seconds of syscalls).
-    const slotsBySet = new Map<number, Map<number, number>>();
-    for (const [k, id] of this.slots.entries()) {
-      let set = slotsBySet.get(k.setId);
-      if (set === undefined) slotsBySet.set(k.setId, (set = new Map()));
-      set.set(k.slot, id);
-    }
-    for (const [key, value] of this.frontends.entries()) {
-      const backendIds: number[] = [];
-      const set = slotsBySet.get(value.setId);
-      for (let slot = 1; slot <= value.count; slot++) {
-        const id = set?.get(slot);
-        if (id !== undefined) backendIds.push(id);
+    for (const page of this.ranges.entryPages()) {
+      for (const [k] of page) {
+        const list = ranges.get(k.revNatId) ?? [];
+        list.push(`${k.addr}/${k.prefixlen - 32}`);
+        ranges.set(k.revNatId, list);
       }
-      this.ids.set.claim(value.setId);
-      this.ids.revnat.claim(value.revNatId);
-      this.ids.service.claim(value.serviceId);
-      this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+      yield;
+    }
+    const slotsBySet = new Map<number, Map<number, number>>();
+    for (const page of this.slots.entryPages()) {
+      for (const [k, id] of page) {
+        let set = slotsBySet.get(k.setId);
+        if (set === undefined) slotsBySet.set(k.setId, (set = new Map()));
+        set.set(k.slot, id);
+      }
+      yield;
+    }
+    const inUse = new Set<number>();
+    for (const page of this.frontends.entryPages()) {
+      for (const [key, value] of page) {
+        const backendIds: number[] = [];
+        const set = slotsBySet.get(value.setId);
+        for (let slot = 1; slot <= value.count; slot++) {
+          const id = set?.get(slot);
+          if (id !== undefined) backendIds.push(id);
+        }
+        this.ids.set.claim(value.setId);
+        this.ids.revnat.claim(value.revNatId);
+        this.ids.service.claim(value.serviceId);
+        inUse.add(value.revNatId);
+        this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+      }
+      yield;
     }
     // Rev-NAT entries of deleted frontends stay while their flows live: held, not free.
-    const inUse = new Set([...this.programmed.values()].map((p) => p.value.revNatId));
-    for (const [id, rn] of this.revnat.entries()) {
-      if (rn.family === 0 || id === 0) continue;
-      if (!inUse.has(id)) {
-        this.ids.revnat.claim(id);
-        this.ids.revnat.release(id);
-        this.heldRevNat.set(revNatText(rn), id);
+    for (const page of this.revnat.entryPages()) {
+      for (const [id, rn] of page) {
+        if (rn.family === 0 || id === 0) continue;
+        if (!inUse.has(id)) {
+          this.ids.revnat.claim(id);
+          this.ids.revnat.release(id);
+          this.heldRevNat.set(revNatText(rn), id);
+        }
       }
+      yield;
     }
   }
 
@@ -379,6 +479,8 @@ export class EbpfDatapath {
       for (const id of r.serviceIds) serviceIds.add(id);
       for (const id of r.revNatIds) revNatIds.add(id);
     }
+    // Service ports and ids not read back yet would look deleted and unused: affinity and ids wait.
+    if (this.adopting) return report;
     // Affinity: entries of live service ports expire by their timeout; those of deleted ones go.
     const timeoutOf = new Map<number, number>();
     for (const p of this.programmed.values()) timeoutOf.set(p.value.serviceId, Math.max(timeoutOf.get(p.value.serviceId) ?? 0, p.value.affinityTimeout));
@@ -404,18 +506,53 @@ export class EbpfDatapath {
     return this.serviceIds.get(servicePort);
   }
 
-  /** Applies compiled state; a frontend that does not fit is reported and left as it was. */
+  /**
+   * Applies the whole compiled state: what it lacks is removed. A frontend that does not fit is
+   * reported and left as it was.
+   */
   sync(compiled: CompiledDatapath): SyncReport {
-    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported: compiled.unsupported };
+    return drain(this.fullSteps(compiled));
+  }
+
+  /** The same, yielding to the event loop whenever a slice has run sliceMs. */
+  syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
+    return drainSliced(this.fullSteps(compiled), sliceMs);
+  }
+
+  /**
+   * Applies what changed (CompiledModel's delta): only the entries it names are written or
+   * removed. Needs a full sync first (adopted pins are matched to service ports there).
+   */
+  apply(delta: CompiledDelta, unsupported: SyncReport['unsupported'] = []): SyncReport {
+    return drain(this.applySteps(deltaChanges(delta), unsupported));
+  }
+
+  /** True once adopted pins are matched to their service ports (a full sync did it). */
+  get settled(): boolean {
+    return this.adoptedBackends.size === 0;
+  }
+
+  /**
+   * A full sync as steps: adopted entries matched to the compiled state's service ports, then
+   * everything it holds applied, and whatever else is programmed removed.
+   */
+  private *fullSteps(compiled: CompiledDatapath): Generator<void, SyncReport> {
+    let n = 0;
     // Service ids of adopted frontends are learnt from the compiled specs they match...
     for (const [text, spec] of compiled.frontends) {
+      if ((++n & 1023) === 0) yield;
       const p = this.programmed.get(text);
       if (p !== undefined && !this.serviceIds.has(spec.servicePort)) this.serviceIds.set(spec.servicePort, p.value.serviceId);
     }
-    // ...and with them the keys of adopted backends; those of services now gone are deleted below.
+    // ...and with them the keys of adopted backends; those of services now gone are deleted.
     if (this.adoptedBackends.size > 0) {
-      const portOf = new Map([...this.serviceIds].map(([sp, id]) => [id, sp]));
+      const portOf = new Map<number, string>();
+      for (const [sp, id] of this.serviceIds) {
+        portOf.set(id, sp);
+        if ((++n & 1023) === 0) yield;
+      }
       for (const [id, b] of this.adoptedBackends) {
+        if ((++n & 1023) === 0) yield;
         const servicePort = portOf.get(b.serviceId);
         const key = servicePort === undefined ? `orphan|${id}` : backendKey({ servicePort, addr: b.addr, port: b.port, proto: b.proto });
         this.backendIds.set(key, id);
@@ -423,47 +560,115 @@ export class EbpfDatapath {
       }
       this.adoptedBackends = new Map();
     }
-    // Every service port gets its id before its backends are written.
-    for (const spec of compiled.frontends.values()) {
-      if (!this.serviceIds.has(spec.servicePort)) {
-        try {
-          this.serviceIds.set(spec.servicePort, this.ids.service.alloc());
-        } catch (e) {
-          report.failed.push({ frontend: spec.servicePort, error: (e as Error).message });
+    // Filled as the apply walks it (its first step), read by deadPorts (its last).
+    const live = new Set<string>();
+    const programmed = this.programmed;
+    const backendIds = this.backendIds;
+    const serviceIds = this.serviceIds;
+    const changes: Changes = {
+      *livePorts() {
+        let n = 0;
+        for (const f of compiled.frontends.values()) {
+          if ((++n & 1023) === 0) yield null;
+          if (live.has(f.servicePort)) continue;
+          live.add(f.servicePort);
+          yield f.servicePort;
         }
+        for (const b of compiled.backends.values()) {
+          if ((++n & 1023) === 0) yield null;
+          if (live.has(b.servicePort)) continue;
+          live.add(b.servicePort);
+          yield b.servicePort;
+        }
+      },
+      frontendWrites: compiled.frontends,
+      backendWrites: compiled.backends,
+      // Evaluated after the writes, which add only keys the compiled state has.
+      *frontendRemovals() {
+        let n = 0;
+        for (const text of programmed.keys()) if (!compiled.frontends.has(text)) yield text;
+        else if ((++n & 1023) === 0) yield null;
+      },
+      *backendRemovals() {
+        let n = 0;
+        for (const key of backendIds.keys()) if (!compiled.backends.has(key)) yield key;
+        else if ((++n & 1023) === 0) yield null;
+      },
+      *deadPorts() {
+        let n = 0;
+        for (const sp of serviceIds.keys()) if (!live.has(sp)) yield sp;
+        else if ((++n & 1023) === 0) yield null;
+      },
+    };
+    return yield* this.applySteps(changes, compiled.unsupported);
+  }
+
+  /**
+   * The apply, as steps (each yield is a point where the event loop may run): service ids, then
+   * backends (new ones, and flag changes such as terminating) in batches, then each frontend
+   * make-before-break (new set, flip, old set away), then frontends that are gone, then backends
+   * nothing may use any more, then the service ids of service ports that are gone.
+   */
+  private *applySteps(c: Changes, unsupported: SyncReport['unsupported']): Generator<void, SyncReport> {
+    const report: SyncReport = { frontendsWritten: 0, frontendsRemoved: 0, backendsWritten: 0, backendsRemoved: 0, failed: [], unsupported };
+    const noId = new Set<string>();
+    let n = 0;
+    for (const sp of c.livePorts()) {
+      if ((++n & 1023) === 0 || sp === null) yield;
+      if (sp === null || this.serviceIds.has(sp)) continue;
+      try {
+        this.serviceIds.set(sp, this.ids.service.alloc());
+      } catch (e) {
+        noId.add(sp);
+        report.failed.push({ frontend: sp, servicePort: sp, error: idError('sy_stats', 'service ids', e) });
       }
     }
-    // 1. Backends (new ones, and flag changes such as terminating), written in batches.
-    const backendWrites: BackendWrite[] = [];
-    for (const [key, b] of compiled.backends) {
+    yield;
+    let batch: BackendWrite[] = [];
+    const flush = (): void => {
+      for (const w of this.writeBackends(batch, report)) {
+        this.backendIds.set(w.key, w.id);
+        this.backendFlagsById.set(w.id, w.value.flags);
+        report.backendsWritten++;
+      }
+      batch = [];
+    };
+    for (const [key, b] of c.backendWrites) {
+      if ((++n & 1023) === 0) yield;
+      if (b === undefined) continue;
       const known = this.backendIds.get(key);
       const flags = backendFlags(b);
+      if (known !== undefined && this.backendFlagsById.get(known) === flags) continue;
       const serviceId = this.serviceIds.get(b.servicePort);
       if (serviceId === undefined) continue; // its service port got no id: reported above
-      if (known !== undefined && this.backendFlagsById.get(known) === flags) continue;
       try {
         const id = known ?? this.ids.backend.alloc();
-        backendWrites.push({ key, id, fresh: known === undefined, value: { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId } });
+        batch.push({ key, id, fresh: known === undefined, value: { addr: b.addr, port: b.port, proto: b.proto, family: b.family, flags, serviceId } });
       } catch (e) {
-        report.failed.push({ frontend: `backend ${key}`, error: (e as Error).message });
+        report.failed.push({ frontend: `backend ${key}`, servicePort: b.servicePort, error: idError('sy_backends', 'backend ids', e) });
+      }
+      if (batch.length >= BACKEND_BATCH) {
+        flush();
+        yield;
       }
     }
-    for (const w of this.writeBackends(backendWrites, report)) {
-      this.backendIds.set(w.key, w.id);
-      this.backendFlagsById.set(w.id, w.value.flags);
-      report.backendsWritten++;
-    }
-    // 2. Frontends: new set, flip, old set away.
-    for (const [text, spec] of compiled.frontends) {
+    flush();
+    yield;
+    for (const [text, spec] of c.frontendWrites) {
+      if ((++n & 255) === 0) yield;
+      if (spec === undefined) continue;
+      if (noId.has(spec.servicePort)) continue; // reported above
       try {
         if (this.writeFrontend(text, spec)) report.frontendsWritten++;
       } catch (e) {
-        report.failed.push({ frontend: text, error: e instanceof MapFullError ? `map full: ${e.message}` : (e as Error).message });
+        report.failed.push({ frontend: text, servicePort: spec.servicePort, error: e instanceof MapFullError ? `map full: ${e.message}` : e instanceof RangeError ? idError('sy_revnat', 'rev-NAT ids', e) : (e as Error).message });
       }
     }
-    // 3. Frontends that are gone, then backends nothing may use any more.
-    for (const [text, p] of [...this.programmed]) {
-      if (compiled.frontends.has(text)) continue;
+    for (const text of c.frontendRemovals()) {
+      if ((++n & 255) === 0 || text === null) yield;
+      if (text === null) continue;
+      const p = this.programmed.get(text);
+      if (p === undefined) continue;
       this.frontends.delete(p.key);
       this.maglev.delete(p.value.setId);
       this.deleteSlots(p.value.setId, p.backendIds.length);
@@ -476,17 +681,34 @@ export class EbpfDatapath {
       this.programmed.delete(text);
       report.frontendsRemoved++;
     }
-    const freed = [...this.backendIds].filter(([key]) => !compiled.backends.has(key));
-    if (freed.length > 0) this.backends.setMany(freed.map(([, id]) => [id, FREE_BACKEND] as const));
-    for (const [key, id] of freed) {
-      this.backendIds.delete(key);
-      this.backendFlagsById.delete(id);
-      this.ids.backend.release(id);
-      report.backendsRemoved++;
+    let freed: Array<[string, number]> = [];
+    const free = (): void => {
+      if (freed.length > 0) this.backends.setMany(freed.map(([, id]) => [id, FREE_BACKEND] as const));
+      for (const [key, id] of freed) {
+        this.backendIds.delete(key);
+        this.backendFlagsById.delete(id);
+        this.ids.backend.release(id);
+        report.backendsRemoved++;
+      }
+      freed = [];
+    };
+    for (const key of c.backendRemovals()) {
+      if ((++n & 1023) === 0 || key === null) yield;
+      if (key === null) continue;
+      const id = this.backendIds.get(key);
+      if (id === undefined) continue;
+      freed.push([key, id]);
+      if (freed.length >= BACKEND_BATCH) {
+        free();
+        yield;
+      }
     }
-    const live = new Set([...compiled.frontends.values()].map((f) => f.servicePort));
-    for (const [sp, id] of [...this.serviceIds]) {
-      if (live.has(sp)) continue;
+    free();
+    for (const sp of c.deadPorts()) {
+      if ((++n & 1023) === 0 || sp === null) yield;
+      if (sp === null) continue;
+      const id = this.serviceIds.get(sp);
+      if (id === undefined) continue;
       this.serviceIds.delete(sp);
       this.ids.service.release(id);
     }
@@ -534,7 +756,7 @@ export class EbpfDatapath {
       }
       const key: FrontendKey = { addr: spec.addr, port: spec.port, proto: spec.proto, family: spec.family, scope: spec.scope };
       const value: FrontendValue = { setId, revNatId, serviceId, affinityTimeout: spec.affinityTimeout, count: backendIds.length, algorithm: spec.algorithm, flags: spec.flags };
-      const unchanged = current !== undefined && sameSet && JSON.stringify(current.value) === JSON.stringify(value) && current.sourceRanges.length === spec.sourceRanges.length && addedRanges.length === 0;
+      const unchanged = current !== undefined && sameSet && sameFrontendValue(current.value, value) && current.sourceRanges.length === spec.sourceRanges.length && addedRanges.length === 0;
       if (unchanged) return false;
       this.frontends.set(key, value); // the flip: packets see the old set or the new one, never a mix
       if (current !== undefined && !sameSet) {

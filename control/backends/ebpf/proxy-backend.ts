@@ -22,11 +22,12 @@ export class EbpfProxyBackend implements ProxyBackend {
   }
 
   async sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
-    if (full && !first) this.ebpf.datapath.readopt(); // repair what changed behind our back
+    if (full && !first) await this.ebpf.datapath.readoptSliced(); // repair what changed behind our back
     if (changes.nodeChanged || first) this.ebpf.configure(state.node);
-    const report = this.ebpf.sync(state);
+    const report = await this.ebpf.syncChanges(state, changes, full || first);
     return {
       failed: report.failed,
+      notProgrammed: report.notProgrammed,
       unsupported: report.unsupported,
       details: { frontendsWritten: report.frontendsWritten, frontendsRemoved: report.frontendsRemoved, backendsWritten: report.backendsWritten, backendsRemoved: report.backendsRemoved },
     };
