@@ -27,6 +27,7 @@ import {
   LAYOUT_VERSION,
   meta,
   revNat,
+  serviceAddr,
   ALGORITHM,
   FE,
   RN,
@@ -38,6 +39,7 @@ import {
   type FrontendKey,
   type FrontendValue,
   type RevNat,
+  type ServiceAddr,
   type SlotKey,
   type SourceRangeKey,
 } from '../../bpf/layout.ts';
@@ -139,6 +141,9 @@ export class EbpfDatapath {
   private readonly config: BpfMap<number, DatapathConfig>;
   private readonly stats: BpfMap<number, Counter[]>;
   private readonly maglev: BpfMap<number, number>;
+  private readonly serviceAddrs: BpfMap<ServiceAddr, number>;
+  /** What sy_service_addrs holds, as family|address. */
+  private readonly writtenServiceAddrs = new Set<string>();
   private readonly backendIds = new Map<string, number>();
   private readonly backendFlagsById = new Map<number, number>();
   private readonly serviceIds = new Map<string, number>();
@@ -162,6 +167,7 @@ export class EbpfDatapath {
     this.config = object.map('sy_config', u32, datapathConfig);
     this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
     this.maglev = object.map('sy_maglev', u32, u32);
+    this.serviceAddrs = object.map('sy_service_addrs', serviceAddr, u8);
     const size = (name: string): number => object.mapDescription(name).maxEntries;
     // Backends and rev-NAT entries are arrays indexed by id: ids 1..max_entries-1.
     this.ids = {
@@ -230,6 +236,7 @@ export class EbpfDatapath {
     this.serviceIds.clear();
     this.programmed.clear();
     this.heldRevNat.clear();
+    this.writtenServiceAddrs.clear();
     this.adoptedBackends = new Map();
     for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit, { quarantine: this.ids[name].quarantine });
     this.adopt();
@@ -237,6 +244,7 @@ export class EbpfDatapath {
 
   /** Rebuilds the id tables from the pinned maps, so the next sync is a diff, not a rebuild. */
   private adopt(): void {
+    for (const [k] of this.serviceAddrs.entries()) this.writtenServiceAddrs.add(`${k.family}|${k.addr}`);
     for (const [id, b] of this.backends.entries()) {
       if (b.family === 0) continue; // a free id
       this.adoptedBackends.set(id, b);
@@ -490,7 +498,35 @@ export class EbpfDatapath {
       this.serviceIds.delete(sp);
       this.ids.service.release(id);
     }
+    this.syncServiceAddrs();
     return report;
+  }
+
+  /**
+   * sy_service_addrs follows the programmed frontends: the addresses only services use (ClusterIP,
+   * external IP, load-balancer IP), never one a NodePort frontend names (a node address). The
+   * datapath drops a later fragment to one of them whose first it has not seen (bpf/include/frag.h).
+   */
+  private syncServiceAddrs(): void {
+    const owned = FE.CLUSTER_IP | FE.EXTERNAL_IP | FE.LOAD_BALANCER;
+    const nodePort = new Set<string>();
+    const wanted = new Set<string>();
+    for (const p of this.programmed.values()) {
+      const text = `${p.key.family}|${p.key.addr}`;
+      if (p.value.flags & FE.NODE_PORT) nodePort.add(text);
+      else if (p.value.flags & owned) wanted.add(text);
+    }
+    for (const text of nodePort) wanted.delete(text);
+    const keyOf = (text: string): ServiceAddr => {
+      const bar = text.indexOf('|');
+      return { family: Number(text.slice(0, bar)), addr: text.slice(bar + 1) };
+    };
+    const added = [...wanted].filter((t) => !this.writtenServiceAddrs.has(t));
+    const gone = [...this.writtenServiceAddrs].filter((t) => !wanted.has(t));
+    if (added.length > 0) this.serviceAddrs.setMany(added.map((t) => [keyOf(t), 1] as const));
+    for (const t of added) this.writtenServiceAddrs.add(t);
+    if (gone.length > 0) this.serviceAddrs.deleteMany(gone.map(keyOf));
+    for (const t of gone) this.writtenServiceAddrs.delete(t);
   }
 
   /** Writes one frontend; returns whether anything changed. Throws (having undone its own writes) when a map is full. */
