@@ -9,6 +9,8 @@ import { progTestRun } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { datapathObjectPath, loadableBuilds } from '../../control/backends/ebpf/object-path.ts';
+import { u8 } from '../../control/bpf/codec.ts';
+import { serviceAddr } from '../../control/bpf/layout.ts';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { service, slice } from '../cases/objects.ts';
@@ -119,6 +121,16 @@ for (const build of loadableBuilds()) describe(`fragments, ${build} build (BPF_P
       }
     });
   }
+
+  it('service addresses are ClusterIPs, external and LB IPs, never a node address; a later fragment to a node address without its first passes', () => {
+    const addrs = dp.object.map('sy_service_addrs', serviceAddr, u8).entries().map(([k]) => `${k.family}|${k.addr}`);
+    for (const a of [`4|${VIP[4]}`, `6|${VIP[6]}`, '4|10.96.0.10', '4|10.96.0.40']) assert.ok(addrs.includes(a), a);
+    assert.ok(!addrs.includes(`4|${NODE4}`) && !addrs.some((a) => a.startsWith('6|fd00:254::')), 'NodePort addresses are the node\'s own');
+    const frags = fragmentPacket(buildPacket({ src: EXTERNAL, dst: NODE4, proto: 'udp', sport: 46500, dport: 30096, payload: payload(3000, 13) }), FRAG_SIZE[4], 0x7000);
+    const before = noFirst();
+    const r = run('sy_from_external', frags[1]!);
+    assert.deepEqual([r.retval, r.out.equals(frags[1]!), noFirst()], [TC_ACT_UNSPEC, true, before]);
+  });
 
   it('a later fragment whose first opened no flow (a service without endpoints) is dropped, not answered', () => {
     const frags = fragmentPacket(buildPacket({ src: CLIENT[4], dst: '10.96.0.40', proto: 'udp', sport: 46300, dport: 53, payload: payload(3000, 7) }), FRAG_SIZE[4], 0x5000);
