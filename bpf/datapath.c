@@ -287,7 +287,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		return sy_drop(SY_DROP_SOURCE_RANGE);
 	/* A later fragment follows the flow its first fragment found or opened; it never opens one
 	 * (nor is it answered with a reject): its first was dropped, or its flow is gone. */
-	if (!t->csum_off)
+	if (t->l4_off == SY_L4_NONE)
 		return sy_drop(SY_DROP_FRAG_NO_FIRST);
 
 	/* The client completes a handshake still tracked among embryonic flows: it becomes established
@@ -403,14 +403,14 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	 * us must not see half of a flow's packets rewritten and the other half (redirected) not.
 	 */
 	verdict = sy_parse(skb, &t);
-	if (verdict < 0) {
+	if (verdict) {
+		/* A later fragment for a service address, its first not seen: never sent on untranslated. */
+		if (verdict == SY_PARSE_ORPHAN)
+			return lookup_services ? sy_drop(SY_DROP_FRAG_NO_FIRST) : TC_ACT_UNSPEC;
 		/* Not TCP/UDP: ICMP errors of tracked flows are translated (include/icmp.h). */
 		verdict = sy_icmp_error(skb, &t, cfg, now, lookup_services);
 		return verdict == SY_ICMP_REDIRECT ? sy_fib_redirect(skb, &t) : verdict;
 	}
-	/* A later fragment for a service address, its first not seen: never sent on untranslated. */
-	if (verdict > 0)
-		return lookup_services ? sy_drop(SY_DROP_FRAG_NO_FIRST) : TC_ACT_UNSPEC;
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
 	v = sy_ct_lookup(&k, cfg, now);

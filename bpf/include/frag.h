@@ -29,8 +29,8 @@ _Static_assert(sizeof(struct sy_frag_work) <= sizeof(struct sy_scratch), "sy_scr
 
 /*
  * Reads a fragment into t: a first fragment as any packet (and its ports kept for the others), a
- * later one with its first fragment's ports and csum_off 0 (no L4 header: include/nat.h rewrites
- * its addresses alone). 0, -1 (not TCP/UDP, or a later fragment of no known datagram and no
+ * later one with its first fragment's ports, csum_off 0 and l4_off SY_L4_NONE (no L4 header:
+ * include/nat.h rewrites its addresses alone). 0, -1 (not TCP/UDP, or a later fragment of no known datagram and no
  * service address), or SY_PARSE_ORPHAN (a later fragment to a service address, first not seen).
  */
 static __attribute__((noinline)) int sy_parse_fragment(struct __sk_buff *skb, struct sy_tuple *t)
@@ -114,6 +114,7 @@ static __attribute__((noinline)) int sy_parse_fragment(struct __sk_buff *skb, st
 			t->sport = fv->sport;
 			t->dport = fv->dport;
 			t->tcp_flags = fv->tcp_flags;
+			t->l4_off = SY_L4_NONE;
 			t->csum_off = 0;
 			return 0;
 		}
@@ -151,20 +152,26 @@ static __attribute__((noinline)) int sy_parse_fragment(struct __sk_buff *skb, st
 	return 0;
 }
 
-/*
- * Parses the packet so that everything after it reads and writes the headers in place: 0, -1
- * (not TCP/UDP over IP), or SY_PARSE_ORPHAN (see sy_parse_fragment). Plain packets whose headers
- * are linear pay two comparisons beyond sy_parse_linear.
- */
-static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+/* What sy_parse_linear did not finish: headers to pull in, or a fragment. Off the hot path. */
+static __attribute__((noinline)) int sy_parse_more(struct __sk_buff *skb, struct sy_tuple *t, int rc)
 {
-	int rc = sy_parse_linear(skb, t);
-
 	if (rc == SY_PARSE_PULL)
 		rc = sy_parse_pulled(skb, t);
 	if (rc == SY_PARSE_FRAGMENT)
 		rc = sy_parse_fragment(skb, t);
 	return rc;
+}
+
+/*
+ * Parses the packet so that everything after it reads and writes the headers in place: 0, -1
+ * (not TCP/UDP over IP), or SY_PARSE_ORPHAN (see sy_parse_fragment). A plain packet whose
+ * headers are linear pays what it paid before fragments were read: one comparison.
+ */
+static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
+{
+	int rc = sy_parse_linear(skb, t);
+
+	return rc <= 0 ? rc : sy_parse_more(skb, t, rc);
 }
 
 #endif /* SWITCHYARD_FRAG_H */

@@ -69,6 +69,10 @@ static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
 #define SY_PARSE_FRAGMENT 2 /* a fragment: include/frag.h reads it */
 #define SY_PARSE_ORPHAN 3   /* a later fragment to a service address whose first fragment was not seen */
 
+/* sy_tuple.l4_off of a later fragment: it carries no L4 header (include/frag.h). Beyond the
+ * headroom, so the rewrite's own bounds check sends it to the fragment path at no cost. */
+#define SY_L4_NONE 0xffff
+
 #ifndef IPPROTO_FRAGMENT
 #define IPPROTO_FRAGMENT 44
 #endif
