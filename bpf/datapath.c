@@ -17,6 +17,7 @@
 #include "include/clock.h"
 #include "include/ct.h"
 #include "include/fib.h"
+#include "include/frag.h"
 #include "include/icmp.h"
 #include "include/lb.h"
 #include "include/maps.h"
@@ -245,6 +246,10 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	sy_count(fe->service_id, skb->len);
 	if (!sy_source_allowed(fe, t))
 		return sy_drop(SY_DROP_SOURCE_RANGE);
+	/* A later fragment follows the flow its first fragment found or opened; it never opens one
+	 * (nor is it answered with a reject): its first was dropped, or its flow is gone. */
+	if (t->l4_off == SY_L4_NONE)
+		return sy_drop(SY_DROP_FRAG_NO_FIRST);
 
 	/* The client completes a handshake still tracked among embryonic flows: it becomes established
 	 * (and keeps its backend). Looked for only here, for packets to a frontend, so no other
@@ -358,7 +363,11 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	 * TC_ACT_OK or a redirect, as Cilium's do: a redirect ends it anyway, and a filter behind
 	 * us must not see half of a flow's packets rewritten and the other half (redirected) not.
 	 */
-	if (sy_parse(skb, &t) < 0) {
+	verdict = sy_parse(skb, &t);
+	if (verdict) {
+		/* A later fragment for a service address, its first not seen: never sent on untranslated. */
+		if (verdict == SY_PARSE_ORPHAN)
+			return lookup_services ? sy_drop(SY_DROP_FRAG_NO_FIRST) : TC_ACT_UNSPEC;
 		/* Not TCP/UDP: ICMP errors of tracked flows are translated (include/icmp.h). */
 		verdict = sy_icmp_error(skb, &t, cfg, now, lookup_services);
 		return verdict == SY_ICMP_REDIRECT ? sy_fib_redirect(skb, &t) : verdict;

@@ -190,3 +190,111 @@ export function parsePacket(frame: Buffer): ParsedPacket {
     l4,
   };
 }
+
+/** One fragment's IP header as a program returned it. */
+export interface FragmentInfo {
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  id: number;
+  /** Byte offset of its data in the datagram's L4 part. */
+  offset: number;
+  more: boolean;
+  /** IPv4 header checksum verifies (IPv6 has none). */
+  ipChecksumOk: boolean;
+  /** The fragment's share of the datagram (after the IP and fragment headers). */
+  data: Buffer;
+  /** The protocol the datagram carries. */
+  proto: number;
+}
+
+const IPV6_FRAGMENT = 44;
+
+/**
+ * Splits a frame made by buildPacket (IPv4 or IPv6, no extension headers) into fragments of at
+ * most `size` bytes of L4 data each (a multiple of 8), as a sender's kernel does: IPv4 clears DF
+ * and sets MF and the offset; IPv6 gets a fragment header. `id`: the datagram's identification.
+ */
+export function fragmentPacket(frame: Buffer, size: number, id: number): Buffer[] {
+  if (size % 8 !== 0) throw new Error('fragment size must be a multiple of 8');
+  const v4 = frame.readUInt16BE(12) === 0x0800;
+  const ipLen = v4 ? 20 : 40;
+  const eth = frame.subarray(0, 14);
+  const ip = frame.subarray(14, 14 + ipLen);
+  const l4 = frame.subarray(14 + ipLen);
+  const out: Buffer[] = [];
+  for (let off = 0; off < l4.length; off += size) {
+    const chunk = l4.subarray(off, Math.min(l4.length, off + size));
+    const more = off + size < l4.length;
+    const h = Buffer.from(ip);
+    if (v4) {
+      h.writeUInt16BE(20 + chunk.length, 2);
+      h.writeUInt16BE(id & 0xffff, 4);
+      h.writeUInt16BE((more ? 0x2000 : 0) | (off >> 3), 6);
+      h.writeUInt16BE(0, 10);
+      h.writeUInt16BE(csumFinish(csumAdd(h)), 10);
+      out.push(Buffer.concat([eth, h, chunk]));
+    } else {
+      const fh = Buffer.alloc(8);
+      fh[0] = ip[6]!;
+      fh.writeUInt16BE(off | (more ? 1 : 0), 2);
+      fh.writeUInt32BE(id >>> 0, 4);
+      h[6] = IPV6_FRAGMENT;
+      h.writeUInt16BE(8 + chunk.length, 4);
+      out.push(Buffer.concat([eth, h, fh, chunk]));
+    }
+  }
+  return out;
+}
+
+/** Reads a fragment made by fragmentPacket (or a program's rewrite of one). */
+export function fragmentInfo(frame: Buffer): FragmentInfo {
+  if (frame.readUInt16BE(12) === 0x0800) {
+    const ihl = (frame[14]! & 0x0f) * 4;
+    const fo = frame.readUInt16BE(14 + 6);
+    return {
+      family: 4,
+      src: [...frame.subarray(26, 30)].join('.'),
+      dst: [...frame.subarray(30, 34)].join('.'),
+      id: frame.readUInt16BE(14 + 4),
+      offset: (fo & 0x1fff) * 8,
+      more: (fo & 0x2000) !== 0,
+      ipChecksumOk: csumFinish(csumAdd(frame.subarray(14, 14 + ihl))) === 0,
+      data: frame.subarray(14 + ihl, 14 + frame.readUInt16BE(14 + 2)),
+      proto: frame[14 + 9]!,
+    };
+  }
+  if (frame[14 + 6] !== IPV6_FRAGMENT) throw new Error('no fragment header');
+  const fh = frame.subarray(54, 62);
+  return {
+    family: 6,
+    src: formatIpv6(frame.subarray(22, 38)),
+    dst: formatIpv6(frame.subarray(38, 54)),
+    id: fh.readUInt32BE(4),
+    offset: fh.readUInt16BE(2) & 0xfff8,
+    more: (fh[3]! & 1) === 1,
+    ipChecksumOk: true,
+    data: frame.subarray(62, 54 + frame.readUInt16BE(14 + 4)),
+    proto: fh[0]!,
+  };
+}
+
+/** The datagram the fragments make, as one frame (for parsePacket, which checks the L4 checksum). */
+export function reassemble(frames: Buffer[]): Buffer {
+  const parts = frames.map((f) => ({ frame: f, info: fragmentInfo(f) })).sort((a, b) => a.info.offset - b.info.offset);
+  const first = parts[0]!;
+  const data = Buffer.concat(parts.map((p) => p.info.data));
+  const eth = first.frame.subarray(0, 14);
+  if (first.info.family === 4) {
+    const h = Buffer.from(first.frame.subarray(14, 34));
+    h.writeUInt16BE(20 + data.length, 2);
+    h.writeUInt16BE(0, 6);
+    h.writeUInt16BE(0, 10);
+    h.writeUInt16BE(csumFinish(csumAdd(h)), 10);
+    return Buffer.concat([eth, h, data]);
+  }
+  const h = Buffer.from(first.frame.subarray(14, 54));
+  h[6] = first.info.proto;
+  h.writeUInt16BE(data.length, 4);
+  return Buffer.concat([eth, h, data]);
+}

@@ -248,7 +248,41 @@ enum sy_drop_reason {
 	SY_DROP_UNSUPPORTED = 6,       /* a packet the datapath cannot translate (headers out of reach) */
 	SY_DROP_FRAG_NEEDED = 7,       /* a translated packet is larger than its route's MTU */
 	SY_DROP_TTL_EXCEEDED = 8,      /* a translated packet's TTL (hop limit) ran out on this hop */
+	SY_DROP_FRAG_NO_FIRST = 9,     /* a later fragment whose first was not seen or opened no flow */
 	SY_DROP_MAX = 16,
+};
+
+/*
+ * Fragments: only the first fragment of a datagram carries its ports. sy_frags (LRU) keeps them
+ * under the datagram's identity as it arrives at a program, so every later fragment is looked up
+ * in connection tracking and the frontends by the same tuple as its first, and translated alike.
+ */
+struct sy_frag_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__u32 id;   /* IPv4: the 16-bit identification; IPv6: the fragment header's 32-bit one */
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct sy_frag_value {
+	__be16 sport;
+	__be16 dport;
+	__u8 tcp_flags; /* the first fragment's, so a later one changes a flow's state alike */
+	__u8 pad[3];
+};
+
+/*
+ * Key of sy_service_addrs: addresses that belong to frontends alone (ClusterIPs, external IPs,
+ * load-balancer IPs; not the node addresses NodePorts use). A later fragment to one whose first
+ * fragment was not seen (out of order) is dropped: passed on, it would leave for the service
+ * address untranslated.
+ */
+struct sy_service_addr {
+	__be32 addr[4];
+	__u8 family;
+	__u8 pad[3];
 };
 
 /*

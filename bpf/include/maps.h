@@ -130,6 +130,22 @@ struct {
 	__type(value, struct sy_clock);
 } sy_clock SEC(".maps");
 
+/* The first fragment's ports of datagrams in flight (include/frag.h); sized by the control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct sy_frag_key);
+	__type(value, struct sy_frag_value);
+} sy_frags SEC(".maps");
+
+/* Addresses only frontends use (layout.h); the control plane keeps it in step with sy_frontends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sy_service_addr);
+	__type(value, __u8);
+} sy_service_addrs SEC(".maps");
+
 /*
  * Per-CPU scratch space for paths off the established fast path (ICMP errors, include/icmp.h):
  * their buffers would not fit the stack beside the caller's frame (512 bytes for the whole

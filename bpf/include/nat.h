@@ -65,6 +65,47 @@ static __always_inline int sy_l4_csum_inline(void *data, void *end, const struct
 }
 
 /*
+ * A later fragment (l4_off SY_L4_NONE: no L4 header) gets its addresses alone: IPv4's header checksum
+ * follows, and the L4 checksum was updated once, in the first fragment (it covers the datagram's
+ * pseudo-header and ports). IPv6 has no header checksum; a CHECKSUM_COMPLETE skb->csum follows the
+ * change (bpf_csum_update, which leaves any other skb alone). Off the hot path: a function of its
+ * own.
+ */
+static __attribute__((noinline)) int sy_rewrite_fragment(struct __sk_buff *skb, struct sy_tuple *t, int is_dst,
+							 const __be32 *addr, __be16 port)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (t->family == 4) {
+		struct iphdr *ip = data + ETH_HLEN;
+		__be32 *field;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		field = is_dst ? &ip->daddr : &ip->saddr;
+		if (*field != addr[0]) {
+			ip->check = sy_csum_apply(ip->check, sy_csum_diff4(*field, addr[0]));
+			*field = addr[0];
+		}
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		__be32 *field;
+		__u32 diff;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		field = is_dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+		diff = sy_csum_diff16(field, addr);
+		__builtin_memcpy(field, addr, 16);
+		if (t->ip_summed == SY_CHECKSUM_COMPLETE || t->ip_summed == SY_CHECKSUM_UNKNOWN)
+			bpf_csum_update(skb, diff);
+	}
+	sy_tuple_set(t, is_dst, addr, port);
+	return 0;
+}
+
+/*
  * Rewrites the source (is_dst = 0) or destination (is_dst = 1) of the packet described by t to
  * addr:port and updates t. Addresses, ports and checksums are written in place (direct packet
  * access); the L4 checksum goes through helpers only when ip_summed is unknown or COMPLETE.
@@ -80,8 +121,8 @@ static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t,
 	__u32 diff = 0;
 	int changed = 1;
 
-	if (l4_off > ETH_HLEN + 60)
-		return -1;
+	if (l4_off > ETH_HLEN + 60) /* SY_L4_NONE: a later fragment */
+		return l4_off == SY_L4_NONE ? sy_rewrite_fragment(skb, t, is_dst, addr, port) : -1;
 	ports = data + l4_off;
 	if ((void *)(ports + 2) > end)
 		return -1; /* sy_parse made the headers linear */

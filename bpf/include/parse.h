@@ -64,11 +64,24 @@ static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
 /* Extension headers followed before the TCP/UDP header (hop-by-hop, routing, destination options). */
 #define SY_IPV6_EXT_MAX 3
 
+/* What the parsers return besides 0 (parsed) and -1 (not TCP/UDP over IP: passed untouched). */
+#define SY_PARSE_PULL 1     /* the headers are not all in the linear part: pull them in and ask again */
+#define SY_PARSE_FRAGMENT 2 /* a fragment: include/frag.h reads it */
+#define SY_PARSE_ORPHAN 3   /* a later fragment to a service address whose first fragment was not seen */
+
+/* sy_tuple.l4_off of a later fragment: it carries no L4 header (include/frag.h). Beyond the
+ * headroom, so the rewrite's own bounds check sends it to the fragment path at no cost. */
+#define SY_L4_NONE 0xffff
+
+#ifndef IPPROTO_FRAGMENT
+#define IPPROTO_FRAGMENT 44
+#endif
+
 /*
  * Steps over IPv6 extension headers with a bounded walk, leaving *proto and *l4_off at the upper
  * layer. Only packets whose next header is not TCP/UDP come here, so plain packets pay one
- * comparison. 0, 1 when the headers are not all linear, -1 for what is not served here: a
- * fragment header, or headers reaching past the room the rewrite works in (SY_HEADROOM).
+ * comparison. 0, SY_PARSE_PULL when the headers are not all linear, SY_PARSE_FRAGMENT at a
+ * fragment header, -1 for headers reaching past the room the rewrite works in (SY_HEADROOM).
  */
 static __always_inline int sy_ipv6_skip_ext(void *data, void *end, __u8 *proto, __u32 *l4_off)
 {
@@ -76,23 +89,26 @@ static __always_inline int sy_ipv6_skip_ext(void *data, void *end, __u8 *proto, 
 		__u32 off = *l4_off;
 		__u8 *h;
 
+		if (*proto == IPPROTO_FRAGMENT)
+			return SY_PARSE_FRAGMENT;
 		if (*proto != IPPROTO_HOPOPTS && *proto != IPPROTO_ROUTING && *proto != IPPROTO_DSTOPTS)
 			return 0;
 		if (off > ETH_HLEN + 60 - 8)
 			return -1;
 		h = data + off;
 		if ((void *)(h + 2) > end)
-			return 1;
+			return SY_PARSE_PULL;
 		*proto = h[0];
 		*l4_off = off + ((__u32)h[1] + 1) * 8;
 	}
-	return 0;
+	return *proto == IPPROTO_FRAGMENT ? SY_PARSE_FRAGMENT : 0;
 }
 
 /*
- * Fills t from an Ethernet frame with direct packet access; 0 on success, 1 when the headers are
- * not all in the linear part of the skb (the caller pulls them in and asks again), -1 for
- * anything not TCP/UDP over IP (passed untouched).
+ * Fills t from an Ethernet frame with direct packet access; 0 on success, SY_PARSE_PULL when the
+ * headers are not all in the linear part of the skb (the caller pulls them in and asks again),
+ * SY_PARSE_FRAGMENT for a fragment (IPv4 with MF or an offset, IPv6 with a fragment header), -1
+ * for anything not TCP/UDP over IP (passed untouched).
  */
 static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tuple *t)
 {
@@ -107,10 +123,12 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		__u32 ihl;
 
 		if ((void *)(ip + 1) > end)
-			return 1;
+			return SY_PARSE_PULL;
 		ihl = ip->ihl;
-		if (ihl < 5 || (ip->frag_off & bpf_htons(0x1fff)))
+		if (ihl < 5)
 			return -1;
+		if (ip->frag_off & bpf_htons(0x3fff)) /* MF, or an offset */
+			return SY_PARSE_FRAGMENT;
 		t->family = 4;
 		t->saddr[0] = ip->saddr;
 		t->daddr[0] = ip->daddr;
@@ -120,7 +138,7 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 
 		if ((void *)(ip6 + 1) > end)
-			return 1;
+			return SY_PARSE_PULL;
 		t->family = 6;
 		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
@@ -140,12 +158,12 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 	l4 = data + t->l4_off;
 	if (proto == IPPROTO_TCP) {
 		if ((void *)(l4 + 14) > end)
-			return 1;
+			return SY_PARSE_PULL;
 		t->csum_off = t->l4_off + offsetof(struct tcphdr, check);
 		t->tcp_flags = l4[13];
 	} else if (proto == IPPROTO_UDP) {
 		if ((void *)(l4 + 8) > end)
-			return 1;
+			return SY_PARSE_PULL;
 		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
 	} else {
 		return -1;
@@ -159,22 +177,19 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 }
 
 /* The headers were not all in the linear part: pull them in once (like Cilium's revalidate). Off
- * the hot path, so a function of its own rather than a second inlined parser. */
+ * the hot path, so a function of its own rather than a second inlined parser. 0, -1 or
+ * SY_PARSE_FRAGMENT. */
 static __attribute__((noinline)) int sy_parse_pulled(struct __sk_buff *skb, struct sy_tuple *t)
 {
 	__u32 len = skb->len < SY_HEADROOM ? skb->len : SY_HEADROOM;
+	int rc;
 
 	if (bpf_skb_pull_data(skb, len) < 0)
 		return -1;
-	return sy_parse_linear(skb, t) == 0 ? 0 : -1;
+	rc = sy_parse_linear(skb, t);
+	return rc == SY_PARSE_PULL ? -1 : rc;
 }
 
-/* Parses the packet so that everything after it reads and writes the headers in place. */
-static __always_inline int sy_parse(struct __sk_buff *skb, struct sy_tuple *t)
-{
-	int rc = sy_parse_linear(skb, t);
-
-	return rc <= 0 ? rc : sy_parse_pulled(skb, t);
-}
+/* sy_parse(), which also reads fragments, is in include/frag.h. */
 
 #endif /* SWITCHYARD_PARSE_H */

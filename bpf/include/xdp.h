@@ -40,7 +40,8 @@ struct sy_xdp_pkt {
 	__sum16 *l4sum; /* NULL: a UDP/IPv4 datagram without checksum */
 };
 
-/* Parses an IPv4 (no options) or IPv6 TCP/UDP packet with direct packet access. */
+/* Parses an IPv4 (no options) or IPv6 TCP/UDP packet with direct packet access; not fragments (an
+ * IPv6 fragment header is not TCP/UDP either). */
 static __always_inline int sy_xdp_parse(struct xdp_md *ctx, struct sy_tuple *t, struct sy_xdp_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -54,7 +55,8 @@ static __always_inline int sy_xdp_parse(struct xdp_md *ctx, struct sy_tuple *t, 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x1fff)))
+		/* Fragments (MF, or an offset) are tc's: it keeps a datagram's fragments together. */
+		if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
 			return -1;
 		t->family = 4;
 		t->saddr[0] = ip->saddr;

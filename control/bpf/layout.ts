@@ -82,7 +82,7 @@ export const BE = { TERMINATING: 1 << 0 } as const;
 export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2, ESTABLISHED: 1 << 3, FIN: 1 << 4, CLOSED: 1 << 5, NODE_SNAT: 1 << 6 } as const;
 
 /** enum sy_drop_reason: the index of sy_drops, by the label switchyard_datapath_drops_total uses. */
-export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported', 'frag-needed', 'ttl-exceeded'] as const;
+export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported', 'frag-needed', 'ttl-exceeded', 'frag-no-first'] as const;
 export const SY_DROP_MAX = 16;
 export const RN = { NODE_ADDRESS: 1 << 0 } as const;
 
@@ -323,6 +323,56 @@ export const sockRevNatValue = struct<SockRevNatValue>('sy_sock_revnat_value', [
   { name: 'pad', codec: u32 },
 ]);
 
+export interface FragKey {
+  saddr: string;
+  daddr: string;
+  /** IPv4: the 16-bit identification; IPv6: the fragment header's 32-bit one. */
+  id: number;
+  proto: number;
+  family: number;
+}
+
+export interface FragValue {
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+}
+
+export interface ServiceAddr {
+  addr: string;
+  family: number;
+}
+
+/** sy_frags: a datagram's first fragment's ports, for its later fragments (bpf/include/frag.h). */
+export const fragKey = withFamily(
+  struct<FragKey>('sy_frag_key', [
+    { name: 'saddr', codec: addr16 },
+    { name: 'daddr', codec: addr16 },
+    { name: 'id', codec: u32 },
+    { name: 'proto', codec: u8 },
+    { name: 'family', codec: u8 },
+    { name: 'pad', codec: array(u8, 2) },
+  ]),
+  ['saddr', 'daddr'],
+);
+
+export const fragValue = struct<FragValue>('sy_frag_value', [
+  { name: 'sport', codec: be16 },
+  { name: 'dport', codec: be16 },
+  { name: 'tcpFlags', codec: u8 },
+  { name: 'pad', codec: array(u8, 3) },
+]);
+
+/** sy_service_addrs: addresses only frontends use (ClusterIP, external IP, LB IP). */
+export const serviceAddr = withFamily(
+  struct<ServiceAddr>('sy_service_addr', [
+    { name: 'addr', codec: addr16 },
+    { name: 'family', codec: u8 },
+    { name: 'pad', codec: array(u8, 3) },
+  ]),
+  ['addr'],
+);
+
 export const sockKey = withFamily(
   struct<SockKey>('sy_sock_key', [
     { name: 'cookie', codec: u64 },
@@ -355,6 +405,9 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   clock,
   sockKey,
   sockRevNatValue,
+  fragKey,
+  fragValue,
+  serviceAddr,
   meta,
 ];
 

@@ -161,7 +161,7 @@ export function agentSettings(c: LoadedConfiguration, mode: RunMode, ipFamilies?
   const sy = c.switchyard;
   const mapSizes = (sy.mapSizes ?? {}) as Record<string, number | undefined>;
   const maxEntries = Object.fromEntries(
-    Object.entries({ sy_frontends: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges }).filter(([, v]) => v !== undefined),
+    Object.entries({ sy_frontends: mapSizes.frontends, sy_service_addrs: mapSizes.frontends, sy_backends: mapSizes.backends, sy_slots: mapSizes.slots, sy_ct: mapSizes.conntrack, sy_affinity: mapSizes.affinity, sy_source_ranges: mapSizes.sourceRanges, sy_frags: mapSizes.fragments }).filter(([, v]) => v !== undefined),
   ) as Record<string, number>;
   const periods = syncPeriods(kp, mode);
   const cgroup = sy.socketLB === false ? undefined : str(sy.cgroupRoot);

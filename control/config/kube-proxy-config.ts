@@ -54,7 +54,7 @@ const SWITCHYARD_SCHEMA: Schema = {
   loadBalancing: { object: { algorithm: 'string' } },
   socketLB: 'bool',
   xdpMode: 'string',
-  mapSizes: { object: { frontends: 'int', backends: 'int', slots: 'int', conntrack: 'int', affinity: 'int', sourceRanges: 'int' } },
+  mapSizes: { object: { frontends: 'int', backends: 'int', slots: 'int', conntrack: 'int', affinity: 'int', sourceRanges: 'int', fragments: 'int' } },
   apiServerViaClusterIP: 'bool',
   /** SNAT source ports ("MIN-MAX") when a client's own port is taken: masquerade, hairpin, NAT clashes. */
   snatPorts: 'string',

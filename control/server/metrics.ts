@@ -153,7 +153,7 @@ export class ProxyMetrics {
     });
     new Counter({
       name: 'switchyard_datapath_drops_total',
-      help: 'Packets the eBPF datapath dropped, by reason (no-backend, source-range, local-no-endpoint, snat-exhausted, ct-full, no-route, unsupported, frag-needed, ttl-exceeded)',
+      help: 'Packets the eBPF datapath dropped, by reason (no-backend, source-range, local-no-endpoint, snat-exhausted, ct-full, no-route, unsupported, frag-needed, ttl-exceeded, frag-no-first)',
       labelNames: ['reason'],
       registers,
       collect() {

@@ -13,6 +13,10 @@ export interface PodReply {
   clientPort: number;
   server: string;
   port: number;
+  /** UDP: the size of the datagram the pod received (an answer to one larger than its JSON is padded to the same size). */
+  received?: number;
+  /** UDP: the size of the answer as the client received it (set by the probe). */
+  replyBytes?: number;
 }
 
 /** Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; tests compare plain IPv4. */
@@ -52,7 +56,7 @@ function main(): void {
     });
     tcp.listen({ port, host: '::', ipv6Only: false, backlog: 4096 }, ready);
     const udp = createSocket({ type: 'udp6', ipv6Only: false });
-    udp.on('message', (_msg, rinfo) => {
+    udp.on('message', (msg, rinfo) => {
       const reply: PodReply = {
         pod: name,
         proto: 'udp',
@@ -60,8 +64,11 @@ function main(): void {
         clientPort: rinfo.port,
         server: '',
         port: (udp.address() as AddressInfo).port,
+        received: msg.length,
       };
-      udp.send(`${JSON.stringify(reply)}\n`, rinfo.port, rinfo.address);
+      // A large datagram gets an answer as large (spaces after the JSON line): fragments both ways.
+      const line = Buffer.from(`${JSON.stringify(reply)}\n`);
+      udp.send(msg.length > line.length ? Buffer.concat([line, Buffer.alloc(msg.length - line.length, 0x20)]) : line, rinfo.port, rinfo.address);
     });
     udp.bind({ port, address: '::' }, ready);
   }

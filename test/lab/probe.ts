@@ -22,6 +22,8 @@ export interface ProbeRequest {
   sourcePort?: number;
   /** Attempt i is sent from sourcePorts[i] (a set of known flows). */
   sourcePorts?: number[];
+  /** UDP: datagrams of this many bytes (the pod answers with as many); else a few bytes. */
+  size?: number;
   /** Join this cgroup (v2) first, as a process of that node would be (socket-level programs). */
   cgroup?: string;
 }
@@ -47,7 +49,7 @@ function tcpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promis
   });
 }
 
-function udpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promise<PodReply> {
+function udpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number, size?: number): Promise<PodReply> {
   return new Promise((resolve, reject) => {
     const socket = createSocket({ type: isIPv6(t.host) ? 'udp6' : 'udp4', reuseAddr: sourcePort !== undefined });
     const timer = setTimeout(() => finish(new Error('ETIMEDOUT')), timeoutMs);
@@ -60,7 +62,7 @@ function udpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promis
     socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(e.code ?? e.message)));
     socket.on('message', (msg) => {
       try {
-        finish(null, JSON.parse(msg.toString()) as PodReply);
+        finish(null, { ...(JSON.parse(msg.toString()) as PodReply), replyBytes: msg.length });
       } catch {
         finish(new Error(`BADREPLY ${msg.toString()}`));
       }
@@ -69,7 +71,7 @@ function udpOnce(t: ProbeTarget, timeoutMs: number, sourcePort?: number): Promis
     // refuse the connect itself (EPERM, ECONNREFUSED): dgram hands that error to the callback
     // (typed as taking none).
     socket.bind(sourcePort ?? 0, () =>
-      socket.connect(t.port, t.host, ((err?: NodeJS.ErrnoException) => (err ? finish(new Error(err.code ?? err.message)) : socket.send('probe'))) as () => void),
+      socket.connect(t.port, t.host, ((err?: NodeJS.ErrnoException) => (err ? finish(new Error(err.code ?? err.message)) : socket.send(size === undefined ? 'probe' : Buffer.alloc(size, 0x70)))) as () => void),
     );
   });
 }
@@ -82,7 +84,7 @@ export async function probe(request: ProbeRequest): Promise<ProbeResult[]> {
     for (let i = 0; i < count; i++) {
       try {
         const sourcePort = request.sourcePorts?.[i] ?? request.sourcePort;
-        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs, sourcePort) : await udpOnce(target, timeoutMs, sourcePort);
+        const reply = target.proto === 'tcp' ? await tcpOnce(target, timeoutMs, sourcePort) : await udpOnce(target, timeoutMs, sourcePort, request.size);
         results.push({ target, ok: true, reply });
       } catch (e) {
         results.push({ target, ok: false, error: (e as Error).message });

@@ -27,6 +27,7 @@ import {
   LAYOUT_VERSION,
   meta,
   revNat,
+  serviceAddr,
   ALGORITHM,
   FE,
   RN,
@@ -38,6 +39,7 @@ import {
   type FrontendKey,
   type FrontendValue,
   type RevNat,
+  type ServiceAddr,
   type SlotKey,
   type SourceRangeKey,
 } from '../../bpf/layout.ts';
@@ -202,6 +204,12 @@ export class EbpfDatapath {
   private readonly config: BpfMap<number, DatapathConfig>;
   private readonly stats: BpfMap<number, Counter[]>;
   private readonly maglev: BpfMap<number, number>;
+  private readonly serviceAddrs: BpfMap<ServiceAddr, number>;
+  /** What sy_service_addrs holds, as family|address. */
+  private readonly writtenServiceAddrs = new Set<string>();
+  /** Per address (family|address), how many programmed frontends of each kind use it; and those changed since the last sync. */
+  private readonly addrUses = new Map<string, { service: number; nodePort: number }>();
+  private readonly dirtyAddrs = new Set<string>();
   private readonly backendIds = new Map<string, number>();
   private readonly backendFlagsById = new Map<number, number>();
   private readonly serviceIds = new Map<string, number>();
@@ -227,6 +235,7 @@ export class EbpfDatapath {
     this.config = object.map('sy_config', u32, datapathConfig);
     this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
     this.maglev = object.map('sy_maglev', u32, u32);
+    this.serviceAddrs = object.map('sy_service_addrs', serviceAddr, u8);
     const size = (name: string): number => object.mapDescription(name).maxEntries;
     // Backends and rev-NAT entries are arrays indexed by id: ids 1..max_entries-1.
     this.ids = {
@@ -310,7 +319,10 @@ export class EbpfDatapath {
     this.backendFlagsById.clear();
     this.serviceIds.clear();
     this.programmed.clear();
+    this.addrUses.clear();
+    this.dirtyAddrs.clear();
     this.heldRevNat.clear();
+    this.writtenServiceAddrs.clear();
     this.adoptedBackends = new Map();
     for (const name of ['backend', 'set', 'revnat', 'service'] as const) this.ids[name] = new IdAllocator(this.ids[name].limit, { quarantine: this.ids[name].quarantine });
   }
@@ -322,6 +334,11 @@ export class EbpfDatapath {
 
   /** adopt() as steps: one batched read per page of each map (1M slots: seconds of syscalls one by one), O(entries). */
   private *adoptSteps(): Generator<void> {
+    // What the map holds is looked at again at the next sync: kept if a frontend still uses it.
+    for (const [k] of this.serviceAddrs.entries()) {
+      this.writtenServiceAddrs.add(`${k.family}|${k.addr}`);
+      this.dirtyAddrs.add(`${k.family}|${k.addr}`);
+    }
     for (const page of this.backends.entryPages()) {
       for (const [id, b] of page) {
         if (b.family === 0) continue; // a free id
@@ -361,7 +378,7 @@ export class EbpfDatapath {
         this.ids.revnat.claim(value.revNatId);
         this.ids.service.claim(value.serviceId);
         inUse.add(value.revNatId);
-        this.programmed.set(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
+        this.setProgrammed(frontendKeyText(key), { key, value, backendIds, sourceRanges: ranges.get(value.revNatId) ?? [] });
       }
       yield;
     }
@@ -678,7 +695,7 @@ export class EbpfDatapath {
       // still open keep coming from the service address, as with kube-proxy's conntrack NAT.
       this.ids.revnat.release(p.value.revNatId);
       this.heldRevNat.set(revNatText({ addr: p.key.addr, port: p.key.port, family: p.key.family }), p.value.revNatId);
-      this.programmed.delete(text);
+      this.deleteProgrammed(text);
       report.frontendsRemoved++;
     }
     let freed: Array<[string, number]> = [];
@@ -712,7 +729,68 @@ export class EbpfDatapath {
       this.serviceIds.delete(sp);
       this.ids.service.release(id);
     }
+    this.syncServiceAddrs();
     return report;
+  }
+
+  /** How an address is used by programmed frontends: by service frontends, by NodePort ones. */
+  private addrUse(text: string): { service: number; nodePort: number } {
+    let u = this.addrUses.get(text);
+    if (u === undefined) this.addrUses.set(text, (u = { service: 0, nodePort: 0 }));
+    return u;
+  }
+
+  private countFrontend(p: { key: FrontendKey; value: FrontendValue }, delta: 1 | -1): void {
+    const text = `${p.key.family}|${p.key.addr}`;
+    const u = this.addrUse(text);
+    if (p.value.flags & FE.NODE_PORT) u.nodePort += delta;
+    else if (p.value.flags & (FE.CLUSTER_IP | FE.EXTERNAL_IP | FE.LOAD_BALANCER)) u.service += delta;
+    else return;
+    if (u.service === 0 && u.nodePort === 0) this.addrUses.delete(text);
+    this.dirtyAddrs.add(text);
+  }
+
+  /** Every change of `programmed` goes through these two, so sy_service_addrs can follow it per address. */
+  private setProgrammed(text: string, p: Programmed): void {
+    const old = this.programmed.get(text);
+    if (old !== undefined) this.countFrontend(old, -1);
+    this.programmed.set(text, p);
+    this.countFrontend(p, 1);
+  }
+
+  private deleteProgrammed(text: string): void {
+    const old = this.programmed.get(text);
+    if (old === undefined) return;
+    this.countFrontend(old, -1);
+    this.programmed.delete(text);
+  }
+
+  /**
+   * sy_service_addrs follows the programmed frontends: the addresses only services use (ClusterIP,
+   * external IP, load-balancer IP), never one a NodePort frontend names (a node address). The
+   * datapath drops a later fragment to one of them whose first it has not seen (bpf/include/frag.h).
+   * Only the addresses whose use changed since the last call are looked at: a one-port change
+   * costs that port's addresses, not a walk of every frontend.
+   */
+  private syncServiceAddrs(): void {
+    if (this.dirtyAddrs.size === 0) return;
+    const keyOf = (text: string): ServiceAddr => {
+      const bar = text.indexOf('|');
+      return { family: Number(text.slice(0, bar)), addr: text.slice(bar + 1) };
+    };
+    const added: string[] = [];
+    const gone: string[] = [];
+    for (const t of this.dirtyAddrs) {
+      const u = this.addrUses.get(t);
+      const want = u !== undefined && u.service > 0 && u.nodePort === 0;
+      if (want && !this.writtenServiceAddrs.has(t)) added.push(t);
+      else if (!want && this.writtenServiceAddrs.has(t)) gone.push(t);
+    }
+    this.dirtyAddrs.clear();
+    if (added.length > 0) this.serviceAddrs.setMany(added.map((t) => [keyOf(t), 1] as const));
+    for (const t of added) this.writtenServiceAddrs.add(t);
+    if (gone.length > 0) this.serviceAddrs.deleteMany(gone.map(keyOf));
+    for (const t of gone) this.writtenServiceAddrs.delete(t);
   }
 
   /** Writes one frontend; returns whether anything changed. Throws (having undone its own writes) when a map is full. */
@@ -767,7 +845,7 @@ export class EbpfDatapath {
         this.maglev.delete(setId);
       }
       for (const r of current?.sourceRanges ?? []) if (!spec.sourceRanges.includes(r)) this.ranges.delete(rangeKey(revNatId, r));
-      this.programmed.set(text, { key, value, backendIds, sourceRanges: [...spec.sourceRanges] });
+      this.setProgrammed(text, { key, value, backendIds, sourceRanges: [...spec.sourceRanges] });
       return true;
     } catch (e) {
       if (tableWritten && !sameSet) this.maglev.delete(setId);
