@@ -161,7 +161,10 @@ export class Agent {
         metrics: this.metrics,
         proxyMode: this.o.backend.mode,
         configz: () => this.o.configz ?? {},
-        ...(this.o.backend.mode === 'ebpf' ? { frontends: () => apiFrontends(compileDatapath(this.tracker.state())) } : {}),
+        ...(this.o.backend.mode === 'ebpf' ? {
+              // The model the backend keeps incrementally; compiled afresh only before the first sync.
+              frontends: () => apiFrontends((this.backend instanceof EbpfProxyBackend ? this.backend.ebpf.compiled : undefined) ?? compileDatapath(this.tracker.state())),
+            } : {}),
         logger: log,
       });
       this.addresses = await this.servers.listen();

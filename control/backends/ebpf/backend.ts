@@ -296,6 +296,11 @@ export class EbpfBackend {
     this.watcher.start();
   }
 
+  /** What the last sync compiled (kept incrementally), undefined before the first. */
+  get compiled(): CompiledModel | undefined {
+    return this.model;
+  }
+
   /** The device monitor's pid, while it runs. */
   get monitorPid(): number | undefined {
     return this.watcher?.pid;
