@@ -292,6 +292,26 @@ function environments(results: Map<string, Result>): string {
   return table(rows, [['name', 'benchmark'], ['date', 'date (UTC)'], ['machine', 'machine'], ['kernel', 'kernel'], ['node', 'Node'], ['quick', 'BENCH_QUICK'], ['load', 'load at start'], ['seconds', 'took s'], ['status', 'status']]);
 }
 
+/** Which sizes and rounds each benchmark ran, from its results. */
+function sizesRun(results: Map<string, Result>): string {
+  const list = (xs: unknown[]): string => uniq(xs.map(Number)).sort((a, b) => a - b).join(', ');
+  const lines: string[] = [];
+  const ok = (n: string): Result | undefined => (results.get(n)?.error === undefined ? results.get(n) : undefined);
+  const dp = ok('datapath');
+  if (dp !== undefined) lines.push(`- datapath: ${list(rowsOf(dp).map((r) => r.services))} services, 10 backends each; builds ${uniq(rowsOf(dp).map((r) => String(r.build))).join(', ')}`);
+  const rules = ok('rules');
+  if (rules !== undefined) lines.push(`- rules: syncs at ${list(rowsOf(rules, 'sync').map((r) => r.services))} services; connection setup at ${list(rowsOf(rules, 'connectionSetup').map((r) => r.services)) || 'none'} services`);
+  const rss = ok('rss');
+  if (rss !== undefined) lines.push(`- rss: ${list(rowsOf(rss).map((r) => r.services))} services, modes ${uniq(rowsOf(rss).map((r) => String(r.mode))).join(', ')}`);
+  const lab = ok('lab');
+  if (lab !== undefined) lines.push(`- lab: ${String(lab.rounds ?? '?')} paired rounds per mode (${String(lab.seconds ?? '?')} s of connections, ${Number(lab.bulkBytes ?? 0) / 2 ** 20} MiB bulk), modes ${rowsOf(lab, 'modes').map((r) => String(r.mode)).join(', ')}`);
+  const decode = ok('decode');
+  if (decode !== undefined) lines.push(`- decode: EndpointSlices of ${list(rowsOf(decode).map((r) => r.endpoints))} endpoints`);
+  const model = ok('model');
+  if (model !== undefined) lines.push(`- model: ${list(rowsOf(model).map((r) => r.services))} services`);
+  return lines.length === 0 ? '' : `Sizes run:\n\n${lines.join('\n')}\n`;
+}
+
 /** Writes the report and its plots; returns the paths written. */
 export function render(o: RenderOptions): string[] {
   const results = loadResults(o.resultsDir);
@@ -302,6 +322,7 @@ export function render(o: RenderOptions): string[] {
     '`npm run bench` runs every benchmark in sequence (bench/run.ts), writes `bench/results/<name>.json` and renders this page and `bench/report/*.svg`; `BENCH_QUICK=1 npm run bench` runs the smaller sizes and fewer rounds; `npm run bench:report` only renders. Every ratio below is between figures measured in the same run of one benchmark; figures from different benchmarks (rows of different tables) were measured at different times and are not ratios of each other.\n',
     'The machine is shared: other work (tests of other changes) ran beside these benchmarks, so absolute figures are noisier than on a quiet host, and the load average at each start is recorded below. The rounds of a comparison alternate or follow each other closely so that the load weighs on both sides alike.\n',
     environments(results),
+    sizesRun(results),
   );
   datapath(rep, results.get('datapath'), results.get('rules'));
   connectionSetup(rep, results.get('rules'));

@@ -118,6 +118,8 @@ describe('benchmark report', () => {
     assert.match(md, /\| snat \| 2026-01-02 03:04:05 \| Fixture CPU, 2 CPUs, 4 GiB \| 6\.1\.0-fixture \| v24\.0\.0 \| yes \| 0\.5 \| 12 \| could not run \|/);
     assert.match(md, /## NodePort with SNAT[^#]*Could not run on this machine[^#]*RTNETLINK answers: Operation not permitted/);
     assert.match(md, /no first sync within 600000 ms/);
+    assert.match(md, /- datapath: 10, 1000, 10000 services, 10 backends each; builds kern-ctx, portable/);
+    assert.match(md, /- rules: syncs at 100, 1000 services; connection setup at 10, 1000, 10000 services/);
     assert.match(md, /\| kern-ctx \| 10000 \| 100000 \| 1600 \|/);
     assert.match(md, /`portable`: new flow 1\.55x/);
   });
