@@ -9,6 +9,10 @@ import { barChart, COLORS, lineChart, type Series } from './svg.ts';
 
 type Row = Record<string, number | string>;
 
+/** One colour per proxy mode in every plot. */
+const MODE_COLORS: Record<string, string> = { iptables: '#ff7f0e', nftables: '#9467bd', ebpf: '#2ca02c', direct: '#7f7f7f' };
+const modeColor = (m: string): string | undefined => MODE_COLORS[m];
+
 /** One results file; a benchmark that could not run has `error` instead of figures. */
 export interface Result {
   name: string;
@@ -109,7 +113,7 @@ function datapath(rep: Report, dp: Result | undefined, rules: Result | undefined
   const setup = rowsOf(rules, 'connectionSetup');
   ['iptables', 'nftables'].forEach((mode, i) => {
     const of = setup.filter((r) => r.mode === mode);
-    if (of.length > 0) series.push({ name: `${mode}: first packet*`, points: of.map((r) => [num(r.services), num(r.addedUsPerConnection) * 1000]), color: COLORS[(builds.length + i) % COLORS.length]! });
+    if (of.length > 0) series.push({ name: `${mode}: first packet*`, points: of.map((r) => [num(r.services), num(r.addedUsPerConnection) * 1000]), color: modeColor(mode) ?? COLORS[(builds.length + i) % COLORS.length]! });
   });
   const sub = setup.length > 0 && rules?.environment?.date.slice(0, 10) !== dp!.environment?.date.slice(0, 10) ? `${where(dp)} (rule modes: ${rules?.environment?.date.slice(0, 16) ?? '?'})` : where(dp);
   rep.plot('per-packet', 'per-packet cost against services', lineChart({
@@ -150,10 +154,16 @@ function connectionSetup(rep: Report, rules: Result | undefined): void {
     xLabel: 'services (log scale)',
     yLabel: 'µs per connection (connect, read, close)',
     xLog: true,
-    series: modes.map((m) => ({ name: m === 'direct' ? 'pod IP directly' : `ClusterIP, ${m}`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.usPerConnection)]), dashed: m === 'direct' })),
+    series: modes.map((m) => ({ name: m === 'direct' ? 'pod IP directly' : `ClusterIP, ${m}`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.usPerConnection)]), dashed: m === 'direct', color: modeColor(m) })),
     note: 'sequential connections from a pod on n0 to a pod on n1; best round of each path',
   }));
   rep.md.push(`${String(rules!.note ?? '')}\n`);
+  const direct = rows.filter((r) => r.mode === 'direct').map((r) => num(r.usPerConnection)).filter(Number.isFinite);
+  if (direct.length > 1) {
+    const lo = Math.min(...direct);
+    const hi = Math.max(...direct);
+    rep.md.push(`The direct path itself took ${lo} to ${hi} µs per connection across the sizes of this run (each size is its own lab, minutes apart, on a shared host): an added time well under that spread (${+(hi - lo).toFixed(1)} µs) is within the noise, and a negative one means the ClusterIP rounds happened to run in a quieter moment than the direct ones.\n`);
+  }
   rep.md.push(table(rows, [['services', 'services'], ['path', 'path'], ['connectionsPerSecond', 'connections/s'], ['usPerConnection', 'µs per connection'], ['addedUsPerConnection', 'added µs'], ['vsDirect', 'rate vs direct']]));
 }
 
@@ -162,7 +172,7 @@ function syncs(rep: Report, rules: Result | undefined): void {
   if (missing(rep, 'rules', rules)) return;
   const rows = rowsOf(rules, 'sync');
   const modes = uniq(rows.map((r) => String(r.mode)));
-  const pick = (k: string): Series[] => modes.map((m) => ({ name: m, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r[k])]) }));
+  const pick = (k: string): Series[] => modes.map((m) => ({ name: m, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r[k])]), color: modeColor(m) }));
   rep.plot('sync', 'full sync time against services', lineChart({
     title: 'First (full) sync vs services',
     subtitle: where(rules),
@@ -179,7 +189,7 @@ function syncs(rep: Report, rules: Result | undefined): void {
     yLabel: 'ms (log scale)',
     xLog: true,
     yLog: true,
-    series: [...pick('oneChangeMs'), ...modes.filter((m) => rows.some((r) => r.mode === m && r.oneChangeFullSyncMs !== undefined)).map((m) => ({ name: `${m}, as a full sync`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.oneChangeFullSyncMs)] as [number, number]), dashed: true }))],
+    series: [...pick('oneChangeMs'), ...modes.filter((m) => rows.some((r) => r.mode === m && r.oneChangeFullSyncMs !== undefined)).map((m) => ({ name: `${m}, as a full sync`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.oneChangeFullSyncMs)] as [number, number]), dashed: true, color: modeColor(m) }))],
     note: 'from the tracker update to the rules or maps applied; iptables partial / nftables incremental / eBPF map writes',
   }));
   rep.md.push(table(rows, [['mode', 'mode'], ['services', 'services'], ['rules', 'iptables rules'], ['firstSyncMs', 'first sync ms'], ['oneChangeMs', 'one change ms'], ['oneChangeFullSyncMs', 'same change, full sync ms'], ['changeBytes', 'nft change bytes'], ['restartSyncMs', 'restart sync ms'], ['periodicSyncMs', 'periodic no-change ms']]));
@@ -197,8 +207,8 @@ function rss(rep: Report, r: Result | undefined): void {
     yLabel: 'MiB',
     xLog: true,
     series: [
-      ...modes.map((m) => ({ name: `${m}, after first sync`, points: rows.filter((x) => x.mode === m).map((x) => [num(x.services), num(x.rssSettledMiB)] as [number, number]) })),
-      ...modes.map((m) => ({ name: `${m}, peak`, points: rows.filter((x) => x.mode === m).map((x) => [num(x.services), num(x.peakMiB)] as [number, number]), dashed: true })),
+      ...modes.map((m) => ({ name: `${m}, after first sync`, points: rows.filter((x) => x.mode === m).map((x) => [num(x.services), num(x.rssSettledMiB)] as [number, number]), color: modeColor(m) })),
+      ...modes.map((m) => ({ name: `${m}, peak`, points: rows.filter((x) => x.mode === m).map((x) => [num(x.services), num(x.peakMiB)] as [number, number]), dashed: true, color: modeColor(m) })),
     ],
     note: 'VmRSS of the agent process 2 s after its first sync, and VmHWM',
   }));
@@ -255,7 +265,7 @@ function decode(rep: Report, r: Result | undefined): void {
   rep.md.push('## Protobuf against JSON: watch-event decode\n');
   if (missing(rep, 'decode', r)) return;
   const rows = rowsOf(r);
-  const cats = rows.map((x) => `${x.endpoints} endpoints`);
+  const cats = rows.map((x) => `${x.endpoints} endpoint${x.endpoints === 1 ? '' : 's'}`);
   rep.plot('decode', 'protobuf against JSON decode', barChart({
     title: 'EndpointSlice watch events decoded per second',
     subtitle: where(r),
