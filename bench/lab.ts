@@ -1,7 +1,7 @@
 // Through a ClusterIP vs straight to the pod, per proxy mode, in one run: sequential connection
 // rate (connect, read, close) and bulk throughput, client pods on n0, server pod n1p1 on the
-// other node. The modes take turns on n0 (iptables, nftables, then eBPF, whose programs stay
-// attached until the lab goes); within a mode, rounds alternate between the direct path and
+// other node. The modes take turns on n0 (iptables, nftables, then eBPF without and with XDP,
+// whose programs stay attached until the lab goes); within a mode, rounds alternate between the direct path and
 // the ClusterIP, and the ratio reported is the median of the per-pair ratios.
 //   npm run bench:lab   (root; BENCH_QUICK=1: 3 rounds of 2 s and 256 MiB instead of 5, 3 s, 1 GiB)
 import { fileURLToPath } from 'node:url';
@@ -11,9 +11,10 @@ import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.t
 import { cleanupNftables } from '../control/backends/nftables/cleanup.ts';
 import { nodeFacts } from '../control/model/node.ts';
 import { ChangeTracker } from '../control/model/tracker.ts';
+import { xdpAttach } from '../control/bpf/attach.ts';
 import { programNode } from '../test/backends/ebpf-lab.ts';
 import { config } from '../test/cases/semantics.ts';
-import { inNetns, Lab } from '../test/lab/lab.ts';
+import { inNetns, Lab, netnsPath } from '../test/lab/lab.ts';
 import { QUICK, writeReport } from './report.ts';
 
 const LOAD = fileURLToPath(new URL('../test/lab/load.ts', import.meta.url));
@@ -21,9 +22,11 @@ const VIP = '10.96.0.90';
 const ROUNDS = QUICK ? 3 : 5;
 const SECONDS = QUICK ? 2 : 3;
 const BYTES = QUICK ? 1 << 28 : 1 << 30;
-const MODES = ['iptables', 'nftables', 'ebpf'] as const;
+// eBPF twice: first with tc and socket programs only, then with XDP added on the wire device
+// (native XDP on a veth changes how it batches: GRO), the same datapath both times.
+const MODES = ['iptables', 'nftables', 'ebpf, no XDP', 'ebpf'] as const;
 
-const lab = await Lab.create({ nodes: 2, podsPerNode: 4, bulkPort: 5001 });
+const lab = await Lab.create({ nodes: 2, podsPerNode: 5, bulkPort: 5001 });
 try {
   const server = lab.pod('n1p1');
   const n0 = lab.nodes[0]!;
@@ -38,7 +41,7 @@ try {
   // One client pod per path: the server closes first and keeps TIME_WAIT for 60 s, so one client
   // reusing a port towards the pod and then the VIP (same tuple at the server) would measure
   // TIME_WAIT collisions, not the datapath.
-  const clients = { direct: 'n0p0', iptables: 'n0p1', nftables: 'n0p2', ebpf: 'n0p3' };
+  const clients = { direct: 'n0p0', iptables: 'n0p1', nftables: 'n0p2', 'ebpf, no XDP': 'n0p3', ebpf: 'n0p4' };
   const load = (client: string) => async (request: object): Promise<Record<string, number>> =>
     JSON.parse(await lab.exec(lab.pod(client).netns, process.execPath, [LOAD, JSON.stringify(request)])) as Record<string, number>;
   const loadDirect = load(clients.direct);
@@ -55,7 +58,8 @@ try {
   for (const mode of MODES) {
     if (mode === 'iptables') await new IptablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
     if (mode === 'nftables') await new NftablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
-    if (mode === 'ebpf') ebpf = programNode(lab, n0, fill);
+    if (mode === 'ebpf, no XDP') ebpf = programNode(lab, n0, fill, undefined, { xdp: false });
+    if (mode === 'ebpf') xdpAttach({ ifname: n0.wireIf, netns: netnsPath(n0.netns), progFd: ebpf!.datapath.programFd('sy_xdp_external'), mode: 'auto' });
     const loadVip = load(clients[mode]);
     // Rounds alternate between the two paths, so that drift over the run (TIME_WAIT sockets piling
     // up at the server, a busy host) weighs on both alike.
@@ -85,7 +89,7 @@ try {
   }
   ebpf?.datapath.close();
   console.table(modes.map(({ pairs: _, ...r }) => r));
-  console.log(`written ${writeReport('lab', { rounds: ROUNDS, seconds: SECONDS, bulkBytes: BYTES, unproxied: { connectionsPerSecond: Math.round(unproxied.cps), gbitPerSecond: +unproxied.gbps.toFixed(2) }, modes, note: `per mode ${ROUNDS} rounds of ${SECONDS} s sequential connections and ${ROUNDS} bulk downloads of ${BYTES / 2 ** 20} MiB, the two paths alternating (ratio: median of the paired rounds' ratios; the direct rounds run with that mode's rules or programs in place, which for eBPF includes XDP and tc on every device of n0); before any mode, the direct path with nothing programmed (best of ${ROUNDS}); direct client n0p0, ClusterIP clients n0p1 (iptables), n0p2 (nftables), n0p3 (eBPF); server n1p1 on the other node; one ClusterIP programmed; IPVS not run (no ip_vs in this kernel; its lab runs in the VM tests)` })}`);
+  console.log(`written ${writeReport('lab', { rounds: ROUNDS, seconds: SECONDS, bulkBytes: BYTES, unproxied: { connectionsPerSecond: Math.round(unproxied.cps), gbitPerSecond: +unproxied.gbps.toFixed(2) }, modes, note: `per mode ${ROUNDS} rounds of ${SECONDS} s sequential connections and ${ROUNDS} bulk downloads of ${BYTES / 2 ** 20} MiB, the two paths alternating (ratio: median of the paired rounds' ratios; the direct rounds run with that mode's rules or programs in place, which for eBPF includes XDP and tc on every device of n0); before any mode, the direct path with nothing programmed (best of ${ROUNDS}); direct client n0p0, ClusterIP clients n0p1 (iptables), n0p2 (nftables), n0p3 (eBPF, tc and socket programs), n0p4 (the same with XDP on n0's wire device); server n1p1 on the other node; one ClusterIP programmed; IPVS not run (no ip_vs in this kernel; its lab runs in the VM tests)` })}`);
 } finally {
   await lab.teardown();
 }

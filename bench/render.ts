@@ -115,7 +115,7 @@ function datapath(rep: Report, dp: Result | undefined, rules: Result | undefined
     const of = setup.filter((r) => r.mode === mode);
     if (of.length > 0) series.push({ name: `${mode}: first packet*`, points: of.map((r) => [num(r.services), num(r.addedUsPerConnection) * 1000]), color: modeColor(mode) ?? COLORS[(builds.length + i) % COLORS.length]! });
   });
-  const sub = setup.length > 0 && rules?.environment?.date.slice(0, 10) !== dp!.environment?.date.slice(0, 10) ? `${where(dp)} (rule modes: ${rules?.environment?.date.slice(0, 16) ?? '?'})` : where(dp);
+  const sub = setup.length > 0 ? `${where(dp)}; rule modes ${rules?.environment?.date.slice(11, 16) ?? '?'} UTC` : where(dp);
   rep.plot('per-packet', 'per-packet cost against services', lineChart({
     title: 'Per-packet cost vs services',
     subtitle: sub,
@@ -157,7 +157,7 @@ function connectionSetup(rep: Report, rules: Result | undefined): void {
     series: modes.map((m) => ({ name: m === 'direct' ? 'pod IP directly' : `ClusterIP, ${m}`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.usPerConnection)]), dashed: m === 'direct', color: modeColor(m) })),
     note: 'sequential connections from a pod on n0 to a pod on n1; best round of each path',
   }));
-  rep.md.push(`${String(rules!.note ?? '')}\n`);
+  rep.md.push(`${String(rules!.note ?? '')}. The benchmark service sorts last among the services, so in iptables mode its rule is the last one KUBE-SERVICES tries (kube-proxy's worst case); nftables finds it in a verdict map, eBPF in a hash map (and at connect() with the socket programs).\n`);
   const direct = rows.filter((r) => r.mode === 'direct').map((r) => num(r.usPerConnection)).filter(Number.isFinite);
   if (direct.length > 1) {
     const lo = Math.min(...direct);
@@ -192,6 +192,7 @@ function syncs(rep: Report, rules: Result | undefined): void {
     series: [...pick('oneChangeMs'), ...modes.filter((m) => rows.some((r) => r.mode === m && r.oneChangeFullSyncMs !== undefined)).map((m) => ({ name: `${m}, as a full sync`, points: rows.filter((r) => r.mode === m).map((r) => [num(r.services), num(r.oneChangeFullSyncMs)] as [number, number]), dashed: true, color: modeColor(m) }))],
     note: 'from the tracker update to the rules or maps applied; iptables partial / nftables incremental / eBPF map writes',
   }));
+  rep.md.push('Timed per mode in one throwaway netns, one mode after the other. The one-service change runs from the tracker update to the rules or maps in place: iptables a partial iptables-restore, nftables an incremental transaction, eBPF compiling the model into map contents (`compileDatapath`, the whole model) and writing what differs. "As a full sync" is the same change written the way a periodic full sync writes it.\n');
   rep.md.push(table(rows, [['mode', 'mode'], ['services', 'services'], ['rules', 'iptables rules'], ['firstSyncMs', 'first sync ms'], ['oneChangeMs', 'one change ms'], ['oneChangeFullSyncMs', 'same change, full sync ms'], ['changeBytes', 'nft change bytes'], ['restartSyncMs', 'restart sync ms'], ['periodicSyncMs', 'periodic no-change ms']]));
 }
 
@@ -288,7 +289,8 @@ function model(rep: Report, r: Result | undefined): void {
 }
 
 function environments(results: Map<string, Result>): string {
-  const rows: Row[] = [...results.values()].map((r) => ({
+  const order = (n: string): number => ((SECTIONS as readonly string[]).indexOf(n) + SECTIONS.length + 1) % (SECTIONS.length + 1);
+  const rows: Row[] = [...results.values()].sort((a, b) => order(a.name) - order(b.name) || (a.name < b.name ? -1 : 1)).map((r) => ({
     name: r.name,
     date: r.environment?.date.slice(0, 19).replace('T', ' ') ?? r.at ?? '–',
     machine: r.environment?.machine ?? '–',
