@@ -190,8 +190,9 @@ export function barChart(c: BarChartSpec): string {
   if (c.reference !== undefined) {
     const py = y.map(c.reference.value).toFixed(1);
     body.push(`<line x1="${M.left}" y1="${py}" x2="${M.left + PLOT_W}" y2="${py}" stroke="#333333" stroke-dasharray="4 3"/>`);
-    body.push(`<text x="${M.left + PLOT_W - 4}" y="${Number(py) - 5}" text-anchor="end" font-size="10">${escapeXml(c.reference.label)}</text>`);
   }
-  body.push(...legend(c.series.map((s, i) => ({ name: s.name, color: COLORS[i % COLORS.length]!, bar: true }))));
+  // The reference line is named in the legend, where it cannot cover a bar's label.
+  const ref = c.reference === undefined ? [] : [{ name: c.reference.label, color: '#333333', dashed: true }];
+  body.push(...legend([...c.series.map((s, i) => ({ name: s.name, color: COLORS[i % COLORS.length]!, bar: true })), ...ref]));
   return frame(c.title, c.subtitle, c.yLabel, undefined, c.note, body);
 }
