@@ -22,7 +22,7 @@ import { buildPacket, parsePacket } from '../test/packet.ts';
 import { runPrefix } from '../test/lab/names.ts';
 import { teardownNamesSync } from '../test/lab/sweep.ts';
 import { buildDir } from '../test/bpf/objects.ts';
-import { writeReport } from './report.ts';
+import { sizes, writeReport } from './report.ts';
 
 const BACKENDS = 10;
 const REPEAT = 200_000;
@@ -32,6 +32,8 @@ const CLIENT = '10.244.0.1';
 const EXTERNAL_CLIENT = '10.254.0.200';
 const EXTERNAL_VIP = '10.253.0.1';
 const prefix = `${runPrefix()}-bench`;
+// BENCH_QUICK=1 stops at 10k services; BENCH_SIZES=10,1000 picks others.
+const SIZES = sizes([10, 1000, 10_000, 100_000], [10, 1000, 10_000]);
 
 function vip(i: number): string {
   const a = VIP_BASE + i;
@@ -101,7 +103,7 @@ const floorNs = measure(empty.programFd('other_tc'), probe);
 empty.close();
 let helperCallNs = 0;
 try {
-  for (const n of [10, 1000, 10_000, 100_000]) for (const build of BUILDS) {
+  for (const n of SIZES) for (const build of BUILDS) {
     const { dp, syncMs } = setup(n, build);
     const packets = dp.object.map('bench_packets', u32, benchPacket);
     const fd = (name: string): number => dp.programFd(name);
@@ -126,7 +128,7 @@ try {
       const x = parsePacket(progTestRun(fd(prog), probe).data);
       if (x.dst !== xdpOpened.dst || !x.l4ChecksumOk || !x.ipChecksumOk) throw new Error(`${prog}: external flow not translated: ${JSON.stringify(x)}`);
     }
-    if (n === 10) helperCallNs = +((measure(fd('sy_bench_helper_calls'), probe) - floorNs) / 8).toFixed(1);
+    if (n === SIZES[0]) helperCallNs = +((measure(fd('sy_bench_helper_calls'), probe) - floorNs) / 8).toFixed(1);
     const restoreNs = measure(fd('sy_bench_restore'), probe);
     const restoreNewNs = measure(fd('sy_bench_restore_new'), probe);
     const newFlowNs = measure(fd('sy_bench_new'), probe, 1) - restoreNewNs;
@@ -146,8 +148,8 @@ console.table(rows);
 const flatness: Record<string, Record<string, number>> = {};
 for (const build of BUILDS) {
   const of = (services: number) => rows.find((r) => r.build === build && r.services === services)!;
-  const flat = (k: string): number => +(Number(of(100_000)[k]) / Number(of(10)[k])).toFixed(3);
+  const flat = (k: string): number => +(Number(of(SIZES.at(-1)!)[k]) / Number(of(SIZES[0]!)[k])).toFixed(3);
   flatness[build] = { newFlow: flat('newFlowNs'), established: flat('establishedNs'), reply: flat('replyNs') };
-  console.log(`${build}: 100k / 10 services: new flow ${flatness[build]!.newFlow}x, established ${flatness[build]!.established}x, reply ${flatness[build]!.reply}x`);
+  console.log(`${build}: ${SIZES.at(-1)} / ${SIZES[0]} services: new flow ${flatness[build]!.newFlow}x, established ${flatness[build]!.established}x, reply ${flatness[build]!.reply}x`);
 }
-console.log(`written ${writeReport('datapath', { floorNs, helperCallNs, rows, flatness100kTo10: flatness, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers' })}`);
+console.log(`written ${writeReport('datapath', { sizes: SIZES, builds: BUILDS, floorNs, helperCallNs, rows, flatness: { of: `${SIZES.at(-1)} / ${SIZES[0]} services`, ...flatness }, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers' })}`);

@@ -1,12 +1,16 @@
 // The rule-based modes against each other and against eBPF, in one run:
-// 1. Sync times at 1k and 10k services (2 endpoints each, every 10th with a NodePort), inside a
+// 1. Sync times at 100, 1k and 10k services (2 endpoints each, every 10th with a NodePort), inside a
 //    throwaway netns: a full sync, a one-service change and the same change as a full sync
 //    (iptables partial vs full, nftables incremental vs full repair against the listing, eBPF
 //    map writes), and for nftables an agent restart's first sync and a periodic no-change sync.
-// 2. Connection setup through a ClusterIP among 10k services, from a lab pod to a pod on the
+//    The one-service change is timed from the event (tracker update and flush) to the applied
+//    rules or maps.
+// 2. Connection setup through a ClusterIP among 10, 1k and 10k services, from a lab pod to a pod on the
 //    other node: iptables (the benchmark service last in KUBE-SERVICES, kube-proxy's worst
 //    case), nftables (verdict maps) and the eBPF datapath, against the pod IP directly.
-//   npm run bench:rules   (root)
+// The added time per connection over the direct path is the first packet's cost (the answers
+// and later packets of a flow take conntrack's established path in every mode).
+//   npm run bench:rules   (root; BENCH_QUICK=1: 100 and 1k for syncs, 10 and 1k for connections)
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
@@ -25,9 +29,11 @@ import { programNode } from '../test/backends/ebpf-lab.ts';
 import { run } from '../test/lab/exec.ts';
 import { inNetns, Lab } from '../test/lab/lab.ts';
 import { runPrefix } from '../test/lab/names.ts';
-import { writeReport } from './report.ts';
+import { QUICK, sizes, writeReport } from './report.ts';
 
 const LOAD = fileURLToPath(new URL('../test/lab/load.ts', import.meta.url));
+const ROUNDS = QUICK ? 2 : 3;
+const SECONDS = QUICK ? 2 : 3;
 const octets = (i: number): string => `${(i >> 8) & 255}.${i & 255}`;
 
 /** n services in namespace "load" plus, sorting last, zz/bench at 10.96.0.90 -> `benchEndpoint`. */
@@ -72,27 +78,23 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     let t = cluster(n);
     const ipt = new IptablesBackend({ families: [4], commandPrefix: prefix });
     const iptFull = await ms(() => ipt.sync(t.state(), true));
-    let changes = change(t, n, 1);
-    const iptPartial = await ms(() => ipt.sync(t.state(), false, changes));
-    changes = change(t, n, 2);
-    const iptFullAgain = await ms(() => ipt.sync(t.state(), true, changes));
+    const iptPartial = await ms(() => ipt.sync(t.state(), false, change(t, n, 1)));
+    const iptFullAgain = await ms(() => ipt.sync(t.state(), true, change(t, n, 2)));
     const rules = (await run('nsenter', [...prefix.slice(1), 'iptables-save', '-t', 'nat'])).split('\n').filter((l) => l.startsWith('-A')).length;
-    rows.push({ mode: 'iptables', services: n, rules, 'first sync ms': iptFull, 'one-service change ms': iptPartial, 'same change, full sync ms': iptFullAgain });
+    rows.push({ mode: 'iptables', services: n, rules, firstSyncMs: iptFull, oneChangeMs: iptPartial, oneChangeFullSyncMs: iptFullAgain });
     await cleanupIptables(defaultRunner(prefix));
 
     t = cluster(n);
     const nft = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftFirst = await ms(() => nft.sync(t.state(), false));
-    changes = change(t, n, 1);
-    const nftIncremental = await ms(() => nft.sync(t.state(), false, changes));
+    const nftIncremental = await ms(() => nft.sync(t.state(), false, change(t, n, 1)));
     const bytes = nft.sent.last()!.text.length;
-    changes = change(t, n, 2);
-    const nftFull = await ms(() => nft.sync(t.state(), true, changes));
+    const nftFull = await ms(() => nft.sync(t.state(), true, change(t, n, 2)));
     // An agent restart: a new backend's first sync lists the table and rewrites nothing.
     const restarted = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftRestart = await ms(() => restarted.sync(t.state(), false));
     const periodic = await ms(() => restarted.sync(t.state(), false));
-    rows.push({ mode: 'nftables', services: n, 'first sync ms': nftFirst, 'one-service change ms': nftIncremental, 'same change, full sync ms': nftFull, 'change bytes': bytes, 'restart (full, nothing drifted) ms': nftRestart, 'periodic sync, no change ms': periodic });
+    rows.push({ mode: 'nftables', services: n, firstSyncMs: nftFirst, oneChangeMs: nftIncremental, oneChangeFullSyncMs: nftFull, changeBytes: bytes, restartSyncMs: nftRestart, periodicSyncMs: periodic });
     await cleanupNftables(nftRunner(prefix));
 
     t = cluster(n);
@@ -100,9 +102,11 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     const dp = EbpfDatapath.open({ object: datapathObjectPath(), pinDir });
     try {
       const first = await ms(() => dp.sync(compileDatapath(t.state())));
-      change(t, n, 1);
-      const one = await ms(() => dp.sync(compileDatapath(t.state())));
-      rows.push({ mode: 'ebpf', services: n, 'first sync ms': first, 'one-service change ms': one });
+      const one = await ms(() => {
+        change(t, n, 1);
+        return dp.sync(compileDatapath(t.state()));
+      });
+      rows.push({ mode: 'ebpf', services: n, firstSyncMs: first, oneChangeMs: one });
     } finally {
       dp.close();
       rmSync(pinDir, { recursive: true, force: true });
@@ -126,31 +130,38 @@ async function connectionSetup(n: number): Promise<Array<Record<string, string |
     // same client tuple through two paths would measure those collisions.
     const rate = async (client: string, host: string, port: number): Promise<number> => {
       let best = 0;
-      for (let i = 0; i < 3; i++) best = Math.max(best, (JSON.parse(await lab.exec(lab.pod(client).netns, process.execPath, [LOAD, JSON.stringify({ mode: 'connections', host, port, seconds: 3 })])) as { perSecond: number }).perSecond);
+      for (let i = 0; i < ROUNDS; i++) best = Math.max(best, (JSON.parse(await lab.exec(lab.pod(client).netns, process.execPath, [LOAD, JSON.stringify({ mode: 'connections', host, port, seconds: SECONDS })])) as { perSecond: number }).perSecond);
       return best;
     };
-    const direct = await rate('n0p0', server.ipv4, 8080);
+    const directBefore = await rate('n0p0', server.ipv4, 8080);
     await new IptablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
     const ipt = await rate('n0p1', '10.96.0.90', 80);
     await cleanupIptables(defaultRunner(prefix));
     await new NftablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
     const nft = await rate('n0p2', '10.96.0.90', 80);
     await cleanupNftables(nftRunner(prefix));
+    // The direct path once more, with nothing programmed: the better of the two is the baseline
+    // (a busy host slows a round, it never speeds one up).
+    const direct = Math.max(directBefore, await rate('n0p0', server.ipv4, 8080));
     const programmed = programNode(lab, n0, (t) => fill(t, n, { ip: server.ipv4, node: 'n1' }));
     const ebpf = await rate('n0p3', '10.96.0.90', 80);
     programmed.datapath.close();
-    const row = (path: string, cps: number): Record<string, string | number> => ({ path, services: n, 'connections/s': Math.round(cps), 'µs per connection': +(1e6 / cps).toFixed(1), 'vs direct': +(cps / direct).toFixed(3) });
-    return [row('pod IP (baseline)', direct), row('ClusterIP, iptables', ipt), row('ClusterIP, nftables', nft), row('ClusterIP, eBPF', ebpf)];
+    const row = (mode: string, path: string, cps: number): Record<string, string | number> => ({ mode, path, services: n, connectionsPerSecond: Math.round(cps), usPerConnection: +(1e6 / cps).toFixed(1), addedUsPerConnection: +(1e6 / cps - 1e6 / direct).toFixed(1), vsDirect: +(cps / direct).toFixed(3) });
+    return [row('direct', 'pod IP (baseline)', direct), row('iptables', 'ClusterIP, iptables', ipt), row('nftables', 'ClusterIP, nftables', nft), row('ebpf', 'ClusterIP, eBPF', ebpf)];
   } finally {
     await lab.teardown();
   }
 }
 
-// BENCH_RULES_SIZES=10000 BENCH_RULES_SETUP=0 narrows a run (the sync part at one size).
-const sizes = (process.env.BENCH_RULES_SIZES ?? '1000,10000').split(',').map(Number);
+// BENCH_RULES_SIZES=10000 BENCH_RULES_SETUP=0 narrows a run (the sync part at one size);
+// BENCH_RULES_SETUP_SIZES the connection part.
+const list = (env: string | undefined, fallback: number[]): number[] => (env === undefined || env === '' ? fallback : env.split(',').map(Number));
+const syncSizes = list(process.env.BENCH_RULES_SIZES, sizes([100, 1000, 10_000], [100, 1000]));
+const setupSizes = process.env.BENCH_RULES_SETUP === '0' ? [] : list(process.env.BENCH_RULES_SETUP_SIZES, QUICK ? [10, 1000] : [10, 1000, 10_000]);
 const sync: Array<Record<string, string | number>> = [];
-for (const n of sizes) sync.push(...(await syncTimes(n)));
+for (const n of syncSizes) sync.push(...(await syncTimes(n)));
 console.table(sync);
-const setup = process.env.BENCH_RULES_SETUP === '0' ? [] : await connectionSetup(10_000);
+const setup: Array<Record<string, string | number>> = [];
+for (const n of setupSizes) setup.push(...(await connectionSetup(n)));
 console.table(setup);
-console.log(`written ${writeReport('rules', { sync, connectionSetup: setup, note: 'sync: one netns, IPv4, 2 endpoints per service, every 10th with a NodePort; connection setup: sequential connect/read/close from a pod on n0 to a pod on n1, best of 3 rounds of 3 s, one client pod per path' })}`);
+console.log(`written ${writeReport('rules', { syncSizes, setupSizes, sync, connectionSetup: setup, note: `sync: one netns, IPv4, 2 endpoints per service, every 10th with a NodePort; one-service change timed from the tracker update to the applied rules or maps; connection setup: sequential connect/read/close from a pod on n0 to a pod on n1, best of ${ROUNDS} rounds of ${SECONDS} s, one client pod per path, the direct path measured before and after the rule modes (the better is the baseline)` })}`);
