@@ -31,12 +31,14 @@ export interface RenderOptions {
 }
 
 /** The order of the report; any other results file is listed at the end. */
-const SECTIONS = ['datapath', 'rules', 'rss', 'lab', 'snat', 'decode', 'model'] as const;
+const SECTIONS = ['datapath', 'rules', 'rss', 'agent', 'lab', 'paths', 'snat', 'decode', 'model'] as const;
 const COMMANDS: Record<string, string> = {
   datapath: 'npm run bench:datapath',
   rules: 'npm run bench:rules',
   rss: 'npm run bench:rss',
   lab: 'npm run bench:lab',
+  paths: 'npm run bench:paths',
+  agent: 'npm run bench:agent',
   snat: 'npm run bench:snat',
   decode: 'npm run bench:decode',
   model: 'npm run bench:model',
@@ -262,6 +264,29 @@ function snat(rep: Report, r: Result | undefined): void {
   rep.md.push(table(rows, [['path', 'path'], ['connectionsPerSecond', 'connections/s'], ['gbitPerSecond', 'Gbit/s'], ['failures', 'failed connections']]));
 }
 
+function paths(rep: Report, r: Result | undefined): void {
+  rep.md.push('## Bulk TCP through a ClusterIP, a NodePort with SNAT and a hairpin (eBPF, TSO/GSO/GRO on)\n');
+  if (missing(rep, 'paths', r)) return;
+  const ratios = (r!.ratios ?? {}) as Record<string, number>;
+  rep.plot('paths', 'bulk TCP per path against the pod directly', barChart({
+    title: 'bulk throughput / the same transfer to the pod directly',
+    subtitle: where(r),
+    yLabel: 'ratio (median of paired rounds)',
+    categories: ['ClusterIP', 'NodePort SNAT', 'hairpin / own pod IP', 'hairpin / same-node pod'],
+    series: [{ name: `eBPF, xdpMode ${String(r!.xdpMode ?? 'auto')}`, values: [num(ratios.throughputMedianOfPairs), num(ratios.nodePortSnatThroughputMedianOfPairs), num(ratios.hairpinThroughputMedianOfPairs), num(ratios.hairpinVsSameNodePodMedianOfPairs)] }],
+    reference: { value: 1, label: 'pod directly = 1' },
+  }));
+  rep.md.push(`${String(r!.note ?? '')}\n`);
+  rep.md.push(table(rowsOf(r), [['path', 'path'], ['connectionsPerSecond', 'connections/s'], ['gbitPerSecond', 'Gbit/s'], ['ratioMedianOfPairs', 'ratio (median of pairs)']]));
+}
+
+function agent(rep: Report, r: Result | undefined): void {
+  rep.md.push('## The whole agent against the API server: first sync, memory, programming latency under churn\n');
+  if (missing(rep, 'agent', r)) return;
+  rep.md.push(`${String(r!.note ?? '')}; churn ${JSON.stringify(r!.churn ?? {})}. Measured ${where(r)}.\n`);
+  rep.md.push(table(rowsOf(r), [['mode', 'mode'], ['services', 'services'], ['firstSyncS', 'first sync s'], ['afterFirstSyncRssMiB', 'RSS after first sync MiB'], ['peakRssMiB', 'peak RSS MiB'], ['programmingP50ms', 'programming p50 ms'], ['programmingP99ms', 'p99 ms'], ['failedProbes', 'failed probes'], ['probes', 'probes'], ['eventLoopLagP99ms', 'loop lag p99 ms'], ['eventLoopLagMaxMs', 'max ms'], ['sigtermExitMs', 'SIGTERM exit ms']]));
+}
+
 function decode(rep: Report, r: Result | undefined): void {
   rep.md.push('## Protobuf against JSON: watch-event decode\n');
   if (missing(rep, 'decode', r)) return;
@@ -340,7 +365,9 @@ export function render(o: RenderOptions): string[] {
   connectionSetup(rep, results.get('rules'));
   syncs(rep, results.get('rules'));
   rss(rep, results.get('rss'));
+  agent(rep, results.get('agent'));
   lab(rep, results.get('lab'));
+  paths(rep, results.get('paths'));
   snat(rep, results.get('snat'));
   decode(rep, results.get('decode'));
   model(rep, results.get('model'));
