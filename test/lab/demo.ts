@@ -112,14 +112,24 @@ async function main(): Promise<void> {
     console.log(`service demo/echo: ClusterIP ${VIP}:80 and NodePort ${node.ipv4}:${NODE_PORT} -> ${backends.map((b) => b.name).join(', ')}`);
     console.log(`metrics: http://127.0.0.1:10249/metrics inside ${node.name}  (nsenter --net=/run/netns/${node.netns} curl -s http://127.0.0.1:10249/metrics)`);
     const started = Date.now();
+    let seenPackets = 0;
     for (let round = 1; !stopping && Date.now() - started < durationMs; round++) {
       const viaVip = await lab.probe(client.netns, { targets: [{ proto: 'tcp', host: VIP, port: 80 }], count: connections });
       const viaNodePort = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: node.ipv4, port: NODE_PORT }], count: connections });
       console.log(`\nround ${round}`);
       console.log(spread(`  ${connections} connections from pod ${client.name} to ClusterIP ${VIP}:80`, viaVip, backends.map((b) => b.name)));
       console.log(spread(`  ${connections} connections from outside to NodePort ${node.ipv4}:${NODE_PORT}`, viaNodePort, backends.map((b) => b.name)));
-      const metrics = JSON.parse(await lab.exec(node.netns, process.execPath, [GET, 'http://127.0.0.1:10249/metrics'])) as { body: string };
-      const packets = metrics.body.split('\n').filter((l) => l.startsWith('switchyard_service_packets_total{service_port="demo/echo')).map((l) => `  ${l}`);
+      // The agent re-reads the datapath's counters every 10 s (never per scrape): this round's
+      // packets show once that snapshot was taken, so ask until it has (bounded).
+      const total = (lines: string[]): number => lines.reduce((n, l) => n + Number(l.trim().split(' ').at(-1) ?? 0), 0);
+      let packets: string[] = [];
+      for (let tries = 0; tries < 30; tries++) {
+        const metrics = JSON.parse(await lab.exec(node.netns, process.execPath, [GET, 'http://127.0.0.1:10249/metrics'])) as { body: string };
+        packets = metrics.body.split('\n').filter((l) => l.startsWith('switchyard_service_packets_total{service_port="demo/echo')).map((l) => `  ${l}`);
+        if (total(packets) > seenPackets || stopping) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      seenPackets = total(packets);
       console.log(`  agent metrics:\n${packets.join('\n')}`);
       const left = durationMs - (Date.now() - started);
       if (left > 0) await new Promise((r) => setTimeout(r, Math.min(1000, left)));
