@@ -49,8 +49,9 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     }
     // SCTP: a ClusterIP whose port is its target port (served), one whose target port differs (left
     // to the rule modes), and a NodePort equal to its target port (served, SNAT keeping the port).
-    tracker.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.0.90'], ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }, { name: 'other', port: 7001, targetPort: 7002, protocol: 'SCTP' }] }));
+    tracker.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.0.90', 'fd00:96::90'], ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }, { name: 'other', port: 7001, targetPort: 7002, protocol: 'SCTP' }] }));
     tracker.upsertSlice(slice({ name: 'sctp-x', service: 'sctp', ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }, { name: 'other', port: 7002, protocol: 'SCTP' }], endpoints: [{ ip: '10.244.1.40', node: 'n1' }] }));
+    tracker.upsertSlice(slice({ name: 'sctp-y', service: 'sctp', family: 6, ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }], endpoints: [{ ip: 'fd00:10:244:1::40', node: 'n1' }] }));
     tracker.upsertService(service({ name: 'sctp-np', type: 'NodePort', clusterIPs: ['10.96.0.91'], ports: [{ port: 30950, nodePort: 30950, protocol: 'SCTP' }] }));
     tracker.upsertSlice(slice({ name: 'sctp-np-x', service: 'sctp-np', ports: [{ port: 30950, protocol: 'SCTP' }], endpoints: [{ ip: '10.244.1.41', node: 'n1' }] }));
     tracker.flush();
@@ -161,6 +162,17 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     assert.equal(sctpSum(back.out), sctpSum(answer));
     // The flow's next packets keep their backend.
     assert.equal(parsePacket(run('sy_from_pod', init).out).dst, '10.244.1.40');
+  });
+
+  it('SCTP over IPv6: addresses translated both ways, the CRC32c untouched and still valid', () => {
+    const client6 = 'fd00:10:244::a';
+    const init = buildPacket({ src: client6, dst: 'fd00:96::90', proto: 'sctp', sport: 43300, dport: 7000 });
+    const { retval, out } = run('sy_from_pod', init);
+    const p = parsePacket(out);
+    assert.deepEqual([retval, p.src, p.sport, p.dst, p.dport, p.l4ChecksumOk], [TC_ACT_OK, client6, 43300, 'fd00:10:244:1::40', 7000, true]);
+    assert.deepEqual(out.subarray(14 + 40), init.subarray(14 + 40), 'nothing past the IPv6 header changes');
+    const r = parsePacket(run('sy_to_pod', buildPacket({ src: 'fd00:10:244:1::40', dst: client6, proto: 'sctp', sport: 7000, dport: 43300 })).out);
+    assert.deepEqual([r.src, r.sport, r.dst, r.dport, r.l4ChecksumOk], ['fd00:96::90', 7000, client6, 43300, true]);
   });
 
   it('SCTP to a port whose target port differs: not ours, passed on untouched', () => {
