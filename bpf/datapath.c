@@ -120,6 +120,8 @@ static __attribute__((noinline)) int sy_local_socket(struct __sk_buff *skb, cons
 	struct bpf_sock *sk;
 	__u32 len;
 
+	if (rk->proto != IPPROTO_TCP && rk->proto != IPPROTO_UDP)
+		return 0; /* no socket lookup helper for SCTP */
 	if (rk->family == 4) {
 		st.ipv4.saddr = rk->saddr[0];
 		st.ipv4.daddr = rk->daddr[0];
@@ -146,7 +148,7 @@ static __attribute__((noinline)) int sy_local_socket(struct __sk_buff *skb, cons
 /*
  * Claims a source port for a translated flow and writes its reply entry rv under it: the client's
  * own port when its reply tuple is free (as netfilter's NAT keeps it), else random ports of
- * [snat_port_min, snat_port_max]. A port is claimed atomically (BPF_NOEXIST), so two CPUs never
+ * [snat_port_min, snat_port_max] (never for SCTP). A port is claimed atomically (BPF_NOEXIST), so two CPUs never
  * share one; a tuple whose flow expired or closed is taken over. 0, or -1 when none was found.
  */
 static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key *rk, const struct sy_ct_value *rv,
@@ -158,6 +160,9 @@ static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key
 	for (int i = 0; i < SY_SNAT_TRIES; i++) {
 		struct sy_ct_value *old;
 
+		/* SCTP keeps the client's port or nothing: a new port would void its CRC32c (include/nat.h). */
+		if (rk->proto == IPPROTO_SCTP && (i > 0 || !client_port))
+			return -1;
 		rk->dport = (i == 0 && client_port) ? client_port : bpf_htons(min + bpf_get_prandom_u32() % span);
 		if (sy_local_socket(skb, rk))
 			continue;

@@ -1,15 +1,15 @@
-// Building and parsing Ethernet/IPv4/IPv6/TCP/UDP packets for BPF_PROG_TEST_RUN tests, with
+// Building and parsing Ethernet/IPv4/IPv6/TCP/UDP/SCTP packets for BPF_PROG_TEST_RUN tests, with
 // checksums computed from scratch so a program's incremental updates can be checked.
 import { isIPv4 } from 'node:net';
 import { formatIpv6, ipv6Bytes } from '../control/bpf/codec.ts';
 
-export const PROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
+export const PROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
 export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
 
 export interface PacketSpec {
   src: string;
   dst: string;
-  proto: 'tcp' | 'udp';
+  proto: 'tcp' | 'udp' | 'sctp';
   sport: number;
   dport: number;
   tcpFlags?: number;
@@ -38,6 +38,30 @@ export function csumAdd(buf: Buffer, initial = 0): number {
 
 export function csumFinish(sum: number): number {
   return ~sum & 0xffff;
+}
+
+const CRC32C_TABLE = ((): Uint32Array => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC32c (Castagnoli), as SCTP computes it over its packet (RFC 9260 appendix A). */
+export function crc32c(buf: Buffer): number {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC32C_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** Whether an SCTP packet's checksum field (bytes 8..11, stored little-endian) holds its CRC32c. */
+export function sctpChecksumOk(segment: Buffer): boolean {
+  const copy = Buffer.from(segment);
+  copy.writeUInt32LE(0, 8);
+  return crc32c(copy) === segment.readUInt32LE(8);
 }
 
 function pseudoHeader(src: Buffer, dst: Buffer, proto: number, length: number): Buffer {
@@ -70,6 +94,20 @@ function l4Segment(spec: PacketSpec): Buffer {
     h.writeUInt16BE(65535, 14);
     return Buffer.concat([h, payload]);
   }
+  if (spec.proto === 'sctp') {
+    // The common header and one INIT chunk (RFC 9260 3.3.2), checksum filled in by buildPacket.
+    const h = Buffer.alloc(12 + 20);
+    h.writeUInt16BE(spec.sport, 0);
+    h.writeUInt16BE(spec.dport, 2);
+    h[12] = 1; // INIT
+    h.writeUInt16BE(20, 14);
+    h.writeUInt32BE(0x1234abcd, 16); // initiate tag
+    h.writeUInt32BE(65536, 20); // a_rwnd
+    h.writeUInt16BE(10, 24); // outbound streams
+    h.writeUInt16BE(10, 26); // inbound streams
+    h.writeUInt32BE(1, 28); // initial TSN
+    return Buffer.concat([h, payload]);
+  }
   const h = Buffer.alloc(8);
   h.writeUInt16BE(spec.sport, 0);
   h.writeUInt16BE(spec.dport, 2);
@@ -78,6 +116,11 @@ function l4Segment(spec: PacketSpec): Buffer {
 }
 
 function withL4Checksum(segment: Buffer, proto: number, src: Buffer, dst: Buffer): Buffer {
+  if (proto === PROTO.SCTP) {
+    segment.writeUInt32LE(0, 8);
+    segment.writeUInt32LE(crc32c(segment), 8);
+    return segment;
+  }
   const at = proto === PROTO.TCP ? 16 : 6;
   segment.writeUInt16BE(0, at);
   let c = csumFinish(csumAdd(segment, csumAdd(pseudoHeader(src, dst, proto, segment.length))));
@@ -86,10 +129,10 @@ function withL4Checksum(segment: Buffer, proto: number, src: Buffer, dst: Buffer
   return segment;
 }
 
-/** An Ethernet frame carrying one TCP or UDP packet over IPv4 or IPv6, checksums correct. */
+/** An Ethernet frame carrying one TCP, UDP or SCTP packet over IPv4 or IPv6, checksums correct. */
 export function buildPacket(spec: PacketSpec): Buffer {
   const v4 = isIPv4(spec.src);
-  const proto = spec.proto === 'tcp' ? PROTO.TCP : PROTO.UDP;
+  const proto = spec.proto === 'tcp' ? PROTO.TCP : spec.proto === 'sctp' ? PROTO.SCTP : PROTO.UDP;
   const src = v4 ? ipv4Bytes(spec.src) : ipv6Bytes(spec.src);
   const dst = v4 ? ipv4Bytes(spec.dst) : ipv6Bytes(spec.dst);
   const segment = withL4Checksum(l4Segment(spec), proto, src, dst);
@@ -132,7 +175,7 @@ export interface ParsedPacket {
   sport: number;
   dport: number;
   tcpFlags: number;
-  /** The TCP/UDP checksum verifies over the pseudo-header (a UDP checksum of 0 means none). */
+  /** The TCP/UDP checksum verifies over the pseudo-header (a UDP checksum of 0 means none); SCTP's CRC32c over its packet. */
   l4ChecksumOk: boolean;
   /** Bytes after the IP header. */
   l4: Buffer;
@@ -172,9 +215,10 @@ export function parsePacket(frame: Buffer): ParsedPacket {
     throw new Error(`not IP: ethertype 0x${etherType.toString(16)}`);
   }
   const l4 = frame.subarray(l4Start, l4Start + l4Length);
-  const hasPorts = proto === PROTO.TCP || proto === PROTO.UDP;
+  const hasPorts = proto === PROTO.TCP || proto === PROTO.UDP || proto === PROTO.SCTP;
   const udpNoChecksum = proto === PROTO.UDP && l4.readUInt16BE(6) === 0;
-  const l4ChecksumOk = udpNoChecksum || csumFinish(csumAdd(l4, csumAdd(pseudoHeader(src, dst, proto, l4.length)))) === 0;
+  const l4ChecksumOk =
+    proto === PROTO.SCTP ? sctpChecksumOk(l4) : udpNoChecksum || csumFinish(csumAdd(l4, csumAdd(pseudoHeader(src, dst, proto, l4.length)))) === 0;
   return {
     etherType,
     family,

@@ -65,7 +65,7 @@ static __always_inline int sy_l4_csum_inline(void *data, void *end, const struct
 }
 
 /*
- * A later fragment (l4_off SY_L4_NONE: no L4 header) gets its addresses alone: IPv4's header checksum
+ * A later fragment (l4_off SY_L4_NONE: no L4 header), and an SCTP packet, get their addresses alone: IPv4's header checksum
  * follows, and the L4 checksum was updated once, in the first fragment (it covers the datagram's
  * pseudo-header and ports). IPv6 has no header checksum; a CHECKSUM_COMPLETE skb->csum follows the
  * change (bpf_csum_update, which leaves any other skb alone). Off the hot path: a function of its
@@ -123,6 +123,12 @@ static __always_inline int sy_rewrite(struct __sk_buff *skb, struct sy_tuple *t,
 
 	if (l4_off > ETH_HLEN + 60) /* SY_L4_NONE: a later fragment */
 		return l4_off == SY_L4_NONE ? sy_rewrite_fragment(skb, t, is_dst, addr, port) : -1;
+	/* SCTP: its CRC32c covers no pseudo-header, so a new address leaves it valid; a new port would
+	 * not (the control plane programs only SCTP frontends whose port is the backend's, and SNAT
+	 * keeps the client's port). The address alone, as for a later fragment; the checksum is never
+	 * touched. */
+	if (t->proto == IPPROTO_SCTP)
+		return old_port == port ? sy_rewrite_fragment(skb, t, is_dst, addr, port) : -1;
 	ports = data + l4_off;
 	if ((void *)(ports + 2) > end)
 		return -1; /* sy_parse made the headers linear */

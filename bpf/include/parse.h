@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Reading a packet's 5-tuple (IPv4 or IPv6, TCP or UDP) with bounded, verifier-friendly loads. */
+/* Reading a packet's 5-tuple (IPv4 or IPv6, TCP, UDP or SCTP) with bounded, verifier-friendly loads. */
 #ifndef SWITCHYARD_PARSE_H
 #define SWITCHYARD_PARSE_H
 
@@ -73,6 +73,9 @@ static __always_inline __u8 sy_ip_summed(struct __sk_buff *skb)
  * headroom, so the rewrite's own bounds check sends it to the fragment path at no cost. */
 #define SY_L4_NONE 0xffff
 
+/* SCTP's common header (RFC 9260 3.1): source port, destination port, verification tag, checksum. */
+#define SY_SCTP_HLEN 12
+
 #ifndef IPPROTO_FRAGMENT
 #define IPPROTO_FRAGMENT 44
 #endif
@@ -108,7 +111,7 @@ static __always_inline int sy_ipv6_skip_ext(void *data, void *end, __u8 *proto, 
  * Fills t from an Ethernet frame with direct packet access; 0 on success, SY_PARSE_PULL when the
  * headers are not all in the linear part of the skb (the caller pulls them in and asks again),
  * SY_PARSE_FRAGMENT for a fragment (IPv4 with MF or an offset, IPv6 with a fragment header), -1
- * for anything not TCP/UDP over IP (passed untouched).
+ * for anything not TCP/UDP/SCTP over IP (passed untouched).
  */
 static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tuple *t)
 {
@@ -144,7 +147,7 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
 		proto = ip6->nexthdr;
 		t->l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP) {
 			int rc = sy_ipv6_skip_ext(data, end, &proto, &t->l4_off);
 
 			if (rc)
@@ -165,6 +168,12 @@ static __always_inline int sy_parse_linear(struct __sk_buff *skb, struct sy_tupl
 		if ((void *)(l4 + 8) > end)
 			return SY_PARSE_PULL;
 		t->csum_off = t->l4_off + offsetof(struct udphdr, check);
+	} else if (proto == IPPROTO_SCTP) {
+		/* The common header: ports where UDP has them, a verification tag, a CRC32c over the
+		 * SCTP packet alone (no pseudo-header: include/nat.h translates addresses only). */
+		if ((void *)(l4 + SY_SCTP_HLEN) > end)
+			return SY_PARSE_PULL;
+		t->csum_off = t->l4_off + 8;
 	} else {
 		return -1;
 	}

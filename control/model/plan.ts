@@ -194,3 +194,17 @@ export function chainUse(plan: ServicePortPlan): ChainUse {
   const usesExternalChain = external !== undefined && forwardsAny(external);
   return { internal, kinds, external, usesExternalChain, forwardsSomething: forwardsAny(internal) || usesExternalChain, firewall: plan.byKind.LoadBalancer !== undefined && plan.lbSourceRanges.length > 0 };
 }
+
+/**
+ * Why the eBPF datapath leaves one SCTP frontend (kind, port) to the rule modes, or undefined when
+ * it serves it. SCTP's CRC32c covers no pseudo-header, so translating addresses leaves it valid,
+ * but a new port would void it: only frontends whose port is every endpoint's port are served
+ * (SNAT then keeps the client's port). Here so that the compiler and `trace` say the same.
+ */
+export function ebpfSctpUnsupported(sp: ServicePortState, kind: FrontendKind, port: number): string | undefined {
+  if (sp.protocol !== 'SCTP') return undefined;
+  const targets = [...new Set(sp.endpoints.map((ep) => ep.port))].filter((p) => p !== port).sort((a, b) => a - b);
+  if (targets.length === 0) return undefined;
+  const what = kind === 'NodePort' ? `SCTP NodePort ${port}` : `SCTP port ${port}`;
+  return `${what} -> target ${targets.join(', ')}: the eBPF datapath translates SCTP addresses only (its CRC32c would not cover a new port); left to the rule modes`;
+}

@@ -3,7 +3,7 @@
 // Mirrors kube-proxy's rule order: ClusterIP, external IPs and LB IPs first, NodePorts last;
 // LB source ranges before endpoints; REJECT without any endpoint, DROP without a local one.
 import { anyContains, canonicalIp, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
-import { decide, type PlanMode, type SourceClass } from '../model/plan.ts';
+import { decide, ebpfSctpUnsupported, type PlanMode, type SourceClass } from '../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, Protocol, ServicePortState } from '../model/types.ts';
 
 export interface TracePacket {
@@ -170,6 +170,9 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }
   const { sp, frontend } = match;
+  // eBPF mode leaves SCTP frontends that would need a new port untranslated (as the agent logs).
+  const sctp = planMode(options.mode) === 'ebpf' ? ebpfSctpUnsupported(sp, frontend.kind, frontend.port) : undefined;
+  if (sctp !== undefined) return { verdict: 'NO_SERVICE', reason: `${sp.servicePortName} ${frontend.kind} ${dst}:${packet.port}/SCTP is not programmed: ${sctp}` };
   const base = { servicePort: sp.servicePortName, key: sp.key, frontend, protocol: sp.protocol, source };
   if (frontend.kind === 'LoadBalancer' && !sourceAllowed(sp, src)) {
     return { verdict: 'DROP', ...base, reason: `source ${src} is outside loadBalancerSourceRanges` };

@@ -66,15 +66,20 @@ describe('eBPF backend sync', () => {
     }
   });
 
-  it('SCTP service ports are reported as not translated, not programmed half-way', () => {
+  it('SCTP: a port equal to its target port is programmed (addresses only); others, and NodePorts to another port, are reported with why', () => {
     const t = model();
-    t.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.8.1'], ports: [{ name: 's', port: 9000, protocol: 'SCTP' }, { name: 't', port: 9001 }] }));
+    t.upsertService(service({ name: 'sctp', type: 'NodePort', clusterIPs: ['10.96.8.1'], ports: [{ name: 's', port: 9000, protocol: 'SCTP', nodePort: 30900 }, { name: 'u', port: 9002, targetPort: 9003, protocol: 'SCTP' }, { name: 't', port: 9001 }] }));
+    t.upsertSlice(slice({ name: 'sctp-x', service: 'sctp', ports: [{ name: 's', port: 9000, protocol: 'SCTP' }, { name: 'u', port: 9003, protocol: 'SCTP' }, { name: 't', port: 9001 }], endpoints: [{ ip: '10.244.1.30', node: 'n1' }] }));
     t.flush();
     const compiled = compileDatapath(t.state());
-    assert.deepEqual(compiled.unsupported.map((u) => u.servicePort), ['demo/sctp:s/SCTP/v4']);
-    assert.match(compiled.unsupported[0]!.reason, /SCTP is not translated by the eBPF datapath/);
-    assert.ok(![...compiled.frontends.values()].some((f) => f.proto === 132));
+    const reasons = new Map(compiled.unsupported.map((u) => [u.servicePort, u.reason]));
+    assert.deepEqual([...reasons.keys()].sort(), ['demo/sctp:s/SCTP/v4', 'demo/sctp:u/SCTP/v4']);
+    assert.match(reasons.get('demo/sctp:u/SCTP/v4')!, /^SCTP port 9002 -> target 9003: the eBPF datapath translates SCTP addresses only/);
+    assert.match(reasons.get('demo/sctp:s/SCTP/v4')!, /^SCTP NodePort 30900 -> target 9000: /);
+    const sctp = [...compiled.frontends.values()].filter((f) => f.proto === 132);
+    assert.deepEqual([...new Set(sctp.map((f) => `${f.addr}:${f.port}`))], ['10.96.8.1:9000'], 'the ClusterIP whose port is the target port, nothing else');
     assert.ok([...compiled.frontends.values()].some((f) => f.servicePort === 'demo/sctp:t/TCP/v4'), 'the service\'s other ports are programmed');
+    assert.ok(![...compiled.backends.values()].some((b) => b.servicePort === 'demo/sctp:u/SCTP/v4'), 'a port with no frontend left has no backends');
   });
 
   it('pins of another layout version are refused with a clear message, and left untouched', () => {

@@ -47,6 +47,13 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
       tracker.upsertService(service({ name, clusterIPs: [ip], ports: [{ port: 80 }] }));
       tracker.upsertSlice(slice({ name: `${name}-x`, service: name, ports: [{ port: 8080 }], endpoints: [{ ip: '10.244.1.20', node: 'n1' }] }));
     }
+    // SCTP: a ClusterIP whose port is its target port (served), one whose target port differs (left
+    // to the rule modes), and a NodePort equal to its target port (served, SNAT keeping the port).
+    tracker.upsertService(service({ name: 'sctp', clusterIPs: ['10.96.0.90', 'fd00:96::90'], ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }, { name: 'other', port: 7001, targetPort: 7002, protocol: 'SCTP' }] }));
+    tracker.upsertSlice(slice({ name: 'sctp-x', service: 'sctp', ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }, { name: 'other', port: 7002, protocol: 'SCTP' }], endpoints: [{ ip: '10.244.1.40', node: 'n1' }] }));
+    tracker.upsertSlice(slice({ name: 'sctp-y', service: 'sctp', family: 6, ports: [{ name: 'same', port: 7000, protocol: 'SCTP' }], endpoints: [{ ip: 'fd00:10:244:1::40', node: 'n1' }] }));
+    tracker.upsertService(service({ name: 'sctp-np', type: 'NodePort', clusterIPs: ['10.96.0.91'], ports: [{ port: 30950, nodePort: 30950, protocol: 'SCTP' }] }));
+    tracker.upsertSlice(slice({ name: 'sctp-np-x', service: 'sctp-np', ports: [{ port: 30950, protocol: 'SCTP' }], endpoints: [{ ip: '10.244.1.41', node: 'n1' }] }));
     tracker.flush();
     dp = EbpfDatapath.open({ object: datapathObjectPath(build), pinDir: `/sys/fs/bpf/${prefix}-${build}` });
     dp.configure({ nodeIp4: '10.254.0.11', nodeIp6: 'fd00:254::b', snatPortMin: 61000, snatPortMax: 65535, flags: 0, ctTimeoutTcpNs: 3_600_000_000_000n, ctTimeoutUdpNs: 60_000_000_000n, hostNetnsCookie: 0n });
@@ -133,6 +140,57 @@ for (const build of BUILDS) describe(`datapath programs, ${build} build (BPF_PRO
     assert.deepEqual([p.dport, p.ipChecksumOk, out.readUInt16BE(14 + 20 + 6)], [8080, true, 0]);
     const back = run('sy_to_pod', noChecksum(buildPacket({ src: p.dst, dst: CLIENT, proto: 'udp', sport: 8080, dport: 40003 }))).out;
     assert.deepEqual([parsePacket(back).src, back.readUInt16BE(14 + 20 + 6)], ['10.96.0.10', 0]);
+  });
+
+  it('SCTP INIT to a ClusterIP whose port is its target port: addresses translated, checksum bytes untouched; its answer translated back', () => {
+    const sctpSum = (frame: Buffer): string => frame.subarray(14 + 20 + 8, 14 + 20 + 12).toString('hex');
+    const init = buildPacket({ src: CLIENT, dst: '10.96.0.90', proto: 'sctp', sport: 40300, dport: 7000 });
+    const { retval, out } = run('sy_from_pod', init);
+    const p = parsePacket(out);
+    assert.equal(retval, TC_ACT_OK);
+    assert.deepEqual([p.proto, p.src, p.sport, p.dst, p.dport, p.ipChecksumOk, p.l4ChecksumOk], [PROTO.SCTP, CLIENT, 40300, '10.244.1.40', 7000, true, true]);
+    assert.equal(sctpSum(out), sctpSum(init), 'the CRC32c is never rewritten');
+    assert.deepEqual(out.subarray(14 + 20), init.subarray(14 + 20), 'nothing past the IP header changes');
+    const ct = { get: (k: CtKey) => dp.conntrackEntry(k)?.value };
+    assert.ok(ct.get({ saddr: CLIENT, daddr: '10.96.0.90', sport: 40300, dport: 7000, proto: PROTO.SCTP, family: 4 }), 'forward entry');
+    assert.ok(ct.get({ saddr: '10.244.1.40', daddr: CLIENT, sport: 7000, dport: 40300, proto: PROTO.SCTP, family: 4 }), 'reply entry');
+    const answer = buildPacket({ src: '10.244.1.40', dst: CLIENT, proto: 'sctp', sport: 7000, dport: 40300 });
+    const back = run('sy_to_pod', answer);
+    const b = parsePacket(back.out);
+    assert.equal(back.retval, TC_ACT_OK);
+    assert.deepEqual([b.src, b.sport, b.dst, b.dport, b.ipChecksumOk, b.l4ChecksumOk], ['10.96.0.90', 7000, CLIENT, 40300, true, true]);
+    assert.equal(sctpSum(back.out), sctpSum(answer));
+    // The flow's next packets keep their backend.
+    assert.equal(parsePacket(run('sy_from_pod', init).out).dst, '10.244.1.40');
+  });
+
+  it('SCTP over IPv6: addresses translated both ways, the CRC32c untouched and still valid', () => {
+    const client6 = 'fd00:10:244::a';
+    const init = buildPacket({ src: client6, dst: 'fd00:96::90', proto: 'sctp', sport: 43300, dport: 7000 });
+    const { retval, out } = run('sy_from_pod', init);
+    const p = parsePacket(out);
+    assert.deepEqual([retval, p.src, p.sport, p.dst, p.dport, p.l4ChecksumOk], [TC_ACT_OK, client6, 43300, 'fd00:10:244:1::40', 7000, true]);
+    assert.deepEqual(out.subarray(14 + 40), init.subarray(14 + 40), 'nothing past the IPv6 header changes');
+    const r = parsePacket(run('sy_to_pod', buildPacket({ src: 'fd00:10:244:1::40', dst: client6, proto: 'sctp', sport: 7000, dport: 43300 })).out);
+    assert.deepEqual([r.src, r.sport, r.dst, r.dport, r.l4ChecksumOk], ['fd00:96::90', 7000, client6, 43300, true]);
+  });
+
+  it('SCTP to a port whose target port differs: not ours, passed on untouched', () => {
+    const packet = buildPacket({ src: CLIENT, dst: '10.96.0.90', proto: 'sctp', sport: 40301, dport: 7001 });
+    const { retval, out } = run('sy_from_pod', packet);
+    assert.equal(retval, TC_ACT_UNSPEC);
+    assert.deepEqual(out, packet);
+  });
+
+  it('SCTP NodePort equal to its target port: SNAT of the address alone, the client\'s port kept; no other port is ever taken', () => {
+    const inbound = buildPacket({ src: '10.254.0.200', dst: '10.254.0.11', proto: 'sctp', sport: 42100, dport: 30950 });
+    const p = parsePacket(run('sy_from_external', inbound).out);
+    assert.deepEqual([p.src, p.sport, p.dst, p.dport, p.ipChecksumOk, p.l4ChecksumOk], ['10.254.0.11', 42100, '10.244.1.41', 30950, true, true]);
+    const reply = parsePacket(run('sy_from_external', buildPacket({ src: '10.244.1.41', dst: '10.254.0.11', proto: 'sctp', sport: 30950, dport: 42100 })).out);
+    assert.deepEqual([reply.src, reply.sport, reply.dst, reply.dport, reply.ipChecksumOk, reply.l4ChecksumOk], ['10.254.0.11', 30950, '10.254.0.200', 42100, true, true]);
+    // Another client with the same port: its reply tuple is taken, and SCTP cannot move to another port.
+    const clash = run('sy_from_external', buildPacket({ src: '10.254.0.201', dst: '10.254.0.11', proto: 'sctp', sport: 42100, dport: 30950 }));
+    assert.equal(clash.retval, TC_ACT_SHOT);
   });
 
   it('the clock: read once per jiffy into sy_clock; CT timestamps are CLOCK_MONOTONIC to a tick', () => {

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { trace } from '../../control/trace/trace.ts';
+import { service, slice } from '../cases/objects.ts';
 import { cases, config, HOST_ONLY_IPS, node, podOf, services, slices, THIS_NODE } from '../cases/semantics.ts';
 
 function model(): ChangeTracker {
@@ -74,5 +75,20 @@ describe('semantic case table (trace)', () => {
     assert.equal(lb.sourceRangesAllowLbIp, true);
     assert.equal(v4.get('demo/lb-blocked/TCP/v4')?.sourceRangesAllowLbIp, false);
     assert.deepEqual(v4.get('demo/lb-blocked/TCP/v4')?.loadBalancerIPs, ['10.254.0.51']);
+  });
+  it('eBPF mode: SCTP frontends whose port is not the target port are left to the rule modes, and trace says so', () => {
+    const t = model();
+    t.upsertService(service({ name: 'sctp', type: 'NodePort', clusterIPs: ['10.96.8.1'], ports: [{ name: 's', port: 9000, protocol: 'SCTP', nodePort: 30900 }, { name: 'u', port: 9002, targetPort: 9003, protocol: 'SCTP' }] }));
+    t.upsertSlice(slice({ name: 'sctp-x', service: 'sctp', ports: [{ name: 's', port: 9000, protocol: 'SCTP' }, { name: 'u', port: 9003, protocol: 'SCTP' }], endpoints: [{ ip: '10.244.1.30', node: 'n1' }] }));
+    t.flush();
+    const st = t.state();
+    const src = '10.244.0.10';
+    assert.equal(trace(st, { src, dst: '10.96.8.1', port: 9000, protocol: 'SCTP' }, { mode: 'ebpf' }).verdict, 'FORWARD', 'port = target port: served');
+    const other = trace(st, { src, dst: '10.96.8.1', port: 9002, protocol: 'SCTP' }, { mode: 'ebpf' });
+    assert.equal(other.verdict, 'NO_SERVICE');
+    assert.match('reason' in other ? other.reason : '', /SCTP port 9002 -> target 9003: the eBPF datapath translates SCTP addresses only/);
+    assert.equal(trace(st, { src, dst: '10.96.8.1', port: 9002, protocol: 'SCTP' }, { mode: 'iptables' }).verdict, 'FORWARD', 'the rule modes serve it');
+    const np = trace(st, { src: '192.0.2.9', dst: node.status!.addresses![0]!.address, port: 30900, protocol: 'SCTP' }, { mode: 'ebpf' });
+    assert.match('reason' in np ? np.reason : '', /SCTP NodePort 30900 -> target 9000/);
   });
 });

@@ -1,7 +1,7 @@
 // The datapath on Debian's stock 6.1 and 5.10 kernels (5.10 is the oldest the eBPF datapath is
 // held to), in a qemu VM running this machine's own userland: the verifier accepts every program
 // of the builds the agent offers that kernel, and the semantic case table and the socket hooks'
-// refusal, the good-neighbour and L3-device tests pass with real packets there too. IPVS mode, which this machine's kernel lacks, is
+// refusal, the good-neighbour and L3-device tests and SCTP through a ClusterIP pass with real packets there too. IPVS mode, which this machine's kernel lacks, is
 // tested on 6.1.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -71,6 +71,15 @@ for (const series of VM_SERIES) {
       assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
       assert.match(r.summary, /ℹ fail 0/);
       assert.match(r.summary, /ℹ pass 7\b/);
+    });
+
+    // SCTP needs the kernel's sctp module, which this machine's kernel lacks (the test skips here):
+    // Debian's kernels have it, loaded from the host's module tree (test/vm/init.sh's modprobe).
+    it('SCTP through a ClusterIP whose port is its target port, with the kernel\'s own SCTP', { skip: missing, timeout: 1_200_000 }, async () => {
+      const r = await labTests(kernel!, ['test/backends/ebpf-sctp.test.ts']);
+      assert.equal(r.exitCode, 0, `${r.earlier}${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
+      assert.match(r.summary, /ℹ fail 0/);
+      assert.match(r.summary, /ℹ pass 2\b/, r.output.slice(-2000));
     });
 
     // IPVS mode once, on 6.1: its semantics do not depend on the eBPF datapath's kernel floor.

@@ -2,7 +2,7 @@
 // datapath maps must hold. Pure; ids are assigned later, by the adapter, so that they stay
 // stable across syncs and restarts.
 import type { Family } from '../../model/ip.ts';
-import { planServicePort, type Decision, type FrontendPlan, type SourceClass } from '../../model/plan.ts';
+import { ebpfSctpUnsupported, planServicePort, type Decision, type FrontendPlan, type SourceClass } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { ALGORITHM, BE, FE, IPPROTO, SCOPE } from '../../bpf/layout.ts';
 
@@ -40,8 +40,8 @@ export interface CompiledDatapath {
   /** Every backend any flow may still use: set members and terminating endpoints. */
   backends: Map<string, BackendSpec>;
   /**
-   * Service ports the datapath cannot translate, with why: SCTP, whose CRC32c checksum covers
-   * the whole packet and cannot be updated incrementally in BPF.
+   * Service ports the datapath cannot translate, or not all of their frontends, with why: SCTP
+   * frontends whose port is not their endpoints' (the datapath rewrites SCTP addresses only).
    */
   unsupported: Array<{ servicePort: string; reason: string }>;
 }
@@ -79,7 +79,7 @@ export interface PortCompiled {
   /** Its frontends, without SY_FE_HAS_INTERNAL (that depends on the other frontends: CompiledModel). */
   frontends: Map<string, FrontendSpec>;
   backends: Map<string, BackendSpec>;
-  /** Why the datapath cannot translate it (then it has no frontends and no backends). */
+  /** Why the datapath cannot translate it, or some of its frontends (those named are not programmed; with none left it has no backends either). */
   unsupported?: string;
 }
 
@@ -95,8 +95,6 @@ export function emptyDelta(): CompiledDelta {
   return { frontends: new Map(), backends: new Map(), ports: new Map() };
 }
 
-const SCTP_REASON = 'SCTP is not translated by the eBPF datapath (its CRC32c checksum cannot be updated in place)';
-
 /**
  * Translates one service port's plan. The external scope carries the decision for sources that are
  * neither this node's pods nor the node; the internal scope, looked up for packets from this node's
@@ -106,11 +104,16 @@ const SCTP_REASON = 'SCTP is not translated by the eBPF datapath (its CRC32c che
  */
 export function compilePort(sp: ServicePortState, fs: FamilyState, config: ModelConfig): PortCompiled {
   const out: PortCompiled = { servicePort: sp.key, frontends: new Map(), backends: new Map() };
-  if (sp.protocol === 'SCTP') {
-    out.unsupported = SCTP_REASON;
-    return out;
-  }
   const plan = planServicePort(sp, fs, config, 'ebpf');
+  // SCTP: frontends whose port is not the endpoints' stay unprogrammed (ebpfSctpUnsupported).
+  const reasons = new Set<string>();
+  const frontends = plan.frontends.filter((fp) => {
+    const why = ebpfSctpUnsupported(sp, fp.kind, fp.port);
+    if (why !== undefined) reasons.add(why);
+    return why === undefined;
+  });
+  if (reasons.size > 0) out.unsupported = [...reasons].join('; ');
+  if (frontends.length === 0 && reasons.size > 0) return out;
   const proto = PROTO[sp.protocol]!;
   const family = sp.family;
   for (const ep of sp.endpoints) {
@@ -137,7 +140,7 @@ export function compilePort(sp: ServicePortState, fs: FamilyState, config: Model
     };
     out.frontends.set(frontendKeyText(spec), spec);
   };
-  for (const fp of plan.frontends) {
+  for (const fp of frontends) {
     add(fp, fp.bySource.other, SCOPE.EXTERNAL);
     if (!sameDecision(fp.bySource[podSource], fp.bySource.other)) add(fp, fp.bySource[podSource], SCOPE.INTERNAL);
   }
