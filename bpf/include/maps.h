@@ -22,9 +22,10 @@ struct {
 	__type(value, __u32);
 } sy_slots SEC(".maps");
 
+/* 256k backends (8 MiB): 10k services of 10 endpoints and their churn fit without mapSizes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__type(key, __u32);
 	__type(value, struct sy_backend);
 } sy_backends SEC(".maps");

@@ -36,6 +36,9 @@ export type SourceOptions =
   | { kind: 'files'; dir: string }
   | { kind: 'kube'; kubeconfig?: string; master?: string; contentType: 'protobuf' | 'json'; qps?: number; burst?: number; viaClusterIP?: boolean; serviceCIDRs?: string[] };
 
+/** Failed service ports named one by one per sync; the rest are summed up in one line. */
+const FAILED_PORTS_LOGGED = 20;
+
 export interface AgentOptions {
   nodeName: string;
   /** How often the datapath statistics /metrics reports are re-read (default 10 s). */
@@ -227,7 +230,24 @@ export class Agent {
         this.serviceHealth.update(state);
         const perTable = report.details.rulesPerTable as Record<string, number> | undefined;
         for (const [table, n] of Object.entries(perTable ?? {})) m.iptablesRules.set({ table }, n);
-        for (const f of report.failed) log.error({ frontend: f.frontend, servicePort: f.servicePort, error: f.error }, `could not program ${f.servicePort !== undefined && f.servicePort !== f.frontend ? `${f.servicePort} (${f.frontend})` : f.frontend}: ${f.error}`);
+        // One line per service port that failed (its first error and how many of its entries),
+        // at most FAILED_PORTS_LOGGED of them and then one summary: a full map at 100k services
+        // must not write 100k lines per sync.
+        const byPort = new Map<string, { first: (typeof report.failed)[number]; count: number }>();
+        for (const f of report.failed) {
+          const key = f.servicePort ?? f.frontend;
+          const seen = byPort.get(key);
+          if (seen === undefined) byPort.set(key, { first: f, count: 1 });
+          else seen.count++;
+        }
+        let logged = 0;
+        for (const [servicePort, { first, count }] of byPort) {
+          if (logged++ === FAILED_PORTS_LOGGED) {
+            log.error({ servicePorts: byPort.size, entries: report.failed.length }, `could not program ${byPort.size - FAILED_PORTS_LOGGED} more service ports (${byPort.size} in all, ${report.failed.length} entries); switchyard_frontends_not_programmed counts them`);
+            break;
+          }
+          log.error({ servicePort, frontend: first.frontend, entries: count, error: first.error }, `could not program ${servicePort}${count > 1 ? ` (${count} entries)` : first.frontend !== servicePort ? ` (${first.frontend})` : ''}: ${first.error}`);
+        }
         const failedNow = report.notProgrammed ?? report.failed;
         const mapFull = failedNow.filter((f) => f.error.startsWith('map full')).length;
         this.metrics.notProgrammed.set({ reason: 'map-full' }, mapFull);

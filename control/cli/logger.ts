@@ -64,8 +64,24 @@ export function klogLine(json: string): string {
   return `${klogHeader(SEVERITY[Number(level)] ?? 'I', Number(ts), Number(pid ?? process.pid), file)} ${JSON.stringify(String(msg ?? ''))}${kv}\n`;
 }
 
+/**
+ * Synchronous writes to stderr, so nothing is lost at exit; when stderr is a non-blocking pipe
+ * whose reader is behind (EAGAIN), the rest goes through process.stderr, which queues it,
+ * instead of the error ending the agent.
+ */
+function writeStderr(line: string): void {
+  const bytes = Buffer.from(line);
+  let off = 0;
+  try {
+    while (off < bytes.length) off += writeSync(2, bytes, off);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    process.stderr.write(bytes.subarray(off));
+  }
+}
+
 export function createLogger(o: LoggerOptions): Logger {
-  const write = o.write ?? ((line: string) => void writeSync(2, line));
+  const write = o.write ?? writeStderr;
   const json = o.format === 'json';
   return pino(
     {
