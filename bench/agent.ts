@@ -115,7 +115,7 @@ for (const mode of MODES) {
         createInterface({ input: agent!.stderr! }).on('line', (l) => {
           if (!l.startsWith('{')) return void process.stderr.write(`agent: ${l}\n`);
           const e = JSON.parse(l) as { msg?: string; level?: string | number };
-          if (process.env.BENCH_AGENT_VERBOSE || e.level === 'error' || e.level === 50 || e.level === 'warn' || e.level === 40) process.stderr.write(`agent: ${l.slice(0, 400)}\n`);
+          if (process.env.BENCH_AGENT_VERBOSE || /^(error|warning|fatal)$/.test(String((e as { severity?: string }).severity))) process.stderr.write(`agent: ${l.slice(0, 400)}\n`);
           if (e.msg === 'synced') {
             syncs++;
             if (firstSyncS === undefined) {
