@@ -13,6 +13,12 @@ import { existsSync } from 'node:fs';
 import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
+import { listKernelFlows, planSeed } from './takeover.ts';
+import { monotonicCoarseNs } from './datapath.ts';
+import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
+import { toolRunner, type ToolRunner } from '../tool-runner.ts';
+import { cleanupIptables } from '../iptables/cleanup.ts';
+import { cleanupNftables } from '../nftables/cleanup.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -123,6 +129,52 @@ export class EbpfBackend {
       ...timeoutFields(conntrackTimeouts(this.o.conntrack)),
       hostNetnsCookie: netnsCookie(),
     });
+  }
+
+  /**
+   * Flows kernel conntrack translates for a proxy before us (kube-proxy, or a rule mode) are left
+   * to netfilter: entries marked SY_CT_HOST for both directions (takeover.ts). Needs the frontends
+   * written (after a sync). Returns how many flows were taken over.
+   */
+  async takeOver(when: string, run: ToolRunner = toolRunner()): Promise<number> {
+    const listed = await listKernelFlows(run);
+    if ('error' in listed) {
+      this.o.log({ error: listed.error }, `cannot read kernel conntrack (${listed.error}): flows another proxy translated, if any, are not kept`);
+      return 0;
+    }
+    const entries = planSeed(listed.flows, this.datapath.frontendsWithBackends(), monotonicCoarseNs());
+    let written = 0;
+    for (const e of entries) {
+      const map = this.datapath.object.map(e.table, ctKey, ctValue);
+      // A flow of ours since (its tuple reused): ours wins.
+      const current = map.get(e.key);
+      if (current !== undefined && (current.flags & CT.HOST) === 0) continue;
+      try {
+        map.set(e.key, e.value);
+        written++;
+      } catch (err) {
+        this.o.log({ error: (err as Error).message }, `conntrack table full: a flow netfilter translated is not kept`);
+        break;
+      }
+    }
+    const flows = entries.length / 2;
+    if (flows > 0 || when === 'before attaching') this.o.log({ flows, entries: written, when }, `takeover: ${flows} flows translated by kernel conntrack stay with netfilter (${when})`);
+    this.tookOver += flows;
+    return flows;
+  }
+
+  /** Flows taken over from kernel conntrack at start (takeOver). */
+  tookOver = 0;
+
+  /** Removes the rules of the rule modes (kube-proxy's iptables and nftables layouts), as --cleanup does. */
+  async removeRuleModes(): Promise<void> {
+    try {
+      const ipt = await cleanupIptables();
+      const nft = await cleanupNftables();
+      if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables }, `removed the rules of kube-proxy's iptables/nftables modes (${ipt.chains} chains, ${nft.tables.length} tables)`);
+    } catch (e) {
+      this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
+    }
   }
 
   /** Collects expired flows now and then (one pass at a time; each pass yields to the event loop). */

@@ -463,6 +463,26 @@ export class EbpfDatapath {
     return undefined;
   }
 
+  /**
+   * What a takeover needs to recognise the flows another proxy translated: each programmed
+   * frontend with its ids and every backend its service port may use (set members and
+   * terminating ones), with their ids.
+   */
+  frontendsWithBackends(): Array<{ key: FrontendKey; revNatId: number; serviceId: number; backends: Array<{ id: number; addr: string; port: number }> }> {
+    const byService = new Map<number, Array<{ id: number; addr: string; port: number }>>();
+    for (const [key, id] of this.backendIds) {
+      // backendKey: servicePort|addr|port|proto (the service port itself may hold a '|').
+      const parts = key.split('|');
+      const servicePort = parts.slice(0, -3).join('|');
+      const serviceId = this.serviceIds.get(servicePort);
+      if (serviceId === undefined) continue;
+      const list = byService.get(serviceId) ?? [];
+      list.push({ id, addr: parts[parts.length - 3]!, port: Number(parts[parts.length - 2]) });
+      byService.set(serviceId, list);
+    }
+    return [...this.programmed.values()].map((p) => ({ key: p.key, revNatId: p.value.revNatId, serviceId: p.value.serviceId, backends: byService.get(p.value.serviceId) ?? [] }));
+  }
+
   /** Packets the datapath dropped, per reason, summed over CPUs. */
   drops(): Record<DropReason, bigint> {
     const map = this.object.map('sy_drops', u32, perCpu(u64, native().numPossibleCpus()));
