@@ -1,4 +1,4 @@
-// Takeover: the agent in iptables mode (kube-proxy's layout) serves long-lived TCP connections
+// Takeover: the agent in iptables or nftables mode (kube-proxy's layouts) serves long-lived TCP connections
 // and UDP flows through a ClusterIP (from a pod) and a NodePort (from the external client); it is
 // stopped with SIGTERM (its rules stay, as kube-proxy's do when it is replaced) and the eBPF agent
 // starts on the same node. None of the flows breaks or changes backend, new connections take the
@@ -33,7 +33,7 @@ interface Session {
   summary: Promise<{ sent: number; answered: number; pods: string[]; errors: string[] }>;
 }
 
-describe('takeover from iptables mode', () => {
+for (const mode of ['iptables', 'nftables'] as const) describe(`takeover from ${mode} mode`, () => {
   let lab: Lab;
   let manifests: string;
   const children: ChildProcess[] = [];
@@ -88,7 +88,7 @@ describe('takeover from iptables mode', () => {
   });
 
   it('keeps every flow on its backend, moves new ones to eBPF and leaves no KUBE-* rule', async () => {
-    agent = startAgent(lab, lab.nodes[0]!, manifests, [...SERVING_ARGS, '--proxy-mode', 'iptables']);
+    agent = startAgent(lab, lab.nodes[0]!, manifests, [...SERVING_ARGS, '--proxy-mode', mode]);
     await agent.synced;
     // A rule many nodes have (Docker, distributions): translated flows must never turn INVALID.
     await nodeExec('iptables', ['-w', '5', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
@@ -109,7 +109,8 @@ describe('takeover from iptables mode', () => {
     // Replaced as kube-proxy is: SIGTERM, its rules stay.
     agent.child.kill('SIGTERM');
     await new Promise((res) => agent!.child.once('exit', res));
-    assert.match(await nodeExec('iptables-save', ['-t', 'nat']), /^-A KUBE-SERVICES /m);
+    if (mode === 'iptables') assert.match(await nodeExec('iptables-save', ['-t', 'nat']), /^-A KUBE-SERVICES /m);
+    else assert.match(await nodeExec('nft', ['list', 'tables']), /^table ip kube-proxy$/m);
 
     agent = startAgent(lab, lab.nodes[0]!, manifests, SERVING_ARGS);
     const synced = await agent.synced;
@@ -118,11 +119,15 @@ describe('takeover from iptables mode', () => {
     assert.ok(took >= sessions.length, `flows taken over: ${took}`);
     await until("kube-proxy's rules removed", () => agent!.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('removed the rules')));
     const marks = new Map(sessions.map((s) => [s.name, s.answers.length]));
-    await until('every session answered 25 more times after the takeover', () => sessions.every((s) => s.answers.length >= marks.get(s.name)! + 25));
+    await until('every session answered 25 more times after the takeover', () => sessions.every((s) => s.answers.length >= marks.get(s.name)! + 25)).catch((e: Error) => {
+      const stalled = sessions.filter((s) => s.answers.length < marks.get(s.name)! + 25).map((s) => `${s.name} (${s.errors.join(', ') || 'no answer'})`);
+      throw new Error(`${e.message}: broken or stalled after the takeover: ${stalled.join('; ')}`);
+    });
 
     const saved = `${await nodeExec('iptables-save', [])}${await nodeExec('ip6tables-save', [])}`;
     assert.doesNotMatch(saved, /KUBE-/, 'no KUBE-* chain or rule is left');
     assert.match(saved, /-A FORWARD -m conntrack --ctstate INVALID -j DROP/);
+    assert.doesNotMatch(await nodeExec('nft', ['list', 'tables']), /kube-proxy/, "no kube-proxy nftables table is left");
 
     // New connections take the eBPF path: its counters for the service port grow.
     const packets = async (): Promise<number> => {

@@ -18,7 +18,8 @@ import { monotonicCoarseNs } from './datapath.ts';
 import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
 import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import { cleanupIptables } from '../iptables/cleanup.ts';
-import { cleanupNftables } from '../nftables/cleanup.ts';
+import { cleanupNftables, kubeProxyTableFamilies, NAT_HOLD_TABLE, natHoldInput } from '../nftables/cleanup.ts';
+import { nftRunner } from '../nftables/apply.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -165,12 +166,33 @@ export class EbpfBackend {
 
   /** Flows taken over from kernel conntrack at start (takeOver). */
   tookOver = 0;
+  /** Families whose NAT hold table (nftables/cleanup.ts) is ours to remove once no taken-over flow lives. */
+  private natHold: string[] = [];
+
+  /** The NAT hold table goes when the last flow netfilter translated for kube-proxy ended. */
+  private async releaseNatHold(r: GcReport): Promise<void> {
+    if (this.natHold.length === 0 || r.hostEntries > 0) return;
+    const families = this.natHold;
+    this.natHold = [];
+    const run = nftRunner();
+    const res = await run('nft', ['-f', '-'], families.map((f) => `delete table ${f} ${NAT_HOLD_TABLE}\n`).join(''));
+    this.o.log({ families, ok: res.ok }, res.ok ? `takeover: the last flow kube-proxy's rules translated ended; ${NAT_HOLD_TABLE} removed` : `nft: removing ${NAT_HOLD_TABLE} failed: ${res.out.trim()}`);
+  }
 
   /** Removes the rules of the rule modes (kube-proxy's iptables and nftables layouts), as --cleanup does. */
   async removeRuleModes(): Promise<void> {
     try {
       const ipt = await cleanupIptables();
-      const nft = await cleanupNftables();
+      const run = nftRunner();
+      // Flows kube-proxy's nftables rules translated keep their NAT only while a NAT chain of their
+      // family is registered: a table of ours holds one until the last of them ended (gcOnce).
+      const families = this.tookOver > 0 ? await kubeProxyTableFamilies(run) : [];
+      if (families.length > 0) {
+        const r = await run('nft', ['-f', '-'], natHoldInput(families));
+        if (r.ok) this.natHold = families;
+        else this.o.log({ error: r.out.trim() }, `nft: could not add the ${NAT_HOLD_TABLE} table: flows kube-proxy's nftables rules translated lose their NAT with its table`);
+      }
+      const nft = await cleanupNftables(run, { keepNatHold: true });
       if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables }, `removed the rules of kube-proxy's iptables/nftables modes (${ipt.chains} chains, ${nft.tables.length} tables)`);
     } catch (e) {
       this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
@@ -196,6 +218,7 @@ export class EbpfBackend {
     const t0 = performance.now();
     const r = await this.datapath.gc();
     this.lastGc = { ...r, at: Date.now(), ms: performance.now() - t0 };
+    await this.releaseNatHold(r);
     if (r.deleted > 0 || r.idsReleased > 0) this.o.log({ ...r, ms: +this.lastGc.ms.toFixed(1) }, `conntrack: ${r.deleted} expired entries collected, ${r.entriesAfter} remain`);
     return r;
   }

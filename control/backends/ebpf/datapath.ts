@@ -75,6 +75,8 @@ export interface GcReport {
   affinityDeleted: number;
   /** Quarantined ids that no flow names any more, now free. */
   idsReleased: number;
+  /** Live entries of flows left to netfilter (taken over from another proxy). */
+  hostEntries: number;
 }
 
 /** The connection tracking tables: established TCP, other protocols, TCP handshakes not yet completed. */
@@ -504,7 +506,7 @@ export class EbpfDatapath {
         return rn === undefined || rn.family === 0 ? undefined : rn;
       },
     };
-    const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0 };
+    const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0, hostEntries: 0 };
     const serviceIds = new Set<number>();
     const revNatIds = new Set<number>();
     for (const name of CT_TABLES) {
@@ -513,6 +515,7 @@ export class EbpfDatapath {
       report.entriesAfter += r.after;
       report.deleted += r.deleted;
       report.refreshed += r.refreshed;
+      report.hostEntries += r.host;
       for (const id of r.serviceIds) serviceIds.add(id);
       for (const id of r.revNatIds) revNatIds.add(id);
     }
