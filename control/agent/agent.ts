@@ -241,6 +241,12 @@ export class Agent {
         log.info({ mode: backend.mode, ...report.details, failed: report.failed.length, unsupported: report.unsupported.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
           this.firstDone = true;
+          // The snapshot taken at start may predate the first sync (the eBPF backend attaches after it).
+          try {
+            this.stats?.refresh();
+          } catch (e) {
+            log.error({ error: (e as Error).message }, `reading datapath statistics: ${(e as Error).message}`);
+          }
           this.ready();
         }
       },
