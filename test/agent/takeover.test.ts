@@ -6,7 +6,7 @@
 // `--ctstate INVALID -j DROP` rule in FORWARD stays in place throughout.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, rmSync } from 'node:fs';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +42,8 @@ for (const mode of ['iptables', 'nftables'] as const) describe(`takeover from ${
   const spawnIn = (netns: string, args: string[]): ChildProcess => {
     const child = spawn('nsenter', [`--net=${netnsPath(netns)}`, '--', process.execPath, SESSION, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(child);
+    // Swept with the lab even if this process is killed (n1's cgroup: no socket hooks there).
+    writeFileSync(`${lab.cgroup(lab.nodes[1]!)}/cgroup.procs`, String(child.pid));
     return child;
   };
 
