@@ -20,7 +20,11 @@ export class EbpfProxyBackend implements ProxyBackend {
   async start(): Promise<void> {
     // Attached at once only where our datapath already forwards (pins adopted: a restart);
     // otherwise after the first sync, when another proxy's flows have been taken over.
-    if (this.ebpf.datapath.frontendCount > 0) await this.attach();
+    // Rules a rule mode or kube-proxy added since serve no flow (tc translates first): they go.
+    if (this.ebpf.datapath.frontendCount > 0) {
+      await this.attach();
+      await this.ebpf.removeRuleModes();
+    }
   }
 
   /** Once: the first sync may run while start() still attaches. */
