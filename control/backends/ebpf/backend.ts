@@ -350,15 +350,23 @@ export class EbpfBackend {
     const present = new Set(links.map((l) => l.ifname));
     for (const name of [...this.attached.keys()]) if (!present.has(name)) this.attached.delete(name);
     for (const name of [...this.refused.keys()]) if (!present.has(name)) this.refused.delete(name);
-    if (this.o.cgroup !== undefined && !this.socketsAttached) {
-      for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
-      this.socketsAttached = true;
-    }
+    this.attachSockets();
     // Our programs now run wherever the old ones did: a layout migration can drop the old entries.
     const sockMoved = retireSockRevNat(this.datapath.object, this.o.pinDir);
     if (sockMoved > 0) this.o.log({ entries: sockMoved }, `socket rev-NAT: ${sockMoved} entries moved to the per-protocol tables`);
     const moved = this.datapath.finishMigration();
     if (moved > 0) this.o.log({ entries: moved }, `layout migration finished (${moved} conntrack entries moved)`);
+  }
+
+  /**
+   * The socket hooks on the cgroup (once). They act at connect() and sendmsg(), on sockets of
+   * the node's own processes: flows already open are not theirs, so they may come before a
+   * takeover, and a cgroup that refuses them fails the start at once.
+   */
+  attachSockets(): void {
+    if (this.o.cgroup === undefined || this.socketsAttached) return;
+    for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
+    this.socketsAttached = true;
   }
 
   /** Attaches to pod devices as they appear. */

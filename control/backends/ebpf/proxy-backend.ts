@@ -24,7 +24,9 @@ export class EbpfProxyBackend implements ProxyBackend {
     if (this.ebpf.datapath.frontendCount > 0) {
       await this.attach();
       await this.ebpf.removeRuleModes();
+      return;
     }
+    this.ebpf.attachSockets();
   }
 
   /** Once: the first sync may run while start() still attaches. */
