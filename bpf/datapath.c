@@ -396,6 +396,12 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 			sy_ct_del(&k);
 		v = NULL;
 	}
+	/* A flow kernel conntrack translated before this datapath took over (written at start from
+	 * its table, control/backends/ebpf/takeover.ts): netfilter keeps translating it until it ends. */
+	if (v && (v->flags & SY_CT_HOST)) {
+		sy_ct_touch(&k, v, t.tcp_flags, now);
+		return TC_ACT_UNSPEC;
+	}
 	if (v && (v->flags & SY_CT_REPLY)) {
 		if (lookup_services && !(v->flags & SY_CT_NODE_SNAT))
 			return TC_ACT_UNSPEC;

@@ -141,6 +141,8 @@ static __always_inline struct sy_ct_value *sy_icmp_entry(struct sy_ct_key *k, co
 							 __be16 in_sport, __be16 in_dport, __u8 proto, __u8 family,
 							 const struct sy_config *cfg, __u64 now)
 {
+	struct sy_ct_value *v;
+
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return NULL;
 	__builtin_memcpy(k->saddr, in_dst, 16);
@@ -149,7 +151,9 @@ static __always_inline struct sy_ct_value *sy_icmp_entry(struct sy_ct_key *k, co
 	k->dport = in_sport;
 	k->proto = proto;
 	k->family = family;
-	return sy_ct_lookup_any(k, cfg, now);
+	v = sy_ct_lookup_any(k, cfg, now);
+	/* Errors about a flow netfilter translates (SY_CT_HOST) are netfilter's to translate. */
+	return (v && (v->flags & SY_CT_HOST)) ? NULL : v;
 }
 
 /*

@@ -176,6 +176,7 @@ struct sy_ct_key {
 #define SY_CT_FIN         (1U << 4) /* this entry's direction sent its FIN */
 #define SY_CT_CLOSED      (1U << 5) /* both FINs or a RST */
 #define SY_CT_NODE_SNAT   (1U << 6) /* the source became a node address: both directions bypass the host's stack */
+#define SY_CT_HOST        (1U << 7) /* kernel conntrack translates this flow (a proxy's before us): left to netfilter */
 
 /*
  * Connection tracking lives in two maps, so that churn of one kind cannot evict flows of the other:

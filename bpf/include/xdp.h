@@ -168,7 +168,7 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 		sy_ct_del(&fk);
 		cv = NULL;
 	}
-	if (cv && (cv->flags & (SY_CT_SNAT | SY_CT_REPLY)))
+	if (cv && (cv->flags & (SY_CT_SNAT | SY_CT_REPLY | SY_CT_HOST)))
 		return XDP_PASS;
 	if (cv) {
 		be = sy_backend(cv->backend_id);

@@ -74,6 +74,8 @@ export class Agent {
   private runner: SyncRunner | undefined;
   private addressWatcher: NetlinkWatcher | undefined;
   private stats: CachedDatapathStats | undefined;
+  /** Refreshes of the statistics in the first seconds after the first sync (cleared on stop). */
+  private readonly earlyRefreshes: NodeJS.Timeout[] = [];
   private files: FilesSource | undefined;
   private kube: KubeSource | undefined;
   private readonly synced = new Set<KindName>();
@@ -261,6 +263,18 @@ export class Agent {
         log.info({ mode: backend.mode, ...report.details, failed: report.failed.length, unsupported: report.unsupported.length, ms, upserted: changes.upserted.length, removed: changes.removed.length }, 'synced');
         if (!this.firstDone) {
           this.firstDone = true;
+          // The snapshot taken at start predates the first sync (the eBPF backend attaches after
+          // it): one now, and a few in the first seconds, when a new node is looked at, before
+          // the timer's period takes over.
+          const refresh = (): void => {
+            try {
+              this.stats?.refresh();
+            } catch (e) {
+              log.error({ error: (e as Error).message }, `reading datapath statistics: ${(e as Error).message}`);
+            }
+          };
+          refresh();
+          for (const ms of [1000, 2000, 4000]) this.earlyRefreshes.push(setTimeout(refresh, ms).unref());
           this.ready();
         }
       },
@@ -346,6 +360,7 @@ export class Agent {
 
   /** SIGTERM: stop watching and syncing; the datapath stays in the kernel. */
   async stop(): Promise<void> {
+    for (const t of this.earlyRefreshes) clearTimeout(t);
     this.serviceHealth.close();
     this.addressWatcher?.stop();
     this.stats?.stop();

@@ -56,7 +56,9 @@ function hookSignals(): void {
         process.kill(process.pid, signal);
       }
     };
-    process.on(signal, onSignal);
+    // First in line: a `once` listener of the agent's that ran before ours would be gone, and
+    // ours would think itself alone.
+    process.prependListener(signal, onSignal);
   }
 }
 

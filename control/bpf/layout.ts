@@ -79,7 +79,7 @@ export const FE = {
   HAS_INTERNAL: 1 << 8,
 } as const;
 export const BE = { TERMINATING: 1 << 0 } as const;
-export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2, ESTABLISHED: 1 << 3, FIN: 1 << 4, CLOSED: 1 << 5, NODE_SNAT: 1 << 6 } as const;
+export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2, ESTABLISHED: 1 << 3, FIN: 1 << 4, CLOSED: 1 << 5, NODE_SNAT: 1 << 6, HOST: 1 << 7 } as const;
 
 /** enum sy_drop_reason: the index of sy_drops, by the label switchyard_datapath_drops_total uses. */
 export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported', 'frag-needed', 'ttl-exceeded', 'frag-no-first'] as const;

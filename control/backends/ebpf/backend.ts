@@ -13,6 +13,13 @@ import { existsSync } from 'node:fs';
 import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
+import { listKernelFlows, planSeed } from './takeover.ts';
+import { monotonicCoarseNs } from './datapath.ts';
+import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
+import { toolRunner, type ToolRunner } from '../tool-runner.ts';
+import { cleanupIptables } from '../iptables/cleanup.ts';
+import { cleanupNftables, kubeProxyTableFamilies, NAT_HOLD_TABLE, natHoldInput } from '../nftables/cleanup.ts';
+import { nftRunner } from '../nftables/apply.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -125,6 +132,73 @@ export class EbpfBackend {
     });
   }
 
+  /**
+   * Flows kernel conntrack translates for a proxy before us (kube-proxy, or a rule mode) are left
+   * to netfilter: entries marked SY_CT_HOST for both directions (takeover.ts). Needs the frontends
+   * written (after a sync). Returns how many flows were taken over.
+   */
+  async takeOver(when: string, run: ToolRunner = toolRunner()): Promise<number> {
+    const listed = await listKernelFlows(run);
+    if ('error' in listed) {
+      this.o.log({ error: listed.error }, `cannot read kernel conntrack (${listed.error}): flows another proxy translated, if any, are not kept`);
+      return 0;
+    }
+    const entries = planSeed(listed.flows, this.datapath.frontendsWithBackends(), monotonicCoarseNs());
+    let written = 0;
+    for (const e of entries) {
+      const map = this.datapath.object.map(e.table, ctKey, ctValue);
+      // A flow of ours since (its tuple reused): ours wins.
+      const current = map.get(e.key);
+      if (current !== undefined && (current.flags & CT.HOST) === 0) continue;
+      try {
+        map.set(e.key, e.value);
+        written++;
+      } catch (err) {
+        this.o.log({ error: (err as Error).message }, `conntrack table full: a flow netfilter translated is not kept`);
+        break;
+      }
+    }
+    const flows = entries.length / 2;
+    if (flows > 0 || when === 'before attaching') this.o.log({ flows, entries: written, when }, `takeover: ${flows} flows translated by kernel conntrack stay with netfilter (${when})`);
+    this.tookOver += flows;
+    return flows;
+  }
+
+  /** Flows taken over from kernel conntrack at start (takeOver). */
+  tookOver = 0;
+  /** Families whose NAT hold table (nftables/cleanup.ts) is ours to remove once no taken-over flow lives. */
+  private natHold: string[] = [];
+
+  /** The NAT hold table goes when the last flow netfilter translated for kube-proxy ended. */
+  private async releaseNatHold(r: GcReport): Promise<void> {
+    if (this.natHold.length === 0 || r.hostEntries > 0) return;
+    const families = this.natHold;
+    this.natHold = [];
+    const run = nftRunner();
+    const res = await run('nft', ['-f', '-'], families.map((f) => `delete table ${f} ${NAT_HOLD_TABLE}\n`).join(''));
+    this.o.log({ families, ok: res.ok }, res.ok ? `takeover: the last flow kube-proxy's rules translated ended; ${NAT_HOLD_TABLE} removed` : `nft: removing ${NAT_HOLD_TABLE} failed: ${res.out.trim()}`);
+  }
+
+  /** Removes the rules of the rule modes (kube-proxy's iptables and nftables layouts), as --cleanup does. */
+  async removeRuleModes(): Promise<void> {
+    try {
+      const ipt = await cleanupIptables();
+      const run = nftRunner();
+      // Flows kube-proxy's nftables rules translated keep their NAT only while a NAT chain of their
+      // family is registered: a table of ours holds one until the last of them ended (gcOnce).
+      const families = this.tookOver > 0 ? await kubeProxyTableFamilies(run) : [];
+      if (families.length > 0) {
+        const r = await run('nft', ['-f', '-'], natHoldInput(families));
+        if (r.ok) this.natHold = families;
+        else this.o.log({ error: r.out.trim() }, `nft: could not add the ${NAT_HOLD_TABLE} table: flows kube-proxy's nftables rules translated lose their NAT with its table`);
+      }
+      const nft = await cleanupNftables(run, { keepNatHold: true });
+      if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables }, `removed the rules of kube-proxy's iptables/nftables modes (${ipt.chains} chains, ${nft.tables.length} tables)`);
+    } catch (e) {
+      this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
+    }
+  }
+
   /** Collects expired flows now and then (one pass at a time; each pass yields to the event loop). */
   startGc(): void {
     const t = conntrackTimeouts(this.o.conntrack);
@@ -144,6 +218,7 @@ export class EbpfBackend {
     const t0 = performance.now();
     const r = await this.datapath.gc();
     this.lastGc = { ...r, at: Date.now(), ms: performance.now() - t0 };
+    await this.releaseNatHold(r);
     if (r.deleted > 0 || r.idsReleased > 0) this.o.log({ ...r, ms: +this.lastGc.ms.toFixed(1) }, `conntrack: ${r.deleted} expired entries collected, ${r.entriesAfter} remain`);
     return r;
   }
@@ -275,15 +350,23 @@ export class EbpfBackend {
     const present = new Set(links.map((l) => l.ifname));
     for (const name of [...this.attached.keys()]) if (!present.has(name)) this.attached.delete(name);
     for (const name of [...this.refused.keys()]) if (!present.has(name)) this.refused.delete(name);
-    if (this.o.cgroup !== undefined && !this.socketsAttached) {
-      for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
-      this.socketsAttached = true;
-    }
+    this.attachSockets();
     // Our programs now run wherever the old ones did: a layout migration can drop the old entries.
     const sockMoved = retireSockRevNat(this.datapath.object, this.o.pinDir);
     if (sockMoved > 0) this.o.log({ entries: sockMoved }, `socket rev-NAT: ${sockMoved} entries moved to the per-protocol tables`);
     const moved = this.datapath.finishMigration();
     if (moved > 0) this.o.log({ entries: moved }, `layout migration finished (${moved} conntrack entries moved)`);
+  }
+
+  /**
+   * The socket hooks on the cgroup (once). They act at connect() and sendmsg(), on sockets of
+   * the node's own processes: flows already open are not theirs, so they may come before a
+   * takeover, and a cgroup that refuses them fails the start at once.
+   */
+  attachSockets(): void {
+    if (this.o.cgroup === undefined || this.socketsAttached) return;
+    for (const hook of SOCKET_HOOKS) cgroupReplace(this.o.cgroup, hook, this.datapath.programFd(`sy_sock_${hook}`));
+    this.socketsAttached = true;
   }
 
   /** Attaches to pod devices as they appear. */

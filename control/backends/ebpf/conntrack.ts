@@ -99,6 +99,8 @@ export interface SweepResult {
   deleted: number;
   /** Entries whose own direction was quiet while the flow lived, refreshed from their partner. */
   refreshed: number;
+  /** Live entries of flows left to netfilter (SY_CT_HOST, takeover.ts). */
+  host: number;
   /** Ids live entries refer to. */
   serviceIds: Set<number>;
   revNatIds: Set<number>;
@@ -112,13 +114,14 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
  * in ns (the datapath's clock).
  */
 export async function sweep(map: BpfMap<CtKey, CtValue>, timeouts: ConntrackTimeouts, ids: PartnerLookup, now: bigint, pageSize = 4096): Promise<SweepResult> {
-  const result: SweepResult = { before: 0, after: 0, deleted: 0, refreshed: 0, serviceIds: new Set(), revNatIds: new Set() };
+  const result: SweepResult = { before: 0, after: 0, deleted: 0, refreshed: 0, host: 0, serviceIds: new Set(), revNatIds: new Set() };
   const expired = (v: CtValue, proto: number): boolean => now - v.lastSeen > entryTimeout(timeouts, v.flags, proto);
   const doomed: CtKey[] = [];
   for await (const page of map.pages(pageSize)) {
     for (const [k, v] of page) {
       result.before++;
       if (!expired(v, k.proto)) {
+        if (v.flags & CT.HOST) result.host++;
         result.serviceIds.add(v.serviceId);
         if (v.flags & CT.REPLY) result.revNatIds.add(v.revNatId);
         continue;
@@ -129,6 +132,7 @@ export async function sweep(map: BpfMap<CtKey, CtValue>, timeouts: ConntrackTime
       if (partner !== undefined && !expired(partner, k.proto)) {
         map.set(k, { ...v, lastSeen: partner.lastSeen > v.lastSeen ? partner.lastSeen : v.lastSeen, flags: v.flags | (partner.flags & (CT.ESTABLISHED | CT.CLOSING | CT.CLOSED)) });
         result.refreshed++;
+        if (v.flags & CT.HOST) result.host++;
         result.serviceIds.add(v.serviceId);
         if (v.flags & CT.REPLY) result.revNatIds.add(v.revNatId);
         continue;

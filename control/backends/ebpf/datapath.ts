@@ -75,6 +75,8 @@ export interface GcReport {
   affinityDeleted: number;
   /** Quarantined ids that no flow names any more, now free. */
   idsReleased: number;
+  /** Live entries of flows left to netfilter (taken over from another proxy). */
+  hostEntries: number;
 }
 
 /** The connection tracking tables: established TCP, other protocols, TCP handshakes not yet completed. */
@@ -463,6 +465,26 @@ export class EbpfDatapath {
     return undefined;
   }
 
+  /**
+   * What a takeover needs to recognise the flows another proxy translated: each programmed
+   * frontend with its ids and every backend its service port may use (set members and
+   * terminating ones), with their ids.
+   */
+  frontendsWithBackends(): Array<{ key: FrontendKey; revNatId: number; serviceId: number; backends: Array<{ id: number; addr: string; port: number }> }> {
+    const byService = new Map<number, Array<{ id: number; addr: string; port: number }>>();
+    for (const [key, id] of this.backendIds) {
+      // backendKey: servicePort|addr|port|proto (the service port itself may hold a '|').
+      const parts = key.split('|');
+      const servicePort = parts.slice(0, -3).join('|');
+      const serviceId = this.serviceIds.get(servicePort);
+      if (serviceId === undefined) continue;
+      const list = byService.get(serviceId) ?? [];
+      list.push({ id, addr: parts[parts.length - 3]!, port: Number(parts[parts.length - 2]) });
+      byService.set(serviceId, list);
+    }
+    return [...this.programmed.values()].map((p) => ({ key: p.key, revNatId: p.value.revNatId, serviceId: p.value.serviceId, backends: byService.get(p.value.serviceId) ?? [] }));
+  }
+
   /** Packets the datapath dropped, per reason, summed over CPUs. */
   drops(): Record<DropReason, bigint> {
     const map = this.object.map('sy_drops', u32, perCpu(u64, native().numPossibleCpus()));
@@ -484,7 +506,7 @@ export class EbpfDatapath {
         return rn === undefined || rn.family === 0 ? undefined : rn;
       },
     };
-    const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0 };
+    const report: GcReport = { entriesBefore: 0, entriesAfter: 0, deleted: 0, refreshed: 0, affinityDeleted: 0, idsReleased: 0, hostEntries: 0 };
     const serviceIds = new Set<number>();
     const revNatIds = new Set<number>();
     for (const name of CT_TABLES) {
@@ -493,6 +515,7 @@ export class EbpfDatapath {
       report.entriesAfter += r.after;
       report.deleted += r.deleted;
       report.refreshed += r.refreshed;
+      report.hostEntries += r.host;
       for (const id of r.serviceIds) serviceIds.add(id);
       for (const id of r.revNatIds) revNatIds.add(id);
     }

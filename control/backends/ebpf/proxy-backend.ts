@@ -14,17 +14,44 @@ export class EbpfProxyBackend implements ProxyBackend {
     this.syncPeriodMs = resyncPeriodMs;
   }
 
+  /** The programs are attached after the first sync, once flows of a proxy before us are known (takeover.ts). */
+  private attaching: Promise<void> | undefined;
+
   async start(): Promise<void> {
-    // Watch first, then scan: a device appearing during the scan still triggers an attach.
-    this.ebpf.watchDevices();
-    await this.ebpf.attach();
-    this.ebpf.startGc();
+    // Attached at once only where our datapath already forwards (pins adopted: a restart);
+    // otherwise after the first sync, when another proxy's flows have been taken over.
+    // Rules a rule mode or kube-proxy added since serve no flow (tc translates first): they go.
+    if (this.ebpf.datapath.frontendCount > 0) {
+      await this.attach();
+      await this.ebpf.removeRuleModes();
+      return;
+    }
+    this.ebpf.attachSockets();
+  }
+
+  /** Once: the first sync may run while start() still attaches. */
+  private attach(): Promise<void> {
+    this.attaching ??= (async () => {
+      // Watch first, then scan: a device appearing during the scan still triggers an attach.
+      this.ebpf.watchDevices();
+      await this.ebpf.attach();
+      this.ebpf.startGc();
+    })();
+    return this.attaching;
   }
 
   async sync(state: DesiredState, changes: ChangeSet, full: boolean, first: boolean): Promise<BackendSyncResult> {
     if (full && !first) await this.ebpf.datapath.readoptSliced(); // repair what changed behind our back
     if (changes.nodeChanged || first) this.ebpf.configure(state.node);
     const report = await this.ebpf.syncChanges(state, changes, full || first);
+    if (this.attaching === undefined) {
+      // Flows another proxy translated stay with netfilter; read again once attached, for
+      // those opened while we attached; then its rules go (the flows no longer need them).
+      await this.ebpf.takeOver('before attaching');
+      await this.attach();
+      await this.ebpf.takeOver('after attaching');
+      await this.ebpf.removeRuleModes();
+    }
     return {
       failed: report.failed,
       notProgrammed: report.notProgrammed,
