@@ -12,6 +12,7 @@ import { startAgent } from '../agent/harness.ts';
 import { Lab, type LabPod } from './lab.ts';
 import type { ProbeResult } from './probe.ts';
 import { sweepStale } from './sweep.ts';
+import { until } from '../wait.ts';
 
 const GET = fileURLToPath(new URL('./http-get.ts', import.meta.url));
 const VIP = '10.96.0.10';
@@ -123,12 +124,11 @@ async function main(): Promise<void> {
       // packets show once that snapshot was taken, so ask until it has (bounded).
       const total = (lines: string[]): number => lines.reduce((n, l) => n + Number(l.trim().split(' ').at(-1) ?? 0), 0);
       let packets: string[] = [];
-      for (let tries = 0; tries < 30; tries++) {
+      await until('the agent\'s counters to show this round', async () => {
         const metrics = JSON.parse(await lab.exec(node.netns, process.execPath, [GET, 'http://127.0.0.1:10249/metrics'])) as { body: string };
         packets = metrics.body.split('\n').filter((l) => l.startsWith('switchyard_service_packets_total{service_port="demo/echo')).map((l) => `  ${l}`);
-        if (total(packets) > seenPackets || stopping) break;
-        await new Promise((r) => setTimeout(r, 500));
-      }
+        return total(packets) > seenPackets || stopping;
+      }, 15_000, 500).catch(() => undefined); // a demo prints what it has rather than stop
       seenPackets = total(packets);
       console.log(`  agent metrics:\n${packets.join('\n')}`);
       const left = durationMs - (Date.now() - started);
