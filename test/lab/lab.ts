@@ -293,28 +293,22 @@ export class Lab {
     await ipBatch(this.fabric, ['link set wan master br0 up']);
     await ipBatch(wan.netns, [`link add eth1 mtu ${mtu} type veth peer name eth0 mtu ${mtu} netns ${edge.netns}`]);
     await ipBatch(edge.netns, [`link add eth1 type veth peer name eth0 netns ${far.netns}`]);
-    await ipBatch(wan.netns, [
+    // Both routers: eth0 towards the fabric side, eth1 towards the far side, then their routes.
+    const router = (r: typeof wan, routes: string[]): string[] => [
       'link set lo up',
-      `addr add ${wan.ipv4}/24 dev eth0`,
-      `addr add ${wan.ipv6}/64 dev eth0 nodad`,
-      `addr add ${wan.farIpv4}/24 dev eth1`,
-      `addr add ${wan.farIpv6}/64 dev eth1 nodad`,
+      `addr add ${r.ipv4}/24 dev eth0`,
+      `addr add ${r.ipv6}/64 dev eth0 nodad`,
+      `addr add ${r.farIpv4}/24 dev eth1`,
+      `addr add ${r.farIpv6}/64 dev eth1 nodad`,
       'link set eth0 up',
       'link set eth1 up',
-      `route add 10.254.9.0/24 via ${edge.ipv4}`,
-      `route add fd00:254:9::/64 via ${edge.ipv6}`,
-    ]);
-    await ipBatch(edge.netns, [
-      'link set lo up',
-      `addr add ${edge.ipv4}/24 dev eth0`,
-      `addr add ${edge.ipv6}/64 dev eth0 nodad`,
-      `addr add ${edge.farIpv4}/24 dev eth1`,
-      `addr add ${edge.farIpv6}/64 dev eth1 nodad`,
-      'link set eth0 up',
-      'link set eth1 up',
+      ...routes,
+    ];
+    await ipBatch(wan.netns, router(wan, [`route add 10.254.9.0/24 via ${edge.ipv4}`, `route add fd00:254:9::/64 via ${edge.ipv6}`]));
+    await ipBatch(edge.netns, router(edge, [
       `route add default via ${wan.farIpv4}`,
       `route add ::/0 via ${wan.farIpv6}`,
-    ]);
+    ]));
     await ipBatch(far.netns, [
       'link set lo up',
       `addr add ${far.ipv4}/24 dev eth0`,
