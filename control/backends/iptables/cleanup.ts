@@ -1,6 +1,8 @@
-// --cleanup for iptables mode: removes every KUBE-* chain (ours, or kube-proxy's of the same
-// names) and the jumps to them from the built-in chains, in both variants and both families, and
-// nothing else.
+// --cleanup for iptables mode: removes the chains kube-proxy's iptables and IPVS modes own (ours,
+// or kube-proxy's of the same names) and the jumps to them, in both variants and both families,
+// and nothing else. Like kube-proxy's CleanupLeftovers it leaves kubelet's chains (KUBE-FIREWALL
+// with its INPUT/OUTPUT jumps, KUBE-KUBELET-CANARY, KUBE-MARK-DROP, KUBE-IPTABLES-HINT): kubelet
+// made them, kubelet keeps them, and KUBE-FIREWALL's anti-martian rule protects route_localnet.
 import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import type { IptablesVariant } from './apply.ts';
 
@@ -10,9 +12,24 @@ export function defaultRunner(prefix: readonly string[] = []): Runner {
   return toolRunner(prefix);
 }
 
+/** Chains a proxy owns, by table: kube-proxy's iptables mode's and its IPVS mode's. */
+const OWNED_CHAINS: Readonly<Record<string, ReadonlySet<string>>> = {
+  nat: new Set(['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY', 'KUBE-LOAD-BALANCER', 'KUBE-NODE-PORT']),
+  filter: new Set(['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-PROXY-CANARY', 'KUBE-NODE-PORT', 'KUBE-SOURCE-RANGES-FIREWALL', 'KUBE-IPVS-FILTER', 'KUBE-IPVS-OUT-FILTER']),
+  mangle: new Set(['KUBE-PROXY-CANARY']),
+};
+
+/** Per-service and per-endpoint chains (hashed names), which only a proxy writes. */
+const SERVICE_CHAIN = /^KUBE-(SVC|SVL|EXT|FW|SEP)-[A-Z0-9]+$/;
+
+/** Whether a chain of this table is a proxy's (kubelet's chains and everyone else's are not). */
+export function ownedChain(table: string, chain: string): boolean {
+  return OWNED_CHAINS[table]?.has(chain) === true || (table === 'nat' && SERVICE_CHAIN.test(chain));
+}
+
 /**
- * Pure: from iptables-save output, the restore input that flushes and deletes every KUBE-* chain,
- * and the built-in-chain rules (as -D arguments) that jump to one.
+ * Pure: from iptables-save output, the restore input that flushes and deletes every chain a proxy
+ * owns, and the rules of other chains (as -D arguments) that jump to one.
  */
 export function planCleanup(saved: string): { restore: string; deletions: Array<{ table: string; args: string[] }>; chains: number } {
   const tables = new Map<string, { chains: string[] }>();
@@ -22,11 +39,13 @@ export function planCleanup(saved: string): { restore: string; deletions: Array<
     if (line.startsWith('*')) {
       table = line.slice(1);
       tables.set(table, { chains: [] });
-    } else if (line.startsWith(':KUBE-')) {
-      tables.get(table)!.chains.push(line.slice(1).split(' ')[0]!);
-    } else if (line.startsWith('-A ') && / -j KUBE-[A-Z0-9-]+(\s|$)/.test(line)) {
+    } else if (line.startsWith(':')) {
+      const chain = line.slice(1).split(' ')[0]!;
+      if (ownedChain(table, chain)) tables.get(table)!.chains.push(chain);
+    } else if (line.startsWith('-A ')) {
+      const target = / -[jg] (\S+)/.exec(line)?.[1];
       const chain = line.split(' ')[1]!;
-      if (!chain.startsWith('KUBE-')) deletions.push({ table, args: splitRule(line.slice(3)) });
+      if (target !== undefined && ownedChain(table, target) && !ownedChain(table, chain)) deletions.push({ table, args: splitRule(line.slice(3)) });
     }
   }
   const out: string[] = [];
