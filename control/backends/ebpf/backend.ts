@@ -20,6 +20,8 @@ import { toolRunner, type ToolRunner } from '../tool-runner.ts';
 import { cleanupIptables } from '../iptables/cleanup.ts';
 import { cleanupNftables, kubeProxyTableFamilies, NAT_HOLD_TABLE, natHoldInput } from '../nftables/cleanup.ts';
 import { nftRunner } from '../nftables/apply.ts';
+import { cleanupIpvs } from '../ipvs/cleanup.ts';
+import { DUMMY_DEVICE } from '../ipvs/compile.ts';
 
 export interface EbpfBackendOptions {
   /**
@@ -169,9 +171,27 @@ export class EbpfBackend {
   /** Families whose NAT hold table (nftables/cleanup.ts) is ours to remove once no taken-over flow lives. */
   private natHold: string[] = [];
 
-  /** The NAT hold table goes when the last flow netfilter translated for kube-proxy ended. */
+  /**
+   * Whether kube-proxy's IPVS state (kube-ipvs0 and its virtual servers, the ipsets) stays until
+   * the flows IPVS translated for it end. IPVS keeps a flow's NAT in its own connection table, not
+   * in conntrack, and serves it only while the virtual server lives (kube-proxy sets
+   * expire_nodest_conn) and the VIP is local (kube-ipvs0's addresses route it to LOCAL_IN).
+   */
+  private ipvsHold = false;
+
+  /** The NAT hold table and IPVS's state go when the last flow netfilter translated for kube-proxy ended. */
   private async releaseNatHold(r: GcReport): Promise<void> {
-    if (this.natHold.length === 0 || r.hostEntries > 0) return;
+    if (r.hostEntries > 0) return;
+    if (this.ipvsHold) {
+      this.ipvsHold = false;
+      try {
+        const ipvs = await cleanupIpvs(toolRunner());
+        this.o.log({ ...ipvs }, `takeover: the last flow kube-proxy's IPVS rules translated ended; ${DUMMY_DEVICE}, ${ipvs.virtualServers} virtual servers and ${ipvs.ipsets} ipsets removed`);
+      } catch (e) {
+        this.o.log({ error: (e as Error).message }, `removing kube-proxy's IPVS state failed: ${(e as Error).message}`);
+      }
+    }
+    if (this.natHold.length === 0) return;
     const families = this.natHold;
     this.natHold = [];
     const run = nftRunner();
@@ -193,7 +213,18 @@ export class EbpfBackend {
         else this.o.log({ error: r.out.trim() }, `nft: could not add the ${NAT_HOLD_TABLE} table: flows kube-proxy's nftables rules translated lose their NAT with its table`);
       }
       const nft = await cleanupNftables(run, { keepNatHold: true });
-      if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables }, `removed the rules of kube-proxy's iptables/nftables modes (${ipt.chains} chains, ${nft.tables.length} tables)`);
+      // IPVS's state goes after the iptables rules that name its ipsets; now, or when the flows
+      // it translated ended (releaseNatHold).
+      const tools = toolRunner();
+      const ipvsPresent = (await tools('ip', ['link', 'show', DUMMY_DEVICE])).ok;
+      let ipvs = { virtualServers: 0, device: false, ipsets: 0 };
+      if (ipvsPresent && this.tookOver > 0) {
+        this.ipvsHold = true;
+        this.o.log({ device: DUMMY_DEVICE }, `takeover: kube-proxy's IPVS virtual servers and ${DUMMY_DEVICE} stay until the flows they translated end`);
+      } else if (ipvsPresent) {
+        ipvs = await cleanupIpvs(tools);
+      }
+      if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0 || ipvs.device) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables, ipvs }, `removed the rules of kube-proxy's iptables/nftables/IPVS modes (${ipt.chains} chains, ${nft.tables.length} tables, ${ipvs.virtualServers} virtual servers)`);
     } catch (e) {
       this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
     }
