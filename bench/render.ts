@@ -31,7 +31,7 @@ export interface RenderOptions {
 }
 
 /** The order of the report; any other results file is listed at the end. */
-const SECTIONS = ['datapath', 'rules', 'rss', 'agent', 'lab', 'paths', 'snat', 'decode', 'model'] as const;
+const SECTIONS = ['datapath', 'rules', 'rss', 'agent', 'sync', 'soak', 'lab', 'paths', 'snat', 'decode', 'model'] as const;
 const COMMANDS: Record<string, string> = {
   datapath: 'npm run bench:datapath',
   rules: 'npm run bench:rules',
@@ -287,6 +287,31 @@ function agent(rep: Report, r: Result | undefined): void {
   rep.md.push(table(rowsOf(r), [['mode', 'mode'], ['services', 'services'], ['firstSyncS', 'first sync s'], ['afterFirstSyncRssMiB', 'RSS after first sync MiB'], ['peakRssMiB', 'peak RSS MiB'], ['programmingP50ms', 'programming p50 ms'], ['programmingP99ms', 'p99 ms'], ['failedProbes', 'failed probes'], ['probes', 'probes'], ['eventLoopLagP99ms', 'loop lag p99 ms'], ['eventLoopLagMaxMs', 'max ms'], ['sigtermExitMs', 'SIGTERM exit ms']]));
 }
 
+function incrementalSync(rep: Report, r: Result | undefined): void {
+  rep.md.push('## The eBPF backend\'s sync path: one change, first sync and resync with real maps\n');
+  if (missing(rep, 'sync', r)) return;
+  rep.md.push(`${String(r!.note ?? '')}. Measured ${where(r)}.\n`);
+  rep.md.push(table(rowsOf(r), [['services', 'services'], ['events', 'changes'], ['firstSyncMs', 'first sync ms'], ['firstSyncMaxTurnMs', 'its longest turn ms'], ['oneChangeP50Ms', 'one change p50 ms'], ['oneChangeP99Ms', 'p99 ms'], ['oneChangeMaxMs', 'max ms'], ['resyncMs', 'resync ms'], ['resyncMaxTurnMs', 'its longest turn ms']]));
+}
+
+function soak(rep: Report, r: Result | undefined): void {
+  rep.md.push('## Soak: a million endpoint changes with flows\n');
+  if (missing(rep, 'soak', r)) return;
+  const samples = (r!.samples ?? []) as Row[];
+  rep.plot('soak', 'RSS and heap over a million endpoint changes', lineChart({
+    title: `RSS and heap over ${String(r!.changes)} endpoint changes at ${String(r!.services)} services`,
+    subtitle: where(r),
+    xLabel: 'endpoint changes',
+    yLabel: 'MiB',
+    series: [
+      { name: 'RSS', points: samples.map((x) => [num(x.changes), num(x.rssMiB)] as [number, number]) },
+      { name: 'heap used', points: samples.map((x) => [num(x.changes), num(x.heapUsedMiB)] as [number, number]) },
+    ],
+  }));
+  rep.md.push(`${String(r!.note ?? '')}. Verdict: ${JSON.stringify(r!.verdict ?? {})}.\n`);
+  rep.md.push(table(samples, [['changes', 'changes'], ['seconds', 's'], ['rssMiB', 'RSS MiB'], ['heapUsedMiB', 'heap MiB'], ['fds', 'fds'], ['ct', 'sy_ct'], ['ctAny', 'sy_ct_any'], ['ctSyn', 'sy_ct_syn'], ['affinity', 'sy_affinity'], ['backends', 'backends'], ['flows', 'flows sent']]));
+}
+
 function decode(rep: Report, r: Result | undefined): void {
   rep.md.push('## Protobuf against JSON: watch-event decode\n');
   if (missing(rep, 'decode', r)) return;
@@ -366,6 +391,8 @@ export function render(o: RenderOptions): string[] {
   syncs(rep, results.get('rules'));
   rss(rep, results.get('rss'));
   agent(rep, results.get('agent'));
+  incrementalSync(rep, results.get('sync'));
+  soak(rep, results.get('soak'));
   lab(rep, results.get('lab'));
   paths(rep, results.get('paths'));
   snat(rep, results.get('snat'));

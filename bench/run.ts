@@ -27,6 +27,8 @@ const BENCHES: Bench[] = [
   { name: 'paths', args: [here('./paths.ts')], root: true },
   { name: 'agent', args: [here('./agent.ts')], root: true },
   { name: 'snat', args: [here('./snat.ts')], root: true },
+  { name: 'sync', args: [here('./sync.ts')], root: true },
+  { name: 'soak', args: [here('./soak.ts')], root: true },
 ];
 /** A benchmark running longer than this is stopped and reported as such. */
 const BOUND_MS = 3_600_000;

@@ -100,6 +100,16 @@ for (const series of VM_SERIES) {
         assert.match(summary, /ℹ fail 0/);
         assert.match(summary, /ℹ pass (3[0-9]|4[0-9])/);
       });
+
+      // A boot of its own: the eBPF agent takes over from kube-proxy's IPVS layout (the host's
+      // run of this file covers iptables and nftables, and says IPVS runs here).
+      it('takeover from IPVS mode keeps every flow on its backend', { skip: missing, timeout: 1_800_000 }, async () => {
+        const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/agent/takeover.test.ts'], { cwd: root, env: { SWITCHYARD_TAKEOVER_MODES: 'ipvs' }, timeoutMs: 1_500_000, memoryMb: 4096 });
+        const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
+        assert.equal(r.exitCode, 0, `${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
+        assert.match(summary, /ℹ tests 1, ℹ pass 1, ℹ fail 0/);
+        assert.match(r.output, /✔ takeover from ipvs mode/);
+      });
     }
   });
 }
