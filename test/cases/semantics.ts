@@ -14,8 +14,10 @@
 //   an LB IP it does not hold; see labCases);
 // - TestNodePorts with localhost-nodeports and other nodeport-addresses: another configuration,
 //   held by test/backends/localhost-nodeport-lab.test.ts (here only the listed-addresses case);
-// - TestInternalExternalMasquerade "no LocalTrafficDetector" and "masqueradeAll": another
-//   configuration (detectLocalMode None, masqueradeAll); this table has one;
+// - TestInternalExternalMasquerade "no LocalTrafficDetector" and "masqueradeAll" are `variants`
+//   (below the table), except "external to ClusterIP" unmasqueraded towards a remote endpoint: its
+//   reply would leave that node straight to the client, not through n0 (kube-proxy's tracer
+//   never sees replies); "masqueradeAll, no LocalTrafficDetector" only repeats the two;
 // - TestHealthCheckNodePort: the health check server's (test/server/service-health.test.ts);
 // - TestLoadBalancerIngressRouteTypeProxy with the LoadBalancerIPMode gate off: gates are not
 //   configurable here (ipMode Proxy, VIP and unset are cases).
@@ -385,4 +387,37 @@ export const cases: SemanticCase[] = [
   { name: 'topology: node hints (PreferSameNode) win over zone hints', ...fromPod(0, 2), dst: '10.96.0.52', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0', 'n0p1'], sourceTranslated: false } },
   { name: 'unknown destination passes untouched', ...fromPod(0, 0), dst: '10.96.0.99', port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },
   ...kubeProxyCases,
+];
+
+/** The same cluster under another configuration, and the flows whose answer it changes. */
+export interface ConfigVariant {
+  name: string;
+  config: ModelConfig;
+  cases: SemanticCase[];
+}
+
+// TestInternalExternalMasquerade: its overrides of the base flows, on this table's services.
+export const variants: ConfigVariant[] = [
+  {
+    name: 'masqueradeAll',
+    config: { ...config, masqueradeAll: true },
+    cases: [
+      { name: 'masqueradeAll: pod -> ClusterIP is masqueraded', ...fromPod(0, 0), dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], true, { policy: 'Cluster' }) },
+      { name: 'masqueradeAll: pod -> ClusterIP of an eTP Local service is masqueraded', ...fromPod(0, 0), dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], true) },
+      { name: 'masqueradeAll: pod -> ClusterIP of an iTP Local service is masqueraded, local endpoints', ...fromPod(0, 2), dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], true, { policy: 'Local' }) },
+    ],
+  },
+  {
+    // Without local traffic detection a pod is like any other source, and ClusterIP traffic is not masqueraded.
+    name: 'no local traffic detection',
+    config: { ...config, detectLocalMode: 'None' },
+    cases: [
+      { name: 'no local detection: node -> ClusterIP is not masqueraded', ...fromNode, dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], false) },
+      { name: 'no local detection: node -> ClusterIP of an eTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], false) },
+      { name: 'no local detection: node -> ClusterIP of an iTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
+      { name: 'no local detection: external -> ClusterIP of an iTP Local service is not masqueraded', ...fromExternal, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
+      { name: 'no local detection: pod -> NodePort of an eTP Local service: no short-circuit, the local endpoint', ...fromPod(0, 0), dst: '10.254.0.11', port: 30089, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
+      { name: 'no local detection: pod -> LB IP of an eTP Local service: no short-circuit, the local endpoint', ...fromPod(0, 0), dst: '10.254.0.56', port: 80, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
+    ],
+  },
 ];
