@@ -17,7 +17,8 @@
 // - TestInternalExternalMasquerade "no LocalTrafficDetector" and "masqueradeAll" are `variants`
 //   (below the table), except "external to ClusterIP" unmasqueraded towards a remote endpoint: its
 //   reply would leave that node straight to the client, not through n0 (kube-proxy's tracer
-//   never sees replies); "masqueradeAll, no LocalTrafficDetector" only repeats the two;
+//   never sees replies); "masqueradeAll, no LocalTrafficDetector" only repeats the two. trace
+//   and the eBPF, iptables and nftables labs run the variants; the IPVS VM run does not yet;
 // - TestHealthCheckNodePort: the health check server's (test/server/service-health.test.ts);
 // - TestLoadBalancerIngressRouteTypeProxy with the LoadBalancerIPMode gate off: gates are not
 //   configurable here (ipMode Proxy, VIP and unset are cases).
