@@ -6,6 +6,7 @@
 // HCN_E_INVALID_JSON / HCN_E_INVALID_IP / HCN_E_GUID_CONVERSION_FAILURE for bad documents).
 // Handles must be closed; openHandles() lets a test check nothing leaked.
 import { HcnError, HRESULT, type HcnApi, type HcnHandle } from '../../control/backends/hns/hcn-api.ts';
+import { LB_FLAGS } from '../../control/backends/hns/hcn-types.ts';
 import type { HostComputeEndpoint, HostComputeLoadBalancer, HostComputeNetwork } from '../../control/backends/hns/hcn-types.ts';
 import { ENDPOINT_POLICY_SETTINGS, ENDPOINT_POLICY_TYPES, HOST_COMPUTE_ENDPOINT, HOST_COMPUTE_LOAD_BALANCER, HOST_COMPUTE_NETWORK, isGuid, validate, type Spec } from './hns-schema.ts';
 
@@ -76,9 +77,10 @@ export class FakeHcn implements HcnApi {
     }
   }
 
+  /** What HNS refuses twice: the same family, protocol, port and VIP (a NodePort has none; its IPv4 and IPv6 load balancers differ by the IPv6 flag). */
   private frontendOf(lb: HostComputeLoadBalancer): string {
     const pm = lb.PortMappings[0]!;
-    return `${pm.Protocol}/${pm.ExternalPort ?? 0}/${lb.FrontendVIPs?.[0] ?? ''}`;
+    return `${(lb.Flags ?? 0) & LB_FLAGS.IPv6}/${pm.Protocol}/${pm.ExternalPort ?? 0}/${lb.FrontendVIPs?.[0] ?? ''}`;
   }
 
   private checkLoadBalancer(call: string, doc: HostComputeLoadBalancer, self: string | undefined): void {

@@ -9,7 +9,7 @@ import type { Lab } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
 import { labCases } from './semantic-lab.ts';
-import { ruleModeLab, type RuleModeNode } from './rule-mode-lab.ts';
+import { ruleModeLab, ruleModeVariants, type RuleModeNode } from './rule-mode-lab.ts';
 
 describe('iptables mode: semantic case table with real packets', () => {
   let lab: Lab;
@@ -49,4 +49,7 @@ describe('iptables mode: semantic case table with real packets', () => {
     const r = await lab.probe(lab.external.netns, { targets: [{ proto: 'tcp', host: lab.nodes[0]!.ipv4, port: 30080 }], count: 4 });
     assert.ok(r.every((x) => x.ok && x.reply.pod === 'n1p0'), 'the change took effect');
   });
+
+  // Last: the variants leave the nodes under another configuration.
+  ruleModeVariants(() => ({ lab, nodes }));
 });

@@ -11,7 +11,7 @@ import type { Lab } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
 import { labCases } from './semantic-lab.ts';
-import { ruleModeLab, type RuleModeNode } from './rule-mode-lab.ts';
+import { ruleModeLab, ruleModeVariants, type RuleModeNode } from './rule-mode-lab.ts';
 
 describe('nftables mode: semantic case table with real packets', () => {
   let lab: Lab;
@@ -97,4 +97,7 @@ describe('nftables mode: semantic case table with real packets', () => {
     const r = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'tcp', host: '10.96.0.10', port: 80 }], count: 2 });
     assert.ok(r.every((x) => x.ok));
   });
+
+  // Last: the variants leave the nodes under another configuration.
+  ruleModeVariants(() => ({ lab, nodes }), 'nftables');
 });

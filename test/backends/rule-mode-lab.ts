@@ -1,10 +1,13 @@
 // The semantic lab with every node programmed by a rule-based mode (iptables, nftables, IPVS) as
 // its agent would run it: the node's model, one sync through the mode's backend inside the
 // node's netns, and the UDP conntrack cleaner after it. Shared by the three modes' lab tests.
+import { before, describe, it } from 'node:test';
 import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
 import type { ChangeTracker } from '../../control/model/tracker.ts';
+import type { DesiredState } from '../../control/model/types.ts';
 import { inNetns, type Lab } from '../lab/lab.ts';
-import { semanticLab, semanticTracker } from './semantic-lab.ts';
+import { checkCase } from './case-check.ts';
+import { labVariants, semanticLab, semanticTracker } from './semantic-lab.ts';
 
 export interface RuleModeNode<B> {
   tracker: ChangeTracker;
@@ -31,4 +34,25 @@ export async function ruleModeLab<B>(
     nodes.push({ tracker, backend, cleaner });
   }
   return { lab, nodes };
+}
+
+/**
+ * The configuration variants' cases, each after a full sync of every node under its
+ * configuration. Declare it last in the suite: the nodes keep the last variant's rules.
+ */
+export function ruleModeVariants<B extends { sync(state: DesiredState, full: boolean): Promise<unknown> }>(setup: () => { lab: Lab; nodes: Array<RuleModeNode<B>> }, mode?: 'nftables'): void {
+  for (const v of labVariants) {
+    describe(`configuration: ${v.name}`, () => {
+      let state: DesiredState;
+      before(async () => {
+        const { lab, nodes } = setup();
+        for (const [i, n] of lab.nodes.entries()) {
+          const tracker = semanticTracker(n, undefined, v.config);
+          await nodes[i]!.backend.sync(tracker.state(), true);
+          if (i === 0) state = tracker.state();
+        }
+      });
+      for (const c of v.cases) it(c.name, () => checkCase(setup().lab, c, state, { mode }));
+    });
+  }
 }

@@ -4,7 +4,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import type { ModelConfig } from '../../control/model/types.ts';
-import { cases, config, EXTERNAL_IP, LB_BLOCKED_IP, LB_IP, node as node0, services, slices } from '../cases/semantics.ts';
+import { cases, config, EXTERNAL_IP, KUBE_PROXY_ROUTED, LB_BLOCKED_IP, LB_IP, node as node0, services, slices, variants, type SemanticCase } from '../cases/semantics.ts';
 import { Lab, type LabNode } from '../lab/lab.ts';
 import { routeServiceIpsViaNode0 } from './case-check.ts';
 
@@ -32,9 +32,15 @@ export function semanticTracker(n: LabNode, fill?: (tracker: ChangeTracker) => v
 /** Two nodes of three pods, the external client routing LB and external IPs through n0. */
 export async function semanticLab(): Promise<Lab> {
   const lab = await Lab.create({ nodes: 2, podsPerNode: 3, ports: [8080, 8081] });
-  await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP]);
+  await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP, ...KUBE_PROXY_ROUTED]);
   return lab;
 }
 
-/** The cases a lab can send: a node process cannot send from an LB IP it does not hold (trace covers it). */
-export const labCases = cases.filter((x) => !('node' in x.from && x.src === LB_IP));
+/** Whether a lab can send the case: a node process cannot send from an LB IP it does not hold (trace covers it). */
+const sendable = (x: SemanticCase): boolean => !('node' in x.from && x.src === LB_IP);
+
+/** The cases a lab can send. */
+export const labCases = cases.filter(sendable);
+
+/** The configuration variants, with the cases a lab can send; run after the table, each re-syncing every node. */
+export const labVariants = variants.map((v) => ({ ...v, cases: v.cases.filter(sendable) }));

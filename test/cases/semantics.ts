@@ -4,6 +4,26 @@
 //
 // Lab addresses: node n<i> 10.254.0.(11+i) / fd00:254::(11+i); pod n<i>p<j> 10.244.i.(10+j) /
 // fd00:10:244:i::(10+j); external client 10.254.0.200. Pod servers listen on 8080 and 8081.
+//
+// kube-proxy's proxier tests (pkg/proxy/iptables and pkg/proxy/nftables proxier_test.go): every
+// flow their runPacketFlowTests check has a case here, named in a comment per group, except:
+// - TestClusterIPGeneral "TCP, UDP, and SCTP on same port (SCTP)": the lab's probes speak TCP and
+//   UDP only (SCTP has its own lab test, test/backends/ebpf-sctp.test.ts);
+// - TestClusterIPGeneral "packet to unallocated cluster ip" (DROP): the ServiceCIDR cases;
+// - TestLoadBalancer "same node to LB, SNATted to LB": trace only (a lab node cannot send from
+//   an LB IP it does not hold; see labCases);
+// - TestNodePorts with localhost-nodeports and other nodeport-addresses: another configuration,
+//   held by test/backends/localhost-nodeport-lab.test.ts (here only the listed-addresses case);
+// - TestInternalExternalMasquerade "no LocalTrafficDetector" and "masqueradeAll" are `variants`
+//   (below the table), except "external to ClusterIP" unmasqueraded towards a remote endpoint: its
+//   reply would leave that node straight to the client, not through n0 (kube-proxy's tracer
+//   never sees replies); "masqueradeAll, no LocalTrafficDetector" only repeats the two. trace
+//   and the eBPF, iptables and nftables labs run the variants; the IPVS VM run does not yet;
+// - TestHealthCheckNodePort: the health check server's (test/server/service-health.test.ts);
+// - TestLoadBalancerIngressRouteTypeProxy with the LoadBalancerIPMode gate off: gates are not
+//   configurable here (ipMode Proxy, VIP and unset are cases).
+// Rule-layout tests (TestOverall*Rules, TestBadIPs, TestSyncProxyRulesRepeated) are the golden
+// tests' (test/cases/kube-proxy-cluster.ts), not flows.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { ModelConfig } from '../../control/model/types.ts';
 import { DEFAULT_MODEL_CONFIG } from '../../control/model/types.ts';
@@ -56,6 +76,75 @@ export const node: V1Node = {
     ],
   },
 };
+
+// ---- kube-proxy's proxier tests: the services and slices their flows need (cases below) ----
+const term = { ready: false, serving: true, terminating: true } as const;
+const gone = { ready: false, serving: false, terminating: true } as const;
+/** Addresses of these services the external client routes through n0 (LB IPs, external IPs, ClusterIPs). */
+export const KUBE_PROXY_ROUTED = ['10.254.0.53', '10.254.0.54', '10.254.0.55', '10.254.0.56', '10.254.0.57', '10.254.0.101', '10.254.0.102', '10.254.0.103', '10.96.1.20', '10.96.1.40'];
+
+const kubeProxyServices: V1Service[] = [
+  // TestNoEndpointsReject: no slice at all.
+  service({ name: 'noep-lb', type: 'LoadBalancer', clusterIPs: ['10.96.1.10'], ports: [{ port: 80, nodePort: 30086 }], externalIPs: ['10.254.0.101'], lbIPs: ['10.254.0.53'] }),
+  // TestLoadBalancer, TestExternalTrafficPolicyCluster, TestNodePorts (IPv6), TestInternalExternalMasquerade.
+  service({
+    name: 'lb-cluster',
+    type: 'LoadBalancer',
+    clusterIPs: ['10.96.1.20', 'fd00:96::1:20'],
+    ports: [
+      { name: 'http', port: 80, nodePort: 30087 },
+      { name: 'dns', port: 53, protocol: 'UDP', targetPort: 8080, nodePort: 30088 },
+    ],
+    externalIPs: ['10.254.0.102'],
+    lbIPs: ['10.254.0.54', { ip: '10.254.0.55', ipMode: 'VIP' }],
+  }),
+  // TestExternalTrafficPolicyLocal, TestInternalExternalMasquerade (eTP Local).
+  service({ name: 'etp-local', type: 'LoadBalancer', clusterIPs: ['10.96.1.30'], ports: [{ port: 80, nodePort: 30089 }], externalIPs: ['10.254.0.103'], lbIPs: ['10.254.0.56'], eTP: 'Local' }),
+  // TestInternalTrafficPolicy (several local endpoints), TestInternalExternalMasquerade (iTP Local).
+  service({ name: 'itp-local-lb', type: 'LoadBalancer', clusterIPs: ['10.96.1.40'], ports: [{ port: 80, nodePort: 30090 }], lbIPs: ['10.254.0.57'], iTP: 'Local' }),
+  // TestTerminatingEndpointsTrafficPolicyLocal / ...Cluster (a NodePort stands for their LB IP: same external chain).
+  service({ name: 'term-ready', type: 'NodePort', clusterIPs: ['10.96.1.50'], ports: [{ port: 80, nodePort: 30091 }], eTP: 'Local' }),
+  service({ name: 'term-remote', type: 'NodePort', clusterIPs: ['10.96.1.51'], ports: [{ port: 80, nodePort: 30092 }], eTP: 'Local' }),
+  service({ name: 'term-none', type: 'NodePort', clusterIPs: ['10.96.1.52'], ports: [{ port: 80, nodePort: 30093 }], eTP: 'Local' }),
+  service({ name: 'term-cluster', type: 'NodePort', clusterIPs: ['10.96.1.53'], ports: [{ port: 80, nodePort: 30094 }] }),
+  service({ name: 'term-cluster-only', type: 'NodePort', clusterIPs: ['10.96.1.54'], ports: [{ port: 80, nodePort: 30095 }] }),
+  // TestOverallIPTablesRules / TestOverallNFTablesRules svc5: ClientIP affinity on an external frontend.
+  service({ name: 'sticky-np', type: 'NodePort', clusterIPs: ['10.96.1.60'], ports: [{ port: 80, nodePort: 30096 }], affinity: 60 }),
+];
+
+const kubeProxySlices: V1EndpointSlice[] = [
+  slice({
+    name: 'lb-cluster-v4',
+    service: 'lb-cluster',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'dns', port: 8080, protocol: 'UDP' },
+    ],
+    endpoints: [ep(0, 0), ep(1, 2)],
+  }),
+  slice({
+    name: 'lb-cluster-v6',
+    service: 'lb-cluster',
+    family: 6,
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'dns', port: 8080, protocol: 'UDP' },
+    ],
+    endpoints: [ep6(0, 0), ep6(1, 2)],
+  }),
+  slice({ name: 'etp-local-x', service: 'etp-local', ports: [{ port: 8080 }], endpoints: [ep(0, 2), ep(1, 1)] }),
+  slice({ name: 'itp-local-lb-x', service: 'itp-local-lb', ports: [{ port: 8080 }], endpoints: [ep(0, 0), ep(0, 1), ep(1, 0)] }),
+  // Ready local endpoints win over serving terminating and not serving ones.
+  slice({ name: 'term-ready-x', service: 'term-ready', ports: [{ port: 8080 }], endpoints: [ep(0, 0), ep(0, 1, term), ep(0, 2, gone), ep(1, 0)] }),
+  // Only a remote serving terminating endpoint: it serves the cluster, nothing serves eTP Local.
+  slice({ name: 'term-remote-x', service: 'term-remote', ports: [{ port: 8080 }], endpoints: [ep(1, 0, term)] }),
+  // Nothing serving anywhere: as if there were no endpoints.
+  slice({ name: 'term-none-x', service: 'term-none', ports: [{ port: 8080 }], endpoints: [ep(0, 0, gone), ep(1, 0, gone)] }),
+  slice({ name: 'term-cluster-x', service: 'term-cluster', ports: [{ port: 8080 }], endpoints: [ep(0, 0), ep(1, 0, term), ep(1, 1, gone), ep(1, 2)] }),
+  // Only terminating endpoints: the serving ones, on either node.
+  slice({ name: 'term-cluster-only-x', service: 'term-cluster-only', ports: [{ port: 8080 }], endpoints: [ep(0, 1, term), ep(1, 1, term), ep(1, 2, gone)] }),
+  slice({ name: 'sticky-np-x', service: 'sticky-np', ports: [{ port: 8080 }], endpoints: [ep(0, 1), ep(1, 1)] }),
+];
 
 export const services: V1Service[] = [
   service({
@@ -120,6 +209,7 @@ export const services: V1Service[] = [
   service({ name: 'topo-node', clusterIPs: ['10.96.0.52'], ports: [{ port: 80 }] }),
   service({ name: 'headless', clusterIPs: ['None'], ports: [{ port: 80 }] }),
   { ...service({ name: 'external-name', ports: [{ port: 80 }] }), spec: { type: 'ExternalName', externalName: 'example.invalid', ports: [{ port: 80 }] } },
+  ...kubeProxyServices,
 ];
 
 export const slices: V1EndpointSlice[] = [
@@ -166,6 +256,7 @@ export const slices: V1EndpointSlice[] = [
     ports: [{ port: 8080 }],
     endpoints: [ep(0, 0, { nodeHints: ['n0'], zoneHints: ['zone-a'] }), ep(0, 1, { nodeHints: ['n0'], zoneHints: ['zone-a'] }), ep(1, 0, { nodeHints: ['n1'], zoneHints: ['zone-a'] })],
   }),
+  ...kubeProxySlices,
 ];
 
 /** Where a case's packet starts in the lab. */
@@ -199,6 +290,65 @@ export interface SemanticCase {
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
 const fromNode = { from: { node: 'n0' }, src: '10.254.0.11' } as const;
 const fromExternal = { from: { external: true }, src: EXTERNAL_CLIENT } as const;
+
+// ---- kube-proxy's proxier tests: flows of theirs the cases above do not already check ----
+const v6External = { from: { external: true }, src: 'fd00:254::200' } as const;
+const all = (pods: string[], sourceTranslated: boolean, extra: { policy?: 'Cluster' | 'Local'; kind?: string; targetPort?: number } = {}): SemanticCase['expect'] => ({ verdict: 'FORWARD', pods, sourceTranslated, ...extra });
+const kubeProxyCases: SemanticCase[] = [
+  // TestNoEndpointsReject (the ClusterIP flow is "no endpoints: REJECT (TCP)").
+  { name: 'no endpoints: external -> externalIP: REJECT', ...fromExternal, dst: '10.254.0.101', port: 80, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'no endpoints: pod -> NodePort: REJECT', ...fromPod(0, 0), dst: '10.254.0.11', port: 30086, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'no endpoints: external -> NodePort: REJECT', ...fromExternal, dst: '10.254.0.11', port: 30086, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'no endpoints: pod -> LB IP: REJECT', ...fromPod(0, 0), dst: '10.254.0.53', port: 80, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'no endpoints: external -> LB IP: REJECT', ...fromExternal, dst: '10.254.0.53', port: 80, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  // TestExternalTrafficPolicyCluster, TestLoadBalancer (two LB IPs), TestInternalExternalMasquerade
+  // (eTP Cluster rows), TestNodePorts (IPv6), TestClusterIPGeneral ("svc1 does not accept svc2's ports").
+  { name: 'eTP Cluster: pod -> externalIP is masqueraded, all endpoints', ...fromPod(0, 1), dst: '10.254.0.102', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'ExternalIP' }) },
+  { name: 'eTP Cluster: external -> externalIP is masqueraded, all endpoints', ...fromExternal, dst: '10.254.0.102', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { policy: 'Cluster' }) },
+  { name: 'eTP Cluster: pod -> LB IP is masqueraded, all endpoints', ...fromPod(0, 1), dst: '10.254.0.54', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'LoadBalancer' }) },
+  { name: 'eTP Cluster: external -> LB IP is masqueraded, all endpoints', ...fromExternal, dst: '10.254.0.54', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'LoadBalancer' }) },
+  { name: 'eTP Cluster: external -> second LB IP (ipMode VIP) is served alike', ...fromExternal, dst: '10.254.0.55', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true) },
+  { name: 'eTP Cluster: node -> LB IP is masqueraded, all endpoints', ...fromNode, dst: '10.254.0.54', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true) },
+  { name: 'eTP Cluster: pod -> NodePort is masqueraded, all endpoints', ...fromPod(0, 1), dst: '10.254.0.11', port: 30087, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'NodePort' }) },
+  { name: 'eTP Cluster: node -> NodePort is masqueraded, all endpoints', ...fromNode, dst: '10.254.0.11', port: 30087, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true) },
+  { name: 'external -> ClusterIP is masqueraded (not from a pod)', ...fromExternal, dst: '10.96.1.20', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'ClusterIP' }) },
+  { name: 'external -> NodePort over UDP (target port by name)', ...fromExternal, dst: '10.254.0.11', port: 30088, protocol: 'UDP', expect: all(['n0p0', 'n1p2'], true, { targetPort: 8080 }) },
+  { name: 'external -> NodePort over IPv6: masqueraded, all endpoints', ...v6External, dst: 'fd00:254::b', port: 30087, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { kind: 'NodePort' }) },
+  { name: 'pod -> ClusterIP on a port no service port has', ...fromPod(0, 1), dst: '10.96.1.20', port: 443, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' }, ipvs: { verdict: 'REJECT' } } },
+  // TestExternalTrafficPolicyLocal, TestOnlyLocalExternalIPs, TestInternalExternalMasquerade (eTP
+  // Local rows; pod and node -> NodePort are the np-local cases, external -> LB IP the lb one).
+  { name: 'eTP Local: external -> externalIP reaches only the local endpoint, client IP kept', ...fromExternal, dst: '10.254.0.103', port: 80, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local', kind: 'ExternalIP' }) },
+  { name: 'eTP Local: external -> NodePort reaches only the local endpoint, client IP kept', ...fromExternal, dst: '10.254.0.11', port: 30089, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
+  { name: 'eTP Local: pod -> LB IP short-circuits to all endpoints, unmasqueraded', ...fromPod(0, 0), dst: '10.254.0.56', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], false, { policy: 'Cluster' }), inMode: { ipvs: all(['n0p2'], false, { policy: 'Local' }) } },
+  { name: 'eTP Local: node -> LB IP (the node is in its source ranges) is masqueraded, all endpoints', ...fromNode, dst: LB_IP, port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p0'], true, { policy: 'Cluster' }), inMode: { ipvs: all(['n0p0'], false, { policy: 'Local' }) } },
+  // TestInternalTrafficPolicy ("multiple local endpoints"), TestInternalExternalMasquerade (iTP
+  // Local rows: iTP applies to ClusterIP traffic only and does not change masquerading).
+  { name: 'iTP Local: pod -> ClusterIP reaches every local endpoint, only them', ...fromPod(0, 2), dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
+  { name: 'iTP Local: node -> ClusterIP reaches the local endpoints, masqueraded', ...fromNode, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], true, { policy: 'Local' }) },
+  { name: 'iTP Local: external -> ClusterIP reaches the local endpoints, masqueraded', ...fromExternal, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], true, { policy: 'Local' }) },
+  { name: 'iTP Local: pod -> NodePort is not internal traffic: all endpoints, masqueraded', ...fromPod(0, 2), dst: '10.254.0.11', port: 30090, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true, { policy: 'Cluster' }) },
+  { name: 'iTP Local: node -> NodePort: all endpoints, masqueraded', ...fromNode, dst: '10.254.0.11', port: 30090, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true) },
+  { name: 'iTP Local: external -> NodePort: all endpoints, masqueraded', ...fromExternal, dst: '10.254.0.11', port: 30090, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true) },
+  { name: 'iTP Local: pod -> LB IP: all endpoints, masqueraded', ...fromPod(0, 2), dst: '10.254.0.57', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true) },
+  { name: 'iTP Local: node -> LB IP: all endpoints, masqueraded', ...fromNode, dst: '10.254.0.57', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true) },
+  { name: 'iTP Local: external -> LB IP: all endpoints, masqueraded', ...fromExternal, dst: '10.254.0.57', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1', 'n1p0'], true) },
+  // TestTerminatingEndpointsTrafficPolicyLocal ("ready endpoints exist", "terminating endpoints on
+  // remote node", "no usable endpoints on any node"; "only terminating endpoints exist" is the term
+  // cases) and ...TrafficPolicyCluster ("ready endpoints exist", "only terminating endpoints
+  // exist", which also stands for its remote-only variant; "no usable endpoints" is term-none's).
+  { name: 'terminating, eTP Local: pod -> ClusterIP reaches the ready endpoints only', ...fromPod(0, 1), dst: '10.96.1.50', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p0'], false) },
+  { name: 'terminating, eTP Local: external -> NodePort reaches the ready local endpoint only', ...fromExternal, dst: '10.254.0.11', port: 30091, protocol: 'TCP', expect: all(['n0p0'], false, { policy: 'Local' }) },
+  { name: 'terminating, eTP Local: pod -> ClusterIP falls back to the remote serving terminating endpoint', ...fromPod(0, 0), dst: '10.96.1.51', port: 80, protocol: 'TCP', expect: all(['n1p0'], false) },
+  { name: 'terminating, eTP Local: external -> NodePort with only a remote terminating endpoint: DROP', ...fromExternal, dst: '10.254.0.11', port: 30092, protocol: 'TCP', expect: { verdict: 'DROP' } },
+  { name: 'terminating, nothing serving: pod -> ClusterIP: REJECT', ...fromPod(0, 1), dst: '10.96.1.52', port: 80, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'terminating, nothing serving: external -> NodePort: REJECT', ...fromExternal, dst: '10.254.0.11', port: 30093, protocol: 'TCP', expect: { verdict: 'REJECT' } },
+  { name: 'terminating, eTP Cluster: pod -> ClusterIP reaches the ready endpoints only', ...fromPod(0, 1), dst: '10.96.1.53', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], false) },
+  { name: 'terminating, eTP Cluster: external -> NodePort reaches the ready endpoints, masqueraded', ...fromExternal, dst: '10.254.0.11', port: 30094, protocol: 'TCP', expect: all(['n0p0', 'n1p2'], true, { policy: 'Cluster' }) },
+  { name: 'terminating, eTP Cluster: pod -> ClusterIP with only terminating endpoints uses the serving ones', ...fromPod(0, 0), dst: '10.96.1.54', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], false) },
+  { name: 'terminating, eTP Cluster: external -> NodePort with only terminating endpoints uses the serving ones, masqueraded', ...fromExternal, dst: '10.254.0.11', port: 30095, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], true) },
+  // TestOverall*Rules svc5: ClientIP affinity on an external frontend.
+  { name: 'external -> NodePort with ClientIP affinity: masqueraded', ...fromExternal, dst: '10.254.0.11', port: 30096, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], true) },
+];
 
 export const cases: SemanticCase[] = [
   { name: 'pod -> ClusterIP, backends on both nodes, no SNAT', ...fromPod(0, 0), dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p1', 'n1p1'], sourceTranslated: false, kind: 'ClusterIP', targetPort: 8080 } },
@@ -237,4 +387,38 @@ export const cases: SemanticCase[] = [
   { name: 'topology: one endpoint without hints disables them all', ...fromPod(0, 2), dst: '10.96.0.51', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0', 'n1p0'], sourceTranslated: false } },
   { name: 'topology: node hints (PreferSameNode) win over zone hints', ...fromPod(0, 2), dst: '10.96.0.52', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0', 'n0p1'], sourceTranslated: false } },
   { name: 'unknown destination passes untouched', ...fromPod(0, 0), dst: '10.96.0.99', port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },
+  ...kubeProxyCases,
+];
+
+/** The same cluster under another configuration, and the flows whose answer it changes. */
+export interface ConfigVariant {
+  name: string;
+  config: ModelConfig;
+  cases: SemanticCase[];
+}
+
+// TestInternalExternalMasquerade: its overrides of the base flows, on this table's services.
+export const variants: ConfigVariant[] = [
+  {
+    name: 'masqueradeAll',
+    config: { ...config, masqueradeAll: true },
+    cases: [
+      { name: 'masqueradeAll: pod -> ClusterIP is masqueraded', ...fromPod(0, 0), dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], true, { policy: 'Cluster' }) },
+      { name: 'masqueradeAll: pod -> ClusterIP of an eTP Local service is masqueraded', ...fromPod(0, 0), dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], true) },
+      { name: 'masqueradeAll: pod -> ClusterIP of an iTP Local service is masqueraded, local endpoints', ...fromPod(0, 2), dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], true, { policy: 'Local' }) },
+    ],
+  },
+  {
+    // Without local traffic detection a pod is like any other source, and ClusterIP traffic is not masqueraded.
+    name: 'no local traffic detection',
+    config: { ...config, detectLocalMode: 'None' },
+    cases: [
+      { name: 'no local detection: node -> ClusterIP is not masqueraded', ...fromNode, dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], false) },
+      { name: 'no local detection: node -> ClusterIP of an eTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], false) },
+      { name: 'no local detection: node -> ClusterIP of an iTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
+      { name: 'no local detection: external -> ClusterIP of an iTP Local service is not masqueraded', ...fromExternal, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
+      { name: 'no local detection: pod -> NodePort of an eTP Local service: no short-circuit, the local endpoint', ...fromPod(0, 0), dst: '10.254.0.11', port: 30089, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
+      { name: 'no local detection: pod -> LB IP of an eTP Local service: no short-circuit, the local endpoint', ...fromPod(0, 0), dst: '10.254.0.56', port: 80, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
+    ],
+  },
 ];

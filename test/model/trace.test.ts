@@ -5,18 +5,36 @@ import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { trace } from '../../control/trace/trace.ts';
 import { service, slice } from '../cases/objects.ts';
-import { cases, config, HOST_ONLY_IPS, node, podOf, services, slices, THIS_NODE } from '../cases/semantics.ts';
+import { cases, config, HOST_ONLY_IPS, node, podOf, services, slices, THIS_NODE, variants, type SemanticCase } from '../cases/semantics.ts';
+import type { DesiredState, ModelConfig } from '../../control/model/types.ts';
 
-function model(): ChangeTracker {
-  const tracker = new ChangeTracker(config, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
+function model(modelConfig: ModelConfig = config): ChangeTracker {
+  const tracker = new ChangeTracker(modelConfig, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
   for (const s of services) assert.deepEqual(tracker.upsertService(s), [], `service ${s.metadata?.name} is valid`);
   for (const s of slices) assert.deepEqual(tracker.upsertSlice(s), [], `slice ${s.metadata?.name} is valid`);
   tracker.flush();
   return tracker;
 }
 
+/** trace's answer for one case (in a mode, when given) against the table's. */
+function checkTrace(state: DesiredState, c: SemanticCase, mode?: 'nftables' | 'ipvs'): void {
+  const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode });
+  const e = (mode !== undefined ? c.inMode?.[mode] : undefined) ?? c.expect;
+  assert.equal(v.verdict, e.verdict, `${mode ?? 'iptables'}: ${'reason' in v ? v.reason : ''}`);
+  if (v.verdict !== 'FORWARD' || e.verdict !== 'FORWARD') return;
+  assert.deepEqual(v.endpoints.map((x) => podOf(x.ip)).sort(), [...e.pods].sort(), 'candidate endpoints');
+  for (const x of v.endpoints) assert.equal(x.sourceTranslated, e.hairpin?.includes(podOf(x.ip)) ? true : e.sourceTranslated, `source translation towards ${podOf(x.ip)}`);
+  if (e.policy !== undefined) assert.equal(v.policy, e.policy);
+}
+
 describe('semantic case table (trace)', () => {
   const state = model().state();
+  for (const variant of variants) {
+    it(`configuration ${variant.name}: its cases, in every mode`, () => {
+      const s = model(variant.config).state();
+      for (const c of variant.cases) for (const mode of [undefined, 'nftables', 'ipvs'] as const) checkTrace(s, c, mode);
+    });
+  }
   for (const c of cases) {
     it(c.name, () => {
       const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol });

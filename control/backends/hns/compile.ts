@@ -275,8 +275,13 @@ export function loadBalancerIdentifier(lb: HostComputeLoadBalancer): string {
   return `${pm?.Protocol ?? 0}/${pm?.InternalPort ?? 0}/${pm?.ExternalPort ?? 0}/${lb.FrontendVIPs?.[0] ?? ''}/${hashEndpoints(lb.HostComputeEndpoints ?? [])}`;
 }
 
-/** Where a load balancer listens, unique on a host: protocol, external port and frontend VIP ("" for NodePorts). */
+/**
+ * Where a load balancer listens, unique on a host: IP family, protocol, external port and frontend
+ * VIP ("" for NodePorts). The family counts: a dual-stack NodePort has one load balancer per
+ * family on the same port, both without VIPs, told apart only by the IPv6 flag.
+ */
 export function frontendKey(lb: HostComputeLoadBalancer): string {
   const pm = lb.PortMappings[0];
-  return `${pm?.Protocol ?? 0}/${pm?.ExternalPort ?? 0}/${lb.FrontendVIPs?.[0] ?? ''}`;
+  const family = ((lb.Flags ?? 0) & LB_FLAGS.IPv6) !== 0 ? 6 : 4;
+  return `v${family}/${pm?.Protocol ?? 0}/${pm?.ExternalPort ?? 0}/${lb.FrontendVIPs?.[0] ?? ''}`;
 }
