@@ -28,7 +28,7 @@ const BENCHES: Bench[] = [
   { name: 'agent', args: [here('./agent.ts')], root: true },
   { name: 'snat', args: [here('./snat.ts')], root: true },
   { name: 'sync', args: [here('./sync.ts')], root: true },
-  { name: 'soak', args: [here('./soak.ts')], root: true },
+  { name: 'soak', args: ['--expose-gc', here('./soak.ts')], root: true },
 ];
 /** A benchmark running longer than this is stopped and reported as such. */
 const BOUND_MS = 3_600_000;

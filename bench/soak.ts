@@ -5,7 +5,7 @@
 // the end of the warm-up and the end), open file descriptors do not change, the maps hold exactly
 // what the model says (no leaked backend or slot), and the CT and affinity maps stay bounded.
 // Outside the default suite: minutes of CPU.
-//   npm run bench:soak   (root)   BENCH_SOAK_CHANGES=1000000 BENCH_SOAK_SERVICES=10000
+//   npm run bench:soak   (root; node --expose-gc, so samples see the live heap)   BENCH_SOAK_CHANGES=1000000 BENCH_SOAK_SERVICES=10000
 import { readdirSync } from 'node:fs';
 import { progTestRun } from '../control/bpf/attach.ts';
 import { affinityKey, affinityValue, backend as backendCodec, ctKey, ctValue } from '../control/bpf/layout.ts';
@@ -99,8 +99,13 @@ try {
       }
       await backend.ebpf.gcOnce();
     }
-    if (k === WARMUP) baseline = { rss: process.memoryUsage().rss, fds: openFds() };
+    if (k === WARMUP) {
+      (globalThis as { gc?: () => void }).gc?.();
+      baseline = { rss: process.memoryUsage().rss, fds: openFds() };
+    }
     if (k % SAMPLE_EVERY === 0 || k === CHANGES) {
+      // The live heap, not garbage a later collection would take (run with --expose-gc).
+      (globalThis as { gc?: () => void }).gc?.();
       const m = process.memoryUsage();
       samples.push({ changes: k, seconds: +((performance.now() - t0) / 1000).toFixed(1), rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), fds: openFds(), ct: count(ct), ctAny: count(ctAny), ctSyn: count(ctSyn), affinity: count(affinity), backends: usedBackends(), flows });
       console.log(JSON.stringify(samples.at(-1)));

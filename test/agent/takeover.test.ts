@@ -26,6 +26,8 @@ const CLUSTER_IP = '10.96.0.60';
 const PORT = 9100;
 const NODE_PORT = 30190;
 const BACKENDS = ['n0p1', 'n1p1'];
+/** Bounds for conditions: generous, since the VM (qemu TCG) runs this file ten times slower. */
+const WAIT_MS = 180_000;
 
 interface Session {
   name: string;
@@ -115,7 +117,9 @@ for (const mode of MODES) describe(`takeover from ${mode} mode`, () => {
       session('tcp NodePort 2', ext, 'tcp', node, NODE_PORT),
       session('udp NodePort', ext, 'udp', node, NODE_PORT),
     ];
-    await until('every session answered through the iptables rules', () => sessions.every((s) => s.answers.length >= 5));
+    await until(`every session answered through the ${mode} rules`, () => sessions.every((s) => s.answers.length >= 5), WAIT_MS).catch((e: Error) => {
+      throw new Error(`${e.message}: ${sessions.map((s) => `${s.name} ${s.answers.length} answers${s.errors.length > 0 ? ` (${s.errors.slice(-3).join(', ')})` : ''}`).join('; ')}`);
+    });
     const backendOf = new Map(sessions.map((s) => [s.name, s.answers[0]!.pod]));
 
     // Replaced as kube-proxy is: SIGTERM, its rules stay.
@@ -130,9 +134,9 @@ for (const mode of MODES) describe(`takeover from ${mode} mode`, () => {
     assert.equal(synced.mode, 'ebpf');
     const took = agent.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('takeover:') && l.flows !== undefined).reduce((n, l) => n + Number(l.flows), 0);
     assert.ok(took >= sessions.length, `flows taken over: ${took}`);
-    await until("kube-proxy's rules removed", () => agent!.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('removed the rules')));
+    await until("kube-proxy's rules removed", () => agent!.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('removed the rules')), WAIT_MS);
     const marks = new Map(sessions.map((s) => [s.name, s.answers.length]));
-    await until('every session answered 25 more times after the takeover', () => sessions.every((s) => s.answers.length >= marks.get(s.name)! + 25)).catch((e: Error) => {
+    await until('every session answered 25 more times after the takeover', () => sessions.every((s) => s.answers.length >= marks.get(s.name)! + 25), WAIT_MS).catch((e: Error) => {
       const stalled = sessions.filter((s) => s.answers.length < marks.get(s.name)! + 25).map((s) => `${s.name} (${s.errors.join(', ') || 'no answer'})`);
       throw new Error(`${e.message}: broken or stalled after the takeover: ${stalled.join('; ')}`);
     });
@@ -160,7 +164,7 @@ for (const mode of MODES) describe(`takeover from ${mode} mode`, () => {
     };
     const before = await packets();
     const fresh = [session('tcp ClusterIP new', pod, 'tcp', CLUSTER_IP, PORT), session('tcp NodePort new', ext, 'tcp', node, NODE_PORT)];
-    await until('new connections answered through eBPF', () => fresh.every((s) => s.answers.length >= 5));
+    await until('new connections answered through eBPF', () => fresh.every((s) => s.answers.length >= 5), WAIT_MS);
     // The agent refreshes its datapath snapshot every 10 s.
     await until("eBPF's counters for the service port count the new connections", async () => (await packets()) >= before + 10, 60_000, 500);
 
