@@ -2,7 +2,7 @@
 import { rmdirSync } from 'node:fs';
 import { ensurePinDir } from './bpffs.ts';
 import type { Codec } from './codec.ts';
-import { call } from './errors.ts';
+import { BpfError, call } from './errors.ts';
 import { BpfMap } from './map.ts';
 import { native, type NativeBpfObject, type NativeMapDescription, type NativeProgramDescription } from './native.ts';
 
@@ -21,6 +21,9 @@ export interface LoadOptions {
   sizeOf?: (name: string) => number | undefined;
 }
 
+/** Loads tried when the verifier keeps being interrupted (each is libbpf's own few retries). */
+const LOAD_ATTEMPTS = 8;
+
 export class LoadedObject {
   readonly path: string;
   readonly pinDir: string | undefined;
@@ -36,8 +39,23 @@ export class LoadedObject {
     this.programsByName = new Map(handle.programs().map((p) => [p.name, p]));
   }
 
-  /** Opens and loads `path`. Errors: ObjectFileError, VerifierError, BpffsMissingError, BpfError. */
+  /**
+   * Opens and loads `path`. Errors: ObjectFileError, VerifierError, BpffsMissingError, BpfError.
+   * The verifier gives up with EAGAIN when a signal is pending (a child's SIGCHLD, a profiler's
+   * SIGPROF) and libbpf retries only a few times at once; a long verification on a loaded node can
+   * lose them all. An object whose load failed cannot be loaded again, so a fresh one is opened.
+   */
   static load(path: string, options: LoadOptions = {}): LoadedObject {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return LoadedObject.loadOnce(path, options);
+      } catch (e) {
+        if (!(e instanceof BpfError) || e.code !== 'EAGAIN' || attempt >= LOAD_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  private static loadOnce(path: string, options: LoadOptions): LoadedObject {
     if (options.pinDir !== undefined) ensurePinDir(options.pinDir);
     const handle = call(() => new (native().BpfObject)(path));
     try {
