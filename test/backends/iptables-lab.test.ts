@@ -51,5 +51,5 @@ describe('iptables mode: semantic case table with real packets', () => {
   });
 
   // Last: the variants leave the nodes under another configuration.
-  ruleModeVariants(() => ({ lab, nodes }));
+  ruleModeVariants(() => ({ lab, nodes }), undefined, (b, s) => b.sync(s, true));
 });

@@ -1,7 +1,7 @@
 // IPVS mode with real packets. IPVS is not in this machine's kernel: test/vm/vm.test.ts runs
 // this file inside the Debian 6.1 VM (node --test test/backends/ipvs-lab.vm-test.ts); the name
 // keeps it out of the host's test glob.
-// The semantic case table against trace() in ipvs mode; a one-service change sends only that
+// The semantic case table and its configuration variants against trace() in ipvs mode; a one-service change sends only that
 // service's commands; a removed TCP backend drains (weight 0) until its connection ends; a
 // restarted backend takes over the kernel's state; cleanup leaves someone else's alone.
 import assert from 'node:assert/strict';
@@ -18,7 +18,7 @@ import { inNetns, type Lab, type LabNode } from '../lab/lab.ts';
 import { checkCase } from './case-check.ts';
 import { udpFlowMovesOff } from './udp-flow.ts';
 import { labCases } from './semantic-lab.ts';
-import { ruleModeLab, type RuleModeNode } from './rule-mode-lab.ts';
+import { ruleModeLab, ruleModeVariants, type RuleModeNode } from './rule-mode-lab.ts';
 
 const HOLD = fileURLToPath(new URL('../lab/hold-connection.ts', import.meta.url));
 
@@ -38,6 +38,8 @@ describe('IPVS mode: semantic case table with real packets', () => {
   for (const c of labCases) {
     it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { mode: 'ipvs' }));
   }
+
+  ruleModeVariants(() => ({ lab, nodes }), 'ipvs', (b, s) => b.sync(s, { full: true }));
 
   const listed = async (n: LabNode): Promise<ReturnType<typeof parseIpvsList>> => parseIpvsList(await lab.exec(n.netns, 'ipvsadm', ['-L', '-n']));
 

@@ -99,5 +99,5 @@ describe('nftables mode: semantic case table with real packets', () => {
   });
 
   // Last: the variants leave the nodes under another configuration.
-  ruleModeVariants(() => ({ lab, nodes }), 'nftables');
+  ruleModeVariants(() => ({ lab, nodes }), 'nftables', (b, s) => b.sync(s, true));
 });

@@ -1,7 +1,7 @@
 // The semantic lab with every node programmed by a rule-based mode (iptables, nftables, IPVS) as
 // its agent would run it: the node's model, one sync through the mode's backend inside the
 // node's netns, and the UDP conntrack cleaner after it. Shared by the three modes' lab tests.
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { conntrackRunner, UdpConntrackCleaner } from '../../control/backends/conntrack-cleanup.ts';
 import type { ChangeTracker } from '../../control/model/tracker.ts';
 import type { DesiredState } from '../../control/model/types.ts';
@@ -38,21 +38,32 @@ export async function ruleModeLab<B>(
 
 /**
  * The configuration variants' cases, each after a full sync of every node under its
- * configuration. Declare it last in the suite: the nodes keep the last variant's rules.
+ * configuration; afterwards every node is synced with the table's configuration again.
  */
-export function ruleModeVariants<B extends { sync(state: DesiredState, full: boolean): Promise<unknown> }>(setup: () => { lab: Lab; nodes: Array<RuleModeNode<B>> }, mode?: 'nftables'): void {
-  for (const v of labVariants) {
-    describe(`configuration: ${v.name}`, () => {
-      let state: DesiredState;
-      before(async () => {
-        const { lab, nodes } = setup();
-        for (const [i, n] of lab.nodes.entries()) {
-          const tracker = semanticTracker(n, undefined, v.config);
-          await nodes[i]!.backend.sync(tracker.state(), true);
-          if (i === 0) state = tracker.state();
-        }
-      });
-      for (const c of v.cases) it(c.name, () => checkCase(setup().lab, c, state, { mode }));
+export function ruleModeVariants<B>(
+  setup: () => { lab: Lab; nodes: Array<RuleModeNode<B>> },
+  mode: 'nftables' | 'ipvs' | undefined,
+  fullSync: (backend: B, state: DesiredState) => Promise<unknown>,
+): void {
+  describe('configuration variants', () => {
+    after(async () => {
+      // Back to the table's own configuration, for whatever the suite runs after.
+      const { nodes } = setup();
+      for (const n of nodes) await fullSync(n.backend, n.tracker.state());
     });
-  }
+    for (const v of labVariants) {
+      describe(`configuration: ${v.name}`, () => {
+        let state: DesiredState;
+        before(async () => {
+          const { lab, nodes } = setup();
+          for (const [i, n] of lab.nodes.entries()) {
+            const tracker = semanticTracker(n, undefined, v.config);
+            await fullSync(nodes[i]!.backend, tracker.state());
+            if (i === 0) state = tracker.state();
+          }
+        });
+        for (const c of v.cases) it(c.name, () => checkCase(setup().lab, c, state, { mode }));
+      });
+    }
+  });
 }
