@@ -14,6 +14,7 @@ import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.t
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
 import { listKernelFlows, planSeed } from './takeover.ts';
+import { unallocatedDropCIDRsOf } from '../../model/plan.ts';
 import { monotonicCoarseNs } from './datapath.ts';
 import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
 import { toolRunner, type ToolRunner } from '../tool-runner.ts';
@@ -227,6 +228,7 @@ export class EbpfBackend {
   sync(state: DesiredState): SyncReport {
     const model = compileDatapath(state);
     const report = this.datapath.sync(model);
+    this.datapath.setServiceCidrs(unallocatedDropCIDRsOf(state, 'ebpf'));
     this.model = model;
     this.recordFailures(state, report, undefined);
     if (report.backendsRemoved > 0) this.destroySockets();
@@ -241,6 +243,14 @@ export class EbpfBackend {
    * every full sync.
    */
   async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
+    const report = await this.syncServicePorts(state, changes, full);
+    // What is dropped as an unallocated ClusterIP is the plan's; a handful of entries, so every
+    // sync, after the frontends: a new ClusterIP in a new range is served before its range drops.
+    this.datapath.setServiceCidrs(unallocatedDropCIDRsOf(state, 'ebpf'));
+    return report;
+  }
+
+  private async syncServicePorts(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
     const model = this.model;
     if (full || model === undefined || changes.nodeChanged || !this.datapath.settled) {
       // The old model goes first: one copy of the compiled state on the heap, not two (at 100k
