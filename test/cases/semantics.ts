@@ -4,7 +4,7 @@
 //
 // Lab addresses: node n<i> 10.254.0.(11+i) / fd00:254::(11+i); pod n<i>p<j> 10.244.i.(10+j) /
 // fd00:10:244:i::(10+j); external client 10.254.0.200. Pod servers listen on 8080 and 8081.
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import type { ModelConfig } from '../../control/model/types.ts';
 import { DEFAULT_MODEL_CONFIG } from '../../control/model/types.ts';
 import { service, slice, type EndpointSpec } from './objects.ts';
@@ -168,6 +168,18 @@ export const slices: V1EndpointSlice[] = [
   }),
 ];
 
+/**
+ * The cluster's ServiceCIDR objects: a secondary range only (the services above are outside it,
+ * so their cases keep their answers), with one service of its own.
+ */
+export const SECONDARY_RANGE_V4 = '10.97.0.0/16';
+export const SECONDARY_RANGE_V6 = 'fd00:97::/112';
+export const UNALLOCATED_IP = '10.97.0.99';
+export const UNALLOCATED_IP6 = 'fd00:97::99';
+export const serviceCIDRs: V1ServiceCIDR[] = [{ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'secondary' }, spec: { cidrs: [SECONDARY_RANGE_V4, SECONDARY_RANGE_V6] } }];
+services.push(service({ name: 'in-range', clusterIPs: ['10.97.0.10'], ports: [{ port: 80, targetPort: 8080 }] }));
+slices.push(slice({ name: 'in-range-x', service: 'in-range', ports: [{ port: 8080 }], endpoints: [ep(1, 0)] }));
+
 /** Where a case's packet starts in the lab. */
 export type Origin = { pod: string } | { node: string } | { external: true };
 
@@ -192,8 +204,11 @@ export interface SemanticCase {
         targetPort?: number;
       }
     | { verdict: 'DROP' | 'REJECT' | 'NO_SERVICE' };
-  /** Where a proxy mode answers otherwise (kube-proxy's nftables mode rejects unserved ClusterIP ports). */
-  inMode?: Partial<Record<'nftables' | 'ipvs', SemanticCase['expect']>>;
+  /**
+   * Where a proxy mode answers otherwise than `expect` (iptables mode's answer): kube-proxy's
+   * nftables mode rejects unserved ClusterIP ports; nftables and eBPF mode drop unallocated ClusterIPs.
+   */
+  inMode?: Partial<Record<'nftables' | 'ipvs' | 'ebpf', SemanticCase['expect']>>;
 }
 
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
@@ -238,3 +253,14 @@ export const cases: SemanticCase[] = [
   { name: 'topology: node hints (PreferSameNode) win over zone hints', ...fromPod(0, 2), dst: '10.96.0.52', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n0p0', 'n0p1'], sourceTranslated: false } },
   { name: 'unknown destination passes untouched', ...fromPod(0, 0), dst: '10.96.0.99', port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' } },
 ];
+
+// Unallocated ClusterIPs (the ServiceCIDR objects above): kube-proxy's nftables mode drops them, and
+// so does eBPF mode; iptables and IPVS let them pass. A ClusterIP of the range keeps its verdicts.
+cases.push(
+  { name: 'service CIDR: pod -> ClusterIP of a secondary range is served', ...fromPod(0, 0), dst: '10.97.0.10', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, kind: 'ClusterIP', targetPort: 8080 } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP: nftables and eBPF drop, iptables passes', ...fromPod(0, 0), dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP over UDP: dropped whatever the port', ...fromPod(0, 0), dst: UNALLOCATED_IP, port: 53, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP, IPv6', from: { pod: 'n0p0' }, src: v6(0, 0), dst: UNALLOCATED_IP6, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: external -> unallocated ClusterIP through n0: dropped too', ...fromExternal, dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: an allocated ClusterIP on a port it does not serve keeps its verdict', ...fromPod(0, 0), dst: '10.97.0.10', port: 81, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' }, ipvs: { verdict: 'REJECT' } } },
+);

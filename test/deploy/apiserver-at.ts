@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { node, services, slices } from '../cases/semantics.ts';
+import { node, serviceCIDRs, services, slices } from '../cases/semantics.ts';
 import { TestApiServer } from '../apiserver/server.ts';
 
 const { values } = parseArgs({ options: { lab: { type: 'string' }, listen: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, token: { type: 'string' } } });
@@ -15,6 +15,7 @@ await server.start();
 for (const s of services) server.put('Service', s);
 for (const s of slices) server.put('EndpointSlice', s);
 server.put('Node', node);
+for (const c of serviceCIDRs) server.put('ServiceCIDR', c);
 // The server listens on this namespace's loopback; the lab address reaches it through a relay.
 const inner = Number(new URL(server.url).port);
 const relay = net.createServer((client) => {

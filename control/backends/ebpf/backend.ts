@@ -228,7 +228,6 @@ export class EbpfBackend {
   sync(state: DesiredState): SyncReport {
     const model = compileDatapath(state);
     const report = this.datapath.sync(model);
-    this.datapath.setServiceCidrs(unallocatedDropCIDRsOf(state, 'ebpf'));
     this.model = model;
     this.recordFailures(state, report, undefined);
     if (report.backendsRemoved > 0) this.destroySockets();
@@ -244,9 +243,12 @@ export class EbpfBackend {
    */
   async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
     const report = await this.syncServicePorts(state, changes, full);
-    // What is dropped as an unallocated ClusterIP is the plan's; a handful of entries, so every
-    // sync, after the frontends: a new ClusterIP in a new range is served before its range drops.
-    this.datapath.setServiceCidrs(unallocatedDropCIDRsOf(state, 'ebpf'));
+    // A full sync wrote the compiled service CIDRs; an incremental one writes them here (a
+    // handful of entries, read back and compared), after the frontends as there.
+    if (this.model !== undefined) {
+      this.model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
+      this.datapath.setServiceCidrs(this.model.serviceCidrs);
+    }
     return report;
   }
 

@@ -589,12 +589,17 @@ export class EbpfDatapath {
    * reported and left as it was.
    */
   sync(compiled: CompiledDatapath): SyncReport {
-    return drain(this.fullSteps(compiled));
+    const report = drain(this.fullSteps(compiled));
+    // After the frontends: a new ClusterIP in a new range is served before its range drops.
+    if (compiled.serviceCidrs !== undefined) this.setServiceCidrs(compiled.serviceCidrs);
+    return report;
   }
 
   /** The same, yielding to the event loop whenever a slice has run sliceMs. */
-  syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
-    return drainSliced(this.fullSteps(compiled), sliceMs);
+  async syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
+    const report = await drainSliced(this.fullSteps(compiled), sliceMs);
+    if (compiled.serviceCidrs !== undefined) this.setServiceCidrs(compiled.serviceCidrs);
+    return report;
   }
 
   /**
