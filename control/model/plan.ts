@@ -222,6 +222,17 @@ export function unallocatedDropCIDRs(fs: FamilyState, mode: PlanMode): readonly 
   return mode === 'nftables' || mode === 'ebpf' ? (fs.serviceCIDRs ?? []) : [];
 }
 
+/**
+ * Whether a mode that drops unallocated ClusterIPs does so for traffic from this source. nftables
+ * mode drops in its forward and output chains alike. The eBPF datapath decides where it looks
+ * services up, on the way in from pods and from outside; the node's own packets meet only its
+ * socket hooks (which can refuse, not drop) and its egress programs (which look no service up, so
+ * that the traffic they carry pays nothing for it): they leave as in iptables mode.
+ */
+export function dropsUnallocatedFrom(mode: PlanMode, source: SourceClass): boolean {
+  return mode === 'nftables' || (mode === 'ebpf' && source !== 'node');
+}
+
 /** Every family's CIDRs of unallocatedDropCIDRs (what a datapath of both families is given). */
 export function unallocatedDropCIDRsOf(state: DesiredState, mode: PlanMode): string[] {
   return [...state.families.values()].flatMap((fs) => unallocatedDropCIDRs(fs, mode));

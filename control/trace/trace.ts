@@ -3,7 +3,7 @@
 // Mirrors kube-proxy's rule order: ClusterIP, external IPs and LB IPs first, NodePorts last;
 // LB source ranges before endpoints; REJECT without any endpoint, DROP without a local one.
 import { anyContains, canonicalIp, cidrContains, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
-import { decide, ebpfSctpUnsupported, isServiceAddress, unallocatedDropCIDRs, type PlanMode, type SourceClass } from '../model/plan.ts';
+import { decide, dropsUnallocatedFrom, ebpfSctpUnsupported, isServiceAddress, unallocatedDropCIDRs, type PlanMode, type SourceClass } from '../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, Protocol, ServicePortState } from '../model/types.ts';
 
 export interface TracePacket {
@@ -183,7 +183,7 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       const cidr = parseCidr(c);
       return cidr !== undefined && cidrContains(cidr, dst);
     });
-    if (inRange !== undefined && !isServiceAddress(fs, dst)) {
+    if (inRange !== undefined && !isServiceAddress(fs, dst) && dropsUnallocatedFrom(planMode(options.mode), source)) {
       const from = state.serviceCIDRSource === 'ServiceCIDR' ? 'ServiceCIDR objects' : 'the configured serviceCIDRs';
       return {
         verdict: 'DROP',
@@ -200,7 +200,8 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       return cidr !== undefined && cidrContains(cidr, dst);
     });
     if (unchecked !== undefined && !isServiceAddress(fs, dst)) {
-      return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${unchecked}: ${planMode(options.mode)} mode lets it pass, as kube-proxy's)` };
+      const why = planMode(options.mode) === 'ebpf' ? 'eBPF mode drops it from pods and from outside, not from the node itself' : `${planMode(options.mode)} mode lets it pass, as kube-proxy's`;
+      return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${unchecked}: ${why})` };
     }
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }

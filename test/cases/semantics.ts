@@ -262,5 +262,7 @@ cases.push(
   { name: 'service CIDR: pod -> unallocated ClusterIP over UDP: dropped whatever the port', ...fromPod(0, 0), dst: UNALLOCATED_IP, port: 53, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
   { name: 'service CIDR: pod -> unallocated ClusterIP, IPv6', from: { pod: 'n0p0' }, src: v6(0, 0), dst: UNALLOCATED_IP6, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
   { name: 'service CIDR: external -> unallocated ClusterIP through n0: dropped too', ...fromExternal, dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  // nftables mode drops the node's own packets too (its output chain); eBPF mode looks services up only on the way in.
+  { name: 'service CIDR: node -> unallocated ClusterIP: nftables drops, eBPF and iptables pass', ...fromNode, dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' } } },
   { name: 'service CIDR: an allocated ClusterIP on a port it does not serve keeps its verdict', ...fromPod(0, 0), dst: '10.97.0.10', port: 81, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' }, ipvs: { verdict: 'REJECT' } } },
 );

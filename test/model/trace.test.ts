@@ -68,6 +68,11 @@ describe('semantic case table (trace)', () => {
       assert.equal(v.verdict, 'NO_SERVICE', mode);
       assert.match(v.reason, new RegExp(`unallocated ClusterIP in 10\\.97\\.0\\.0/16: ${mode} mode lets it pass`));
     }
+    // The node's own packets: nftables mode's output chain drops them, eBPF mode looks no service up on their way out.
+    assert.equal(trace(state, { ...packet, src: '10.254.0.11' }, { mode: 'nftables' }).verdict, 'DROP');
+    const fromNode = trace(state, { ...packet, src: '10.254.0.11' }, { mode: 'ebpf' });
+    assert.equal(fromNode.verdict, 'NO_SERVICE');
+    assert.match(fromNode.reason, /eBPF mode drops it from pods and from outside, not from the node itself/);
     // Outside the ranges nothing changes, and without any ranges nothing is dropped.
     assert.equal(trace(state, { ...packet, dst: '10.98.0.1' }, { mode: 'ebpf' }).verdict, 'NO_SERVICE');
     const bare = new ChangeTracker(config, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
