@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
+import { EbpfBackend } from '../../control/backends/ebpf/backend.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { datapathObjectPath, loadableBuilds } from '../../control/backends/ebpf/object-path.ts';
@@ -137,5 +138,33 @@ for (const build of loadableBuilds()) describe(`unallocated ClusterIPs, ${build}
     const unallocated = buildPacket({ src: CLIENT, dst: UNALLOCATED_IP, proto: 'tcp', sport: 41301, dport: 80 });
     console.log(`# ${build}: pod-to-pod packet, median of 7 x 200k runs: ${without} ns without service CIDRs, ${withRanges} ns with 4 (${withRanges - without >= 0 ? '+' : ''}${withRanges - without} ns)`);
     assert.equal(progTestRun(fd, unallocated).retval, TC_ACT_UNSPEC, 'no ranges: nothing dropped');
+  });
+});
+
+describe('unallocated ClusterIPs through the eBPF backend\'s syncs', () => {
+  const pinDir = `/sys/fs/bpf/${prefix}-backend`;
+  after(() => teardownNamesSync(`${prefix}-backend`));
+
+  it('a ServiceCIDR change alone (no service port changed) reaches the map on the next incremental sync', async () => {
+    const b = EbpfBackend.open({ object: datapathObjectPath(), pinDir, podDevicePrefixes: [], externalDevices: [], conntrack: { min: 16384, maxPerCore: 0 }, log: () => undefined });
+    try {
+      const t = new ChangeTracker(config, nodeFacts('n0', node, ['10.244.0.1']));
+      for (const s of services) t.upsertService(s);
+      for (const s of slices) t.upsertSlice(s);
+      await b.syncChanges(t.state(), t.flush(), true);
+      assert.deepEqual(b.datapath.serviceCidrList(), [], 'no ranges known: none written');
+      for (const c of serviceCIDRs) t.upsertServiceCIDR(c);
+      let changes = t.flush();
+      assert.deepEqual([changes.upserted.length, changes.removed.length, changes.serviceCIDRsChanged], [0, 0, true]);
+      const report = await b.syncChanges(t.state(), changes, false);
+      assert.equal(report.frontendsWritten, 0, 'an incremental sync');
+      assert.deepEqual(b.datapath.serviceCidrList(), [SECONDARY_RANGE_V4, SECONDARY_RANGE_V6].sort());
+      t.upsertServiceCIDR({ ...serviceCIDRs[0]!, spec: { cidrs: [SECONDARY_RANGE_V4] } });
+      changes = t.flush();
+      await b.syncChanges(t.state(), changes, false);
+      assert.deepEqual(b.datapath.serviceCidrList(), [SECONDARY_RANGE_V4]);
+    } finally {
+      b.close();
+    }
   });
 });
