@@ -350,8 +350,9 @@ export class Agent {
             this.metrics.apiserverUp.set(1);
           },
           decodeError: (kind) => this.metrics.watchEvents.inc({ kind, event: 'decode-error' }),
-          // Said once per absence: an API server before 1.33 has no ServiceCIDR objects.
-          missing: (kind, e) => log.info({ kind, error: e.message }, `the API server has no ${kind} objects (${e.message}); using the configured serviceCIDRs (--service-cluster-ip-range), if any, and asking again every 5 minutes`),
+          // Said once per absence: an API server before 1.33 has no ServiceCIDR objects (404), an
+          // agent upgraded before its ClusterRole may not read them (403).
+          missing: (kind, e) => log.info({ kind, error: e.message }, `${kind} objects cannot be read (${e.message}): an API server before 1.33 has none, or the ClusterRole lacks list/watch on them; using the configured serviceCIDRs (--service-cluster-ip-range), if any, and asking again every 5 minutes`),
         },
       });
       this.kube.start();

@@ -240,7 +240,7 @@ describe('agent start and stop', () => {
     try {
       await until('the first sync', () => /"msg":"synced"/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
       assert.equal(a.child.exitCode, null, a.out.stderr);
-      const said = a.out.stderr.split('\n').filter((l) => l.includes('the API server has no ServiceCIDR objects'));
+      const said = a.out.stderr.split('\n').filter((l) => l.includes('ServiceCIDR objects cannot be read'));
       assert.equal(said.length, 1, a.out.stderr);
       assert.doesNotMatch(a.out.stderr, /watch ServiceCIDR failed/, 'a missing kind is no failure');
       const cidrs = BpfMap.fromPin(`${dir}/sy_service_cidrs`, serviceCidrKey, u8);

@@ -148,3 +148,22 @@ describe('ServiceCIDR on an API server that does not have them', () => {
     assert.deepEqual(p.missing, ['ServiceCIDR']);
   });
 });
+
+describe('ServiceCIDR not granted (a ClusterRole older than the agent)', () => {
+  it('403 counts as none until the role allows it: the source syncs, says so once, then follows the objects', async () => {
+    const server = new TestApiServer();
+    await server.start();
+    server.put('ServiceCIDR', { metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/16'] } });
+    // Forbidden twice, then granted (the ClusterRole was updated).
+    server.inject({ type: 'status', code: 403 }, { kind: 'ServiceCIDR', verb: 'list' }, 2);
+    const p = pipeline(server, 'json', { serviceCIDRs: ['10.96.0.0/12'] });
+    try {
+      await waitFor('the source to sync', () => p.source.synced);
+      await waitFor('the objects once granted', () => cidrsOf(p) === 'ServiceCIDR: 10.96.0.0/16 | ');
+      assert.deepEqual(p.missing, ['ServiceCIDR'], 'said once for both refusals');
+    } finally {
+      await p.source.stop();
+      await server.stop();
+    }
+  });
+});

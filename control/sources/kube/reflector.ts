@@ -48,7 +48,7 @@ export interface ReflectorEvents {
   reconnect?(kind: KindName, reason: string): void;
   /** A frame or list could not be decoded. */
   decodeError?(kind: KindName, detail: string): void;
-  /** An optional kind the server does not have (404): said once, until the kind appears. */
+  /** An optional kind the server does not have (404) or does not let us read (403): said once, until it is served. */
   missing?(kind: KindName, error: Error): void;
 }
 
@@ -67,9 +67,10 @@ export interface ReflectorOptions {
   minWatchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
   /**
-   * The kind may be missing from the server (ServiceCIDR before Kubernetes 1.33): a 404 counts as
-   * an empty, synced list, said once (events.missing), and the list is asked again every
-   * missingRetryMs in case the server is upgraded meanwhile.
+   * The kind may be missing from the server (ServiceCIDR before Kubernetes 1.33), or not granted (an
+   * agent upgraded before its ClusterRole): a 404 or 403 counts as an empty, synced list, said
+   * once (events.missing), and the list is asked again every missingRetryMs (default 5 minutes)
+   * in case the server or the role is upgraded meanwhile. The other kinds never wait for it.
    */
   optional?: boolean;
   missingRetryMs?: number;
@@ -151,10 +152,12 @@ export class Reflector {
   private loop: Promise<void> | undefined;
   readonly stats = { lists: 0, relists: 0, reconnects: 0, errors: 0, events: 0, bookmarks: 0, fullListFallbacks: 0 };
 
-  private readonly optionsGiven: ReflectorOptions;
+  private readonly optional: boolean;
+  private readonly missingRetryMs: number;
 
   constructor(options: ReflectorOptions) {
-    this.optionsGiven = options;
+    this.optional = options.optional === true;
+    this.missingRetryMs = options.missingRetryMs ?? 5 * 60_000;
     this.kind = options.kind;
     this.events = options.events ?? {};
     this.options = {
@@ -248,11 +251,11 @@ export class Reflector {
           await this.sleep(delay);
           continue;
         }
-        if (error instanceof StatusError && error.status.code === 404 && this.optionsGiven.optional === true) {
+        if (this.optional && error instanceof StatusError && (error.status.code === 404 || error.status.code === 403)) {
           this.missing(error);
           needList = true;
           listReason = 'the resource appeared';
-          await this.sleep(this.optionsGiven.missingRetryMs ?? 5 * 60_000);
+          await this.sleep(this.missingRetryMs);
           continue;
         }
         if (error instanceof InactivityError && this.hasSynced && !needList) {
@@ -270,7 +273,7 @@ export class Reflector {
     }
   }
 
-  /** The server has no such resource: nothing of it is known (what was is deleted), and that is a synced state. */
+  /** The resource cannot be read: nothing of it is known (what was is deleted), and that is a synced state. */
   private missing(error: Error): void {
     for (const [key, prev] of this.store) {
       this.store.delete(key);
