@@ -238,8 +238,15 @@ export function unallocatedDropCIDRsOf(state: DesiredState, mode: PlanMode): str
   return [...state.families.values()].flatMap((fs) => unallocatedDropCIDRs(fs, mode));
 }
 
-/** Whether an address (of fs's family) is one any service port of the family holds as ClusterIP, external or LB IP. */
-export function isServiceAddress(fs: FamilyState, address: string): boolean {
-  for (const sp of fs.servicePorts.values()) if (sp.clusterIP === address || sp.externalIPs.includes(address) || sp.loadBalancerIPs.includes(address)) return true;
+/**
+ * Whether an address in the service CIDRs is allocated, as the mode tells: nftables mode by its
+ * cluster-ips set (ClusterIPs alone), the eBPF datapath by sy_service_addrs (ClusterIPs, external
+ * and LB IPs).
+ */
+export function isServiceAddress(fs: FamilyState, address: string, mode: PlanMode): boolean {
+  for (const sp of fs.servicePorts.values()) {
+    if (sp.clusterIP === address) return true;
+    if (mode !== 'nftables' && (sp.externalIPs.includes(address) || sp.loadBalancerIPs.includes(address))) return true;
+  }
   return false;
 }

@@ -183,7 +183,7 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       const cidr = parseCidr(c);
       return cidr !== undefined && cidrContains(cidr, dst);
     });
-    if (inRange !== undefined && !isServiceAddress(fs, dst) && dropsUnallocatedFrom(planMode(options.mode), source)) {
+    if (inRange !== undefined && !isServiceAddress(fs, dst, planMode(options.mode)) && dropsUnallocatedFrom(planMode(options.mode), source)) {
       const from = state.serviceCIDRSource === 'ServiceCIDR' ? 'ServiceCIDR objects' : 'the configured serviceCIDRs';
       return {
         verdict: 'DROP',
@@ -199,7 +199,7 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       const cidr = parseCidr(c);
       return cidr !== undefined && cidrContains(cidr, dst);
     });
-    if (unchecked !== undefined && !isServiceAddress(fs, dst)) {
+    if (unchecked !== undefined && !isServiceAddress(fs, dst, planMode(options.mode))) {
       const why = planMode(options.mode) === 'ebpf' ? 'eBPF mode drops it from pods and from outside, not from the node itself' : `${planMode(options.mode)} mode lets it pass, as kube-proxy's`;
       return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${unchecked}: ${why})` };
     }
