@@ -24,6 +24,7 @@
 #include "include/nat.h"
 #include "include/parse.h"
 #include "include/reject.h"
+#include "include/service-cidr.h"
 #include "include/sock.h"
 #include "include/xdp.h"
 
@@ -246,8 +247,11 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	int snat = 0, node_snat = 0;
 
 	fe = sy_frontend(t, scope);
-	if (!fe)
+	if (!fe) {
+		if (sy_unallocated_service_ip(t))
+			return sy_drop(SY_DROP_UNALLOCATED_CLUSTER_IP);
 		return TC_ACT_UNSPEC; /* not ours: the next filter decides (see sy_handle) */
+	}
 	sy_count(fe->service_id, skb->len);
 	if (!sy_source_allowed(fe, t))
 		return sy_drop(SY_DROP_SOURCE_RANGE);

@@ -250,6 +250,7 @@ enum sy_drop_reason {
 	SY_DROP_FRAG_NEEDED = 7,       /* a translated packet is larger than its route's MTU */
 	SY_DROP_TTL_EXCEEDED = 8,      /* a translated packet's TTL (hop limit) ran out on this hop */
 	SY_DROP_FRAG_NO_FIRST = 9,     /* a later fragment whose first was not seen or opened no flow */
+	SY_DROP_UNALLOCATED_CLUSTER_IP = 10, /* to an address in the service CIDRs that no Service holds */
 	SY_DROP_MAX = 16,
 };
 
@@ -284,6 +285,18 @@ struct sy_service_addr {
 	__be32 addr[4];
 	__u8 family;
 	__u8 pad[3];
+};
+
+/*
+ * Key of sy_service_cidrs (LPM trie): the cluster's service CIDRs. A packet for no frontend whose
+ * destination is in them and is no service address (sy_service_addrs) is to an unallocated
+ * ClusterIP, and is dropped (SY_DROP_UNALLOCATED_CLUSTER_IP), as kube-proxy's nftables cluster-ips-check
+ * does. prefixlen counts the 32 bits of family plus the address prefix.
+ */
+struct sy_service_cidr_key {
+	__u32 prefixlen;
+	__u32 family; /* 4 or 6 */
+	__be32 addr[4];
 };
 
 /*

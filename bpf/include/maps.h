@@ -147,6 +147,15 @@ struct {
 	__type(value, __u8);
 } sy_service_addrs SEC(".maps");
 
+/* The service CIDRs (layout.h); a handful of entries, written by the control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sy_service_cidr_key);
+	__type(value, __u8);
+} sy_service_cidrs SEC(".maps");
+
 /*
  * Per-CPU scratch space for paths off the established fast path (ICMP errors, include/icmp.h):
  * their buffers would not fit the stack beside the caller's frame (512 bytes for the whole

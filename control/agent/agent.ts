@@ -18,7 +18,7 @@ import { nodeFacts } from '../model/node.ts';
 import { ChangeTracker } from '../model/tracker.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { FilesSource } from '../sources/files/source.ts';
-import type { KindName } from '../sources/kube/kinds.ts';
+import { SOURCE_KINDS, type KindName } from '../sources/kube/kinds.ts';
 import { KubeSource } from '../sources/kube/source.ts';
 import { agentKubeConfig } from '../sources/kube/bootstrap.ts';
 import { KubeConfigTransport } from '../sources/kube/transport.ts';
@@ -291,12 +291,12 @@ export class Agent {
         this.metrics.serviceChangesPending.set(pending.services);
         this.metrics.endpointChangesPending.set(pending.endpoints);
         this.metrics.lastQueued.set(Date.now() / 1000);
-        if (this.synced.size === 3) this.runner!.notify();
+        if (this.synced.size === SOURCE_KINDS.length) this.runner!.notify();
       },
       onSynced: (kind) => {
         this.synced.add(kind);
         this.metrics.lastSourceSync.set({ kind }, Date.now() / 1000);
-        if (this.synced.size === 3) {
+        if (this.synced.size === SOURCE_KINDS.length) {
           log.info({ kinds: [...this.synced] }, 'sources synced');
           for (const r of this.tracker.orphanSlices()) this.rejections.record(r.object, [r]);
           this.runner!.notify();
@@ -350,6 +350,9 @@ export class Agent {
             this.metrics.apiserverUp.set(1);
           },
           decodeError: (kind) => this.metrics.watchEvents.inc({ kind, event: 'decode-error' }),
+          // Said once per absence: an API server before 1.33 has no ServiceCIDR objects (404), an
+          // agent upgraded before its ClusterRole may not read them (403).
+          missing: (kind, e) => log.info({ kind, error: e.message }, `${kind} objects cannot be read (${e.message}): an API server before 1.33 has none, or the ClusterRole lacks list/watch on them; using the configured serviceCIDRs (--service-cluster-ip-range), if any, and asking again every 5 minutes`),
         },
       });
       this.kube.start();

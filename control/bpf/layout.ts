@@ -82,7 +82,7 @@ export const BE = { TERMINATING: 1 << 0 } as const;
 export const CT = { SNAT: 1 << 0, CLOSING: 1 << 1, REPLY: 1 << 2, ESTABLISHED: 1 << 3, FIN: 1 << 4, CLOSED: 1 << 5, NODE_SNAT: 1 << 6, HOST: 1 << 7 } as const;
 
 /** enum sy_drop_reason: the index of sy_drops, by the label switchyard_datapath_drops_total uses. */
-export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported', 'frag-needed', 'ttl-exceeded', 'frag-no-first'] as const;
+export const DROP_REASONS = ['no-backend', 'source-range', 'local-no-endpoint', 'snat-exhausted', 'ct-full', 'no-route', 'unsupported', 'frag-needed', 'ttl-exceeded', 'frag-no-first', 'unallocated-cluster-ip'] as const;
 export const SY_DROP_MAX = 16;
 export const RN = { NODE_ADDRESS: 1 << 0 } as const;
 
@@ -373,6 +373,22 @@ export const serviceAddr = withFamily(
   ['addr'],
 );
 
+export interface ServiceCidrKey {
+  prefixlen: number;
+  family: number;
+  addr: string;
+}
+
+/** sy_service_cidrs: the cluster's service CIDRs (LPM; prefixlen = 32 + the CIDR's prefix). */
+export const serviceCidrKey = withFamily(
+  struct<ServiceCidrKey>('sy_service_cidr_key', [
+    { name: 'prefixlen', codec: u32 },
+    { name: 'family', codec: u32 },
+    { name: 'addr', codec: addr16 },
+  ]),
+  ['addr'],
+);
+
 export const sockKey = withFamily(
   struct<SockKey>('sy_sock_key', [
     { name: 'cookie', codec: u64 },
@@ -408,6 +424,7 @@ export const LAYOUTS: readonly StructCodec<object>[] = [
   fragKey,
   fragValue,
   serviceAddr,
+  serviceCidrKey,
   meta,
 ];
 

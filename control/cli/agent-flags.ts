@@ -81,7 +81,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   sy({ name: 'pod-device-prefixes', type: 'strings', default: 'veth', help: 'Interface name prefixes of pod-facing devices (eBPF mode).' }),
   sy({ name: 'external-devices', type: 'strings', help: "The node's external devices, where NodePort and LoadBalancer traffic arrives (eBPF mode)." }),
   sy({ name: 'cgroup-root', type: 'string', help: 'The cgroup v2 root for the socket-level hooks (eBPF mode); unset: no socket hooks.' }),
-  sy({ name: 'service-cluster-ip-range', type: 'strings', help: "The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops traffic to unallocated ClusterIPs in them, as kube-proxy's cluster-ips-check; the start refuses an API server address inside them unless told (apiServerViaClusterIP)." }),
+  sy({ name: 'service-cluster-ip-range', type: 'strings', help: "The cluster's service CIDRs (the API server's --service-cluster-ip-range), used while the API server has no ServiceCIDR objects: nftables and eBPF mode drop traffic to unallocated ClusterIPs in them, as kube-proxy's cluster-ips-check; the start refuses an API server address inside them unless told (apiServerViaClusterIP)." }),
 ];
 
 export type AgentFlagValues = ReadonlyMap<string, FlagValue>;

@@ -25,6 +25,7 @@ export function parseHostPort(text: string): { ip: string; port: number } | unde
 export function formatVerdict(packet: TracePacket, v: TraceVerdict): string {
   const head = `packet   ${packet.src} -> ${packet.dst.includes(':') ? `[${packet.dst}]` : packet.dst}:${packet.port}/${packet.protocol}`;
   if (v.verdict === 'NO_SERVICE') return `${head}\nverdict  NO_SERVICE (${v.reason}): the packet passes untouched`;
+  if ('unallocated' in v) return `${head}  (source: ${v.source})\nservice  none  [service CIDR ${v.serviceCIDR}]\nverdict  DROP  (${v.reason})`;
   const lines = [
     `${head}  (source: ${v.source})`,
     `service  ${v.servicePort}  [${v.frontend.kind} ${v.frontend.address}:${v.frontend.port}]`,

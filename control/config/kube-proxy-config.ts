@@ -58,7 +58,7 @@ const SWITCHYARD_SCHEMA: Schema = {
   apiServerViaClusterIP: 'bool',
   /** SNAT source ports ("MIN-MAX") when a client's own port is taken: masquerade, hairpin, NAT clashes. */
   snatPorts: 'string',
-  /** The cluster's service CIDRs (the API server's --service-cluster-ip-range): traffic to unallocated ClusterIPs in them is dropped (nftables mode, as kube-proxy). */
+  /** The cluster's service CIDRs (the API server's --service-cluster-ip-range), used while the API server has no ServiceCIDR objects: traffic to unallocated ClusterIPs in them is dropped (nftables and eBPF mode, as kube-proxy's nftables mode). */
   serviceCIDRs: 'stringList',
 };
 

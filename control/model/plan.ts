@@ -208,3 +208,45 @@ export function ebpfSctpUnsupported(sp: ServicePortState, kind: FrontendKind, po
   const what = kind === 'NodePort' ? `SCTP NodePort ${port}` : `SCTP port ${port}`;
   return `${what} -> target ${targets.join(', ')}: the eBPF datapath translates SCTP addresses only (its CRC32c would not cover a new port); left to the rule modes`;
 }
+
+/**
+ * Traffic to an unallocated ClusterIP: an address in the family's service CIDRs that no Service
+ * holds. kube-proxy's nftables mode drops it (cluster-ips-check, fed by ServiceCIDR objects), and
+ * so does the eBPF datapath, which follows kube-proxy's newest mode; iptables and IPVS modes have
+ * no such rule (their OnServiceCIDRsChanged does nothing) and let it pass. Only the address counts:
+ * a ClusterIP that exists, reached on a port it does not serve, keeps its own verdict (REJECT in
+ * nftables and IPVS mode, passed in the others), and so do external and LB IPs inside the ranges.
+ * Returns the CIDRs whose unallocated addresses this mode drops (none: nothing dropped).
+ */
+export function unallocatedDropCIDRs(fs: FamilyState, mode: PlanMode): readonly string[] {
+  return mode === 'nftables' || mode === 'ebpf' ? (fs.serviceCIDRs ?? []) : [];
+}
+
+/**
+ * Whether a mode that drops unallocated ClusterIPs does so for traffic from this source. nftables
+ * mode drops in its forward and output chains alike. The eBPF datapath decides where it looks
+ * services up, on the way in from pods and from outside; the node's own packets meet only its
+ * socket hooks (which can refuse, not drop) and its egress programs (which look no service up, so
+ * that the traffic they carry pays nothing for it): they leave as in iptables mode.
+ */
+export function dropsUnallocatedFrom(mode: PlanMode, source: SourceClass): boolean {
+  return mode === 'nftables' || (mode === 'ebpf' && source !== 'node');
+}
+
+/** Every family's CIDRs of unallocatedDropCIDRs (what a datapath of both families is given). */
+export function unallocatedDropCIDRsOf(state: DesiredState, mode: PlanMode): string[] {
+  return [...state.families.values()].flatMap((fs) => unallocatedDropCIDRs(fs, mode));
+}
+
+/**
+ * Whether an address in the service CIDRs is allocated, as the mode tells: nftables mode by its
+ * cluster-ips set (ClusterIPs alone), the eBPF datapath by sy_service_addrs (ClusterIPs, external
+ * and LB IPs).
+ */
+export function isServiceAddress(fs: FamilyState, address: string, mode: PlanMode): boolean {
+  for (const sp of fs.servicePorts.values()) {
+    if (sp.clusterIP === address) return true;
+    if (mode !== 'nftables' && (sp.externalIPs.includes(address) || sp.loadBalancerIPs.includes(address))) return true;
+  }
+  return false;
+}

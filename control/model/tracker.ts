@@ -7,6 +7,7 @@ import type { Rejection } from './rejections.ts';
 import type { ChangeSet, DesiredState, FamilyState, ModelConfig, NodeFacts, ServicePortState } from './types.ts';
 import { UNKNOWN_NODE } from './types.ts';
 import { validateService, validateSlice, type ServiceInfo, type SliceInfo } from './validate.ts';
+import { effectiveServiceCIDRs, ofFamily, validateServiceCIDR, type EffectiveServiceCIDRs } from './service-cidrs.ts';
 
 export const LAST_CHANGE_TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 
@@ -63,6 +64,10 @@ export class ChangeTracker {
   private readonly portsByFamily = new Map<Family, Map<string, ServicePortState>>();
   private readonly dirty = new Set<string>();
   private nodeChanged = false;
+  /** ServiceCIDR objects by name: their valid CIDRs. */
+  private readonly serviceCIDRObjects = new Map<string, readonly string[]>();
+  private effectiveCIDRs: EffectiveServiceCIDRs;
+  private serviceCIDRsChanged = false;
   private serviceChanges = 0;
   private endpointChanges = 0;
   private triggerTimes: Array<{ service: string; time: number }> = [];
@@ -75,6 +80,32 @@ export class ChangeTracker {
     this.node = node;
     this.triggersAfter = options.triggerTimesAfter ?? -Infinity;
     for (const f of config.families) this.portsByFamily.set(f, new Map());
+    this.effectiveCIDRs = effectiveServiceCIDRs(config.serviceCIDRs, []);
+  }
+
+  /** A ServiceCIDR object, new or changed. Returns why parts of it were refused. */
+  upsertServiceCIDR(obj: unknown): Rejection[] {
+    const v = validateServiceCIDR(obj);
+    if (v === undefined) return [];
+    this.serviceCIDRObjects.set(v.name, v.cidrs);
+    this.updateServiceCIDRs();
+    return v.rejections;
+  }
+
+  deleteServiceCIDR(name: string): void {
+    if (this.serviceCIDRObjects.delete(name)) this.updateServiceCIDRs();
+  }
+
+  /** The service CIDRs in effect and where they come from (service-cidrs.ts). */
+  get serviceCIDRs(): EffectiveServiceCIDRs {
+    return this.effectiveCIDRs;
+  }
+
+  private updateServiceCIDRs(): void {
+    const next = effectiveServiceCIDRs(this.config.serviceCIDRs, this.serviceCIDRObjects.values());
+    if (sameValue(next, this.effectiveCIDRs)) return;
+    this.effectiveCIDRs = next;
+    this.serviceCIDRsChanged = true;
   }
 
   /** Validates and stores a Service (new or changed). Returns why parts of it were refused. */
@@ -155,7 +186,7 @@ export class ChangeTracker {
 
   /** True while some change has not been flushed. */
   get pending(): boolean {
-    return this.dirty.size > 0 || this.nodeChanged;
+    return this.dirty.size > 0 || this.nodeChanged || this.serviceCIDRsChanged;
   }
 
   /** Recomputes what changed since the last flush and returns the per-port differences. */
@@ -196,7 +227,9 @@ export class ChangeTracker {
       endpointChanges: this.endpointChanges,
       lastChangeTriggerTimes: this.triggerTimes.map((t) => t.time),
       lastChangeTriggers: this.triggerTimes,
+      serviceCIDRsChanged: this.serviceCIDRsChanged,
     };
+    this.serviceCIDRsChanged = false;
     this.triggerTimes = [];
     this.dirty.clear();
     this.nodeChanged = false;
@@ -215,9 +248,10 @@ export class ChangeTracker {
         localDetector: localDetector(this.config, this.node, family),
         nodePortAddresses: nodePortAddresses(this.config, this.node, family),
         nodeIPs: this.node.addresses[family],
+        serviceCIDRs: ofFamily(this.effectiveCIDRs.cidrs, family),
       });
     }
-    return { node: this.node, config: this.config, families };
+    return { node: this.node, config: this.config, families, serviceCIDRSource: this.effectiveCIDRs.source };
   }
 
   private markService(key: string): void {

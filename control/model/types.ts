@@ -1,6 +1,7 @@
 // The desired state: what every backend compiles. One entry per service port and IP family,
 // with kube-proxy's semantics already applied (which endpoints serve which traffic).
 import type { Family } from './ip.ts';
+import type { ServiceCIDRSource } from './service-cidrs.ts';
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type TrafficPolicy = 'Cluster' | 'Local';
@@ -92,9 +93,10 @@ export interface ModelConfig {
   /** The fwmark bit of KUBE-MARK-MASQ in the rule-based modes (iptables/nftables masqueradeBit, default 14). */
   masqueradeBit: number;
   /**
-   * The cluster's service CIDRs (the API server's --service-cluster-ip-range): nftables mode drops
-   * traffic to a ClusterIP in them that no Service holds, as kube-proxy's cluster-ips-check does.
-   * Absent or empty: unknown, nothing dropped.
+   * The cluster's service CIDRs as configured (the API server's --service-cluster-ip-range), used
+   * while the API server has no ServiceCIDR objects (service-cidrs.ts): traffic to an address in
+   * them that no Service holds is dropped in nftables and eBPF mode (plan.ts). Absent or empty:
+   * unknown.
    */
   serviceCIDRs?: readonly string[];
   /** Default for services without the algorithm annotation. */
@@ -157,12 +159,16 @@ export interface FamilyState {
   localDetector: LocalDetector;
   nodePortAddresses: NodePortAddresses;
   nodeIPs: readonly string[];
+  /** The cluster's service CIDRs of this family (service-cidrs.ts): ClusterIPs come from them. Absent: none known. */
+  serviceCIDRs?: readonly string[];
 }
 
 export interface DesiredState {
   node: NodeFacts;
   config: ModelConfig;
   families: ReadonlyMap<Family, FamilyState>;
+  /** Where the families' serviceCIDRs come from (absent: none known). */
+  serviceCIDRSource?: ServiceCIDRSource;
 }
 
 /** Per-object changes since the last flush, per service port key. */
@@ -182,4 +188,6 @@ export interface ChangeSet {
   lastChangeTriggerTimes: number[];
   /** The same trigger times with the service ("ns/name") whose slice carried each. */
   lastChangeTriggers?: Array<{ service: string; time: number }>;
+  /** The service CIDRs in effect changed (the table's frame, not any service port). */
+  serviceCIDRsChanged?: boolean;
 }

@@ -1,5 +1,5 @@
-// Connects sources to the model: Services and EndpointSlices into the change tracker, the
-// proxy's own Node into node facts, rejections into the rejection log.
+// Connects sources to the model: Services, EndpointSlices and ServiceCIDRs into the change
+// tracker, the proxy's own Node into node facts, rejections into the rejection log.
 import { nodeFacts } from '../model/node.ts';
 import type { ChangeTracker } from '../model/tracker.ts';
 import type { KindName, KubeObject } from './kube/kinds.ts';
@@ -47,6 +47,12 @@ export class ModelFeed implements ObjectSink {
     };
     if (kind === 'Service') record(this.o.tracker.upsertService(obj));
     else if (kind === 'EndpointSlice') record(this.o.tracker.upsertSlice(obj));
+    else if (kind === 'ServiceCIDR') {
+      // Cluster-scoped: identified by its name alone.
+      const rejections = this.o.tracker.upsertServiceCIDR(obj);
+      if (typeof name === 'string' && name !== '') this.o.rejections.record(`ServiceCIDR ${name}`, rejections);
+      else this.o.rejections.recordAnonymous(rejections);
+    }
     else if (obj?.metadata?.name === this.o.nodeName) {
       this.node = obj as V1Node;
       this.o.tracker.setNode(nodeFacts(this.o.nodeName, this.node, this.hostAddresses));
@@ -57,6 +63,7 @@ export class ModelFeed implements ObjectSink {
   delete(kind: KindName, key: string): void {
     if (kind === 'Service') this.o.tracker.deleteService(key);
     else if (kind === 'EndpointSlice') this.o.tracker.deleteSlice(key);
+    else if (kind === 'ServiceCIDR') this.o.tracker.deleteServiceCIDR(key);
     else if (key === this.o.nodeName) {
       this.node = undefined;
       this.o.tracker.setNode(nodeFacts(this.o.nodeName, undefined, this.hostAddresses));

@@ -2,8 +2,8 @@
 // backend compiles, so the datapath tests in every mode are held against this answer.
 // Mirrors kube-proxy's rule order: ClusterIP, external IPs and LB IPs first, NodePorts last;
 // LB source ranges before endpoints; REJECT without any endpoint, DROP without a local one.
-import { anyContains, canonicalIp, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
-import { decide, ebpfSctpUnsupported, type PlanMode, type SourceClass } from '../model/plan.ts';
+import { anyContains, canonicalIp, cidrContains, familyOf, parseCidr, type Cidr } from '../model/ip.ts';
+import { decide, dropsUnallocatedFrom, ebpfSctpUnsupported, isServiceAddress, unallocatedDropCIDRs, type PlanMode, type SourceClass } from '../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, Protocol, ServicePortState } from '../model/types.ts';
 
 export interface TracePacket {
@@ -56,6 +56,17 @@ export type TraceVerdict =
       servicePort: string;
       key: string;
       frontend: TraceFrontend;
+      protocol: Protocol;
+      source: SourceKind;
+      reason: string;
+    }
+  | {
+      /** To an unallocated ClusterIP: inside the service CIDRs, held by no Service (plan.ts unallocatedDropCIDRs). */
+      verdict: 'DROP';
+      unallocated: true;
+      /** The service CIDR the destination is in, and where the CIDRs come from. */
+      serviceCIDR: string;
+      serviceCIDRSource: string;
       protocol: Protocol;
       source: SourceKind;
       reason: string;
@@ -166,6 +177,31 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
         : fs.nodePortAddresses.localhost !== true ? 'localhost NodePorts are off (iptables.localhostNodePorts false, or nodePortAddresses leaves out 127.0.0.1)'
         : `eBPF mode serves localhost NodePorts on 127.0.0.1 only`;
       return { verdict: 'NO_SERVICE', reason: `${dst}:${packet.port}/${packet.protocol} is a NodePort on loopback: ${why}` };
+    }
+    // Only the address decides (the owner check above kept a ClusterIP's unserved ports as they were).
+    const inRange = unallocatedDropCIDRs(fs, planMode(options.mode)).find((c) => {
+      const cidr = parseCidr(c);
+      return cidr !== undefined && cidrContains(cidr, dst);
+    });
+    if (inRange !== undefined && !isServiceAddress(fs, dst, planMode(options.mode)) && dropsUnallocatedFrom(planMode(options.mode), source)) {
+      const from = state.serviceCIDRSource === 'ServiceCIDR' ? 'ServiceCIDR objects' : 'the configured serviceCIDRs';
+      return {
+        verdict: 'DROP',
+        unallocated: true,
+        serviceCIDR: inRange,
+        serviceCIDRSource: state.serviceCIDRSource ?? 'none',
+        protocol: packet.protocol,
+        source,
+        reason: `${dst} is an unallocated ClusterIP: inside service CIDR ${inRange} (from ${from}) and held by no Service; ${planMode(options.mode)} mode drops it, as kube-proxy's nftables cluster-ips-check`,
+      };
+    }
+    const unchecked = fs.serviceCIDRs?.find((c) => {
+      const cidr = parseCidr(c);
+      return cidr !== undefined && cidrContains(cidr, dst);
+    });
+    if (unchecked !== undefined && !isServiceAddress(fs, dst, planMode(options.mode))) {
+      const why = planMode(options.mode) === 'ebpf' ? 'eBPF mode drops it from pods and from outside, not from the node itself' : `${planMode(options.mode)} mode lets it pass, as kube-proxy's`;
+      return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${unchecked}: ${why})` };
     }
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }

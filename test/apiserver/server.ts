@@ -68,6 +68,8 @@ export interface ServerOptions {
   watchCache?: boolean;
   /** Add what the real API server adds to every object: uid, creationTimestamp, managedFields. */
   serverFields?: boolean;
+  /** Kinds this server does not have (an older API server: ServiceCIDR before 1.33 answers 404). */
+  absentKinds?: readonly KindName[];
 }
 
 interface Watcher {
@@ -343,7 +345,8 @@ export class TestApiServer {
     if (this.options.token !== undefined && req.headers.authorization !== `Bearer ${this.options.token}`) {
       return this.sendStatus(res, protobuf, { code: 401, reason: 'Unauthorized', message: 'Unauthorized' });
     }
-    const doc = req.method === 'GET' ? discovery(url.pathname) : undefined;
+    const absent = new Set(this.options.absentKinds ?? []);
+    const doc = req.method === 'GET' ? discovery(url.pathname, absent) : undefined;
     if (doc !== undefined) {
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify(doc));
@@ -352,7 +355,7 @@ export class TestApiServer {
     const ns = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname);
     if (ns !== null && req.method === 'GET') return this.handleNamespace(decodeURIComponent(ns[1]!), protobuf, res);
     const where = route(url.pathname);
-    if (where === undefined || req.method !== 'GET') {
+    if (where === undefined || absent.has(where.kind) || req.method !== 'GET') {
       return this.sendStatus(res, protobuf, { code: 404, reason: 'NotFound', message: 'the server could not find the requested resource' });
     }
     const kind = where.kind;

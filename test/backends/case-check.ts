@@ -6,7 +6,7 @@ import { trace } from '../../control/trace/trace.ts';
 import { podOf, type SemanticCase } from '../cases/semantics.ts';
 import type { Lab } from '../lab/lab.ts';
 
-export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, options: { cgroup?: string; mode?: 'nftables' | 'ipvs' } = {}): Promise<void> {
+export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, options: { cgroup?: string; mode?: 'nftables' | 'ipvs' | 'ebpf' } = {}): Promise<void> {
   const { cgroup, mode } = options;
   const fromNode = 'node' in c.from;
   const netns = 'pod' in c.from ? lab.pod(c.from.pod).netns : fromNode ? lab.nodes[0]!.netns : lab.external.netns;

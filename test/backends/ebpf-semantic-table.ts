@@ -28,7 +28,7 @@ export function semanticTableSuite(title: string, prepare: (lab: Lab) => Promise
 
     // A node process cannot send from an LB IP it does not own; trace covers that case.
     for (const c of labCases) {
-      it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup }));
+      it(c.name, () => checkCase(lab, c, nodes[0]!.tracker.state(), { cgroup: nodes[0]!.cgroup, mode: 'ebpf' }));
     }
 
     // Last: each variant re-syncs every node's maps from the cluster under its configuration.

@@ -4,7 +4,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import type { ModelConfig } from '../../control/model/types.ts';
-import { cases, config, EXTERNAL_IP, KUBE_PROXY_ROUTED, LB_BLOCKED_IP, LB_IP, node as node0, services, slices, variants, type SemanticCase } from '../cases/semantics.ts';
+import { cases, config, EXTERNAL_IP, KUBE_PROXY_ROUTED, LB_BLOCKED_IP, LB_IP, node as node0, serviceCIDRs, services, slices, UNALLOCATED_IP, variants, type SemanticCase } from '../cases/semantics.ts';
 import { Lab, type LabNode } from '../lab/lab.ts';
 import { routeServiceIpsViaNode0 } from './case-check.ts';
 
@@ -24,6 +24,7 @@ export function semanticTracker(n: LabNode, fill?: (tracker: ChangeTracker) => v
   else {
     for (const s of services) tracker.upsertService(s);
     for (const s of slices) tracker.upsertSlice(s);
+    for (const c of serviceCIDRs) tracker.upsertServiceCIDR(c);
   }
   tracker.flush();
   return tracker;
@@ -32,7 +33,7 @@ export function semanticTracker(n: LabNode, fill?: (tracker: ChangeTracker) => v
 /** Two nodes of three pods, the external client routing LB and external IPs through n0. */
 export async function semanticLab(): Promise<Lab> {
   const lab = await Lab.create({ nodes: 2, podsPerNode: 3, ports: [8080, 8081] });
-  await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP, ...KUBE_PROXY_ROUTED]);
+  await routeServiceIpsViaNode0(lab, [LB_IP, LB_BLOCKED_IP, '10.254.0.52', EXTERNAL_IP, UNALLOCATED_IP, ...KUBE_PROXY_ROUTED]);
   return lab;
 }
 

@@ -9,7 +9,8 @@
 // flow their runPacketFlowTests check has a case here, named in a comment per group, except:
 // - TestClusterIPGeneral "TCP, UDP, and SCTP on same port (SCTP)": the lab's probes speak TCP and
 //   UDP only (SCTP has its own lab test, test/backends/ebpf-sctp.test.ts);
-// - TestClusterIPGeneral "packet to unallocated cluster ip" (DROP): the ServiceCIDR cases;
+// - TestClusterIPGeneral "packet to unallocated cluster ip" (DROP): the ServiceCIDR cases at the
+//   end of the table;
 // - TestLoadBalancer "same node to LB, SNATted to LB": trace only (a lab node cannot send from
 //   an LB IP it does not hold; see labCases);
 // - TestNodePorts with localhost-nodeports and other nodeport-addresses: another configuration,
@@ -24,7 +25,7 @@
 //   configurable here (ipMode Proxy, VIP and unset are cases).
 // Rule-layout tests (TestOverall*Rules, TestBadIPs, TestSyncProxyRulesRepeated) are the golden
 // tests' (test/cases/kube-proxy-cluster.ts), not flows.
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import type { ModelConfig } from '../../control/model/types.ts';
 import { DEFAULT_MODEL_CONFIG } from '../../control/model/types.ts';
 import { service, slice, type EndpointSpec } from './objects.ts';
@@ -259,6 +260,18 @@ export const slices: V1EndpointSlice[] = [
   ...kubeProxySlices,
 ];
 
+/**
+ * The cluster's ServiceCIDR objects: a secondary range only (the services above are outside it,
+ * so their cases keep their answers), with one service of its own.
+ */
+export const SECONDARY_RANGE_V4 = '10.97.0.0/16';
+export const SECONDARY_RANGE_V6 = 'fd00:97::/112';
+export const UNALLOCATED_IP = '10.97.0.99';
+export const UNALLOCATED_IP6 = 'fd00:97::99';
+export const serviceCIDRs: V1ServiceCIDR[] = [{ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'secondary' }, spec: { cidrs: [SECONDARY_RANGE_V4, SECONDARY_RANGE_V6] } }];
+services.push(service({ name: 'in-range', clusterIPs: ['10.97.0.10'], ports: [{ port: 80, targetPort: 8080 }] }));
+slices.push(slice({ name: 'in-range-x', service: 'in-range', ports: [{ port: 8080 }], endpoints: [ep(1, 0)] }));
+
 /** Where a case's packet starts in the lab. */
 export type Origin = { pod: string } | { node: string } | { external: true };
 
@@ -283,8 +296,11 @@ export interface SemanticCase {
         targetPort?: number;
       }
     | { verdict: 'DROP' | 'REJECT' | 'NO_SERVICE' };
-  /** Where a proxy mode answers otherwise (kube-proxy's nftables mode rejects unserved ClusterIP ports). */
-  inMode?: Partial<Record<'nftables' | 'ipvs', SemanticCase['expect']>>;
+  /**
+   * Where a proxy mode answers otherwise than `expect` (iptables mode's answer): kube-proxy's
+   * nftables mode rejects unserved ClusterIP ports; nftables and eBPF mode drop unallocated ClusterIPs.
+   */
+  inMode?: Partial<Record<'nftables' | 'ipvs' | 'ebpf', SemanticCase['expect']>>;
 }
 
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
@@ -422,3 +438,16 @@ export const variants: ConfigVariant[] = [
     ],
   },
 ];
+
+// Unallocated ClusterIPs (the ServiceCIDR objects above): kube-proxy's nftables mode drops them, and
+// so does eBPF mode; iptables and IPVS let them pass. A ClusterIP of the range keeps its verdicts.
+cases.push(
+  { name: 'service CIDR: pod -> ClusterIP of a secondary range is served', ...fromPod(0, 0), dst: '10.97.0.10', port: 80, protocol: 'TCP', expect: { verdict: 'FORWARD', pods: ['n1p0'], sourceTranslated: false, kind: 'ClusterIP', targetPort: 8080 } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP: nftables and eBPF drop, iptables passes', ...fromPod(0, 0), dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP over UDP: dropped whatever the port', ...fromPod(0, 0), dst: UNALLOCATED_IP, port: 53, protocol: 'UDP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: pod -> unallocated ClusterIP, IPv6', from: { pod: 'n0p0' }, src: v6(0, 0), dst: UNALLOCATED_IP6, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  { name: 'service CIDR: external -> unallocated ClusterIP through n0: dropped too', ...fromExternal, dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' }, ebpf: { verdict: 'DROP' } } },
+  // nftables mode drops the node's own packets too (its output chain); eBPF mode looks services up only on the way in.
+  { name: 'service CIDR: node -> unallocated ClusterIP: nftables drops, eBPF and iptables pass', ...fromNode, dst: UNALLOCATED_IP, port: 80, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'DROP' } } },
+  { name: 'service CIDR: an allocated ClusterIP on a port it does not serve keeps its verdict', ...fromPod(0, 0), dst: '10.97.0.10', port: 81, protocol: 'TCP', expect: { verdict: 'NO_SERVICE' }, inMode: { nftables: { verdict: 'REJECT' }, ipvs: { verdict: 'REJECT' } } },
+);

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { main } from '../../control/cli/main.ts';
+import { u8 } from '../../control/bpf/codec.ts';
+import { serviceCidrKey } from '../../control/bpf/layout.ts';
+import { BpfMap } from '../../control/bpf/map.ts';
 import { writeManifests } from '../cases/manifests.ts';
 import { runPrefix } from '../lab/names.ts';
 import { until } from '../wait.ts';
@@ -221,6 +224,34 @@ describe('agent start and stop', () => {
     assert.match(text, /^switchyard_apiserver_up 0$/m);
     assert.match(text, /^switchyard_watch_events_total\{kind="\w+",event="error"\} [1-9]/m);
     assert.match(text, /^rest_client_requests_total\{code="<error>",host="127\.0\.0\.1:1",method="GET"\} [1-9]/m);
+    a.child.kill('SIGTERM');
+    assert.equal((await a.done).code, 0);
+  });
+
+  it('an API server without ServiceCIDRs (before 1.33): the agent syncs, says so once, and drops in the configured range', async () => {
+    const dir = pins('nocidr');
+    // The test API server on the loopback of the agent's own fresh netns, without the ServiceCIDR resource.
+    const apiserver = fileURLToPath(new URL('../deploy/apiserver-at.ts', import.meta.url));
+    const script = 'ip link set lo up || exit 1; "$1" "$2" --listen 127.0.0.1:6443 --absent ServiceCIDR & shift 2; exec "$@"';
+    const args = ['--master', 'http://127.0.0.1:6443', '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--bpffs-dir', dir, '--service-cluster-ip-range', '10.96.0.0/12', '--logging-format=json'];
+    const a = start(args, ['unshare', '-n', '--', 'sh', '-c', script, 'sh', process.execPath, apiserver]);
+    children.push(a.child);
+    const server = (): number[] => (a.child.pid === undefined ? [] : childrenOf(a.child.pid));
+    try {
+      await until('the first sync', () => /"msg":"synced"/.test(a.out.stderr) || a.child.exitCode !== null, 60_000);
+      assert.equal(a.child.exitCode, null, a.out.stderr);
+      const said = a.out.stderr.split('\n').filter((l) => l.includes('ServiceCIDR objects cannot be read'));
+      assert.equal(said.length, 1, a.out.stderr);
+      assert.doesNotMatch(a.out.stderr, /watch ServiceCIDR failed/, 'a missing kind is no failure');
+      const cidrs = BpfMap.fromPin(`${dir}/sy_service_cidrs`, serviceCidrKey, u8);
+      try {
+        assert.deepEqual([...cidrs.entries()].map(([k]) => `${k.addr}/${k.prefixlen - 32}`), ['10.96.0.0/12'], 'the configured range is dropped in');
+      } finally {
+        cidrs.close();
+      }
+    } finally {
+      for (const pid of server()) process.kill(pid, 'SIGKILL');
+    }
     a.child.kill('SIGTERM');
     assert.equal((await a.done).code, 0);
   });

@@ -13,13 +13,14 @@ type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 const docs = (file: string): Obj[] => parseAllDocuments(readFileSync(`${deploy}${file}`, 'utf8')).map((d) => d.toJS() as Obj);
 
 describe('deploy manifests', () => {
-  it('RBAC: list and watch services, endpointslices, nodes; nothing else (the agent writes nothing)', () => {
+  it('RBAC: list and watch services, endpointslices, nodes, servicecidrs; nothing else (the agent writes nothing)', () => {
     const role = docs('rbac.yaml').find((d) => d.kind === 'ClusterRole')!;
     const grants = new Set<string>();
     for (const rule of role.rules as Obj[]) for (const g of rule.apiGroups) for (const r of rule.resources) for (const v of rule.verbs) grants.add(`${g}/${r}:${v}`);
     assert.deepEqual([...grants].sort(), [
       '/nodes:list', '/nodes:watch', '/services:list', '/services:watch',
       'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch',
+      'networking.k8s.io/servicecidrs:list', 'networking.k8s.io/servicecidrs:watch',
     ]);
     const binding = docs('rbac.yaml').find((d) => d.kind === 'ClusterRoleBinding')!;
     assert.equal(binding.roleRef.name, 'switchyard');

@@ -5,13 +5,14 @@ import { nodeFacts } from '../../control/model/node.ts';
 import { ChangeTracker } from '../../control/model/tracker.ts';
 import { trace } from '../../control/trace/trace.ts';
 import { service, slice } from '../cases/objects.ts';
-import { cases, config, HOST_ONLY_IPS, node, podOf, services, slices, THIS_NODE, variants, type SemanticCase } from '../cases/semantics.ts';
+import { cases, config, HOST_ONLY_IPS, node, podOf, SECONDARY_RANGE_V4, serviceCIDRs, services, slices, THIS_NODE, UNALLOCATED_IP, variants, type SemanticCase } from '../cases/semantics.ts';
 import type { DesiredState, ModelConfig } from '../../control/model/types.ts';
 
 function model(modelConfig: ModelConfig = config): ChangeTracker {
   const tracker = new ChangeTracker(modelConfig, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
   for (const s of services) assert.deepEqual(tracker.upsertService(s), [], `service ${s.metadata?.name} is valid`);
   for (const s of slices) assert.deepEqual(tracker.upsertSlice(s), [], `slice ${s.metadata?.name} is valid`);
+  for (const c of serviceCIDRs) assert.deepEqual(tracker.upsertServiceCIDR(c), [], `ServiceCIDR ${c.metadata?.name} is valid`);
   tracker.flush();
   return tracker;
 }
@@ -62,6 +63,47 @@ describe('semantic case table (trace)', () => {
     assert.equal(v.verdict, 'REJECT');
     assert.match(v.verdict === 'REJECT' ? v.reason : '', /does not serve/);
     assert.equal(trace(state, { src: '10.244.0.10', dst: '10.96.0.10', port: 9999, protocol: 'TCP' }).verdict, 'NO_SERVICE', 'other modes let it pass');
+  });
+
+  it('eBPF mode: the table\'s answers, unallocated ClusterIPs dropped as in nftables mode', () => {
+    for (const c of cases) {
+      const v = trace(state, { src: c.src, dst: c.dst, port: c.port, protocol: c.protocol }, { mode: 'ebpf' });
+      assert.equal(v.verdict, (c.inMode?.ebpf ?? c.expect).verdict, c.name);
+    }
+  });
+
+  it('unallocated ClusterIPs: dropped by address in nftables and eBPF mode, passed in iptables and IPVS mode, from the objects or the configuration', () => {
+    const packet = { src: '10.244.0.10', dst: UNALLOCATED_IP, port: 4242, protocol: 'TCP' as const };
+    for (const mode of ['nftables', 'ebpf']) {
+      const v = trace(state, packet, { mode });
+      assert.ok(v.verdict === 'DROP' && 'unallocated' in v, mode);
+      assert.equal(v.serviceCIDR, SECONDARY_RANGE_V4);
+      assert.equal(v.serviceCIDRSource, 'ServiceCIDR');
+      assert.match(v.reason, /unallocated ClusterIP.*10\.97\.0\.0\/16.*ServiceCIDR objects/);
+    }
+    for (const mode of ['iptables', 'ipvs']) {
+      const v = trace(state, packet, { mode });
+      assert.equal(v.verdict, 'NO_SERVICE', mode);
+      assert.match(v.reason, new RegExp(`unallocated ClusterIP in 10\\.97\\.0\\.0/16: ${mode} mode lets it pass`));
+    }
+    // The node's own packets: nftables mode's output chain drops them, eBPF mode looks no service up on their way out.
+    assert.equal(trace(state, { ...packet, src: '10.254.0.11' }, { mode: 'nftables' }).verdict, 'DROP');
+    const fromNode = trace(state, { ...packet, src: '10.254.0.11' }, { mode: 'ebpf' });
+    assert.equal(fromNode.verdict, 'NO_SERVICE');
+    assert.match(fromNode.reason, /eBPF mode drops it from pods and from outside, not from the node itself/);
+    // Outside the ranges nothing changes, and without any ranges nothing is dropped.
+    assert.equal(trace(state, { ...packet, dst: '10.98.0.1' }, { mode: 'ebpf' }).verdict, 'NO_SERVICE');
+    const bare = new ChangeTracker(config, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
+    bare.flush();
+    assert.equal(trace(bare.state(), packet, { mode: 'nftables' }).verdict, 'NO_SERVICE');
+    // The configured range stands in while the API server has no ServiceCIDR objects; the objects win once there are some.
+    const configured = new ChangeTracker({ ...config, serviceCIDRs: ['10.97.0.0/24'] }, nodeFacts(THIS_NODE, node, HOST_ONLY_IPS));
+    const v = trace(configured.state(), packet, { mode: 'ebpf' });
+    assert.ok(v.verdict === 'DROP' && 'unallocated' in v && v.serviceCIDRSource === 'configuration' && v.serviceCIDR === '10.97.0.0/24');
+    configured.upsertServiceCIDR({ metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.100.0.0/16'] } });
+    assert.equal(trace(configured.state(), packet, { mode: 'ebpf' }).verdict, 'NO_SERVICE', 'the objects replace the configured range');
+    configured.deleteServiceCIDR('kubernetes');
+    assert.equal(trace(configured.state(), packet, { mode: 'ebpf' }).verdict, 'DROP', 'and the configured range is back once they are gone');
   });
 
   it('ipvs mode: kube-proxy\'s IPVS answers where they differ', () => {

@@ -10,7 +10,7 @@ import { ModelFeed } from '../../control/sources/model-feed.ts';
 import { RejectionLog } from '../../control/sources/rejection-log.ts';
 import { waitFor } from '../apiserver/harness.ts';
 import { writeManifests } from '../cases/manifests.ts';
-import { config, node, services, slices, THIS_NODE } from '../cases/semantics.ts';
+import { config, node, serviceCIDRs, services, slices, THIS_NODE } from '../cases/semantics.ts';
 import { referenceState, stateText } from '../model/reference.ts';
 
 describe('files source', () => {
@@ -39,7 +39,7 @@ describe('files source', () => {
 
   it('loads multi-document YAML and JSON into the same model as the objects', () => {
     tracker.flush();
-    assert.equal(stateText(tracker.state()), stateText(referenceState(config, THIS_NODE, services, slices, node)));
+    assert.equal(stateText(tracker.state()), stateText(referenceState(config, THIS_NODE, services, slices, node, serviceCIDRs)));
   });
 
   it('watches the directory: new files, Lists, default namespace', async () => {

@@ -14,6 +14,7 @@ import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.t
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
 import { listKernelFlows, planSeed } from './takeover.ts';
+import { unallocatedDropCIDRsOf } from '../../model/plan.ts';
 import { monotonicCoarseNs } from './datapath.ts';
 import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
 import { toolRunner, type ToolRunner } from '../tool-runner.ts';
@@ -272,6 +273,17 @@ export class EbpfBackend {
    * every full sync.
    */
   async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
+    const report = await this.syncServicePorts(state, changes, full);
+    // A full sync wrote the compiled service CIDRs; an incremental one writes them here (a
+    // handful of entries, read back and compared), after the frontends as there.
+    if (this.model !== undefined) {
+      this.model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
+      this.datapath.setServiceCidrs(this.model.serviceCidrs);
+    }
+    return report;
+  }
+
+  private async syncServicePorts(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
     const model = this.model;
     if (full || model === undefined || changes.nodeChanged || !this.datapath.settled) {
       // The old model goes first: one copy of the compiled state on the heap, not two (at 100k

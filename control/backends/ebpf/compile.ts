@@ -2,7 +2,7 @@
 // datapath maps must hold. Pure; ids are assigned later, by the adapter, so that they stay
 // stable across syncs and restarts.
 import type { Family } from '../../model/ip.ts';
-import { ebpfSctpUnsupported, planServicePort, type Decision, type FrontendPlan, type SourceClass } from '../../model/plan.ts';
+import { ebpfSctpUnsupported, planServicePort, unallocatedDropCIDRsOf, type Decision, type FrontendPlan, type SourceClass } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, FrontendKind, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { ALGORITHM, BE, FE, IPPROTO, SCOPE } from '../../bpf/layout.ts';
 
@@ -44,6 +44,8 @@ export interface CompiledDatapath {
    * frontends whose port is not their endpoints' (the datapath rewrites SCTP addresses only).
    */
   unsupported: Array<{ servicePort: string; reason: string }>;
+  /** The CIDRs whose unallocated addresses are dropped (the plan's unallocatedDropCIDRs); absent: left as they are. */
+  serviceCidrs?: readonly string[];
 }
 
 const PROTO: Record<string, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP, SCTP: IPPROTO.SCTP };
@@ -181,6 +183,7 @@ export class CompiledModel implements CompiledDatapath {
   private readonly unsupportedPorts = new Map<string, string>();
   /** Frontend keys whose winner or flags may have changed since the last resolve(). */
   private touched = new Set<string>();
+  serviceCidrs: readonly string[] = [];
 
   get unsupported(): Array<{ servicePort: string; reason: string }> {
     return [...this.unsupportedPorts].map(([servicePort, reason]) => ({ servicePort, reason }));
@@ -296,6 +299,7 @@ export function compileDatapath(state: DesiredState): CompiledModel {
   const delta = emptyDelta();
   for (const fs of state.families.values()) for (const sp of fs.servicePorts.values()) model.set(sp.key, compilePort(sp, fs, state.config), delta);
   model.resolve(delta);
+  model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
   return model;
 }
 
@@ -323,6 +327,7 @@ export async function compileDatapathSliced(state: DesiredState, sliceMs = 5): P
       t0 = performance.now();
     }
   }
+  model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
   return model;
 }
 

@@ -28,6 +28,7 @@ import {
   meta,
   revNat,
   serviceAddr,
+  serviceCidrKey,
   ALGORITHM,
   FE,
   RN,
@@ -40,6 +41,7 @@ import {
   type FrontendValue,
   type RevNat,
   type ServiceAddr,
+  type ServiceCidrKey,
   type SlotKey,
   type SourceRangeKey,
 } from '../../bpf/layout.ts';
@@ -207,6 +209,7 @@ export class EbpfDatapath {
   private readonly stats: BpfMap<number, Counter[]>;
   private readonly maglev: BpfMap<number, number>;
   private readonly serviceAddrs: BpfMap<ServiceAddr, number>;
+  private readonly serviceCidrs: BpfMap<ServiceCidrKey, number>;
   /** What sy_service_addrs holds, as family|address. */
   private readonly writtenServiceAddrs = new Set<string>();
   /** Per address (family|address), how many programmed frontends of each kind use it; and those changed since the last sync. */
@@ -238,6 +241,7 @@ export class EbpfDatapath {
     this.stats = object.map('sy_stats', u32, perCpu(counter, native().numPossibleCpus()));
     this.maglev = object.map('sy_maglev', u32, u32);
     this.serviceAddrs = object.map('sy_service_addrs', serviceAddr, u8);
+    this.serviceCidrs = object.map('sy_service_cidrs', serviceCidrKey, u8);
     const size = (name: string): number => object.mapDescription(name).maxEntries;
     // Backends and rev-NAT entries are arrays indexed by id: ids 1..max_entries-1.
     this.ids = {
@@ -427,6 +431,40 @@ export class EbpfDatapath {
     return this.object.programFd(name);
   }
 
+  /**
+   * The CIDRs whose unallocated addresses the datapath drops (the plan's unallocatedDropCIDRs):
+   * sy_service_cidrs made to hold exactly these, read back each time (a handful of entries), so a
+   * pinned map from an earlier agent is put right too. Returns whether anything changed.
+   */
+  setServiceCidrs(cidrs: readonly string[]): boolean {
+    const keyOf = (text: string): ServiceCidrKey | undefined => {
+      const c = parseCidr(text);
+      return c === undefined ? undefined : { prefixlen: 32 + c.prefix, family: c.family, addr: c.text.slice(0, c.text.indexOf('/')) };
+    };
+    const textOf = (k: ServiceCidrKey): string => `${k.addr}/${k.prefixlen - 32}`;
+    const want = new Map<string, ServiceCidrKey>();
+    for (const text of cidrs) {
+      const k = keyOf(text);
+      if (k !== undefined) want.set(textOf(k), k);
+    }
+    let changed = false;
+    for (const [k] of [...this.serviceCidrs.entries()]) {
+      if (want.delete(textOf(k))) continue;
+      this.serviceCidrs.delete(k);
+      changed = true;
+    }
+    for (const k of want.values()) {
+      this.serviceCidrs.set(k, 1);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** What sy_service_cidrs holds, as CIDR texts. */
+  serviceCidrList(): string[] {
+    return [...this.serviceCidrs.entries()].map(([k]) => `${k.addr}/${k.prefixlen - 32}`).sort();
+  }
+
   /** Per-CPU counters summed, by service id. */
   counters(serviceId: number): Counter {
     const per = this.stats.get(serviceId) ?? [];
@@ -551,12 +589,17 @@ export class EbpfDatapath {
    * reported and left as it was.
    */
   sync(compiled: CompiledDatapath): SyncReport {
-    return drain(this.fullSteps(compiled));
+    const report = drain(this.fullSteps(compiled));
+    // After the frontends: a new ClusterIP in a new range is served before its range drops.
+    if (compiled.serviceCidrs !== undefined) this.setServiceCidrs(compiled.serviceCidrs);
+    return report;
   }
 
   /** The same, yielding to the event loop whenever a slice has run sliceMs. */
-  syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
-    return drainSliced(this.fullSteps(compiled), sliceMs);
+  async syncSliced(compiled: CompiledDatapath, sliceMs = SLICE_MS): Promise<SyncReport> {
+    const report = await drainSliced(this.fullSteps(compiled), sliceMs);
+    if (compiled.serviceCidrs !== undefined) this.setServiceCidrs(compiled.serviceCidrs);
+    return report;
   }
 
   /**

@@ -39,7 +39,7 @@ function familyKey(fs: FamilyState | undefined, config: ModelConfig): string {
   if (fs === undefined) return '';
   const d = fs.localDetector;
   const np = fs.nodePortAddresses;
-  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, ...np.addresses, '|', config.masqueradeAll, config.masqueradeBit, ...(config.serviceCIDRs ?? [])].join(' ');
+  return [d.mode, d.interfaceName, ...d.cidrs, '|', np.all, ...np.addresses, '|', config.masqueradeAll, config.masqueradeBit, '|', ...(fs.serviceCIDRs ?? [])].join(' ');
 }
 
 class FamilyTable {
@@ -159,13 +159,13 @@ export class NftablesBackend {
       const cached = t.ports.get(sp.key);
       ports.set(sp.key, { sp, nft: reuse && cached?.sp === sp ? cached.nft : this.compile(fs!, config, sp) });
     }
-    const next = assembleNft(fs, family, [...ports.values()].map((p) => p.nft), frameOptions(config));
+    const next = assembleNft(fs, family, [...ports.values()].map((p) => p.nft), frameOptions(config, fs));
     t.valid = false;
     const tx = renderFull(next, await this.listTable(next.nftFamily));
     await this.send(family, tx.text, true, tx.text);
     const fresh = new FamilyTable();
     for (const [k, p] of ports) fresh.hold(k, p.nft, true);
-    Object.assign(t, { ports, holders: fresh.holders, frame: compileNftFrame(fs, family, frameOptions(config)), key, config, valid: true });
+    Object.assign(t, { ports, holders: fresh.holders, frame: compileNftFrame(fs, family, frameOptions(config, fs)), key, config, valid: true });
     const { text, ...counts } = tx;
     return { family, full: true, bytes: text.length, servicePorts: ports.size, ...counts };
   }

@@ -6,7 +6,7 @@
 // Pure: the result is a set of named objects that render.ts turns into `nft -f -` transactions,
 // whole or as the difference from what was applied before.
 import { canonicalIp, familyOf, ipToBigInt, type Family } from '../../model/ip.ts';
-import { chainUse, EXTERNAL_KINDS, isForward, planServicePort, type Decision, type ServicePortPlan } from '../../model/plan.ts';
+import { chainUse, EXTERNAL_KINDS, isForward, planServicePort, unallocatedDropCIDRs, type Decision, type ServicePortPlan } from '../../model/plan.ts';
 import type { DesiredState, EndpointState, FamilyState, ModelConfig } from '../../model/types.ts';
 import { endpointObjects, servicePortObjects } from './names.ts';
 
@@ -137,7 +137,7 @@ function endpointAddress(ep: EndpointState, family: Family): string {
 export interface FrameOptions {
   /** nftables.masqueradeBit (default 14). */
   masqueradeBit?: number;
-  /** The service CIDRs (of every family; the family's own are used). */
+  /** The CIDRs whose unallocated addresses are dropped (the plan's unallocatedDropCIDRs; the family's own are used). */
   serviceCIDRs?: readonly string[];
 }
 
@@ -316,9 +316,9 @@ export function compileNftPort(plan: ServicePortPlan, fs: FamilyState): PortNft 
 
 const emptyFamily = (family: Family): FamilyState => ({ family, servicePorts: new Map(), localDetector: { mode: 'None', cidrs: [], interfaceName: '' }, nodePortAddresses: { all: true, addresses: [] }, nodeIPs: [] });
 
-/** The frame's settings from the model's configuration. */
-export function frameOptions(config: ModelConfig): FrameOptions {
-  return { masqueradeBit: config.masqueradeBit, serviceCIDRs: config.serviceCIDRs ?? [] };
+/** The frame's settings from the model's configuration and the family's state. */
+export function frameOptions(config: ModelConfig, fs: FamilyState | undefined): FrameOptions {
+  return { masqueradeBit: config.masqueradeBit, serviceCIDRs: fs === undefined ? [] : unallocatedDropCIDRs(fs, 'nftables') };
 }
 
 /** The table's own objects (base chains, dispatch chains, shared sets and maps), without any service port. */
@@ -346,5 +346,5 @@ export function assembleNft(fs: FamilyState | undefined, family: Family, ports: 
 export function compileNftables(state: DesiredState, family: Family): CompiledNft {
   const fs = state.families.get(family);
   const ports = fs === undefined ? [] : [...fs.servicePorts.values()].sort((a, c) => (a.key < c.key ? -1 : 1)).map((sp) => compileNftPort(planServicePort(sp, fs, state.config, 'nftables'), fs));
-  return assembleNft(fs, family, ports, frameOptions(state.config));
+  return assembleNft(fs, family, ports, frameOptions(state.config, fs));
 }

@@ -1,14 +1,14 @@
-// Standalone mode: Services, EndpointSlices and Nodes from a directory of YAML/JSON manifests
+// Standalone mode: Services, EndpointSlices, Nodes and ServiceCIDRs from a directory of YAML/JSON manifests
 // (multi-document YAML and List objects too), watched for changes. Each reload diffs against
 // the last one, so the sink sees upserts and deletes exactly as from the API server.
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { objectKey, type KindName, type KubeObject } from '../kube/kinds.ts';
+import { CLUSTER_SCOPED, objectKey, SOURCE_KINDS, type KindName, type KubeObject } from '../kube/kinds.ts';
 import type { ObjectSink } from '../sink.ts';
 
-const KIND_NAMES = new Set<string>(['Service', 'EndpointSlice', 'Node']);
+const KIND_NAMES = new Set<string>(SOURCE_KINDS);
 const MANIFEST = /\.(ya?ml|json)$/i;
 
 export interface FilesSourceOptions {
@@ -50,7 +50,7 @@ export async function loadManifests(dir: string): Promise<Loaded> {
     if (typeof d.kind !== 'string' || !KIND_NAMES.has(d.kind)) return; // other kinds are not ours
     const kind = d.kind as KindName;
     // What the API server would do: namespaced objects without a namespace go to "default".
-    if (kind !== 'Node' && d.metadata !== null && typeof d.metadata === 'object' && d.metadata.namespace === undefined) d.metadata.namespace = 'default';
+    if (!CLUSTER_SCOPED.has(kind) && d.metadata !== null && typeof d.metadata === 'object' && d.metadata.namespace === undefined) d.metadata.namespace = 'default';
     const obj = doc as KubeObject;
     objects.get(kind)!.set(objectKey(obj), { obj, text: JSON.stringify(obj) });
   };

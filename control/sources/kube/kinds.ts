@@ -1,12 +1,13 @@
-// The three kinds a service proxy watches, with their API paths and wire types.
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+// The kinds a service proxy watches, with their API paths and wire types.
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 
-export type KindName = 'Service' | 'EndpointSlice' | 'Node';
+export type KindName = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
 export interface KindObjects {
   Service: V1Service;
   EndpointSlice: V1EndpointSlice;
   Node: V1Node;
+  ServiceCIDR: V1ServiceCIDR;
 }
 
 export type KubeObject = KindObjects[KindName];
@@ -42,7 +43,22 @@ export const KINDS: Readonly<Record<KindName, KindSpec>> = {
     protoType: 'k8s.io.api.core.v1.Node',
     protoListType: 'k8s.io.api.core.v1.NodeList',
   },
+  // The cluster's service IP ranges (networking.k8s.io/v1 since Kubernetes 1.33; older API
+  // servers answer 404, and the source carries on without them).
+  ServiceCIDR: {
+    kind: 'ServiceCIDR',
+    apiVersion: 'networking.k8s.io/v1',
+    path: '/apis/networking.k8s.io/v1/servicecidrs',
+    protoType: 'k8s.io.api.networking.v1.ServiceCIDR',
+    protoListType: 'k8s.io.api.networking.v1.ServiceCIDRList',
+  },
 };
+
+/** Every kind a source delivers; the agent syncs once each has synced. */
+export const SOURCE_KINDS: readonly KindName[] = ['Service', 'EndpointSlice', 'Node', 'ServiceCIDR'];
+
+/** Kinds without a namespace. */
+export const CLUSTER_SCOPED: ReadonlySet<KindName> = new Set<KindName>(['Node', 'ServiceCIDR']);
 
 /** kube-proxy's label selector for Services and EndpointSlices. */
 export const PROXY_LABEL_SELECTOR = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';

@@ -48,6 +48,8 @@ export interface ReflectorEvents {
   reconnect?(kind: KindName, reason: string): void;
   /** A frame or list could not be decoded. */
   decodeError?(kind: KindName, detail: string): void;
+  /** An optional kind the server does not have (404) or does not let us read (403): said once, until it is served. */
+  missing?(kind: KindName, error: Error): void;
 }
 
 export interface ReflectorOptions {
@@ -64,6 +66,14 @@ export interface ReflectorOptions {
   /** Server-side watch timeout; randomised in [min, 2*min) like client-go. */
   minWatchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /**
+   * The kind may be missing from the server (ServiceCIDR before Kubernetes 1.33), or not granted (an
+   * agent upgraded before its ClusterRole): a 404 or 403 counts as an empty, synced list, said
+   * once (events.missing), and the list is asked again every missingRetryMs (default 5 minutes)
+   * in case the server or the role is upgraded meanwhile. The other kinds never wait for it.
+   */
+  optional?: boolean;
+  missingRetryMs?: number;
   /** The reflector's own waits (backoff, Retry-After) and its sense of time; tests pass a fake. */
   clock?: ReflectorClock;
 }
@@ -122,7 +132,7 @@ function retryAfterMs(error: Error): number | undefined {
 
 export class Reflector {
   readonly kind: KindName;
-  private readonly options: Required<Omit<ReflectorOptions, 'labelSelector' | 'fieldSelector' | 'events' | 'clock'>> &
+  private readonly options: Required<Omit<ReflectorOptions, 'labelSelector' | 'fieldSelector' | 'events' | 'clock' | 'optional' | 'missingRetryMs'>> &
     Pick<ReflectorOptions, 'labelSelector' | 'fieldSelector'>;
   private readonly events: ReflectorEvents;
   private readonly store = new Map<string, Stored>();
@@ -134,13 +144,20 @@ export class Reflector {
   /** A list at resourceVersion=0 came in pages: no watch cache, so later lists page too. */
   private paginatedResult = false;
   private hasSynced = false;
+  /** An optional kind answered 404 and that was said (cleared once it is served). */
+  private missingSaid = false;
   private stopped = false;
   private abort: AbortController | undefined;
   private sleeping: { cancel: () => void; resolve: () => void } | undefined;
   private loop: Promise<void> | undefined;
   readonly stats = { lists: 0, relists: 0, reconnects: 0, errors: 0, events: 0, bookmarks: 0, fullListFallbacks: 0 };
 
+  private readonly optional: boolean;
+  private readonly missingRetryMs: number;
+
   constructor(options: ReflectorOptions) {
+    this.optional = options.optional === true;
+    this.missingRetryMs = options.missingRetryMs ?? 5 * 60_000;
     this.kind = options.kind;
     this.events = options.events ?? {};
     this.options = {
@@ -195,6 +212,7 @@ export class Reflector {
         if (needList) {
           await this.list(listReason);
           needList = false;
+          this.missingSaid = false;
         }
         const started = this.clock.now();
         const eventsBefore = this.stats.events + this.stats.bookmarks;
@@ -233,6 +251,13 @@ export class Reflector {
           await this.sleep(delay);
           continue;
         }
+        if (this.optional && error instanceof StatusError && (error.status.code === 404 || error.status.code === 403)) {
+          this.missing(error);
+          needList = true;
+          listReason = 'the resource appeared';
+          await this.sleep(this.missingRetryMs);
+          continue;
+        }
         if (error instanceof InactivityError && this.hasSynced && !needList) {
           // A silent (half-open) stream: reopen from the last resourceVersion at once.
           this.stats.reconnects++;
@@ -245,6 +270,23 @@ export class Reflector {
         this.events.error?.(this.kind, error, delay);
         await this.sleep(delay);
       }
+    }
+  }
+
+  /** The resource cannot be read: nothing of it is known (what was is deleted), and that is a synced state. */
+  private missing(error: Error): void {
+    for (const [key, prev] of this.store) {
+      this.store.delete(key);
+      this.options.handler.delete(this.kind, key, prev.obj);
+    }
+    this.resourceVersion = '';
+    if (!this.missingSaid) {
+      this.missingSaid = true;
+      this.events.missing?.(this.kind, error);
+    }
+    if (!this.hasSynced) {
+      this.hasSynced = true;
+      this.options.handler.synced(this.kind);
     }
   }
 

@@ -1,5 +1,6 @@
-// The Kubernetes source: three reflectors (Services and EndpointSlices with kube-proxy's label
-// selector, and this proxy's own Node by name) delivering into one sink.
+// The Kubernetes source: four reflectors (Services and EndpointSlices with kube-proxy's label
+// selector, this proxy's own Node by name, and the cluster's ServiceCIDRs, which an API server
+// before 1.33 does not have) delivering into one sink.
 import type { ObjectSink } from '../sink.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { PROXY_LABEL_SELECTOR, type KindName } from './kinds.ts';
@@ -15,6 +16,8 @@ export interface KubeSourceOptions {
   inactivityTimeoutMs?: number;
   backoff?: BackoffOptions;
   pageSize?: number;
+  /** How often a kind the server does not have (ServiceCIDR on an older one) is asked for again. */
+  missingRetryMs?: number;
 }
 
 export class KubeSource {
@@ -39,6 +42,7 @@ export class KubeSource {
       new Reflector(defined({ ...common, kind: 'Service' as const, labelSelector: PROXY_LABEL_SELECTOR })),
       new Reflector(defined({ ...common, kind: 'EndpointSlice' as const, labelSelector: PROXY_LABEL_SELECTOR })),
       new Reflector(defined({ ...common, kind: 'Node' as const, fieldSelector: `metadata.name=${o.nodeName}` })),
+      new Reflector(defined({ ...common, kind: 'ServiceCIDR' as const, optional: true, missingRetryMs: o.missingRetryMs })),
     ];
   }
 

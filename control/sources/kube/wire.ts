@@ -28,7 +28,7 @@ export function protoRoot(): protobuf.Root {
   if (rootCache === undefined) {
     const root = new protobuf.Root();
     root.resolvePath = (_origin, target) => `${protoDir}${target.replace(/^.*\//, '')}`;
-    root.loadSync(['runtime.proto', 'meta.proto', 'core.proto', 'discovery.proto'], { keepCase: true });
+    root.loadSync(['runtime.proto', 'meta.proto', 'core.proto', 'discovery.proto', 'networking.proto'], { keepCase: true });
     root.resolveAll();
     rootCache = root;
   }
