@@ -12,11 +12,18 @@
 //     any real path takes, against n1p0 -> n1p1 on the same node. Two hairpin paths, alternating in
 //     the same rounds: as the agent attaches it (sy_from_veth: bpf_redirect_peer back into the pod)
 //     and through the host end's egress (sy_from_pod: bpf_redirect, crossing the pair again).
+//     For reference, before any eBPF program is attached: kube-proxy's own iptables hairpin (DNAT
+//     and MASQUERADE through n1's stack) against the same own pod IP, in rounds of its own.
 //   npm run bench:paths   (root; BENCH_LAB_XDP=native|off overrides xdpMode auto)
 import { fileURLToPath } from 'node:url';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
+import { IptablesBackend } from '../control/backends/iptables/apply.ts';
+import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
+import { nodeFacts } from '../control/model/node.ts';
+import { ChangeTracker } from '../control/model/tracker.ts';
+import { config } from '../test/cases/semantics.ts';
 import { tcAttach, xdpQuery } from '../control/bpf/attach.ts';
-import { Lab, netnsPath } from '../test/lab/lab.ts';
+import { inNetns, Lab, netnsPath } from '../test/lab/lab.ts';
 import { programNode } from '../test/backends/ebpf-lab.ts';
 import { writeReport } from './report.ts';
 
@@ -30,6 +37,7 @@ const XDP_MODE = ((v) => (v === 'native' || v === 'off' ? v : 'auto'))(process.e
 const lab = await Lab.create({ nodes: 2, podsPerNode: 3, bulkPort: 5001 });
 try {
   const offloads = await offloadsOn(lab);
+  const iptablesHairpinGbps = await iptablesHairpin(lab);
   const nodes = lab.nodes.map((n) => programNode(lab, n, undefined, undefined, { xdpMode: XDP_MODE }));
   const server = lab.pod('n1p1');
   const n0 = lab.nodes[0]!;
@@ -97,6 +105,8 @@ try {
     { path: 'hairpin ClusterIP, n1p1 -> VIP -> n1p1, bpf_redirect_peer (sy_from_veth) / own pod IP', gbitPerSecond: gbit(pairs.hairpinGbps, 1), ratioMedianOfPairs: medianRatio(pairs.hairpinGbps) },
     { path: 'hairpin ClusterIP via the host end\'s egress (sy_from_pod, before) / own pod IP', gbitPerSecond: gbit(pairs.hairpinEgressGbps, 1), ratioMedianOfPairs: medianRatio(pairs.hairpinEgressGbps) },
     { path: `pod directly at the hairpin's MTU: own pod IP, lo with the local route at mtu ${podMtu} (baseline 2; ratio: hairpin, redirect_peer / this)`, gbitPerSecond: gbit(pairs.ownMtuGbps, 0), ratioMedianOfPairs: medianRatio(pairs.ownMtuGbps) },
+    { path: 'kube-proxy iptables mode, rounds of its own before eBPF: own pod IP (baseline)', gbitPerSecond: gbit(iptablesHairpinGbps, 0) },
+    { path: 'kube-proxy iptables mode: hairpin ClusterIP (DNAT, MASQUERADE in the stack) / own pod IP', gbitPerSecond: gbit(iptablesHairpinGbps, 1), ratioMedianOfPairs: medianRatio(iptablesHairpinGbps) },
     { path: 'same-node pod: pod IP, n1p0 -> n1p1 (baseline 3; ratio: hairpin, redirect_peer / this)', gbitPerSecond: gbit(pairs.sameNodeGbps, 0), ratioMedianOfPairs: medianRatio(pairs.sameNodeGbps) },
   ];
   console.table(rows);
@@ -112,13 +122,37 @@ try {
     ownPodIpAtPodMtuVsLoopbackMedianOfPairs: medianRatio(pairs.hairpinGbps.map(([own], i) => [own, pairs.ownMtuGbps[i]![0]] as [number, number])),
     hairpinVsSameNodePodMedianOfPairs: medianRatio(pairs.sameNodeGbps),
     hairpinPeerVsEgressMedianOfPairs: medianRatio(pairs.peerVsEgressGbps),
+    iptablesHairpinVsOwnPodIpMedianOfPairs: medianRatio(iptablesHairpinGbps),
   };
   console.log(`ClusterIP / direct, best rounds: connections ${ratios.connections}x, throughput ${ratios.throughput}x; median of paired rounds: ${ratios.connectionsMedianOfPairs}x, ${ratios.throughputMedianOfPairs}x`);
-  console.log(`bulk, median of paired rounds: NodePort (SNAT) / direct ${ratios.nodePortSnatThroughputMedianOfPairs}x, hairpin ClusterIP / own pod IP ${ratios.hairpinThroughputMedianOfPairs}x (through the host end's egress: ${ratios.hairpinEgressThroughputMedianOfPairs}x; own pod IP at mtu ${podMtu} / at 65536: ${ratios.ownPodIpAtPodMtuVsLoopbackMedianOfPairs}x), / own pod IP at mtu ${podMtu} ${ratios.hairpinVsOwnPodIpAtPodMtuMedianOfPairs}x, / same-node pod ${ratios.hairpinVsSameNodePodMedianOfPairs}x, redirect_peer / host egress ${ratios.hairpinPeerVsEgressMedianOfPairs}x (xdpMode ${XDP_MODE}: ${JSON.stringify(xdp)})`);
-  console.log(`written ${writeReport('paths', { rows, ratios, pairs, xdpMode: XDP_MODE, xdp, offloads, note: `${ROUNDS} rounds, the paths of each row alternating; ClusterIP clients n0p0 (direct) and n0p2; NodePort from the external client through n0; hairpin from n1p1 to itself (own pod IP also with its local route at the MTU of its eth0), with sy_from_veth (bpf_redirect_peer) and sy_from_pod (through the host end's egress) on its device in turn; ${BULK_BYTES} bytes per bulk transfer` })}`);
+  console.log(`bulk, median of paired rounds: NodePort (SNAT) / direct ${ratios.nodePortSnatThroughputMedianOfPairs}x, hairpin ClusterIP / own pod IP ${ratios.hairpinThroughputMedianOfPairs}x (through the host end's egress: ${ratios.hairpinEgressThroughputMedianOfPairs}x; own pod IP at mtu ${podMtu} / at 65536: ${ratios.ownPodIpAtPodMtuVsLoopbackMedianOfPairs}x), / own pod IP at mtu ${podMtu} ${ratios.hairpinVsOwnPodIpAtPodMtuMedianOfPairs}x, / same-node pod ${ratios.hairpinVsSameNodePodMedianOfPairs}x, redirect_peer / host egress ${ratios.hairpinPeerVsEgressMedianOfPairs}x; iptables mode's hairpin / own pod IP ${ratios.iptablesHairpinVsOwnPodIpMedianOfPairs}x (xdpMode ${XDP_MODE}: ${JSON.stringify(xdp)})`);
+  console.log(`written ${writeReport('paths', { rows, ratios, pairs: { ...pairs, iptablesHairpinGbps }, xdpMode: XDP_MODE, xdp, offloads, note: `${ROUNDS} rounds, the paths of each row alternating; ClusterIP clients n0p0 (direct) and n0p2; NodePort from the external client through n0; hairpin from n1p1 to itself (own pod IP also with its local route at the MTU of its eth0), with sy_from_veth (bpf_redirect_peer) and sy_from_pod (through the host end's egress) on its device in turn; ${BULK_BYTES} bytes per bulk transfer` })}`);
   for (const n of nodes) n.datapath.close();
 } finally {
   await lab.teardown();
+}
+
+/**
+ * kube-proxy's iptables mode on n1 alone (the hairpin never leaves it), the bench service only:
+ * ROUNDS pairs of n1p1 to its own pod IP and to the ClusterIP; the rules are removed after.
+ */
+async function iptablesHairpin(l: Lab): Promise<Array<[number, number]>> {
+  const n1 = l.nodes[1]!;
+  const server = l.pod('n1p1');
+  const prefix = inNetns(n1.netns);
+  const tracker = new ChangeTracker(config, nodeFacts(n1.name, { metadata: { name: n1.name }, spec: { podCIDRs: [n1.podCidrV4] }, status: { addresses: [{ type: 'InternalIP', address: n1.ipv4 }] } }));
+  tracker.upsertService({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'bench', namespace: 'demo' }, spec: { clusterIP: VIP, ports: [{ name: 'bulk', port: 5001, targetPort: 5001 }] } });
+  tracker.upsertSlice({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'bench-x', namespace: 'demo', labels: { 'kubernetes.io/service-name': 'bench' } }, addressType: 'IPv4', endpoints: [{ addresses: [server.ipv4], nodeName: 'n1' }], ports: [{ name: 'bulk', port: 5001, protocol: 'TCP' }] });
+  tracker.flush();
+  await new IptablesBackend({ families: [4], commandPrefix: prefix }).sync(tracker.state(), true);
+  const load = async (host: string): Promise<number> => (JSON.parse(await l.exec(server.netns, process.execPath, [LOAD, JSON.stringify({ mode: 'bulk', host, port: 5001, bytes: BULK_BYTES })])) as { gbitPerSecond: number }).gbitPerSecond;
+  const pairs: Array<[number, number]> = [];
+  try {
+    for (let i = 0; i < ROUNDS; i++) pairs.push([await load(server.ipv4), await load(VIP)]);
+  } finally {
+    await cleanupIptables(defaultRunner(prefix));
+  }
+  return pairs;
 }
 
 /** TSO, GSO and GRO on for every veth in the lab's namespaces; returns the devices per namespace. */
