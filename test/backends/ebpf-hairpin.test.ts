@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { tcAttach } from '../../control/bpf/attach.ts';
+import { progInfo, tcAttach, tcQuery } from '../../control/bpf/attach.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { Lab, netnsPath, type LabPod } from '../lab/lab.ts';
 import { service, slice } from '../cases/objects.ts';
@@ -50,6 +50,11 @@ describe('eBPF datapath: hairpin', () => {
   after(async () => {
     n0?.datapath.close();
     await lab?.teardown();
+  });
+
+  it('the lab, as the agent, puts sy_from_veth on a pod\'s veth (its peer is in the pod\'s namespace)', () => {
+    const attached = tcQuery({ ifname: pod.hostIf, netns: netnsPath(lab.nodes[0]!.netns), direction: 'ingress' });
+    assert.equal(attached, progInfo(n0.datapath.programFd('sy_from_veth')).id);
   });
 
   it('sy_from_veth: masqueraded to the node, and no packet of the flow leaves by the host end (IPv4, IPv6)', async () => {
