@@ -272,8 +272,8 @@ function paths(rep: Report, r: Result | undefined): void {
     title: 'bulk throughput / the same transfer to the pod directly',
     subtitle: where(r),
     yLabel: 'ratio (median of paired rounds)',
-    categories: ['ClusterIP', 'NodePort SNAT', 'hairpin / own pod IP', 'hairpin / same-node pod'],
-    series: [{ name: `eBPF, xdpMode ${String(r!.xdpMode ?? 'auto')}`, values: [num(ratios.throughputMedianOfPairs), num(ratios.nodePortSnatThroughputMedianOfPairs), num(ratios.hairpinThroughputMedianOfPairs), num(ratios.hairpinVsSameNodePodMedianOfPairs)] }],
+    categories: ['ClusterIP', 'NodePort SNAT', 'hairpin / own pod IP', 'hairpin / own pod IP at pod MTU', 'hairpin / same-node pod'],
+    series: [{ name: `eBPF, xdpMode ${String(r!.xdpMode ?? 'auto')}`, values: [num(ratios.throughputMedianOfPairs), num(ratios.nodePortSnatThroughputMedianOfPairs), num(ratios.hairpinThroughputMedianOfPairs), num(ratios.hairpinVsOwnPodIpAtPodMtuMedianOfPairs), num(ratios.hairpinVsSameNodePodMedianOfPairs)] }],
     reference: { value: 1, label: 'pod directly = 1' },
   }));
   rep.md.push(`${String(r!.note ?? '')}\n`);

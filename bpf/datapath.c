@@ -2,6 +2,7 @@
 /*
  * The service datapath at tc. Attach model:
  *   sy_from_pod       tc ingress of every pod-facing device (packets leaving local pods)
+ *   sy_from_veth      the same, on a pod device that is the host end of a veth/netkit pair
  *   sy_to_pod         tc egress of every pod-facing device (answers reaching local pods)
  *   sy_from_external  tc ingress of the node's external devices
  *   sy_to_external    tc egress of the node's external devices (answers leaving the node)
@@ -50,13 +51,13 @@ static __always_inline int sy_drop(__u32 reason)
  * by include/icmp.h); translated flows look their route up before the rewrite (sy_translate,
  * sy_reverse), so that a packet too big for it is answered as its sender sent it (include/fib.h).
  */
-static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct sy_tuple *t)
+static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct sy_tuple *t, int peer)
 {
 	int rc = sy_fib_lookup(skb, t, t->saddr, t->daddr, sy_fib_ports(t->sport, t->dport));
 
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return sy_drop(SY_DROP_FRAG_NEEDED); /* an error about an error is never sent */
-	return sy_fib_send(skb, t->family, rc);
+	return sy_fib_send(skb, t->family, rc, peer);
 }
 
 /*
@@ -65,7 +66,7 @@ static __always_inline int sy_fib_redirect(struct __sk_buff *skb, const struct s
  * are translated at egress, after netfilter saw them as the backend sent them (sy_handle).
  */
 static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *k,
-				      struct sy_ct_value *v, __u64 now)
+				      struct sy_ct_value *v, __u64 now, int peer)
 {
 	struct sy_revnat *rn;
 	__be32 client[4];
@@ -92,7 +93,7 @@ static __always_inline int sy_reverse(struct __sk_buff *skb, struct sy_tuple *t,
 		return sy_drop(SY_DROP_UNSUPPORTED);
 	if ((flags & SY_CT_SNAT) && sy_rewrite(skb, t, 1, client, client_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
-	return (flags & SY_CT_NODE_SNAT) ? sy_fib_send(skb, t->family, rc) : TC_ACT_OK;
+	return (flags & SY_CT_NODE_SNAT) ? sy_fib_send(skb, t->family, rc, peer) : TC_ACT_OK;
 }
 
 static __always_inline int sy_same_addr(const __be32 *a, const __be32 *b)
@@ -188,7 +189,7 @@ static __always_inline int sy_snat_claim(struct __sk_buff *skb, struct sy_ct_key
  * resolved clash, routed as any packet of the client's).
  */
 static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_backend *be, int snat,
-					const __be32 *nat_addr, __be16 nat_port)
+					const __be32 *nat_addr, __be16 nat_port, int peer)
 {
 	int moved, rc = 0;
 
@@ -205,7 +206,7 @@ static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *
 		return TC_ACT_OK;
 	if (sy_rewrite(skb, t, 0, nat_addr, nat_port) < 0)
 		return sy_drop(SY_DROP_UNSUPPORTED);
-	return moved ? sy_fib_send(skb, t->family, rc) : TC_ACT_OK;
+	return moved ? sy_fib_send(skb, t->family, rc, peer) : TC_ACT_OK;
 }
 
 /*
@@ -215,7 +216,7 @@ static __always_inline int sy_translate(struct __sk_buff *skb, struct sy_tuple *
  * was removed): the flow then moves to a live one.
  */
 static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *k,
-					  struct sy_ct_value *v, __u64 now, int *verdict)
+					  struct sy_ct_value *v, __u64 now, int peer, int *verdict)
 {
 	struct sy_backend *be = sy_backend(v->backend_id);
 	__be32 nat_addr[4];
@@ -231,13 +232,13 @@ static __always_inline int sy_established(struct __sk_buff *skb, struct sy_tuple
 	flags = v->flags;
 	__builtin_memcpy(nat_addr, v->nat_addr, 16);
 	nat_port = v->nat_port;
-	*verdict = sy_translate(skb, t, be, flags & SY_CT_SNAT, nat_addr, nat_port);
+	*verdict = sy_translate(skb, t, be, flags & SY_CT_SNAT, nat_addr, nat_port, peer);
 	return 1;
 }
 
 /* A packet that opens a flow (fk: its tuple's CT key), or one for no frontend at all. */
 static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t, const struct sy_ct_key *fk,
-				      const struct sy_config *cfg, __u64 now, __u8 scope)
+				      const struct sy_config *cfg, __u64 now, __u8 scope, int peer)
 {
 	struct sy_frontend_value *fe;
 	struct sy_ct_key rk = {};
@@ -346,7 +347,7 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 	}
 
 translate:
-	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport);
+	return sy_translate(skb, t, be, snat, rk.daddr, rk.dport, peer);
 }
 
 /*
@@ -356,7 +357,7 @@ translate:
  * netfilter then sees them as the backend sent them, the tuple its conntrack saw the flow open
  * with (after our DNAT), and no stock `--ctstate INVALID -j DROP` rule drops them.
  */
-static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int lookup_services)
+static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int lookup_services, int peer)
 {
 	const struct sy_config *cfg = sy_cfg();
 	struct sy_tuple t = {};
@@ -379,7 +380,7 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 			return lookup_services ? sy_drop(SY_DROP_FRAG_NO_FIRST) : TC_ACT_UNSPEC;
 		/* Not TCP/UDP: ICMP errors of tracked flows are translated (include/icmp.h). */
 		verdict = sy_icmp_error(skb, &t, cfg, now, lookup_services);
-		return verdict == SY_ICMP_REDIRECT ? sy_fib_redirect(skb, &t) : verdict;
+		return verdict == SY_ICMP_REDIRECT ? sy_fib_redirect(skb, &t, peer) : verdict;
 	}
 	/* One lookup tells an answer from an established flow from anything else. */
 	sy_ct_key_of(&t, &k);
@@ -409,37 +410,45 @@ static __always_inline int sy_handle(struct __sk_buff *skb, __u8 scope, int look
 	if (v && (v->flags & SY_CT_REPLY)) {
 		if (lookup_services && !(v->flags & SY_CT_NODE_SNAT))
 			return TC_ACT_UNSPEC;
-		return sy_reverse(skb, &t, &k, v, now);
+		return sy_reverse(skb, &t, &k, v, now, peer);
 	}
 	if (!lookup_services)
 		return TC_ACT_UNSPEC;
-	if (v && sy_established(skb, &t, &k, v, now, &verdict))
+	if (v && sy_established(skb, &t, &k, v, now, peer, &verdict))
 		return verdict;
-	return sy_forward(skb, &t, &k, cfg, now, scope);
+	return sy_forward(skb, &t, &k, cfg, now, scope, peer);
 }
 
 SEC("tc")
 int sy_from_pod(struct __sk_buff *skb)
 {
-	return sy_handle(skb, SY_SCOPE_INTERNAL, 1);
+	return sy_handle(skb, SY_SCOPE_INTERNAL, 1, 0);
+}
+
+/* sy_from_pod for a pod device that is the host end of a veth (or netkit) pair: a hairpin goes
+ * straight back to the pod's end (sy_fib_send). Attached instead of sy_from_pod by device kind. */
+SEC("tc")
+int sy_from_veth(struct __sk_buff *skb)
+{
+	return sy_handle(skb, SY_SCOPE_INTERNAL, 1, 1);
 }
 
 SEC("tc")
 int sy_to_pod(struct __sk_buff *skb)
 {
-	return sy_handle(skb, SY_SCOPE_INTERNAL, 0);
+	return sy_handle(skb, SY_SCOPE_INTERNAL, 0, 0);
 }
 
 SEC("tc")
 int sy_from_external(struct __sk_buff *skb)
 {
-	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1);
+	return sy_handle(skb, SY_SCOPE_EXTERNAL, 1, 0);
 }
 
 SEC("tc")
 int sy_to_external(struct __sk_buff *skb)
 {
-	return sy_handle(skb, SY_SCOPE_EXTERNAL, 0);
+	return sy_handle(skb, SY_SCOPE_EXTERNAL, 0, 0);
 }
 
 SEC("xdp")

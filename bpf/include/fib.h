@@ -163,8 +163,19 @@ static __always_inline int sy_hop(struct __sk_buff *skb, __u8 family)
 /*
  * Sends the packet, rewritten by now, to the next hop sy_fib_lookup found (rc: its verdict, not
  * FRAG_NEEDED). A destination on this node itself (a hostNetwork backend) is delivered by the stack.
+ *
+ * peer: the program runs at tc ingress of a veth (or netkit) device whose other end is a pod's, in
+ * the pod's netns (sy_from_veth). A packet whose next hop is back out of that same device (a pod
+ * reaching itself through a service: hairpin) is then handed to the pod's end directly with
+ * bpf_redirect_peer (5.10+): it is received there within this same softirq, instead of being
+ * queued on the host end's egress, crossing the pair (its ring and a NAPI poll) a second time. A
+ * GSO packet stays whole either way. What it skips besides: the host end's egress qdisc and tc
+ * egress chain (sy_to_pod, which leaves such packets alone, and any filter behind it); netfilter of
+ * the node sees neither path, as for every flow translated to a node address. Only for the device
+ * the packet came in by: the programs cannot tell whether another device has a peer (a bridge has
+ * none, and bpf_redirect_peer to it drops the packet).
  */
-static __always_inline int sy_fib_send(struct __sk_buff *skb, __u8 family, int rc)
+static __always_inline int sy_fib_send(struct __sk_buff *skb, __u8 family, int rc, int peer)
 {
 	struct sy_fib_work *w;
 
@@ -189,6 +200,8 @@ static __always_inline int sy_fib_send(struct __sk_buff *skb, __u8 family, int r
 		sy_drop_count(SY_DROP_UNSUPPORTED);
 		return TC_ACT_SHOT;
 	}
+	if (peer && w->p.ifindex == skb->ifindex)
+		return bpf_redirect_peer(w->p.ifindex, 0);
 	return bpf_redirect(w->p.ifindex, 0);
 }
 

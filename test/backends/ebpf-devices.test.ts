@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { tcQuery } from '../../control/bpf/attach.ts';
-import { attachRefusal, parseLinks, xdpChoice } from '../../control/backends/ebpf/devices.ts';
+import { attachRefusal, parseLinks, podIngressProgram, xdpChoice } from '../../control/backends/ebpf/devices.ts';
 import { run } from '../lab/exec.ts';
 import { inNetns, netnsPath } from '../lab/lab.ts';
 import { runPrefix } from '../lab/names.ts';
@@ -52,6 +52,17 @@ describe('eBPF backend: L3 external devices', () => {
     assert.deepEqual(xdpChoice(veth!, 'native'), { mode: 'native' }, 'asked for by name');
     assert.deepEqual(xdpChoice(veth!, 'generic'), { mode: 'generic' }, 'asked for by name');
     assert.deepEqual(xdpChoice(nic!, 'off'), { skip: undefined });
+  });
+
+  it('a pod device gets sy_from_veth (hairpin by bpf_redirect_peer) only as the host end of a veth or netkit pair whose peer is in another namespace', () => {
+    const links = parseLinks(JSON.stringify([
+      { ifname: 'veth0', ifindex: 2, link_type: 'ether', link_netnsid: 3, linkinfo: { info_kind: 'veth' } },
+      { ifname: 'nk0', ifindex: 3, link_type: 'ether', link_netnsid: 0, linkinfo: { info_kind: 'netkit' } },
+      { ifname: 'vethx', ifindex: 4, link_type: 'ether', linkinfo: { info_kind: 'veth' } },
+      { ifname: 'cni0', ifindex: 5, link_type: 'ether', linkinfo: { info_kind: 'bridge' } },
+      { ifname: 'ens3', ifindex: 6, link_type: 'ether' },
+    ]));
+    assert.deepEqual(links.map((l) => [l.ifname, podIngressProgram(l)]), [['veth0', 'sy_from_veth'], ['nk0', 'sy_from_veth'], ['vethx', 'sy_from_pod'], ['cni0', 'sy_from_pod'], ['ens3', 'sy_from_pod']]);
   });
 
   it('a tun device is refused by name and type, once; the Ethernet device beside it is attached', async () => {

@@ -2,7 +2,7 @@
 // would: one model per node (its own node facts), compiled, synced into pinned maps, attached.
 import { execFileSync } from 'node:child_process';
 import { cgroupAttach, netnsCookie, tcAttach, xdpAttach, type CgroupAttachType, type XdpMode } from '../../control/bpf/attach.ts';
-import { parseLinks, xdpChoice } from '../../control/backends/ebpf/devices.ts';
+import { parseLinks, podIngressProgram, xdpChoice } from '../../control/backends/ebpf/devices.ts';
 import { DEFAULT_SNAT_PORTS } from '../../control/backends/ebpf/backend.ts';
 import { compileDatapath } from '../../control/backends/ebpf/compile.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
@@ -26,9 +26,10 @@ export interface ProgrammedNode {
 /**
  * The semantic cluster, unless `fill` loads another one into the node's model. xdpMode on the
  * wire device decides as the agent's does (auto, the default: none on the lab's veths; native
- * to attach XDP anyway; off leaves XDP to the test); model replaces the semantic configuration.
+ * to attach XDP anyway; off leaves XDP to the test); model replaces the semantic configuration;
+ * podIngress overrides the program the agent would pick for the pods' devices (benchmarks).
  */
-export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, options: { xdpMode?: XdpMode | 'off'; model?: ModelConfig } = {}): ProgrammedNode {
+export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker) => void, object = datapathObject, options: { xdpMode?: XdpMode | 'off'; model?: ModelConfig; podIngress?: 'sy_from_pod' | 'sy_from_veth' } = {}): ProgrammedNode {
   const tracker = semanticTracker(n, fill, options.model);
   const datapath = EbpfDatapath.open({ object, pinDir: lab.bpffsDir(`dp-${n.name}`) });
   datapath.configure({
@@ -45,7 +46,9 @@ export function programNode(lab: Lab, n: LabNode, fill?: (tracker: ChangeTracker
   if (report.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(report.failed)}`);
   const ns = netnsPath(n.netns);
   for (const pod of n.pods) {
-    tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_pod') });
+    // As the agent picks it by device kind (the lab's pod devices are veths: sy_from_veth).
+    const [link] = parseLinks(execFileSync('ip', ['-n', n.netns, '-d', '-j', 'link', 'show', 'dev', pod.hostIf], { timeout: 10_000 }).toString());
+    tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'ingress', progFd: datapath.programFd(options.podIngress ?? podIngressProgram(link!)) });
     tcAttach({ ifname: pod.hostIf, netns: ns, direction: 'egress', progFd: datapath.programFd('sy_to_pod') });
   }
   tcAttach({ ifname: n.wireIf, netns: ns, direction: 'ingress', progFd: datapath.programFd('sy_from_external') });

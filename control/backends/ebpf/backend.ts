@@ -10,7 +10,7 @@ import { EbpfDatapath, LayoutMismatchError, SLICE_MS, type GcReport, type SyncRe
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
 import { existsSync } from 'node:fs';
-import { attachRefusal, listLinks, NetlinkWatcher, xdpChoice } from './devices.ts';
+import { attachRefusal, listLinks, NetlinkWatcher, podIngressProgram, xdpChoice } from './devices.ts';
 import { buildDegradation, buildOfObject, datapathCandidates, kernelFeatures } from './object-path.ts';
 import { retireSockRevNat, SocketTerminator, socketMapSizes } from './sockets.ts';
 import { listKernelFlows, planSeed } from './takeover.ts';
@@ -357,7 +357,7 @@ export class EbpfBackend {
       }
       try {
         if (pod) {
-          tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_pod') });
+          tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd(podIngressProgram(l)) });
           tcAttach({ ifindex: l.ifindex, direction: 'egress', progFd: this.datapath.programFd('sy_to_pod') });
         } else {
           tcAttach({ ifindex: l.ifindex, direction: 'ingress', progFd: this.datapath.programFd('sy_from_external') });

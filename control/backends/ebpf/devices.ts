@@ -18,6 +18,11 @@ export interface Link {
    * "bridge", "vlan", "tun", ...; undefined for a device a hardware driver registered.
    */
   kind?: string;
+  /**
+   * The device's other end (a veth's or netkit's peer) is in another network namespace
+   * (`link_netnsid` of `ip -d link`): a pod's end, for a pod-facing device.
+   */
+  peerElsewhere?: boolean;
 }
 
 /** Link types whose frames start with an Ethernet header, which the datapath parses. */
@@ -60,6 +65,19 @@ export function xdpChoice(link: Link, mode: XdpMode | 'off'): { mode: Exclude<Xd
   return { mode: 'native' };
 }
 
+/** Kinds of device pairs whose host end can hand a packet to the other end (ndo_get_peer_dev). */
+const PEER_KINDS = new Set(['veth', 'netkit']);
+
+/**
+ * Which program serves a pod-facing device's ingress: sy_from_veth on the host end of a veth or
+ * netkit pair whose other end is in another namespace (the pod's), which sends a hairpin straight
+ * to that end (bpf_redirect_peer); sy_from_pod on anything else (a bridge has no peer, and
+ * bpf_redirect_peer to a device without one, or with its peer in this namespace, drops the packet).
+ */
+export function podIngressProgram(link: Link): 'sy_from_veth' | 'sy_from_pod' {
+  return link.kind !== undefined && PEER_KINDS.has(link.kind) && link.peerElsewhere === true ? 'sy_from_veth' : 'sy_from_pod';
+}
+
 function ip(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('ip', args, { maxBuffer: 16 << 20 }, (error, stdout, stderr) => (error ? reject(new Error(`ip ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout)));
@@ -72,8 +90,14 @@ export async function listLinks(): Promise<Link[]> {
 
 /** Links from the JSON of `ip -d -j link show`. */
 export function parseLinks(json: string): Link[] {
-  const links = JSON.parse(json) as Array<{ ifname: string; ifindex: number; link_type?: string; linkinfo?: { info_kind?: string } }>;
-  return links.map((l) => ({ ifname: l.ifname, ifindex: l.ifindex, linkType: l.link_type ?? 'unknown', ...(l.linkinfo?.info_kind === undefined ? {} : { kind: l.linkinfo.info_kind }) }));
+  const links = JSON.parse(json) as Array<{ ifname: string; ifindex: number; link_type?: string; link_netnsid?: number; linkinfo?: { info_kind?: string } }>;
+  return links.map((l) => ({
+    ifname: l.ifname,
+    ifindex: l.ifindex,
+    linkType: l.link_type ?? 'unknown',
+    ...(l.linkinfo?.info_kind === undefined ? {} : { kind: l.linkinfo.info_kind }),
+    ...(l.link_netnsid === undefined ? {} : { peerElsewhere: true }),
+  }));
 }
 
 /** Global unicast addresses of this host (not loopback, not IPv6 link-local), with their device. */
