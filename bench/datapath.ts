@@ -45,6 +45,10 @@ const EXTERNAL_CLIENT = '10.254.0.200';
 const EXTERNAL_VIP = '10.253.0.1';
 const prefix = `${runPrefix()}-bench`;
 // BENCH_QUICK=1 stops at 10k services; BENCH_SIZES=10,1000 picks others.
+// BENCH_STEPS=1 also times a new flow's path cut after each of its steps (bench/bpf/datapath-steps.c).
+const STEPS = process.env.BENCH_STEPS === '1';
+/** The step programs in path order; each one's cost is its time less the one before it. */
+const STEP_PROGRAMS = [['restore', 'sy_bench_restore_new'], ['parse', 'sy_step_parse'], ['ctMiss', 'sy_step_ct_miss'], ['select', 'sy_step_select'], ['clash', 'sy_step_clash'], ['insert', 'sy_step_insert'], ['translate', 'sy_bench_new']] as const;
 const SIZES = sizes([10, 1000, 10_000, 100_000], [10, 1000, 10_000]);
 
 function vip(i: number): string {
@@ -80,7 +84,7 @@ const NEW_REPEAT = SYN_ENTRIES >> 3;
 function open(n: number, build: DatapathBuild): EbpfDatapath {
   const size = Math.max(1024, n * BACKENDS * 2);
   return EbpfDatapath.open({
-    object: datapathObjectPath(build, `${buildDir}bench/`, 'datapath-bench'),
+    object: datapathObjectPath(build, `${buildDir}bench/`, STEPS ? 'datapath-steps' : 'datapath-bench'),
     pinDir: `/sys/fs/bpf/${prefix}-${n}`,
     maxEntries: { sy_frontends: Math.max(1024, n * 2), sy_service_addrs: Math.max(1024, n * 2), sy_slots: size, sy_backends: size, sy_revnat: Math.max(1024, n * 2), sy_stats: Math.max(1024, n * 2), sy_ct: CT_ENTRIES, sy_ct_any: CT_ENTRIES, sy_ct_syn: SYN_ENTRIES },
   });
@@ -121,7 +125,26 @@ function emptyHandshakes(dp: EbpfDatapath): void {
   syn.deleteMany(syn.entries().map(([k]) => k));
 }
 
+/**
+ * ns of each step of a new flow (STEP_PROGRAMS), the programs taken in turn within each round so
+ * that load on the machine falls on all of them alike; sy_ct_syn emptied before each run.
+ */
+function measureSteps(dp: EbpfDatapath, packet: Buffer): Record<string, number> {
+  const runs = STEP_PROGRAMS.map((): number[] => []);
+  for (let r = 0; r < ROUNDS; r++) {
+    STEP_PROGRAMS.forEach(([, name], i) => {
+      emptyHandshakes(dp);
+      const run = progTestRun(dp.programFd(name), packet, { repeat: NEW_REPEAT });
+      if (run.retval !== 0) throw new Error(`${name}: the step did not run to its end (${run.retval})`);
+      runs[i]!.push(run.durationNs);
+    });
+  }
+  const medians = runs.map((a) => a.sort((x, y) => x - y)[a.length >> 1]!);
+  return Object.fromEntries(STEP_PROGRAMS.map(([step], i) => [step, i === 0 ? medians[0]! : medians[i]! - medians[i - 1]!]));
+}
+
 const rows: Array<Record<string, number | string>> = [];
+const stepRows: Array<Record<string, number | string>> = [];
 const probe = buildPacket({ src: CLIENT, dst: vip(0), proto: 'tcp', sport: 1, dport: 80 });
 // The floor: a tc program that does nothing at all (the cleanup tests' foreign program).
 const empty = LoadedObject.load(`${buildDir}fixtures/foreign.o`);
@@ -162,6 +185,7 @@ try {
     progTestRun(fd('sy_bench_new'), probe, { repeat: SYN_ENTRIES });
     const newFlowFloodNs = measure(fd('sy_bench_new'), probe, ROUNDS, NEW_REPEAT) - restoreNewNs;
     emptyHandshakes(dp);
+    if (STEPS) stepRows.push({ build, services: n, ...measureSteps(dp, probe) });
     const establishedNs = measure(fd('sy_bench_established'), probe) - restoreNs;
     const replyNs = measure(fd('sy_bench_reply'), probe) - restoreNs;
     const xdpExternalNs = measure(fd('sy_bench_xdp'), probe) - measure(fd('sy_bench_xdp_restore'), probe);
@@ -175,6 +199,7 @@ try {
 }
 console.log(`floor (empty tc program, per test run): ${floorNs} ns; one helper call: ${helperCallNs} ns`);
 console.table(rows);
+if (STEPS) console.table(stepRows);
 const flatness: Record<string, Record<string, number>> = {};
 for (const build of BUILDS) {
   const of = (services: number) => rows.find((r) => r.build === build && r.services === services)!;
@@ -182,4 +207,4 @@ for (const build of BUILDS) {
   flatness[build] = { newFlow: flat('newFlowNs'), newFlowFlood: flat('newFlowFloodNs'), established: flat('establishedNs'), reply: flat('replyNs') };
   console.log(`${build}: ${SIZES.at(-1)} / ${SIZES[0]} services: new flow ${flatness[build]!.newFlow}x, established ${flatness[build]!.established}x, reply ${flatness[build]!.reply}x`);
 }
-console.log(`written ${writeReport('datapath', { sizes: SIZES, builds: BUILDS, ctEntries: CT_ENTRIES, synEntries: SYN_ENTRIES, floorNs, helperCallNs, rows, flatness: { of: `${SIZES.at(-1)} / ${SIZES[0]} services`, ...flatness }, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers; new flows: sy_ct_syn emptied before each round (completed handshakes leave it), newFlowFlood: sy_ct_syn full (a SYN flood, every insert evicts); new flows go to services drawn at random (cold caches at 100k)' })}`);
+console.log(`written ${writeReport('datapath', { sizes: SIZES, builds: BUILDS, ctEntries: CT_ENTRIES, synEntries: SYN_ENTRIES, floorNs, helperCallNs, rows, ...(STEPS ? { newFlowSteps: stepRows } : {}), flatness: { of: `${SIZES.at(-1)} / ${SIZES[0]} services`, ...flatness }, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers; new flows: sy_ct_syn emptied before each round (completed handshakes leave it), newFlowFlood: sy_ct_syn full (a SYN flood, every insert evicts); new flows go to services drawn at random (cold caches at 100k)' })}`);
