@@ -7,11 +7,23 @@
 // (bench/bpf/datapath-bench.c) first write the original headers back; the cost of a program that
 // only does that, measured in the same run, is subtracted. "+ floor" adds what an empty tc program
 // costs per run here (the harness itself), for comparison with figures quoted that way.
+//
+// The CT maps have the sizes the agent gives them on this machine (conntrackEntries). A new TCP
+// flow waits in sy_ct_syn until its handshake completes, and then leaves it: an agent's table of
+// handshakes has room. A test run's flows never complete, so the table is emptied (untimed)
+// before each round of new flows, and a round opens only an eighth of its size in flows (two
+// entries each). The same table kept full, where every new flow evicts an older one (a SYN
+// flood), is measured as well (newFlowFloodNs). Services of new flows are drawn at random among
+// all of them: at 100k services the frontend, slot, backend and statistics entries a new flow
+// reads are then out of the caches, while the established and reply figures time one flow.
 //   npm run bench:datapath   (root)
 import { progTestRun } from '../control/bpf/attach.ts';
-import { u32 } from '../control/bpf/codec.ts';
+import { bytes, u32 } from '../control/bpf/codec.ts';
+import { native } from '../control/bpf/native.ts';
+import { ctKey, ctValue } from '../control/bpf/layout.ts';
 import { LoadedObject } from '../control/bpf/object.ts';
 import { compileDatapath } from '../control/backends/ebpf/compile.ts';
+import { conntrackEntries, handshakeEntries } from '../control/backends/ebpf/conntrack.ts';
 import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
 import { datapathObjectPath, loadableBuilds, type DatapathBuild } from '../control/backends/ebpf/object-path.ts';
 import { nodeFacts } from '../control/model/node.ts';
@@ -33,6 +45,10 @@ const EXTERNAL_CLIENT = '10.254.0.200';
 const EXTERNAL_VIP = '10.253.0.1';
 const prefix = `${runPrefix()}-bench`;
 // BENCH_QUICK=1 stops at 10k services; BENCH_SIZES=10,1000 picks others.
+// BENCH_STEPS=1 also times a new flow's path cut after each of its steps (bench/bpf/datapath-steps.c).
+const STEPS = process.env.BENCH_STEPS === '1';
+/** The step programs in path order; each one's cost is its time less the one before it. */
+const STEP_PROGRAMS = [['restore', 'sy_bench_restore_new'], ['parse', 'sy_step_parse'], ['ctMiss', 'sy_step_ct_miss'], ['select', 'sy_step_select'], ['clash', 'sy_step_clash'], ['insert', 'sy_step_insert'], ['translate', 'sy_bench_new']] as const;
 const SIZES = sizes([10, 1000, 10_000, 100_000], [10, 1000, 10_000]);
 
 function vip(i: number): string {
@@ -59,13 +75,18 @@ const benchPacket = {
 };
 
 const BUILDS = loadableBuilds();
+/** The agent's CT sizes here (EbpfBackend.open): established flows, and handshakes in progress. */
+const CT_ENTRIES = conntrackEntries({}, native().numPossibleCpus());
+const SYN_ENTRIES = handshakeEntries(CT_ENTRIES);
+/** Flows per round of new flows: two entries each, a quarter of sy_ct_syn. */
+const NEW_REPEAT = SYN_ENTRIES >> 3;
 
 function open(n: number, build: DatapathBuild): EbpfDatapath {
   const size = Math.max(1024, n * BACKENDS * 2);
   return EbpfDatapath.open({
-    object: datapathObjectPath(build, `${buildDir}bench/`, 'datapath-bench'),
+    object: datapathObjectPath(build, `${buildDir}bench/`, STEPS ? 'datapath-steps' : 'datapath-bench'),
     pinDir: `/sys/fs/bpf/${prefix}-${n}`,
-    maxEntries: { sy_frontends: Math.max(1024, n * 2), sy_slots: size, sy_backends: size, sy_revnat: Math.max(1024, n * 2), sy_stats: Math.max(1024, n * 2), sy_ct: 1 << 21 },
+    maxEntries: { sy_frontends: Math.max(1024, n * 2), sy_service_addrs: Math.max(1024, n * 2), sy_slots: size, sy_backends: size, sy_revnat: Math.max(1024, n * 2), sy_stats: Math.max(1024, n * 2), sy_ct: CT_ENTRIES, sy_ct_any: CT_ENTRIES, sy_ct_syn: SYN_ENTRIES },
   });
 }
 
@@ -88,14 +109,42 @@ function setup(n: number, build: DatapathBuild): { dp: EbpfDatapath; syncMs: num
   return { dp, syncMs: performance.now() - t0 };
 }
 
-/** Median over rounds of one program's ns per run on `packet`. */
-function measure(fd: number, packet: Buffer, rounds = ROUNDS): number {
+/** Median over rounds of one program's ns per run on `packet`; before() runs untimed before each. */
+function measure(fd: number, packet: Buffer, rounds = ROUNDS, repeat = REPEAT, before = (): void => {}): number {
   const runs: number[] = [];
-  for (let r = 0; r < rounds; r++) runs.push(progTestRun(fd, packet, { repeat: REPEAT }).durationNs);
+  for (let r = 0; r < rounds; r++) {
+    before();
+    runs.push(progTestRun(fd, packet, { repeat }).durationNs);
+  }
   return runs.sort((a, b) => a - b)[runs.length >> 1]!;
 }
 
+/** Empties sy_ct_syn, as completed handshakes leave it in an agent (see the top). */
+function emptyHandshakes(dp: EbpfDatapath): void {
+  const syn = dp.object.map('sy_ct_syn', bytes(ctKey.size), bytes(ctValue.size));
+  syn.deleteMany(syn.entries().map(([k]) => k));
+}
+
+/**
+ * ns of each step of a new flow (STEP_PROGRAMS), the programs taken in turn within each round so
+ * that load on the machine falls on all of them alike; sy_ct_syn emptied before each run.
+ */
+function measureSteps(dp: EbpfDatapath, packet: Buffer): Record<string, number> {
+  const runs = STEP_PROGRAMS.map((): number[] => []);
+  for (let r = 0; r < ROUNDS; r++) {
+    STEP_PROGRAMS.forEach(([, name], i) => {
+      emptyHandshakes(dp);
+      const run = progTestRun(dp.programFd(name), packet, { repeat: NEW_REPEAT });
+      if (run.retval !== 0) throw new Error(`${name}: the step did not run to its end (${run.retval})`);
+      runs[i]!.push(run.durationNs);
+    });
+  }
+  const medians = runs.map((a) => a.sort((x, y) => x - y)[a.length >> 1]!);
+  return Object.fromEntries(STEP_PROGRAMS.map(([step], i) => [step, i === 0 ? medians[0]! : medians[i]! - medians[i - 1]!]));
+}
+
 const rows: Array<Record<string, number | string>> = [];
+const stepRows: Array<Record<string, number | string>> = [];
 const probe = buildPacket({ src: CLIENT, dst: vip(0), proto: 'tcp', sport: 1, dport: 80 });
 // The floor: a tc program that does nothing at all (the cleanup tests' foreign program).
 const empty = LoadedObject.load(`${buildDir}fixtures/foreign.o`);
@@ -131,12 +180,17 @@ try {
     if (n === SIZES[0]) helperCallNs = +((measure(fd('sy_bench_helper_calls'), probe) - floorNs) / 8).toFixed(1);
     const restoreNs = measure(fd('sy_bench_restore'), probe);
     const restoreNewNs = measure(fd('sy_bench_restore_new'), probe);
-    const newFlowNs = measure(fd('sy_bench_new'), probe, 1) - restoreNewNs;
+    const newFlowNs = measure(fd('sy_bench_new'), probe, ROUNDS, NEW_REPEAT, () => emptyHandshakes(dp)) - restoreNewNs;
+    // A SYN flood: the table full (filled by as many flows as it has entries), every insert evicting.
+    progTestRun(fd('sy_bench_new'), probe, { repeat: SYN_ENTRIES });
+    const newFlowFloodNs = measure(fd('sy_bench_new'), probe, ROUNDS, NEW_REPEAT) - restoreNewNs;
+    emptyHandshakes(dp);
+    if (STEPS) stepRows.push({ build, services: n, ...measureSteps(dp, probe) });
     const establishedNs = measure(fd('sy_bench_established'), probe) - restoreNs;
     const replyNs = measure(fd('sy_bench_reply'), probe) - restoreNs;
     const xdpExternalNs = measure(fd('sy_bench_xdp'), probe) - measure(fd('sy_bench_xdp_restore'), probe);
     const tcExternalNs = measure(fd('sy_bench_external'), probe) - measure(fd('sy_bench_restore_external'), probe);
-    rows.push({ build, services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs, establishedNs, replyNs, xdpExternalNs, tcExternalNs, establishedPlusFloorNs: establishedNs + floorNs, restoreNs });
+    rows.push({ build, services: n, backends: n * BACKENDS, syncMs: Math.round(syncMs), newFlowNs, newFlowFloodNs, establishedNs, replyNs, xdpExternalNs, tcExternalNs, establishedPlusFloorNs: establishedNs + floorNs, restoreNs });
     dp.close();
     if (build === BUILDS[BUILDS.length - 1]) teardownNamesSync(`${prefix}-${n}`);
   }
@@ -145,11 +199,12 @@ try {
 }
 console.log(`floor (empty tc program, per test run): ${floorNs} ns; one helper call: ${helperCallNs} ns`);
 console.table(rows);
+if (STEPS) console.table(stepRows);
 const flatness: Record<string, Record<string, number>> = {};
 for (const build of BUILDS) {
   const of = (services: number) => rows.find((r) => r.build === build && r.services === services)!;
   const flat = (k: string): number => +(Number(of(SIZES.at(-1)!)[k]) / Number(of(SIZES[0]!)[k])).toFixed(3);
-  flatness[build] = { newFlow: flat('newFlowNs'), established: flat('establishedNs'), reply: flat('replyNs') };
+  flatness[build] = { newFlow: flat('newFlowNs'), newFlowFlood: flat('newFlowFloodNs'), established: flat('establishedNs'), reply: flat('replyNs') };
   console.log(`${build}: ${SIZES.at(-1)} / ${SIZES[0]} services: new flow ${flatness[build]!.newFlow}x, established ${flatness[build]!.established}x, reply ${flatness[build]!.reply}x`);
 }
-console.log(`written ${writeReport('datapath', { sizes: SIZES, builds: BUILDS, floorNs, helperCallNs, rows, flatness: { of: `${SIZES.at(-1)} / ${SIZES[0]} services`, ...flatness }, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers' })}`);
+console.log(`written ${writeReport('datapath', { sizes: SIZES, builds: BUILDS, ctEntries: CT_ENTRIES, synEntries: SYN_ENTRIES, floorNs, helperCallNs, rows, ...(STEPS ? { newFlowSteps: stepRows } : {}), flatness: { of: `${SIZES.at(-1)} / ${SIZES[0]} services`, ...flatness }, note: 'BPF_PROG_TEST_RUN, IPv4 TCP pod -> ClusterIP via sy_from_pod (answers via sy_to_pod); external client -> eTP Local LB IP, established, in XDP (sy_xdp_external) and in tc (sy_from_external); ns per packet above a program that only restores the headers; new flows: sy_ct_syn emptied before each round (completed handshakes leave it), newFlowFlood: sy_ct_syn full (a SYN flood, every insert evicts); new flows go to services drawn at random (cold caches at 100k)' })}`);

@@ -321,15 +321,17 @@ static __always_inline int sy_forward(struct __sk_buff *skb, struct sy_tuple *t,
 		rk.dport = t->sport;
 		/* The client's port already talks to this backend for another frontend: this flow
 		 * keeps the client's address and gets a port of its own. */
-		if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now)) {
+		int clash = sy_ct_put_reply(&rk, &cv, fe->rev_nat_id, cfg, now);
+
+		if (clash < 0)
+			return sy_drop(SY_DROP_CT_FULL);
+		if (clash) {
 			snat = 1;
 			cv.flags |= SY_CT_SNAT;
 			__builtin_memcpy(cv.nat_addr, t->saddr, 16);
 			cv.nat_port = t->sport;
 			if (sy_snat_claim(skb, &rk, &cv, cfg, now, 0) < 0)
 				return sy_drop(SY_DROP_SNAT_EXHAUSTED);
-		} else if (sy_ct_put_new(&rk, &cv, BPF_ANY) < 0) {
-			return sy_drop(SY_DROP_CT_FULL);
 		}
 	}
 	/* The forward entry: the SNAT source this flow uses, if any. */

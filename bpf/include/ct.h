@@ -167,17 +167,43 @@ static __always_inline int sy_ct_reusable(const struct sy_ct_value *v, __u8 prot
 }
 
 /*
- * Whether the reply tuple rk of a new flow to frontend rev_nat_id is taken by another live flow:
- * the same client port reaching the same backend through another frontend (or the answers of
- * both would go to one). Kernel conntrack resolves such a NAT clash with another source port.
+ * Whether a tracked entry v on the reply tuple of a new flow to frontend rev_nat_id belongs to
+ * another live flow: the same client port reaching the same backend through another frontend (or
+ * the answers of both would go to one). Kernel conntrack resolves such a NAT clash with another
+ * source port.
  */
-static __always_inline int sy_ct_clash(struct sy_ct_key *rk, __u32 rev_nat_id, const struct sy_config *cfg, __u64 now)
+static __always_inline int sy_ct_clashes(const struct sy_ct_value *v, __u8 proto, __u32 rev_nat_id,
+					 const struct sy_config *cfg, __u64 now)
 {
-	struct sy_ct_value *v = sy_ct_get_any(rk);
-
-	if (sy_ct_reusable(v, rk->proto, cfg, now))
+	if (sy_ct_reusable(v, proto, cfg, now))
 		return 0;
 	return !(v->flags & SY_CT_REPLY) || v->rev_nat_id != rev_nat_id;
+}
+
+/*
+ * Writes the reply entry rv of a new flow to frontend rev_nat_id under its tuple rk (where new
+ * flows wait, sy_ct_put_new) unless another live flow holds that tuple in either table (a clash,
+ * sy_ct_clashes). The write itself asks the new-flow table (BPF_NOEXIST): a tuple nobody holds,
+ * the usual case, costs no lookup there; only a taken one is looked at. 0 when written, 1 on a
+ * clash (nothing written), -1 when the table refused it.
+ */
+static __always_inline int sy_ct_put_reply(const struct sy_ct_key *rk, const struct sy_ct_value *rv, __u32 rev_nat_id,
+					   const struct sy_config *cfg, __u64 now)
+{
+	struct sy_ct_value *v;
+
+	if (rk->proto == IPPROTO_TCP) {
+		/* Established flows first: the tuple may be in use by one of them. */
+		v = bpf_map_lookup_elem(&sy_ct, rk);
+		if (sy_ct_clashes(v, rk->proto, rev_nat_id, cfg, now))
+			return 1;
+	}
+	if (sy_ct_put_new(rk, rv, BPF_NOEXIST) == 0)
+		return 0;
+	v = sy_ct_get_new(rk);
+	if (sy_ct_clashes(v, rk->proto, rev_nat_id, cfg, now))
+		return 1;
+	return sy_ct_put_new(rk, rv, BPF_ANY) < 0 ? -1 : 0;
 }
 
 /*

@@ -208,11 +208,10 @@ static __always_inline int sy_xdp_handle(struct xdp_md *ctx)
 	rk.dport = t.sport;
 	rk.proto = t.proto;
 	rk.family = t.family;
-	if (sy_ct_clash(&rk, fe->rev_nat_id, cfg, now))
-		return XDP_PASS; /* the client port is taken towards this backend: tc gives it another */
-	/* The reply entry, then the forward one, from one value buffer (the stack is bounded). */
+	/* The reply entry, then the forward one, from one value buffer (the stack is bounded). A
+	 * client port taken towards this backend (a clash) is left to tc, which gives it another. */
 	nv.flags = SY_CT_REPLY;
-	if (sy_ct_put_new(&rk, &nv, BPF_ANY) < 0)
+	if (sy_ct_put_reply(&rk, &nv, fe->rev_nat_id, cfg, now) != 0)
 		return XDP_PASS;
 	nv.flags = 0;
 	if (sy_ct_put_new(&fk, &nv, BPF_ANY) < 0)

@@ -5,7 +5,7 @@ import { BpffsMissingError } from '../../bpf/errors.ts';
 import { cgroupReplace, ForeignXdpProgramError, netnsCookie, tcAttach, xdpAttach, xdpDetachOurs, type CgroupAttachType, type XdpMode } from '../../bpf/attach.ts';
 import type { ChangeSet, DesiredState, NodeFacts } from '../../model/types.ts';
 import { compileDatapath, compileDatapathSliced, compilePort, emptyDelta, type CompiledModel } from './compile.ts';
-import { conntrackEntries, conntrackTimeouts, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
+import { conntrackEntries, conntrackTimeouts, handshakeEntries, type ConntrackTimeouts, type KubeProxyConntrack } from './conntrack.ts';
 import { EbpfDatapath, LayoutMismatchError, SLICE_MS, type GcReport, type SyncReport } from './datapath.ts';
 import { native } from '../../bpf/native.ts';
 import { BpfMap } from '../../bpf/map.ts';
@@ -100,8 +100,7 @@ export class EbpfBackend {
         const cpus = native().numPossibleCpus();
         const ctSize = conntrackEntries(o.conntrack ?? {}, cpus);
         // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
-        // Handshakes in progress get a quarter: a SYN flood churns them, never the established ones.
-        const synSize = Math.max(16384, ctSize >> 2);
+        const synSize = handshakeEntries(ctSize);
         const sockSizes = Object.entries(socketMapSizes(ctSize)).map(([name, n]) => [name, pinnedSize(o.pinDir, name) ?? n]);
         const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
         const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });

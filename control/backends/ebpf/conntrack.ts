@@ -62,6 +62,14 @@ export function conntrackEntries(c: KubeProxyConntrack, cpus: number): number {
   return 2 * flows;
 }
 
+/**
+ * Entries of sy_ct_syn (handshakes in progress) beside CT maps of ctEntries: a quarter, so a SYN
+ * flood churns them, never the established flows.
+ */
+export function handshakeEntries(ctEntries: number): number {
+  return Math.max(16384, ctEntries >> 2);
+}
+
 /** The timeout of an entry, as the datapath's sy_ct_timeout computes it. */
 export function entryTimeout(t: ConntrackTimeouts, flags: number, proto: number): bigint {
   if (proto === IPPROTO.TCP) {
