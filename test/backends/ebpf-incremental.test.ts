@@ -170,15 +170,15 @@ describe('eBPF incremental sync', () => {
     }
   });
 
-  it('sy_revnat and sy_stats follow sy_frontends past 65,536; pinned maps keep their size, said in the log', () => {
+  it('sy_revnat, sy_stats and sy_service_addrs follow sy_frontends past 65,536; pinned maps keep their size, said in the log', () => {
     const logged: string[] = [];
     const name = `${prefix}-sizes`;
     const o = { pinDir: `/sys/fs/bpf/${name}`, maxEntries: { sy_frontends: 100_000, sy_backends: 200_000 }, log: (_f: Record<string, unknown>, m: string) => void logged.push(m) };
-    assert.deepEqual(serviceMapSizes(o), { sy_frontends: 100_000, sy_backends: 200_000, sy_revnat: 125_000, sy_stats: 100_001 });
+    assert.deepEqual(serviceMapSizes(o), { sy_frontends: 100_000, sy_backends: 200_000, sy_revnat: 125_000, sy_stats: 100_001, sy_service_addrs: 100_000 });
     const b = EbpfBackend.open({ ...o, object: datapathObject, podDevicePrefixes: [], externalDevices: [], conntrack: { min: 16384, maxPerCore: 0 } });
     try {
       const size = (m: string): number => b.datapath.object.mapDescription(m).maxEntries;
-      assert.deepEqual([size('sy_frontends'), size('sy_revnat'), size('sy_stats'), size('sy_backends')], [100_000, 125_000, 100_001, 200_000]);
+      assert.deepEqual([size('sy_frontends'), size('sy_revnat'), size('sy_stats'), size('sy_backends'), size('sy_service_addrs')], [100_000, 125_000, 100_001, 200_000, 100_000]);
     } finally {
       b.close();
     }

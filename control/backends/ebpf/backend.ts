@@ -445,14 +445,15 @@ export class EbpfBackend {
 }
 
 /** The maps whose size follows the cluster (services, frontends, backends). */
-const SERVICE_MAPS = ['sy_frontends', 'sy_slots', 'sy_backends', 'sy_revnat', 'sy_stats', 'sy_affinity', 'sy_source_ranges'] as const;
+const SERVICE_MAPS = ['sy_frontends', 'sy_service_addrs', 'sy_slots', 'sy_backends', 'sy_revnat', 'sy_stats', 'sy_affinity', 'sy_source_ranges'] as const;
 /** maps.h's size of sy_revnat and sy_stats. */
 const DEFAULT_IDS = 65536;
 
 /**
  * Sizes of the maps that follow the cluster: as configured (mapSizes), and sy_revnat (one entry
  * per frontend, plus those held for open flows of deleted ones) and sy_stats (one per service
- * port) grown with sy_frontends, so that none of them caps the others at 65,536. A map already
+ * port) and sy_service_addrs (one per service address) grown with sy_frontends, so that none of
+ * them caps the others at 65,536 (found at 100k services: the addresses' map refused the rest). A map already
  * pinned keeps its size (libbpf reuses a pin only as it is, and its entries are live); a
  * configured size it does not have is said in the log.
  */
@@ -462,6 +463,8 @@ export function serviceMapSizes(o: Pick<EbpfBackendOptions, 'maxEntries' | 'pinD
   if (frontends !== undefined) {
     want.sy_revnat ??= Math.max(DEFAULT_IDS, frontends + (frontends >> 2));
     want.sy_stats ??= Math.max(DEFAULT_IDS, frontends + 1);
+    // One entry per address a frontend uses: never more addresses than frontends.
+    want.sy_service_addrs ??= Math.max(DEFAULT_IDS, frontends);
   }
   for (const name of SERVICE_MAPS) {
     const pinned = pinnedSize(o.pinDir, name);
