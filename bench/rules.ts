@@ -13,8 +13,7 @@
 //   npm run bench:rules   (root; BENCH_QUICK=1: 100 and 1k for syncs, 10 and 1k for connections)
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { compileDatapath } from '../control/backends/ebpf/compile.ts';
-import { EbpfDatapath } from '../control/backends/ebpf/datapath.ts';
+import { EbpfProxyBackend } from '../control/backends/ebpf/proxy-backend.ts';
 import { datapathObjectPath } from '../control/backends/ebpf/object-path.ts';
 import { IptablesBackend } from '../control/backends/iptables/apply.ts';
 import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
@@ -99,16 +98,14 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
 
     t = cluster(n);
     const pinDir = `/sys/fs/bpf/${netns}`;
-    const dp = EbpfDatapath.open({ object: datapathObjectPath(), pinDir });
+    // The agent's own sync path (proxy-backend.ts): a full first sync, then the change set alone.
+    const ebpf = new EbpfProxyBackend({ object: datapathObjectPath(), pinDir, podDevicePrefixes: [], externalDevices: [], conntrack: { min: 65536, maxPerCore: 0 }, log: () => undefined }, 0);
     try {
-      const first = await ms(() => dp.sync(compileDatapath(t.state())));
-      const one = await ms(() => {
-        change(t, n, 1);
-        return dp.sync(compileDatapath(t.state()));
-      });
+      const first = await ms(() => ebpf.sync(t.state(), t.flush(), true, true));
+      const one = await ms(() => ebpf.sync(t.state(), change(t, n, 1), false, false));
       rows.push({ mode: 'ebpf', services: n, firstSyncMs: first, oneChangeMs: one });
     } finally {
-      dp.close();
+      ebpf.close();
       rmSync(pinDir, { recursive: true, force: true });
     }
   } finally {
