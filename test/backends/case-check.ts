@@ -31,7 +31,9 @@ export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, 
       const answered = verdict.endpoints.find((e) => podOf(e.ip) === r.reply.pod);
       assert.ok(answered, `${r.reply.pod} answered; trace allows ${verdict.endpoints.map((e) => podOf(e.ip)).join(', ')}`);
       assert.equal(r.reply.port, answered.port, 'the target port');
-      if (answered.sourceTranslated) assert.ok(nodeAddresses.has(r.reply.client), `the pod saw a node address, not ${r.reply.client}`);
+      // IPVS: MASQUERADE takes the source the kernel selects, and for IPv6 that may be a service
+      // address bound to kube-ipvs0 (kube-proxy's IPVS mode does the same).
+      if (answered.sourceTranslated) assert.ok(nodeAddresses.has(r.reply.client) || (mode === 'ipvs' && ipvsBound(state).has(r.reply.client)), `the pod saw a node address, not ${r.reply.client}`);
       else if (socketLb) assert.ok(ownAddresses.has(r.reply.client), `the pod saw one of the node's own addresses, not ${r.reply.client}`);
       // IPVS binds service addresses to kube-ipvs0: a node connecting to one may get it as its source.
       else if (!(fromNode && mode === 'ipvs' && r.reply.client === c.dst)) assert.equal(r.reply.client, c.src, 'the pod saw the client address');
@@ -65,4 +67,16 @@ export async function checkCase(lab: Lab, c: SemanticCase, state: DesiredState, 
 /** Routes the external client uses for LB and external IPs (through node n0, as a router would). */
 export async function routeServiceIpsViaNode0(lab: Lab, ips: readonly string[]): Promise<void> {
   await lab.exec(lab.external.netns, 'ip', ['-batch', '-'], ips.map((ip) => `route add ${ip}/32 via ${lab.nodes[0]!.ipv4}`).join('\n') + '\n');
+}
+
+/** The addresses IPVS mode binds to kube-ipvs0: every ClusterIP, external IP and LB IP. */
+function ipvsBound(state: DesiredState): Set<string> {
+  const out = new Set<string>();
+  for (const fs of state.families.values()) {
+    for (const sp of fs.servicePorts.values()) {
+      out.add(sp.clusterIP);
+      for (const a of [...sp.externalIPs, ...sp.loadBalancerIPs]) out.add(a);
+    }
+  }
+  return out;
 }

@@ -301,6 +301,8 @@ export interface SemanticCase {
    * nftables mode rejects unserved ClusterIP ports; nftables and eBPF mode drop unallocated ClusterIPs.
    */
   inMode?: Partial<Record<'nftables' | 'ipvs' | 'ebpf', SemanticCase['expect']>>;
+  /** Modes whose lab cannot send this case, and why (trace still answers it). */
+  notSentIn?: Partial<Record<'nftables' | 'ipvs' | 'ebpf', string>>;
 }
 
 const fromPod = (node: number, pod: number): { from: Origin; src: string } => ({ from: { pod: `n${node}p${pod}` }, src: v4(node, pod) });
@@ -414,6 +416,8 @@ export interface ConfigVariant {
 }
 
 // TestInternalExternalMasquerade: its overrides of the base flows, on this table's services.
+const IPVS_VIP_SOURCE = "kube-proxy's IPVS mode without a local detector does not masquerade it, and a node connecting to a VIP bound to kube-ipvs0 takes the VIP as its source: a remote endpoint's answer to the VIP never comes back (kube-proxy has no such IPVS test)";
+
 export const variants: ConfigVariant[] = [
   {
     name: 'masqueradeAll',
@@ -429,8 +433,8 @@ export const variants: ConfigVariant[] = [
     name: 'no local traffic detection',
     config: { ...config, detectLocalMode: 'None' },
     cases: [
-      { name: 'no local detection: node -> ClusterIP is not masqueraded', ...fromNode, dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], false) },
-      { name: 'no local detection: node -> ClusterIP of an eTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], false) },
+      { name: 'no local detection: node -> ClusterIP is not masqueraded', ...fromNode, dst: '10.96.0.10', port: 80, protocol: 'TCP', expect: all(['n0p1', 'n1p1'], false), notSentIn: { ipvs: IPVS_VIP_SOURCE } },
+      { name: 'no local detection: node -> ClusterIP of an eTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.30', port: 80, protocol: 'TCP', expect: all(['n0p2', 'n1p1'], false), notSentIn: { ipvs: IPVS_VIP_SOURCE } },
       { name: 'no local detection: node -> ClusterIP of an iTP Local service is not masqueraded', ...fromNode, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
       { name: 'no local detection: external -> ClusterIP of an iTP Local service is not masqueraded', ...fromExternal, dst: '10.96.1.40', port: 80, protocol: 'TCP', expect: all(['n0p0', 'n0p1'], false, { policy: 'Local' }) },
       { name: 'no local detection: pod -> NodePort of an eTP Local service: no short-circuit, the local endpoint', ...fromPod(0, 0), dst: '10.254.0.11', port: 30089, protocol: 'TCP', expect: all(['n0p2'], false, { policy: 'Local' }) },
