@@ -107,11 +107,12 @@ for (const series of VM_SERIES.filter((s) => chosen === undefined || chosen.incl
     if (series === '6.1') {
       it('IPVS mode: the semantic case table, graceful termination, restart and cleanup', { skip: missing, timeout: BOOT_MS + 60_000 }, async () => {
         const r = await runInVm(kernel!, [process.execPath, '--test', '--test-concurrency=1', 'test/backends/ipvs-lab.vm-test.ts'], { cwd: root, timeoutMs: BOOT_MS, memoryMb: 4096 });
-        const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join(', ');
+        const summary = r.output.split('\n').filter((l) => /^ℹ (tests|pass|fail|skipped)/.test(l)).join(', ');
         assert.equal(r.exitCode, 0, `${r.output.slice(-4000)}\n${r.console.slice(-1500)}`);
         assert.match(summary, /ℹ fail 0/);
-        const [tests, pass] = [/ℹ tests (\d+)/.exec(summary)?.[1], /ℹ pass (\d+)/.exec(summary)?.[1]].map(Number);
-        assert.ok(tests! >= 80 && pass === tests, summary);
+        // Every test ran and passed but the two variant cases IPVS mode cannot send (notSentIn, with why).
+        const [tests, pass, skipped] = [/ℹ tests (\d+)/, /ℹ pass (\d+)/, /ℹ skipped (\d+)/].map((re) => Number(re.exec(summary)?.[1] ?? 0));
+        assert.ok(tests! >= 80 && skipped! <= 2 && pass! + skipped! === tests, summary);
       });
 
       // A boot of its own: the eBPF agent takes over from kube-proxy's IPVS layout (the host's
