@@ -272,17 +272,6 @@ export class EbpfBackend {
    * every full sync.
    */
   async syncChanges(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
-    const report = await this.syncServicePorts(state, changes, full);
-    // A full sync wrote the compiled service CIDRs; an incremental one writes them here (a
-    // handful of entries, read back and compared), after the frontends as there.
-    if (this.model !== undefined) {
-      this.model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
-      this.datapath.setServiceCidrs(this.model.serviceCidrs);
-    }
-    return report;
-  }
-
-  private async syncServicePorts(state: DesiredState, changes: ChangeSet, full: boolean): Promise<SyncReport & { notProgrammed: NotProgrammed[] }> {
     const model = this.model;
     if (full || model === undefined || changes.nodeChanged || !this.datapath.settled) {
       // The old model goes first: one copy of the compiled state on the heap, not two (at 100k
@@ -305,6 +294,10 @@ export class EbpfBackend {
     const freedRoom = changes.removed.length > 0 || [...delta.frontends.values()].some((f) => f === undefined) || [...delta.backends.values()].some((b) => b === undefined);
     if (freedRoom) for (const sp of this.notProgrammed.keys()) if (!delta.ports.has(sp)) model.rewrite(sp, delta);
     const report = this.datapath.apply(delta, model.unsupported);
+    // A full sync writes the compiled service CIDRs (syncSliced); an incremental one here (a
+    // handful of entries, read back and compared), after the frontends as there.
+    model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
+    this.datapath.setServiceCidrs(model.serviceCidrs);
     this.recordFailures(state, report, delta.ports.keys());
     if (report.backendsRemoved > 0) this.destroySockets();
     return { ...report, notProgrammed: [...this.notProgrammed.values()].flat() };
