@@ -294,10 +294,12 @@ export class EbpfBackend {
     const freedRoom = changes.removed.length > 0 || [...delta.frontends.values()].some((f) => f === undefined) || [...delta.backends.values()].some((b) => b === undefined);
     if (freedRoom) for (const sp of this.notProgrammed.keys()) if (!delta.ports.has(sp)) model.rewrite(sp, delta);
     const report = this.datapath.apply(delta, model.unsupported);
-    // A full sync writes the compiled service CIDRs (syncSliced); an incremental one here (a
-    // handful of entries, read back and compared), after the frontends as there.
-    model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
-    this.datapath.setServiceCidrs(model.serviceCidrs);
+    // A full sync writes the compiled service CIDRs (syncSliced); an incremental one here, when
+    // the change set says they changed, after the frontends as there.
+    if (changes.serviceCIDRsChanged === true) {
+      model.serviceCidrs = unallocatedDropCIDRsOf(state, 'ebpf');
+      this.datapath.setServiceCidrs(model.serviceCidrs);
+    }
     this.recordFailures(state, report, delta.ports.keys());
     if (report.backendsRemoved > 0) this.destroySockets();
     return { ...report, notProgrammed: [...this.notProgrammed.values()].flat() };
