@@ -179,29 +179,26 @@ export function trace(state: DesiredState, packet: TracePacket, options: TraceOp
       return { verdict: 'NO_SERVICE', reason: `${dst}:${packet.port}/${packet.protocol} is a NodePort on loopback: ${why}` };
     }
     // Only the address decides (the owner check above kept a ClusterIP's unserved ports as they were).
-    const inRange = unallocatedDropCIDRs(fs, planMode(options.mode)).find((c) => {
+    const mode = planMode(options.mode);
+    const range = fs.serviceCIDRs?.find((c) => {
       const cidr = parseCidr(c);
       return cidr !== undefined && cidrContains(cidr, dst);
     });
-    if (inRange !== undefined && !isServiceAddress(fs, dst, planMode(options.mode)) && dropsUnallocatedFrom(planMode(options.mode), source)) {
-      const from = state.serviceCIDRSource === 'ServiceCIDR' ? 'ServiceCIDR objects' : 'the configured serviceCIDRs';
-      return {
-        verdict: 'DROP',
-        unallocated: true,
-        serviceCIDR: inRange,
-        serviceCIDRSource: state.serviceCIDRSource ?? 'none',
-        protocol: packet.protocol,
-        source,
-        reason: `${dst} is an unallocated ClusterIP: inside service CIDR ${inRange} (from ${from}) and held by no Service; ${planMode(options.mode)} mode drops it, as kube-proxy's nftables cluster-ips-check`,
-      };
-    }
-    const unchecked = fs.serviceCIDRs?.find((c) => {
-      const cidr = parseCidr(c);
-      return cidr !== undefined && cidrContains(cidr, dst);
-    });
-    if (unchecked !== undefined && !isServiceAddress(fs, dst, planMode(options.mode))) {
-      const why = planMode(options.mode) === 'ebpf' ? 'eBPF mode drops it from pods and from outside, not from the node itself' : `${planMode(options.mode)} mode lets it pass, as kube-proxy's`;
-      return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${unchecked}: ${why})` };
+    if (range !== undefined && !isServiceAddress(fs, dst, mode)) {
+      if (unallocatedDropCIDRs(fs, mode).includes(range) && dropsUnallocatedFrom(mode, source)) {
+        const from = state.serviceCIDRSource === 'ServiceCIDR' ? 'ServiceCIDR objects' : 'the configured serviceCIDRs';
+        return {
+          verdict: 'DROP',
+          unallocated: true,
+          serviceCIDR: range,
+          serviceCIDRSource: state.serviceCIDRSource ?? 'none',
+          protocol: packet.protocol,
+          source,
+          reason: `${dst} is an unallocated ClusterIP: inside service CIDR ${range} (from ${from}) and held by no Service; ${mode} mode drops it, as kube-proxy's nftables cluster-ips-check`,
+        };
+      }
+      const why = mode === 'ebpf' ? 'eBPF mode drops it from pods and from outside, not from the node itself' : `${mode} mode lets it pass, as kube-proxy's`;
+      return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol} (an unallocated ClusterIP in ${range}: ${why})` };
     }
     return { verdict: 'NO_SERVICE', reason: `no service port for ${dst}:${packet.port}/${packet.protocol}` };
   }
