@@ -12,7 +12,8 @@ namespace sy {
 
 namespace {
 
-LogCapture* current_capture = nullptr;
+// Per thread: an object loads on a worker thread while the main thread may capture its own calls.
+thread_local LogCapture* current_capture = nullptr;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
   va_list copy;
@@ -50,8 +51,8 @@ LogCapture::~LogCapture() {
 
 void InstallLibbpfLogger() { libbpf_set_print(LibbpfPrint); }
 
-void ThrowErrno(Napi::Env env, const std::string& op, int err, const std::string& detail,
-                const std::string& log) {
+Napi::Error ErrnoError(Napi::Env env, const std::string& op, int err, const std::string& detail,
+                       const std::string& log) {
   int code = err < 0 ? -err : err;
   const char* name = strerrorname_np(code);
   std::string message = op + ": " + strerror(code);
@@ -64,7 +65,12 @@ void ThrowErrno(Napi::Env env, const std::string& op, int err, const std::string
   obj.Set("code", name != nullptr ? name : "EUNKNOWN");
   if (!detail.empty()) obj.Set("detail", detail);
   if (!log.empty()) obj.Set("libbpfLog", log);
-  error.ThrowAsJavaScriptException();
+  return error;
+}
+
+void ThrowErrno(Napi::Env env, const std::string& op, int err, const std::string& detail,
+                const std::string& log) {
+  ErrnoError(env, op, err, detail, log).ThrowAsJavaScriptException();
 }
 
 void ThrowArg(Napi::Env env, const std::string& message) {

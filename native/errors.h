@@ -25,6 +25,11 @@ class LogCapture {
 // Installs the libbpf print callback once, at module load.
 void InstallLibbpfLogger();
 
+// An Error carrying name "BpfError", the operation, a positive errno with its symbolic code, and
+// libbpf's log when one was captured, for a promise to reject with.
+Napi::Error ErrnoError(Napi::Env env, const std::string& op, int err, const std::string& detail = "",
+                       const std::string& log = "");
+
 // Throws an Error carrying name "BpfError", the operation, a positive errno with its
 // symbolic code, and libbpf's log when one was captured. `err` may be negative (libbpf style).
 void ThrowErrno(Napi::Env env, const std::string& op, int err, const std::string& detail = "",

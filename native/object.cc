@@ -1,6 +1,9 @@
 #include "object.h"
 
+#include <pthread.h>
+
 #include <cerrno>
+#include <csignal>
 #include <string>
 
 #include "errors.h"
@@ -11,6 +14,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
   return DefineClass(env, "BpfObject",
                      {
                          InstanceMethod("load", &BpfObject::Load),
+                         InstanceMethod("loadAsync", &BpfObject::LoadAsync),
                          InstanceMethod("maps", &BpfObject::Maps),
                          InstanceMethod("programs", &BpfObject::Programs),
                          InstanceMethod("setMapMaxEntries", &BpfObject::SetMapMaxEntries),
@@ -47,18 +51,22 @@ bool BpfObject::CheckOpen(Napi::Env env, const char* op) {
     ThrowErrno(env, op, EBADF, "object is closed");
     return false;
   }
+  if (loading_) {
+    ThrowErrno(env, op, EBUSY, "object is loading");
+    return false;
+  }
   return true;
 }
 
-// load(pinDir?): every non-internal map gets pinDir/<name> as its pin path before the
-// load, so libbpf reuses a compatible map already pinned there (adoption after a restart)
-// and pins the ones it creates.
-Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+// Before either load: every non-internal map gets pinDir/<name> as its pin path, so libbpf
+// reuses a compatible map already pinned there (adoption after a restart) and pins the ones it
+// creates.
+bool BpfObject::PrepareLoad(const Napi::CallbackInfo& info, const char* op) {
   Napi::Env env = info.Env();
-  if (!CheckOpen(env, "bpf_object__load")) return env.Undefined();
+  if (!CheckOpen(env, op)) return false;
   if (loaded_) {
-    ThrowErrno(env, "bpf_object__load", EALREADY, "object is loaded already");
-    return env.Undefined();
+    ThrowErrno(env, op, EALREADY, "object is loaded already");
+    return false;
   }
   if (info.Length() >= 1 && info[0].IsString()) {
     std::string dir = info[0].As<Napi::String>();
@@ -69,10 +77,17 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
       int err = bpf_map__set_pin_path(map, path.c_str());
       if (err != 0) {
         ThrowErrno(env, "bpf_map__set_pin_path", err, path);
-        return env.Undefined();
+        return false;
       }
     }
   }
+  return true;
+}
+
+// load(pinDir?): verifies and loads on the calling (JavaScript) thread.
+Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!PrepareLoad(info, "bpf_object__load")) return env.Undefined();
   LogCapture capture;
   int err = bpf_object__load(object_);
   if (err != 0) {
@@ -81,6 +96,70 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
   }
   loaded_ = true;
   return env.Undefined();
+}
+
+// The load on a libuv worker thread: verifying a large object takes seconds, and the agent
+// lists its sources meanwhile. Every signal is blocked on that thread while the verifier runs,
+// so a SIGCHLD or SIGPROF goes to another thread instead of making the verifier give up (EAGAIN).
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, BpfObject* owner, Napi::Object self)
+      : Napi::AsyncWorker(env, "switchyard.bpf_object__load"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        owner_(owner),
+        self_(Napi::Persistent(self)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    {
+      LogCapture capture;
+      err_ = bpf_object__load(owner_->object_);
+      log_ = capture.text();
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+
+  void OnOK() override { owner_->FinishLoad(Env(), deferred_, err_, log_); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  BpfObject* owner_;
+  // Keeps the JavaScript object (and so owner_) alive until the load is over.
+  Napi::ObjectReference self_;
+  int err_ = 0;
+  std::string log_;
+};
+
+// loadAsync(pinDir?): the same as load(), resolved or rejected (BpfError) once the kernel answered.
+Napi::Value BpfObject::LoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!PrepareLoad(info, "bpf_object__load")) return env.Undefined();
+  loading_ = true;
+  LoadWorker* worker = new LoadWorker(env, this, info.This().As<Napi::Object>());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+void BpfObject::FinishLoad(Napi::Env env, Napi::Promise::Deferred& deferred, int err, const std::string& log) {
+  loading_ = false;
+  if (err == 0) loaded_ = true;
+  std::string name = bpf_object__name(object_);
+  if (close_after_load_) {
+    bpf_object__close(object_);
+    object_ = nullptr;
+  }
+  if (err != 0) {
+    deferred.Reject(ErrnoError(env, "bpf_object__load", err, name, log).Value());
+  } else if (object_ == nullptr) {
+    deferred.Reject(ErrnoError(env, "bpf_object__load", EBADF, "object was closed while loading").Value());
+  } else {
+    deferred.Resolve(env.Undefined());
+  }
 }
 
 Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
@@ -174,7 +253,9 @@ Napi::Value BpfObject::UnpinMaps(const Napi::CallbackInfo& info) {
 // close(): releases the object's map and program fds. Pinned objects and attached
 // programs live on in the kernel: that is what keeps the datapath up across restarts.
 Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
-  if (object_ != nullptr) {
+  if (loading_) {
+    close_after_load_ = true;
+  } else if (object_ != nullptr) {
     bpf_object__close(object_);
     object_ = nullptr;
   }

@@ -4,6 +4,8 @@
 #include <bpf/libbpf.h>
 #include <napi.h>
 
+#include <string>
+
 namespace sy {
 
 class BpfObject : public Napi::ObjectWrap<BpfObject> {
@@ -14,6 +16,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
  private:
   Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value LoadAsync(const Napi::CallbackInfo& info);
+  bool PrepareLoad(const Napi::CallbackInfo& info, const char* op);
+  void FinishLoad(Napi::Env env, Napi::Promise::Deferred& deferred, int err, const std::string& log);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value SetMapMaxEntries(const Napi::CallbackInfo& info);
@@ -22,8 +27,14 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   bool CheckOpen(Napi::Env env, const char* op);
 
+  friend class LoadWorker;
+
   bpf_object* object_ = nullptr;
   bool loaded_ = false;
+  // A loadAsync() is verifying on a worker thread: nothing else may touch the object meanwhile.
+  bool loading_ = false;
+  // close() came while loading: the object closes once the load is over.
+  bool close_after_load_ = false;
 };
 
 }  // namespace sy

@@ -176,26 +176,40 @@ export class Agent {
       log.info(this.addresses, `serving health on ${this.addresses.healthz || (this.o.healthzBindAddress ? '(not bound yet)' : '(off)')} and metrics on ${this.addresses.metrics || (this.o.metricsBindAddress ? '(not bound yet)' : '(off)')}`);
     }
     const b = this.o.backend;
-    let backend: ProxyBackend;
-    if (b.mode === 'ebpf') {
-      backend = new EbpfProxyBackend({ ...b, log: (f, m) => log.info(f, m) }, this.o.configSyncPeriodMs ?? 0);
-    } else if (b.mode === 'kernelspace') {
-      backend = new KernelspaceProxyBackend({ winkernel: b.winkernel, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs, healthzPort: b.healthzPort });
-    } else {
+    // The eBPF datapath verifies on a worker thread (seconds for the whole object) while the
+    // sources list: the first sync waits for whichever comes last, not for both in turn.
+    let ruleBackend: ProxyBackend | undefined;
+    if (b.mode === 'kernelspace') {
+      ruleBackend = new KernelspaceProxyBackend({ winkernel: b.winkernel, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs, healthzPort: b.healthzPort });
+    } else if (b.mode !== 'ebpf') {
       const rules = { families: this.o.model.families, minSyncPeriodMs: b.minSyncPeriodMs, syncPeriodMs: this.o.syncPeriodMs };
-      backend =
+      ruleBackend =
         b.mode === 'ipvs'
           ? new IpvsProxyBackend({ ...rules, scheduler: b.scheduler, timeouts: b.timeouts, onError: (e) => log.error({ error: e.message }, `draining real servers: ${e.message}`) })
           : b.mode === 'nftables'
             ? new NftablesProxyBackend(rules)
             : new IptablesProxyBackend(rules);
     }
-    this.backend = backend;
+    const resyncMs = this.o.configSyncPeriodMs ?? 0;
+    const opening: Promise<ProxyBackend> = b.mode === 'ebpf' ? EbpfProxyBackend.open({ ...b, log: (f, m) => log.info(f, m) }, resyncMs) : Promise.resolve(ruleBackend!);
+    let sourcesStarted!: () => void;
+    const afterSources = new Promise<void>((resolve) => (sourcesStarted = resolve));
+    // Started after the sources, as before the load was asynchronous: the eBPF backend attaches in
+    // start() only where pins were adopted, and otherwise after its first sync.
+    const ready = (async (): Promise<ProxyBackend> => {
+      const backend = await opening;
+      this.backend = backend;
+      await afterSources;
+      await backend.start();
+      return backend;
+    })();
+    ready.catch(() => undefined); // awaited at the end of start(); a sync waiting on it fails with it
     const runner = new SyncRunner({
       tracker: this.tracker,
-      minSyncPeriodMs: backend.minSyncPeriodMs,
-      syncPeriodMs: backend.syncPeriodMs,
+      minSyncPeriodMs: ruleBackend?.minSyncPeriodMs ?? EbpfProxyBackend.MIN_SYNC_PERIOD_MS,
+      syncPeriodMs: ruleBackend?.syncPeriodMs ?? resyncMs,
       sync: async (changes, full) => {
+        const backend = await ready;
         const state = this.tracker.state();
         const t0 = performance.now();
         const report = await backend.sync(state, changes, full, !this.firstDone);
@@ -357,7 +371,8 @@ export class Agent {
       });
       this.kube.start();
     }
-    await backend.start();
+    sourcesStarted();
+    await ready;
     this.datapathStats(); // the first snapshot now, not on the first scrape's request path
   }
 

@@ -112,3 +112,12 @@ export function call<T>(fn: () => T): T {
     throw toTypedError(e);
   }
 }
+
+/** `call` for a native promise: its rejection becomes the typed error. */
+export async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw toTypedError(e);
+  }
+}

@@ -25,6 +25,8 @@ export interface NativeProgramDescription {
 
 export interface NativeBpfObject {
   load(pinDir?: string): void;
+  /** The same load on a worker thread (signals blocked there); the object is busy until it settles. */
+  loadAsync(pinDir?: string): Promise<void>;
   maps(): NativeMapDescription[];
   programs(): NativeProgramDescription[];
   setMapMaxEntries(name: string, maxEntries: number): void;

@@ -2,7 +2,7 @@
 import { rmdirSync } from 'node:fs';
 import { ensurePinDir } from './bpffs.ts';
 import type { Codec } from './codec.ts';
-import { BpfError, call } from './errors.ts';
+import { BpfError, call, callAsync } from './errors.ts';
 import { BpfMap } from './map.ts';
 import { native, type NativeBpfObject, type NativeMapDescription, type NativeProgramDescription } from './native.ts';
 
@@ -47,15 +47,40 @@ export class LoadedObject {
    */
   static load(path: string, options: LoadOptions = {}): LoadedObject {
     for (let attempt = 1; ; attempt++) {
+      const handle = LoadedObject.open(path, options);
       try {
-        return LoadedObject.loadOnce(path, options);
+        call(() => handle.load(options.pinDir));
+        return new LoadedObject(path, options.pinDir, handle);
       } catch (e) {
-        if (!(e instanceof BpfError) || e.code !== 'EAGAIN' || attempt >= LOAD_ATTEMPTS) throw e;
+        handle.close();
+        if (!LoadedObject.retry(e, attempt)) throw e;
       }
     }
   }
 
-  private static loadOnce(path: string, options: LoadOptions): LoadedObject {
+  /**
+   * The same load with verification on a worker thread, so the event loop keeps running (the
+   * agent lists its sources meanwhile). Signals are blocked on that thread: no EAGAIN from them.
+   */
+  static async loadAsync(path: string, options: LoadOptions = {}): Promise<LoadedObject> {
+    for (let attempt = 1; ; attempt++) {
+      const handle = LoadedObject.open(path, options);
+      try {
+        await callAsync(() => handle.loadAsync(options.pinDir));
+        return new LoadedObject(path, options.pinDir, handle);
+      } catch (e) {
+        handle.close();
+        if (!LoadedObject.retry(e, attempt)) throw e;
+      }
+    }
+  }
+
+  private static retry(e: unknown, attempt: number): boolean {
+    return e instanceof BpfError && e.code === 'EAGAIN' && attempt < LOAD_ATTEMPTS;
+  }
+
+  /** Opens `path` and sizes its maps; nothing reaches the kernel yet. */
+  private static open(path: string, options: LoadOptions): NativeBpfObject {
     if (options.pinDir !== undefined) ensurePinDir(options.pinDir);
     const handle = call(() => new (native().BpfObject)(path));
     try {
@@ -66,8 +91,7 @@ export class LoadedObject {
       for (const [name, size] of Object.entries(options.maxEntries ?? {})) {
         call(() => handle.setMapMaxEntries(name, size));
       }
-      call(() => handle.load(options.pinDir));
-      return new LoadedObject(path, options.pinDir, handle);
+      return handle;
     } catch (e) {
       handle.close();
       throw e;

@@ -94,32 +94,59 @@ export class EbpfBackend {
   }
 
   static open(o: EbpfBackendOptions): EbpfBackend {
-    const candidates = o.object === undefined ? datapathCandidates() : typeof o.object === 'string' ? [o.object] : [...o.object];
+    const candidates = EbpfBackend.candidates(o);
     for (const [i, object] of candidates.entries()) {
       try {
-        const cpus = native().numPossibleCpus();
-        const ctSize = conntrackEntries(o.conntrack ?? {}, cpus);
-        // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
-        const synSize = handshakeEntries(ctSize);
-        const sockSizes = Object.entries(socketMapSizes(ctSize)).map(([name, n]) => [name, pinnedSize(o.pinDir, name) ?? n]);
-        const maxEntries = { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
-        const dp = EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries });
-        o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
-        const build = buildOfObject(object);
-        const degraded = build && buildDegradation(build, kernelFeatures());
-        if (degraded) o.log({ object, build }, degraded);
-        const backend = new EbpfBackend(o, dp);
-        if (o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
-        return backend;
+        return EbpfBackend.opened(o, object, EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
       } catch (e) {
-        // A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next;
-        // pins of another layout or a missing bpffs are not a build's fault.
-        const last = i === candidates.length - 1;
-        if (last || e instanceof LayoutMismatchError || e instanceof BpffsMissingError) throw e;
-        o.log({ object, error: (e as Error).message }, `datapath object ${object} did not load; trying ${candidates[i + 1]}`);
+        EbpfBackend.nextCandidate(o, candidates, i, e);
       }
     }
     throw new Error('no datapath object to load');
+  }
+
+  /** The same, verifying on a worker thread: the agent starts its lists while the kernel verifies. */
+  static async openAsync(o: EbpfBackendOptions): Promise<EbpfBackend> {
+    const candidates = EbpfBackend.candidates(o);
+    for (const [i, object] of candidates.entries()) {
+      try {
+        return EbpfBackend.opened(o, object, await EbpfDatapath.openAsync({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
+      } catch (e) {
+        EbpfBackend.nextCandidate(o, candidates, i, e);
+      }
+    }
+    throw new Error('no datapath object to load');
+  }
+
+  private static candidates(o: EbpfBackendOptions): string[] {
+    return o.object === undefined ? datapathCandidates() : typeof o.object === 'string' ? [o.object] : [...o.object];
+  }
+
+  private static mapSizes(o: EbpfBackendOptions): Record<string, number> {
+    const cpus = native().numPossibleCpus();
+    const ctSize = conntrackEntries(o.conntrack ?? {}, cpus);
+    // A table already pinned keeps its size (its flows are live); configuration sizes new ones.
+    const synSize = handshakeEntries(ctSize);
+    const sockSizes = Object.entries(socketMapSizes(ctSize)).map(([name, n]) => [name, pinnedSize(o.pinDir, name) ?? n]);
+    return { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
+  }
+
+  private static opened(o: EbpfBackendOptions, object: string, dp: EbpfDatapath): EbpfBackend {
+    o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
+    const build = buildOfObject(object);
+    const degraded = build && buildDegradation(build, kernelFeatures());
+    if (degraded) o.log({ object, build }, degraded);
+    const backend = new EbpfBackend(o, dp);
+    if (o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
+    return backend;
+  }
+
+  /** A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next; throws when none is left. */
+  private static nextCandidate(o: EbpfBackendOptions, candidates: readonly string[], i: number, e: unknown): void {
+    // Pins of another layout or a missing bpffs are not a build's fault.
+    const last = i === candidates.length - 1;
+    if (last || e instanceof LayoutMismatchError || e instanceof BpffsMissingError) throw e;
+    o.log({ object: candidates[i], error: (e as Error).message }, `datapath object ${candidates[i]} did not load; trying ${candidates[i + 1]}`);
   }
 
   configure(node: NodeFacts): void {

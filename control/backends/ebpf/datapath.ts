@@ -259,6 +259,30 @@ export class EbpfDatapath {
    * another layout version are refused with LayoutMismatchError (nothing is touched).
    */
   static open(options: DatapathOptions): EbpfDatapath {
+    const fromV1 = EbpfDatapath.preparePins(options);
+    let object: LoadedObject;
+    try {
+      object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
+    } catch (e) {
+      throw EbpfDatapath.loadFailed(e, options, fromV1);
+    }
+    return EbpfDatapath.adoptLoaded(object, options, fromV1);
+  }
+
+  /** The same, verifying on a worker thread: the event loop runs meanwhile (the agent's first lists). */
+  static async openAsync(options: DatapathOptions): Promise<EbpfDatapath> {
+    const fromV1 = EbpfDatapath.preparePins(options);
+    let object: LoadedObject;
+    try {
+      object = await LoadedObject.loadAsync(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
+    } catch (e) {
+      throw EbpfDatapath.loadFailed(e, options, fromV1);
+    }
+    return EbpfDatapath.adoptLoaded(object, options, fromV1);
+  }
+
+  /** Checks the pinned layout before the load; true when a version 1 layout is to be migrated. */
+  private static preparePins(options: DatapathOptions): boolean {
     const pinnedMeta = `${options.pinDir}/sy_meta`;
     let fromV1 = false;
     if (existsSync(pinnedMeta)) {
@@ -276,15 +300,17 @@ export class EbpfDatapath {
     if (existsSync(pinnedConfig)) {
       if (BpfMap.pinnedInfo(pinnedConfig).valueSize !== datapathConfig.size) rmSync(pinnedConfig);
     }
-    let object: LoadedObject;
-    try {
-      object = LoadedObject.load(options.object, { pinDir: options.pinDir, maxEntries: options.maxEntries });
-    } catch (e) {
-      // A pinned map that libbpf cannot reuse (its size or type differs) is a layout mismatch too.
-      if (fromV1) abandonV1(options.pinDir);
-      if (e instanceof BpfError && /reuse pinned map/.test(e.libbpfLog ?? '')) throw new LayoutMismatchError(options.pinDir, undefined, e.libbpfLog);
-      throw e;
-    }
+    return fromV1;
+  }
+
+  private static loadFailed(e: unknown, options: DatapathOptions, fromV1: boolean): unknown {
+    // A pinned map that libbpf cannot reuse (its size or type differs) is a layout mismatch too.
+    if (fromV1) abandonV1(options.pinDir);
+    if (e instanceof BpfError && /reuse pinned map/.test(e.libbpfLog ?? '')) return new LayoutMismatchError(options.pinDir, undefined, e.libbpfLog);
+    return e;
+  }
+
+  private static adoptLoaded(object: LoadedObject, options: DatapathOptions, fromV1: boolean): EbpfDatapath {
     if (fromV1) {
       try {
         migrateV1(object, options.pinDir);

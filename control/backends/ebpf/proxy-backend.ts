@@ -5,13 +5,21 @@ import { EbpfBackend, type EbpfBackendOptions } from './backend.ts';
 
 export class EbpfProxyBackend implements ProxyBackend {
   readonly mode = 'ebpf' as const;
-  readonly minSyncPeriodMs = 0; // every change at once: no rule rewrite to amortise
+  /** Every change at once: no rule rewrite to amortise. */
+  static readonly MIN_SYNC_PERIOD_MS = 0;
+  readonly minSyncPeriodMs = EbpfProxyBackend.MIN_SYNC_PERIOD_MS;
   readonly syncPeriodMs: number;
   readonly ebpf: EbpfBackend;
 
-  constructor(options: EbpfBackendOptions, resyncPeriodMs: number) {
-    this.ebpf = EbpfBackend.open(options);
+  /** Options load the datapath here, on the JavaScript thread; the agent hands one loaded by open(). */
+  constructor(backend: EbpfBackendOptions | EbpfBackend, resyncPeriodMs: number) {
+    this.ebpf = backend instanceof EbpfBackend ? backend : EbpfBackend.open(backend);
     this.syncPeriodMs = resyncPeriodMs;
+  }
+
+  /** Loads the datapath with verification on a worker thread (seconds), the event loop free meanwhile. */
+  static async open(options: EbpfBackendOptions, resyncPeriodMs: number): Promise<EbpfProxyBackend> {
+    return new EbpfProxyBackend(await EbpfBackend.openAsync(options), resyncPeriodMs);
   }
 
   /** The programs are attached after the first sync, once flows of a proxy before us are known (takeover.ts). */
