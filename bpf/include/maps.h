@@ -55,9 +55,12 @@ struct {
 /*
  * TCP flows whose handshake has not completed (no ACK from the client after the backend's
  * SYN-ACK): a SYN flood churns this table alone, never sy_ct's established flows.
+ * Every new TCP flow writes two entries here, so its LRU lists are per CPU: an insert takes no
+ * lock shared with the other CPUs (a SYN flood on one queue evicts that CPU's entries only).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 65536);
 	__type(key, struct sy_ct_key);
 	__type(value, struct sy_ct_value);

@@ -15,6 +15,9 @@ import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
 
 const VIP = '10.96.0.60';
 
+/** ClientIP affinity's timeout in the stickiness test: long beside a probe's start on a loaded machine. */
+const AFFINITY_S = 30;
+
 describe('eBPF datapath: flows under change', () => {
   let lab: Lab;
   let n0: ProgrammedNode;
@@ -112,7 +115,7 @@ describe('eBPF datapath: flows under change', () => {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'sticky2', namespace: 'demo' },
-      spec: { clusterIP: '10.96.0.62', ports: [{ port: 80, targetPort: 8080 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 1 } } },
+      spec: { clusterIP: '10.96.0.62', ports: [{ port: 80, targetPort: 8080 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: AFFINITY_S } } },
     });
     n0.tracker.upsertSlice(slice({ name: 'sticky2-x', service: 'sticky2', ports: [{ port: 8080 }], endpoints: ['n0p1', 'n0p2', 'n1p0', 'n1p1'].map((p) => ({ ip: lab.pod(p).ipv4, node: lab.pod(p).node.name })) }));
     n0.tracker.flush();
@@ -123,18 +126,23 @@ describe('eBPF datapath: flows under change', () => {
     assert.equal(new Set(first).size, 1, `12 connections, one backend: ${first.join(' ')}`);
     // Point the client's affinity entry at another of this service's backends: fresh, it must be
     // honoured; stale, it must be ignored. One of another service (n1p2) is never honoured.
+    // "Fresh" is a last use ahead of now (age 0 however long the probe takes to start on a loaded
+    // machine); "stale" is one twice the timeout ago; between connections the entry is refreshed.
+    const now = process.hrtime.bigint();
+    const timeoutNs = BigInt(AFFINITY_S) * 1_000_000_000n;
+    assert.ok(now > 2n * timeoutNs, 'CLOCK_MONOTONIC is younger than two affinity timeouts: no stale entry can be written');
     const serviceId = n0.datapath.serviceIdOf('demo/sticky2/TCP/v4')!;
     const aff = n0.datapath.object.map('sy_affinity', affinityKey, affinityValue);
     const other = ['n0p1', 'n0p2', 'n1p0', 'n1p1'].find((p) => p !== first[0])!;
     const idOf = (pod: string, sid: number): number => n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod(pod).ipv4 && b.port === 8080 && b.proto === 6 && b.serviceId === sid)![0];
     const key = { serviceId, client: lab.pod('n0p0').ipv4 };
-    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: process.hrtime.bigint() });
+    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: now + timeoutNs });
     assert.deepEqual(await connect(3), [other, other, other], 'a live affinity entry decides');
-    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: process.hrtime.bigint() - 2_000_000_000n });
+    aff.set(key, { backendId: idOf(other, serviceId), lastSeen: process.hrtime.bigint() - 2n * timeoutNs });
     const afterExpiry = await connect(6);
     assert.equal(new Set(afterExpiry).size, 1, `an expired entry is ignored and the fresh choice sticks: ${afterExpiry.join(' ')}`);
     const outsider = n0.datapath.object.map('sy_backends', u32, backend).entries().find(([, b]) => b.addr === lab.pod('n1p2').ipv4 && b.port === 8080 && b.proto === 6 && b.serviceId !== serviceId)![0];
-    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() });
+    aff.set(key, { backendId: outsider, lastSeen: process.hrtime.bigint() + timeoutNs });
     assert.ok(!(await connect(3)).includes('n1p2'), 'a backend of another service is never reached through affinity');
   });
 

@@ -1,11 +1,13 @@
 // Layout version 1 -> 2 in place: an agent of the new layout finds the pins an older agent left,
 // migrates them, and the flows those maps carried keep their backend and their reverse NAT.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { progTestRun } from '../../control/bpf/attach.ts';
 import { bytes, encode, u32 } from '../../control/bpf/codec.ts';
 import { backend, CT, ctKey, ctValue, meta, revNat, type CtKey } from '../../control/bpf/layout.ts';
+import { BpfMap, MAP_TYPE } from '../../control/bpf/map.ts';
+import { native } from '../../control/bpf/native.ts';
 import { LoadedObject } from '../../control/bpf/object.ts';
 import { EbpfDatapath } from '../../control/backends/ebpf/datapath.ts';
 import { buildPacket, parsePacket, PROTO } from '../packet.ts';
@@ -15,6 +17,7 @@ import { buildDir } from '../bpf/objects.ts';
 import { datapathObject } from './ebpf-lab.ts';
 
 const prefix = `${runPrefix()}-migrate`;
+const BPF_F_NO_COMMON_LRU = 1 << 1;
 const SIZES = { sy_backends: 1024, sy_revnat: 1024, sy_ct: 4096 };
 const CLIENT = '10.244.0.7';
 const VIP = '10.96.0.10';
@@ -103,5 +106,37 @@ describe('datapath layout migration', () => {
     } finally {
       dp.close();
     }
+  });
+});
+
+describe('sy_ct_syn from the common LRU list to per-CPU lists', () => {
+  after(() => teardownNamesSync(`${prefix}-syn`));
+
+  it('a handshake table pinned with the common list is replaced, its handshakes kept', () => {
+    const pinDir = `/sys/fs/bpf/${prefix}-syn`;
+    open(pinDir).close(); // an agent's pins, then its handshake table as an older agent made it
+    const pin = `${pinDir}/sy_ct_syn`;
+    rmSync(pin);
+    const fd = native().mapCreate(MAP_TYPE.LRU_HASH, ctKey.size, ctValue.size, 4096, 'sy_ct_syn');
+    const key = { saddr: CLIENT, daddr: VIP, sport: 40001, dport: 80, proto: PROTO.TCP, family: 4 } as const;
+    const now = process.hrtime.bigint();
+    try {
+      native().objPin(fd, pin);
+      const old = BpfMap.fromPin(pin, ctKey, ctValue);
+      old.set(key, { natAddr: '0.0.0.0', natPort: 0, flags: 0, backendId: 5, revNatId: 3, serviceId: 1, created: now, lastSeen: now });
+      old.close();
+    } finally {
+      native().closeFd(fd);
+    }
+    assert.equal(BpfMap.pinnedInfo(pin).flags & BPF_F_NO_COMMON_LRU, 0);
+    const dp = open(pinDir);
+    try {
+      assert.notEqual(BpfMap.pinnedInfo(pin).flags & BPF_F_NO_COMMON_LRU, 0, 'the new table has per-CPU LRU lists');
+      assert.equal(dp.object.map('sy_ct_syn', ctKey, ctValue).get(key)?.backendId, 5, 'the handshake moved to the new table');
+      assert.deepEqual(readdirSync(pinDir).filter((n) => n.startsWith('sy_ct_syn')), ['sy_ct_syn'], 'the old table is unpinned');
+    } finally {
+      dp.close();
+    }
+    open(pinDir).close(); // the next start reuses the new pin
   });
 });

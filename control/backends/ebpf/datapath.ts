@@ -10,6 +10,7 @@ import { native } from '../../bpf/native.ts';
 import { LoadedObject } from '../../bpf/object.ts';
 import { BpfMap, countEntries, MAP_TYPE } from '../../bpf/map.ts';
 import { MAGLEV_M, maglevTable } from './maglev.ts';
+import { abandonSynTable, adoptSynTable, prepareSynTable } from './syn-table.ts';
 import {
   affinityKey,
   affinityValue,
@@ -300,12 +301,14 @@ export class EbpfDatapath {
     if (existsSync(pinnedConfig)) {
       if (BpfMap.pinnedInfo(pinnedConfig).valueSize !== datapathConfig.size) rmSync(pinnedConfig);
     }
+    prepareSynTable(options.pinDir);
     return fromV1;
   }
 
   private static loadFailed(e: unknown, options: DatapathOptions, fromV1: boolean): unknown {
     // A pinned map that libbpf cannot reuse (its size or type differs) is a layout mismatch too.
     if (fromV1) abandonV1(options.pinDir);
+    abandonSynTable(options.pinDir);
     if (e instanceof BpfError && /reuse pinned map/.test(e.libbpfLog ?? '')) return new LayoutMismatchError(options.pinDir, undefined, e.libbpfLog);
     return e;
   }
@@ -320,6 +323,7 @@ export class EbpfDatapath {
         throw new LayoutMismatchError(options.pinDir, 1, `migration to layout ${LAYOUT_VERSION} failed: ${(e as Error).message}`);
       }
     }
+    adoptSynTable(object, options.pinDir);
     object.map('sy_meta', u32, meta).set(0, { layoutVersion: LAYOUT_VERSION });
     const dp = new EbpfDatapath(object, options.pinDir);
     dp.adopt();
