@@ -17,7 +17,7 @@ import { listKernelFlows, planSeed } from './takeover.ts';
 import { unallocatedDropCIDRsOf } from '../../model/plan.ts';
 import { monotonicCoarseNs } from './datapath.ts';
 import { CT, ctKey, ctValue } from '../../bpf/layout.ts';
-import { toolRunner, type ToolRunner } from '../tool-runner.ts';
+import { toolRunner, type StoppableToolRunner, type ToolRunner } from '../tool-runner.ts';
 import { cleanupIptables } from '../iptables/cleanup.ts';
 import { cleanupNftables, kubeProxyTableFamilies, NAT_HOLD_TABLE, natHoldInput } from '../nftables/cleanup.ts';
 import { nftRunner } from '../nftables/apply.ts';
@@ -172,7 +172,9 @@ export class EbpfBackend {
       this.o.log({ error: listed.error }, `cannot read kernel conntrack (${listed.error}): flows another proxy translated, if any, are not kept`);
       return 0;
     }
-    const entries = planSeed(listed.flows, this.datapath.frontendsWithBackends(), monotonicCoarseNs());
+    // Nothing to recognise on a node without flows: the frontends' table (a walk of every
+    // programmed frontend and backend) is built only when there are.
+    const entries = listed.flows.length === 0 ? [] : planSeed(listed.flows, this.datapath.frontendsWithBackends(), monotonicCoarseNs());
     let written = 0;
     for (const e of entries) {
       const map = this.datapath.object.map(e.table, ctKey, ctValue);
@@ -228,9 +230,12 @@ export class EbpfBackend {
 
   /** Removes the rules of the rule modes (kube-proxy's iptables and nftables layouts), as --cleanup does. */
   async removeRuleModes(): Promise<void> {
+    // One runner for every tool this runs: close() kills what is still running (SIGTERM).
+    const tools = toolRunner();
+    this.ruleTools = tools;
     try {
-      const ipt = await cleanupIptables();
-      const run = nftRunner();
+      const ipt = await cleanupIptables(tools);
+      const run = tools;
       // Flows kube-proxy's nftables rules translated keep their NAT only while a NAT chain of their
       // family is registered: a table of ours holds one until the last of them ended (gcOnce).
       const families = this.tookOver > 0 ? await kubeProxyTableFamilies(run) : [];
@@ -242,7 +247,6 @@ export class EbpfBackend {
       const nft = await cleanupNftables(run, { keepNatHold: true });
       // IPVS's state goes after the iptables rules that name its ipsets; now, or when the flows
       // it translated ended (releaseNatHold).
-      const tools = toolRunner();
       const ipvsPresent = (await tools('ip', ['link', 'show', DUMMY_DEVICE])).ok;
       let ipvs = { virtualServers: 0, device: false, ipsets: 0 };
       if (ipvsPresent && this.tookOver > 0) {
@@ -253,9 +257,15 @@ export class EbpfBackend {
       }
       if (ipt.chains > 0 || ipt.jumps > 0 || nft.tables.length > 0 || ipvs.device) this.o.log({ iptablesChains: ipt.chains, iptablesJumps: ipt.jumps, nftablesTables: nft.tables, ipvs }, `removed the rules of kube-proxy's iptables/nftables/IPVS modes (${ipt.chains} chains, ${nft.tables.length} tables, ${ipvs.virtualServers} virtual servers)`);
     } catch (e) {
-      this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
+      if (!this.closed) this.o.log({ error: (e as Error).message }, `removing kube-proxy's rules failed: ${(e as Error).message}`);
+    } finally {
+      if (this.ruleTools === tools) this.ruleTools = undefined;
     }
   }
+
+  /** The tools removeRuleModes runs, while it runs. */
+  private ruleTools: StoppableToolRunner | undefined;
+  private closed = false;
 
   /** Collects expired flows now and then (one pass at a time; each pass yields to the event loop). */
   startGc(): void {
@@ -459,6 +469,8 @@ export class EbpfBackend {
 
   /** Stops watching; programs, filters and pinned maps stay: the datapath keeps forwarding. */
   close(): void {
+    this.closed = true;
+    this.ruleTools?.stop();
     clearInterval(this.gcTimer);
     this.watcher?.stop();
     this.sockets?.close();

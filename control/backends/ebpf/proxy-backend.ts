@@ -31,10 +31,22 @@ export class EbpfProxyBackend implements ProxyBackend {
     // Rules a rule mode or kube-proxy added since serve no flow (tc translates first): they go.
     if (this.ebpf.datapath.frontendCount > 0) {
       await this.attach();
-      await this.ebpf.removeRuleModes();
+      this.removeRuleModes();
       return;
     }
     this.ebpf.attachSockets();
+  }
+
+  /** The rule modes' removal, while it runs. */
+  removingRules: Promise<void> | undefined;
+
+  /**
+   * Off the sync path, once our programs are attached: a rule mode's rules no longer translate
+   * any flow (tc comes first), so the first sync is done without waiting for a dozen tool runs
+   * (each a fork of a process holding the whole model). It logs its own failures.
+   */
+  private removeRuleModes(): void {
+    this.removingRules ??= this.ebpf.removeRuleModes();
   }
 
   /** Once: the first sync may run while start() still attaches. */
@@ -58,7 +70,7 @@ export class EbpfProxyBackend implements ProxyBackend {
       await this.ebpf.takeOver('before attaching');
       await this.attach();
       await this.ebpf.takeOver('after attaching');
-      await this.ebpf.removeRuleModes();
+      this.removeRuleModes();
     }
     return {
       failed: report.failed,
