@@ -110,7 +110,9 @@ export class EbpfBackend {
     const candidates = EbpfBackend.candidates(o);
     for (const [i, object] of candidates.entries()) {
       try {
-        return EbpfBackend.opened(o, object, await EbpfDatapath.openAsync({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
+        const backend = EbpfBackend.opened(o, object, await EbpfDatapath.openAsync({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }), false);
+        if (o.cgroup !== undefined) backend.sockets = await SocketTerminator.openAsync({ datapath: backend.datapath, pinDir: o.pinDir, log: o.log });
+        return backend;
       } catch (e) {
         EbpfBackend.nextCandidate(o, candidates, i, e);
       }
@@ -131,13 +133,14 @@ export class EbpfBackend {
     return { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
   }
 
-  private static opened(o: EbpfBackendOptions, object: string, dp: EbpfDatapath): EbpfBackend {
+  /** `sockets`: the socket iterators loaded here too (openAsync loads them itself, on the worker). */
+  private static opened(o: EbpfBackendOptions, object: string, dp: EbpfDatapath, sockets = true): EbpfBackend {
     o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
     const build = buildOfObject(object);
     const degraded = build && buildDegradation(build, kernelFeatures());
     if (degraded) o.log({ object, build }, degraded);
     const backend = new EbpfBackend(o, dp);
-    if (o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
+    if (sockets && o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
     return backend;
   }
 

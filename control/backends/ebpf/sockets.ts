@@ -9,7 +9,7 @@ import { iterRun } from '../../bpf/iter.ts';
 import { kernelFunctionExists } from '../../bpf/kernel.ts';
 import { sockKey, sockRevNatValue, type SockKey, type SockRevNatValue } from '../../bpf/layout.ts';
 import { BpfMap } from '../../bpf/map.ts';
-import { LoadedObject } from '../../bpf/object.ts';
+import { LoadedObject, type LoadOptions } from '../../bpf/object.ts';
 
 const DESTROY_OBJECT = fileURLToPath(new URL('../../../build/bpf/sock-destroy.o', import.meta.url));
 
@@ -86,6 +86,30 @@ export class SocketTerminator {
   }
 
   static open(o: SocketTerminatorOptions): SocketTerminator | undefined {
+    const load = SocketTerminator.loadOptions(o);
+    if (load === undefined) return undefined;
+    try {
+      return new SocketTerminator(LoadedObject.load(load.path, load.options), o.netnsPath);
+    } catch (e) {
+      SocketTerminator.notLoaded(o, e);
+      return undefined;
+    }
+  }
+
+  /** The same, verifying on a worker thread (the agent's start). */
+  static async openAsync(o: SocketTerminatorOptions): Promise<SocketTerminator | undefined> {
+    const load = SocketTerminator.loadOptions(o);
+    if (load === undefined) return undefined;
+    try {
+      return new SocketTerminator(await LoadedObject.loadAsync(load.path, load.options), o.netnsPath);
+    } catch (e) {
+      SocketTerminator.notLoaded(o, e);
+      return undefined;
+    }
+  }
+
+  /** What to load, or undefined (said why) where the kernel cannot destroy sockets. */
+  private static loadOptions(o: SocketTerminatorOptions): { path: string; options: LoadOptions } | undefined {
     let present: boolean;
     try {
       present = kernelFunctionExists(SOCK_DESTROY_KFUNC);
@@ -97,16 +121,14 @@ export class SocketTerminator {
       return undefined;
     }
     const shared = new Set(o.datapath.object.mapNames());
-    try {
-      const object = LoadedObject.load(o.object ?? DESTROY_OBJECT, {
-        pinDir: o.pinDir,
-        sizeOf: (name) => (shared.has(name) ? o.datapath.object.mapDescription(name).maxEntries : undefined),
-      });
-      return new SocketTerminator(object, o.netnsPath);
-    } catch (e) {
-      o.log({ error: (e as Error).message }, `the socket iterators did not load: sockets connected to removed backends are not reset (${(e as Error).message.split('\n')[0]})`);
-      return undefined;
-    }
+    return {
+      path: o.object ?? DESTROY_OBJECT,
+      options: { pinDir: o.pinDir, sizeOf: (name) => (shared.has(name) ? o.datapath.object.mapDescription(name).maxEntries : undefined) },
+    };
+  }
+
+  private static notLoaded(o: SocketTerminatorOptions, e: unknown): void {
+    o.log({ error: (e as Error).message }, `the socket iterators did not load: sockets connected to removed backends are not reset (${(e as Error).message.split('\n')[0]})`);
   }
 
   /** Walks the namespace's TCP and UDP sockets once; returns those destroyed. */
