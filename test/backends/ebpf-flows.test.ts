@@ -15,6 +15,9 @@ import { programNode, type ProgrammedNode } from './ebpf-lab.ts';
 
 const VIP = '10.96.0.60';
 
+/** How long a probe waits for an answer that must come (a bound for failures, not a claim of speed). */
+const ANSWER_MS = 5000;
+
 /** ClientIP affinity's timeout in the stickiness test: long beside a probe's start on a loaded machine. */
 const AFFINITY_S = 30;
 
@@ -36,7 +39,7 @@ describe('eBPF datapath: flows under change', () => {
     assert.deepEqual(report.failed, []);
   };
   const send = async (sourcePort?: number, count = 1): Promise<ProbeResult[]> =>
-    lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: VIP, port: 53 }], count, sourcePort, timeoutMs: 1000 });
+    lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: VIP, port: 53 }], count, sourcePort, timeoutMs: ANSWER_MS });
   const podOf = (r: ProbeResult): string => {
     assert.ok(r.ok, r.ok ? '' : r.error);
     return r.reply.pod;
@@ -58,15 +61,15 @@ describe('eBPF datapath: flows under change', () => {
     await lab?.teardown();
   });
 
-  it('a removed UDP backend: the same flow is answered by another within 1 s', async () => {
+  it('a removed UDP backend: the same flow\'s very next datagram is answered by another', async () => {
     setEndpoints([{ pod: 'n0p1' }, { pod: 'n1p1' }]);
     const first = podOf((await send(50001))[0]!);
     const other = first === 'n0p1' ? 'n1p1' : 'n0p1';
     setEndpoints([{ pod: other }]);
-    const started = Date.now();
+    // One datagram, no retry: answered at all means the flow moved at once, without waiting for
+    // its CT entry to time out (what a wall-clock bound here would claim, and fail under load).
     const after = podOf((await send(50001))[0]!);
     assert.equal(after, other);
-    assert.ok(Date.now() - started < 1000);
   });
 
   it('a terminating backend keeps its flow and gets no new ones', async () => {
@@ -94,7 +97,7 @@ describe('eBPF datapath: flows under change', () => {
     };
     const ports = Array.from({ length: 40 }, (_, i) => 51000 + i);
     const round = async (): Promise<string[]> =>
-      (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.61', port: 53 }], count: ports.length, sourcePorts: ports, timeoutMs: 1000 })).map(podOf);
+      (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.61', port: 53 }], count: ports.length, sourcePorts: ports, timeoutMs: ANSWER_MS })).map(podOf);
     magEndpoints(['n0p1', 'n0p2', 'n1p0']);
     const before = await round();
     magEndpoints(['n0p1', 'n0p2', 'n1p0', 'n1p1']);
@@ -169,7 +172,7 @@ describe('eBPF datapath: flows under change', () => {
       return { pod: r.reply.pod, clientPort: r.reply.clientPort };
     };
     // UDP, interleaved: a, b, then a again; without its own port b's answers would take a's.
-    const udp = (await lab.probe(lab.pod('n0p0').netns, { targets: ['10.96.0.63', '10.96.0.64', '10.96.0.63'].map((host) => ({ proto: 'udp' as const, host, port: 53 })), sourcePort: 50300, timeoutMs: 1000 })).map(ok);
+    const udp = (await lab.probe(lab.pod('n0p0').netns, { targets: ['10.96.0.63', '10.96.0.64', '10.96.0.63'].map((host) => ({ proto: 'udp' as const, host, port: 53 })), sourcePort: 50300, timeoutMs: ANSWER_MS })).map(ok);
     assert.deepEqual(udp.map((r) => r.pod), ['n1p0', 'n1p0', 'n1p0']);
     assert.deepEqual([udp[0]!.clientPort, udp[2]!.clientPort], [50300, 50300]);
     assert.ok(udp[1]!.clientPort !== 50300 && udp[1]!.clientPort >= DEFAULT_SNAT_PORTS.min, `b's flow seen from port ${udp[1]!.clientPort}, one of its own`);

@@ -13,7 +13,7 @@ import type { Lab } from '../lab/lab.ts';
 export async function udpFlowMovesOff(lab: Lab, tracker: ChangeTracker, sync: () => Promise<unknown>, cleaner: UdpConntrackCleaner, options: { ipvs?: boolean } = {}): Promise<void> {
   // web's dns port: UDP 10.96.0.10:53 -> n0p1 or n1p1 (8080), one flow from port 40053.
   const send = async (): Promise<string> => {
-    const results = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.10', port: 53 }], sourcePort: 40053, count: options.ipvs ? 2 : 1, timeoutMs: 700 });
+    const results = await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.10', port: 53 }], sourcePort: 40053, count: options.ipvs ? 2 : 1, timeoutMs: 3000 });
     const r = results.findLast((x) => x.ok) ?? results.at(-1);
     assert.ok(r?.ok, r?.ok ? '' : r?.error);
     return r.reply.pod;

@@ -197,7 +197,7 @@ describe('the image in iptables mode', () => {
     const { lab, container, configDir } = env!;
     // web's dns port: UDP 10.96.0.10:53 -> n0p1 or n1p1, one flow from source port 40053.
     const send = async (): Promise<string> => {
-      const r = (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.10', port: 53 }], sourcePort: 40053, count: 1, timeoutMs: 700 }))[0]!;
+      const r = (await lab.probe(lab.pod('n0p0').netns, { targets: [{ proto: 'udp', host: '10.96.0.10', port: 53 }], sourcePort: 40053, count: 1, timeoutMs: 3000 }))[0]!;
       assert.ok(r.ok, r.ok ? '' : r.error);
       return r.reply.pod;
     };
