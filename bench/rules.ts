@@ -11,11 +11,13 @@
 // The added time per connection over the direct path is the first packet's cost (the answers
 // and later packets of a flow take conntrack's established path in every mode).
 //   npm run bench:rules   (root; BENCH_QUICK=1: 100 and 1k for syncs, 10 and 1k for connections)
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EbpfProxyBackend } from '../control/backends/ebpf/proxy-backend.ts';
 import { datapathObjectPath } from '../control/backends/ebpf/object-path.ts';
-import { IptablesBackend } from '../control/backends/iptables/apply.ts';
+import { IptablesBackend, XTABLES_WAIT } from '../control/backends/iptables/apply.ts';
 import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
 import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.ts';
 import { cleanupNftables } from '../control/backends/nftables/cleanup.ts';
@@ -61,6 +63,22 @@ async function ms(f: () => Promise<unknown> | unknown): Promise<number> {
   return +(performance.now() - t0).toFixed(1);
 }
 
+/**
+ * The restore tool alone: `text` (what a first sync sent) written to a file and loaded from it
+ * by `tool` (argv, the file appended) after `clean` emptied the netns of our rules.
+ */
+async function toolAlone(prefix: readonly string[], text: string, clean: () => Promise<unknown>, tool: readonly string[]): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-rules-'));
+  try {
+    const file = join(dir, 'rules');
+    writeFileSync(file, text);
+    await clean();
+    return await ms(() => run(prefix[0]!, [...prefix.slice(1), ...tool, file]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function cluster(n: number): ChangeTracker {
   const t = new ChangeTracker({ ...DEFAULT_MODEL_CONFIG, families: [4], clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR' }, nodeFacts('bench', { metadata: { name: 'bench' }, status: { addresses: [{ type: 'InternalIP', address: '10.254.0.11' }] } }));
   fill(t, n);
@@ -77,15 +95,20 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     let t = cluster(n);
     const ipt = new IptablesBackend({ families: [4], commandPrefix: prefix });
     const iptFull = await ms(() => ipt.sync(t.state(), true));
+    // The tool alone on the same rules: the first sync's transaction, restored into a clean
+    // netns from a file (the acceptance: a first sync within 1.5x of this, same run).
+    const iptAlone = await toolAlone(prefix, ipt.sent.last()!.text, () => cleanupIptables(defaultRunner(prefix)), ['iptables-restore', ...XTABLES_WAIT, '--noflush']);
     const iptPartial = await ms(() => ipt.sync(t.state(), false, change(t, n, 1)));
     const iptFullAgain = await ms(() => ipt.sync(t.state(), true, change(t, n, 2)));
     const rules = (await run('nsenter', [...prefix.slice(1), 'iptables-save', '-t', 'nat'])).split('\n').filter((l) => l.startsWith('-A')).length;
-    rows.push({ mode: 'iptables', services: n, rules, firstSyncMs: iptFull, oneChangeMs: iptPartial, oneChangeFullSyncMs: iptFullAgain });
+    rows.push({ mode: 'iptables', services: n, rules, firstSyncMs: iptFull, toolAloneMs: iptAlone, firstSyncVsTool: +(iptFull / iptAlone).toFixed(2), oneChangeMs: iptPartial, oneChangeFullSyncMs: iptFullAgain });
     await cleanupIptables(defaultRunner(prefix));
 
     t = cluster(n);
     const nft = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftFirst = await ms(() => nft.sync(t.state(), false));
+    const nftAlone = await toolAlone(prefix, nft.sent.last()!.text, () => cleanupNftables(nftRunner(prefix)), ['nft', '-f']);
+    await nft.sync(t.state(), true); // the table back, as the first sync left it
     const nftIncremental = await ms(() => nft.sync(t.state(), false, change(t, n, 1)));
     const bytes = nft.sent.last()!.text.length;
     const nftFull = await ms(() => nft.sync(t.state(), true, change(t, n, 2)));
@@ -93,7 +116,7 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     const restarted = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftRestart = await ms(() => restarted.sync(t.state(), false));
     const periodic = await ms(() => restarted.sync(t.state(), false));
-    rows.push({ mode: 'nftables', services: n, firstSyncMs: nftFirst, oneChangeMs: nftIncremental, oneChangeFullSyncMs: nftFull, changeBytes: bytes, restartSyncMs: nftRestart, periodicSyncMs: periodic });
+    rows.push({ mode: 'nftables', services: n, firstSyncMs: nftFirst, toolAloneMs: nftAlone, firstSyncVsTool: +(nftFirst / nftAlone).toFixed(2), oneChangeMs: nftIncremental, oneChangeFullSyncMs: nftFull, changeBytes: bytes, restartSyncMs: nftRestart, periodicSyncMs: periodic });
     await cleanupNftables(nftRunner(prefix));
 
     t = cluster(n);

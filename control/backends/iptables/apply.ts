@@ -345,11 +345,26 @@ export class IptablesBackend {
 
   private async ensureJumps(family: Family, variant: IptablesVariant, localhost: boolean): Promise<void> {
     const bin = iptablesTools(family, variant).iptables;
-    for (const j of localhost ? [...JUMPS, ...LOCALHOST_JUMPS] : JUMPS) {
-      const exists = await this.run(bin, [...XTABLES_WAIT, '-t', j.table, '-C', j.chain, ...j.args]);
-      if (exists.ok) continue;
-      const added = await this.run(bin, [...XTABLES_WAIT, '-t', j.table, '-I', j.chain, ...j.args]);
-      if (!added.ok) throw new Error(`${bin} -t ${j.table} -I ${j.chain}: ${added.out.trim()}`);
-    }
+    const jumps = localhost ? [...JUMPS, ...LOCALHOST_JUMPS] : JUMPS;
+    // Every full sync checks them (someone may have flushed a built-in chain): the checks at
+    // once, each a process of its own; the missing ones inserted by one restore, in the order
+    // (and so with the result) of inserting them one at a time.
+    const present = await Promise.all(jumps.map(async (j) => (await this.run(bin, [...XTABLES_WAIT, '-t', j.table, '-C', j.chain, ...j.args])).ok));
+    const missing = jumps.filter((_, i) => !present[i]);
+    if (missing.length === 0) return;
+    const tool = iptablesTools(family, variant).restore;
+    const added = await this.run(tool, [...XTABLES_WAIT, '--noflush'], renderJumpInserts(missing));
+    if (!added.ok) throw new Error(`${tool}: inserting ${missing.map((j) => `${j.table} ${j.chain} -j ${j.args.at(-1)}`).join(', ')}: ${added.out.trim()}`);
   }
+}
+
+/** iptables-restore input inserting `jumps` (-I, each at the top, in the given order), table by table. */
+export function renderJumpInserts(jumps: ReadonlyArray<{ table: string; chain: string; args: readonly string[] }>): string {
+  const out: string[] = [];
+  for (const table of [...new Set(jumps.map((j) => j.table))]) {
+    out.push(`*${table}`);
+    for (const j of jumps) if (j.table === table) out.push(`-I ${j.chain} ${j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}`);
+    out.push('COMMIT');
+  }
+  return `${out.join('\n')}\n`;
 }
