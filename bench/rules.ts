@@ -20,6 +20,7 @@ import { datapathObjectPath } from '../control/backends/ebpf/object-path.ts';
 import { IptablesBackend, XTABLES_WAIT } from '../control/backends/iptables/apply.ts';
 import { cleanupIptables, defaultRunner } from '../control/backends/iptables/cleanup.ts';
 import { NftablesBackend, nftRunner } from '../control/backends/nftables/apply.ts';
+import { TABLE as NFT_TABLE } from '../control/backends/nftables/compile.ts';
 import { cleanupNftables } from '../control/backends/nftables/cleanup.ts';
 import { nodeFacts } from '../control/model/node.ts';
 import { ChangeTracker } from '../control/model/tracker.ts';
@@ -111,12 +112,17 @@ async function syncTimes(n: number): Promise<Array<Record<string, string | numbe
     await nft.sync(t.state(), true); // the table back, as the first sync left it
     const nftIncremental = await ms(() => nft.sync(t.state(), false, change(t, n, 1)));
     const bytes = nft.sent.last()!.text.length;
+    // nft's own floor for any change at this size: one rule added to a new chain of the table
+    // (nft 1.x loads every chain and set of the table into its cache for an `add rule`).
+    const probeChain = `${NFT_TABLE} sy-bench-floor`;
+    const nftFloor = await toolAlone(prefix, `add chain ip ${probeChain}\nadd rule ip ${probeChain} counter\n`, async () => undefined, ['nft', '-f']);
+    await run(prefix[0]!, [...prefix.slice(1), 'nft', 'delete', 'chain', 'ip', NFT_TABLE, 'sy-bench-floor']);
     const nftFull = await ms(() => nft.sync(t.state(), true, change(t, n, 2)));
     // An agent restart: a new backend's first sync lists the table and rewrites nothing.
     const restarted = new NftablesBackend({ families: [4], commandPrefix: prefix });
     const nftRestart = await ms(() => restarted.sync(t.state(), false));
     const periodic = await ms(() => restarted.sync(t.state(), false));
-    rows.push({ mode: 'nftables', services: n, firstSyncMs: nftFirst, toolAloneMs: nftAlone, firstSyncVsTool: +(nftFirst / nftAlone).toFixed(2), oneChangeMs: nftIncremental, oneChangeFullSyncMs: nftFull, changeBytes: bytes, restartSyncMs: nftRestart, periodicSyncMs: periodic });
+    rows.push({ mode: 'nftables', services: n, firstSyncMs: nftFirst, toolAloneMs: nftAlone, firstSyncVsTool: +(nftFirst / nftAlone).toFixed(2), oneChangeMs: nftIncremental, oneRuleFloorMs: nftFloor, oneChangeFullSyncMs: nftFull, changeBytes: bytes, restartSyncMs: nftRestart, periodicSyncMs: periodic });
     await cleanupNftables(nftRunner(prefix));
 
     t = cluster(n);
