@@ -332,8 +332,9 @@ export class Lab {
     return new Promise((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });
       // Generous: inside the emulated test VM (TCG) a node process takes seconds to start, and a
-      // lab starts one per pod and node at once.
-      const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 60_000);
+      // lab starts one per pod and node at once; on a loaded host (two VMs and a CPU-heavy
+      // process beside the suite) 60 s was seen to be too little. A bound for failures only.
+      const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 180_000);
       lines.on('line', (line) => {
         if (line === 'ready') {
           clearTimeout(timer);
