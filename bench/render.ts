@@ -195,7 +195,7 @@ function syncs(rep: Report, rules: Result | undefined): void {
     note: 'from the tracker update to the rules or maps applied; iptables partial / nftables incremental / eBPF map writes',
   }));
   rep.md.push('Timed per mode in one throwaway netns, one mode after the other. The one-service change runs from the tracker update to the rules or maps in place: iptables a partial iptables-restore, nftables an incremental transaction, eBPF compiling the model into map contents (`compileDatapath`, the whole model) and writing what differs. "As a full sync" is the same change written the way a periodic full sync writes it.\n');
-  rep.md.push(table(rows, [['mode', 'mode'], ['services', 'services'], ['rules', 'iptables rules'], ['firstSyncMs', 'first sync ms'], ['oneChangeMs', 'one change ms'], ['oneChangeFullSyncMs', 'same change, full sync ms'], ['changeBytes', 'nft change bytes'], ['restartSyncMs', 'restart sync ms'], ['periodicSyncMs', 'periodic no-change ms']]));
+  rep.md.push(table(rows, [['mode', 'mode'], ['services', 'services'], ['rules', 'iptables rules'], ['firstSyncMs', 'first sync ms'], ['toolAloneMs', 'the tool alone, same rules, ms'], ['firstSyncVsTool', 'first sync / tool alone'], ['oneChangeMs', 'one change ms'], ['oneRuleFloorMs', "nft's floor for a change ms"], ['oneChangeFullSyncMs', 'same change, full sync ms'], ['changeBytes', 'nft change bytes'], ['restartSyncMs', 'restart sync ms'], ['periodicSyncMs', 'periodic no-change ms']]));
 }
 
 function rss(rep: Report, r: Result | undefined): void {
