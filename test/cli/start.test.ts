@@ -232,7 +232,9 @@ describe('agent start and stop', () => {
     const dir = pins('nocidr');
     // The test API server on the loopback of the agent's own fresh netns, without the ServiceCIDR resource.
     const apiserver = fileURLToPath(new URL('../deploy/apiserver-at.ts', import.meta.url));
-    const script = 'ip link set lo up || exit 1; "$1" "$2" --listen 127.0.0.1:6443 --absent ServiceCIDR & shift 2; exec "$@"';
+    // The agent starts once the server said "ready" (through a FIFO the shell keeps open): its
+    // sources list at once, and a list before the server listens would be refused.
+    const script = 'ip link set lo up || exit 1; f=$(mktemp -u) && mkfifo "$f" || exit 1; "$1" "$2" --listen 127.0.0.1:6443 --absent ServiceCIDR > "$f" & exec 3<"$f"; rm -f "$f"; read -r ready <&3; shift 2; exec "$@"';
     const args = ['--master', 'http://127.0.0.1:6443', '--hostname-override', 'n0', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--bpffs-dir', dir, '--service-cluster-ip-range', '10.96.0.0/12', '--logging-format=json'];
     const a = start(args, ['unshare', '-n', '--', 'sh', '-c', script, 'sh', process.execPath, apiserver]);
     children.push(a.child);
@@ -250,7 +252,13 @@ describe('agent start and stop', () => {
         cidrs.close();
       }
     } finally {
-      for (const pid of server()) process.kill(pid, 'SIGKILL');
+      for (const pid of server()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e; // a tool child of the agent, gone meanwhile
+        }
+      }
     }
     a.child.kill('SIGTERM');
     assert.equal((await a.done).code, 0);
