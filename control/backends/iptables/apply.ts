@@ -10,7 +10,7 @@ import type { Family } from '../../model/ip.ts';
 import { planServicePort } from '../../model/plan.ts';
 import type { ChangeSet, DesiredState, FamilyState, ModelConfig, ServicePortState } from '../../model/types.ts';
 import { RecentLog, toolRunner, type StoppableToolRunner, type ToolRunner } from '../tool-runner.ts';
-import { assembleIptables, compileIptablesPort, JUMPS, LOCALHOST_JUMPS, renderRestore, type PortRules } from './compile.ts';
+import { assembleIptables, compileIptablesPort, JUMPS, LOCALHOST_JUMPS, renderJumpInserts, renderRestore, type PortRules } from './compile.ts';
 
 /** What localhost NodePorts need (kube-proxy sets it at start): the kernel routes packets rerouted to 127.0.0.0/8 off the loopback. */
 export const ROUTE_LOCALNET = 'net.ipv4.conf.all.route_localnet';
@@ -356,15 +356,4 @@ export class IptablesBackend {
     const added = await this.run(tool, [...XTABLES_WAIT, '--noflush'], renderJumpInserts(missing));
     if (!added.ok) throw new Error(`${tool}: inserting ${missing.map((j) => `${j.table} ${j.chain} -j ${j.args.at(-1)}`).join(', ')}: ${added.out.trim()}`);
   }
-}
-
-/** iptables-restore input inserting `jumps` (-I, each at the top, in the given order), table by table. */
-export function renderJumpInserts(jumps: ReadonlyArray<{ table: string; chain: string; args: readonly string[] }>): string {
-  const out: string[] = [];
-  for (const table of [...new Set(jumps.map((j) => j.table))]) {
-    out.push(`*${table}`);
-    for (const j of jumps) if (j.table === table) out.push(`-I ${j.chain} ${j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}`);
-    out.push('COMMIT');
-  }
-  return `${out.join('\n')}\n`;
 }

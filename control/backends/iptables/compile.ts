@@ -329,3 +329,14 @@ export function renderRestore(rules: CompiledRules, only?: ReadonlySet<string>, 
   }
   return `${out.join('\n')}\n`;
 }
+
+/** iptables-restore input inserting `jumps` (-I, each at the top, in the given order), table by table. */
+export function renderJumpInserts(jumps: ReadonlyArray<{ table: string; chain: string; args: readonly string[] }>): string {
+  const out: string[] = [];
+  for (const table of [...new Set(jumps.map((j) => j.table))]) {
+    out.push(`*${table}`);
+    for (const j of jumps) if (j.table === table) out.push(`-I ${j.chain} ${j.args.map(quote).join(' ')}`);
+    out.push('COMMIT');
+  }
+  return `${out.join('\n')}\n`;
+}
