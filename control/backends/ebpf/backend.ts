@@ -97,7 +97,9 @@ export class EbpfBackend {
     const candidates = EbpfBackend.candidates(o);
     for (const [i, object] of candidates.entries()) {
       try {
-        return EbpfBackend.opened(o, object, EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
+        const backend = EbpfBackend.opened(o, object, EbpfDatapath.open({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
+        if (o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: backend.datapath, pinDir: o.pinDir, log: o.log });
+        return backend;
       } catch (e) {
         EbpfBackend.nextCandidate(o, candidates, i, e);
       }
@@ -110,7 +112,7 @@ export class EbpfBackend {
     const candidates = EbpfBackend.candidates(o);
     for (const [i, object] of candidates.entries()) {
       try {
-        const backend = EbpfBackend.opened(o, object, await EbpfDatapath.openAsync({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }), false);
+        const backend = EbpfBackend.opened(o, object, await EbpfDatapath.openAsync({ object, pinDir: o.pinDir, maxEntries: EbpfBackend.mapSizes(o) }));
         if (o.cgroup !== undefined) backend.sockets = await SocketTerminator.openAsync({ datapath: backend.datapath, pinDir: o.pinDir, log: o.log });
         return backend;
       } catch (e) {
@@ -133,15 +135,13 @@ export class EbpfBackend {
     return { sy_ct: pinnedSize(o.pinDir, 'sy_ct') ?? ctSize, sy_ct_any: pinnedSize(o.pinDir, 'sy_ct_any') ?? ctSize, sy_ct_syn: pinnedSize(o.pinDir, 'sy_ct_syn') ?? synSize, ...Object.fromEntries(sockSizes), ...serviceMapSizes(o) };
   }
 
-  /** `sockets`: the socket iterators loaded here too (openAsync loads them itself, on the worker). */
-  private static opened(o: EbpfBackendOptions, object: string, dp: EbpfDatapath, sockets = true): EbpfBackend {
+  /** The backend around a loaded datapath; the socket iterators are the caller's to load. */
+  private static opened(o: EbpfBackendOptions, object: string, dp: EbpfDatapath): EbpfBackend {
     o.log({ object, pinDir: o.pinDir, frontends: dp.frontendCount }, `datapath loaded; adopted ${dp.frontendCount} frontends from pinned maps`);
     const build = buildOfObject(object);
     const degraded = build && buildDegradation(build, kernelFeatures());
     if (degraded) o.log({ object, build }, degraded);
-    const backend = new EbpfBackend(o, dp);
-    if (sockets && o.cgroup !== undefined) backend.sockets = SocketTerminator.open({ datapath: dp, pinDir: o.pinDir, log: o.log });
-    return backend;
+    return new EbpfBackend(o, dp);
   }
 
   /** A build this kernel refuses (the verifier, a CO-RE relocation) gives way to the next; throws when none is left. */
@@ -238,16 +238,15 @@ export class EbpfBackend {
     this.ruleTools = tools;
     try {
       const ipt = await cleanupIptables(tools);
-      const run = tools;
       // Flows kube-proxy's nftables rules translated keep their NAT only while a NAT chain of their
       // family is registered: a table of ours holds one until the last of them ended (gcOnce).
-      const families = this.tookOver > 0 ? await kubeProxyTableFamilies(run) : [];
+      const families = this.tookOver > 0 ? await kubeProxyTableFamilies(tools) : [];
       if (families.length > 0) {
-        const r = await run('nft', ['-f', '-'], natHoldInput(families));
+        const r = await tools('nft', ['-f', '-'], natHoldInput(families));
         if (r.ok) this.natHold = families;
         else this.o.log({ error: r.out.trim() }, `nft: could not add the ${NAT_HOLD_TABLE} table: flows kube-proxy's nftables rules translated lose their NAT with its table`);
       }
-      const nft = await cleanupNftables(run, { keepNatHold: true });
+      const nft = await cleanupNftables(tools, { keepNatHold: true });
       // IPVS's state goes after the iptables rules that name its ipsets; now, or when the flows
       // it translated ended (releaseNatHold).
       const ipvsPresent = (await tools('ip', ['link', 'show', DUMMY_DEVICE])).ok;

@@ -37,8 +37,8 @@ export class EbpfProxyBackend implements ProxyBackend {
     this.ebpf.attachSockets();
   }
 
-  /** The rule modes' removal, while it runs. */
-  removingRules: Promise<void> | undefined;
+  /** The rule modes' removal, started once. */
+  private removingRules: Promise<void> | undefined;
 
   /**
    * Off the sync path, once our programs are attached: a rule mode's rules no longer translate
