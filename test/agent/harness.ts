@@ -32,17 +32,30 @@ export function startAgent(lab: Lab, node: LabNode, manifests: string, extra: st
   // In the node's cgroup, the agent is swept with the lab even if this process is killed.
   writeFileSync(`${cgroup}/cgroup.procs`, String(child.pid));
   const logs: Array<Record<string, unknown>> = [];
+  // What the agent printed that is not a log line (a V8 fatal error, a native abort), kept for the
+  // error below: the test's own output may be cut where a VM's console is.
+  const other: string[] = [];
   const synced = new Promise<Record<string, unknown>>((resolve, reject) => {
     createInterface({ input: child.stderr! }).on('line', (line) => {
       if (!line.startsWith('{')) {
         process.stderr.write(`${line}\n`);
+        other.push(line);
+        if (other.length > 40) other.shift();
         return;
       }
       const entry = JSON.parse(line) as Record<string, unknown>;
       logs.push(entry);
       if (entry.msg === 'synced') resolve(entry);
     });
-    child.once('exit', (code) => reject(new Error(`agent exited (${code}) before its first sync`)));
+    child.once('exit', (code, signal) => {
+      const fail = (): void => reject(new Error(`agent exited (${code ?? signal}) before its first sync; its last logs: ${JSON.stringify(logs.slice(-5))}; other output: ${other.join('\n')}`));
+      // Its last lines are read once its stderr closes; a tool child holding it open does not hold the failure.
+      const late = setTimeout(fail, 2_000);
+      child.once('close', () => {
+        clearTimeout(late);
+        fail();
+      });
+    });
   });
   synced.catch(() => undefined);
   return { child, logs, synced };
