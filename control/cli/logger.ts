@@ -32,7 +32,7 @@ function caller(): string {
     const m = /\(?(?:file:\/\/)?([^()\s]+):(\d+):\d+\)?$/.exec(frame.trim());
     if (m === null) continue;
     const file = m[1]!;
-    if (file.includes('/node_modules/pino') || file.endsWith('/cli/logger.ts') || file.startsWith('node:')) continue;
+    if (file.includes('/node_modules/pino') || /\/cli\/logger\.[jt]s$/.test(file) || file.startsWith('node:')) continue;
     return `${basename(dirname(file))}/${basename(file)}:${m[2]}`;
   }
   return '???:1';

@@ -64,7 +64,9 @@ mkdir -p "$app/build/Release" "$app/build/bpf" "$stage/usr/local/bin"
 cp package.json package-lock.json "$app/"
 # Production dependencies only; the addon is copied already built, so no install scripts run.
 npm ci --prefix "$app" --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
-cp -r control proto "$app/"
+# The control plane as JavaScript (tsconfig.build.json): the agent never strips types at start-up.
+cp -r proto "$app/"
+node_modules/.bin/tsc -p tsconfig.build.json --outDir "$app"
 cp build/Release/switchyard.node "$app/build/Release/"
 cp build/bpf/*.o "$app/build/bpf/"
 cp "$(readlink -f node_modules/node/bin/node)" "$stage/usr/local/bin/node"
@@ -79,7 +81,7 @@ umoci raw add-layer --image "$out/oci:$tag" "$out/app.tar"
 umoci config --image "$out/oci:$tag" \
   --config.workingdir /opt/switchyard \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  --config.entrypoint node --config.entrypoint /opt/switchyard/control/cli/main.ts \
+  --config.entrypoint node --config.entrypoint /opt/switchyard/control/cli/main.js \
   --author switchyard --os linux --architecture amd64
 umoci gc --layout "$out/oci"
 rm -rf "$stage" "$out/app.tar"

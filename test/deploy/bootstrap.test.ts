@@ -57,7 +57,6 @@ describe('bootstrap on a node with no state', () => {
     const configDir = `${dir}/${name}`;
     mkdirSync(configDir, { recursive: true });
     for (const [file, text] of Object.entries(files)) writeFileSync(`${configDir}/${file}`, text);
-    if (!existsSync('/run/xtables.lock')) writeFileSync('/run/xtables.lock', '', { flag: 'a' });
     const standIns: PodStandIns = {
       netnsPath: netnsPath(n0.netns),
       nodeName: n0.name,

@@ -80,7 +80,6 @@ async function podLab(mode: 'ebpf' | 'iptables'): Promise<{ lab: Lab; container:
     mkdirSync(`${configDir}/manifests`, { recursive: true });
     writeManifests(`${configDir}/manifests`);
     writeFileSync(`${configDir}/config.conf`, labConfig(mode, lab.bpffsDir('agent')));
-    if (!existsSync('/run/xtables.lock')) writeFileSync('/run/xtables.lock', '', { flag: 'a' }); // hostPath type FileOrCreate
     const n0 = lab.nodes[0]!;
     const standIns: PodStandIns = {
       netnsPath: netnsPath(n0.netns),

@@ -4,13 +4,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { daemonSet, podRuntimeConfig, type PodStandIns } from './pod-spec.ts';
+import { daemonSet, hostPathsToCreate, podRuntimeConfig, type PodStandIns } from './pod-spec.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const LAYOUT = `${ROOT}build/image/oci`;
 export const IMAGE_TAG = `switchyard:${(JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version}`;
 /** What goes into the image: a change to any of these makes the built image stale. */
-const INPUTS = ['control', 'proto', 'build/Release/switchyard.node', 'build/bpf', 'package-lock.json', 'deploy/image'];
+const INPUTS = ['control', 'proto', 'tsconfig.json', 'tsconfig.build.json', 'build/Release/switchyard.node', 'build/bpf', 'package-lock.json', 'deploy/image'];
 
 /** A tool run with argv and a timeout; rejects with its stderr. */
 function run(file: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
@@ -77,7 +77,12 @@ export function runPod(bundle: Bundle, id: string, standIns: PodStandIns): Conta
   mkdirSync(dir, { recursive: true });
   // The agent logs klog text on stderr by default; the test reads its JSON lines.
   const args = standIns.command !== undefined ? standIns : { ...standIns, extraArgs: ['--logging-format=json', ...(standIns.extraArgs ?? [])] };
-  const config = podRuntimeConfig(daemonSet(), bundle.image, args);
+  const ds = daemonSet();
+  for (const h of hostPathsToCreate(ds, standIns)) {
+    if (h.kind === 'directory') mkdirSync(h.path, { recursive: true });
+    else if (!existsSync(h.path)) writeFileSync(h.path, '', { flag: 'a' });
+  }
+  const config = podRuntimeConfig(ds, bundle.image, args);
   config.root.path = `${bundle.dir}/rootfs`;
   writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 2));
   const child = spawn('runc', ['run', '--bundle', dir, id], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -64,6 +64,22 @@ function expand(arg: string, env: Record<string, string>): string {
  * `image`: the image's own process settings (entrypoint as args, env, cwd), as umoci's generated
  * config.json carries them.
  */
+/**
+ * What the kubelet creates on the node before it starts the pod: the stand-ins of hostPath
+ * volumes of type FileOrCreate (an empty file) or DirectoryOrCreate (a directory). On a fresh
+ * node /run/xtables.lock exists only once some iptables ran; runc's bind mount needs it first.
+ */
+export function hostPathsToCreate(ds: Obj, s: Pick<PodStandIns, 'hostPaths'>): Array<{ path: string; kind: 'file' | 'directory' }> {
+  const out: Array<{ path: string; kind: 'file' | 'directory' }> = [];
+  for (const v of ds.spec.template.spec.volumes ?? []) {
+    const type = v.hostPath?.type;
+    if (type !== 'FileOrCreate' && type !== 'DirectoryOrCreate') continue;
+    const standIn = s.hostPaths[v.hostPath.path];
+    if (standIn !== undefined) out.push({ path: standIn, kind: type === 'FileOrCreate' ? 'file' : 'directory' });
+  }
+  return out;
+}
+
 export function podRuntimeConfig(ds: Obj, image: { args: string[]; env: string[]; cwd: string }, s: PodStandIns): Obj {
   const pod = ds.spec.template.spec;
   if (pod.hostNetwork !== true) throw new Error('the DaemonSet is expected on the host network');

@@ -8,7 +8,8 @@
 import { createRequire, registerHooks } from 'node:module';
 import type { KubeConfig as KubeConfigType } from '@kubernetes/client-node';
 
-const STUB = new URL('./client-node-gen-stub.ts', import.meta.url).href;
+// The stub's file ends as this one does: .ts in the checkout, .js in the image (tsconfig.build.json).
+const STUB = new URL(`./client-node-gen-stub${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url).href;
 let loaded: typeof KubeConfigType | undefined;
 
 /** The KubeConfig class, loaded once, without client-node's generated API. */
